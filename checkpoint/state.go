@@ -1,0 +1,58 @@
+package checkpoint
+
+// State is everything the agent needs to resume after a restart.
+type State struct {
+	// NextSeq is the sequence number the next newly discovered file gets.
+	NextSeq uint64 `json:"nextSeq"`
+	// Files are the source files known to the agent, oldest first.
+	Files []File `json:"files"`
+}
+
+// File is one source file, identified by its device and inode and by a
+// fingerprint of its first bytes.
+type File struct {
+	// Seq orders files: a file with a higher Seq holds later events.
+	Seq uint64 `json:"seq"`
+	Dev uint64 `json:"dev"`
+	Ino uint64 `json:"ino"`
+	// FingerprintLen is how many leading bytes Fingerprint covers.
+	FingerprintLen int `json:"fingerprintLen"`
+	// Fingerprint is the hex SHA-256 of the first FingerprintLen bytes of
+	// the uncompressed content.
+	Fingerprint string `json:"fingerprint,omitempty"`
+	// Path is where the file was last seen.
+	Path string `json:"path"`
+	// Size is the last uncompressed size observed.
+	Size int64 `json:"size"`
+	// Final is true once the file was rotated away: it will not grow.
+	Final bool `json:"final,omitempty"`
+	// Cursors holds each sink's acknowledged position, by sink name.
+	Cursors map[string]Cursor `json:"cursors,omitempty"`
+}
+
+// Cursor is one sink's acknowledged position in one file.
+type Cursor struct {
+	// Offset is the byte offset below which every line was acknowledged.
+	Offset int64 `json:"offset"`
+	// Done is true once the sink acknowledged everything up to the end of a
+	// final file (or a gap record standing in for it).
+	Done bool `json:"done,omitempty"`
+	// LastEventTime is the timestamp of the last acknowledged event, used to
+	// bound the time range of a gap.
+	LastEventTime string `json:"lastEventTime,omitempty"`
+}
+
+// Clone returns a deep copy of s.
+func (s *State) Clone() *State {
+	c := &State{NextSeq: s.NextSeq, Files: make([]File, len(s.Files))}
+	for i, f := range s.Files {
+		c.Files[i] = f
+		if f.Cursors != nil {
+			c.Files[i].Cursors = make(map[string]Cursor, len(f.Cursors))
+			for k, v := range f.Cursors {
+				c.Files[i].Cursors[k] = v
+			}
+		}
+	}
+	return c
+}

@@ -1,0 +1,3 @@
+module github.com/auditrail/auditrail
+
+go 1.26.8

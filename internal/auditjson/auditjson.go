@@ -1,0 +1,311 @@
+// Package auditjson extracts the few fields of a Kubernetes audit event that
+// routing and idempotency need, without decoding the whole event.
+//
+// Parse walks the top-level object once, skipping every value it does not
+// need, and returns sub-slices of the input: it allocates nothing. It also
+// decides whether a line is well-formed enough to be treated as an event;
+// anything else is shipped raw and marked unparsed by the caller.
+package auditjson
+
+import (
+	"bytes"
+	"errors"
+	"unicode/utf8"
+)
+
+// Event holds raw JSON string contents (without quotes, escapes left as
+// they are) of the fields the agent uses. A field missing from the line is
+// empty.
+type Event struct {
+	Kind                     []byte
+	Level                    []byte
+	AuditID                  []byte
+	Stage                    []byte
+	Verb                     []byte
+	RequestURI               []byte
+	StageTimestamp           []byte
+	RequestReceivedTimestamp []byte
+	Username                 []byte
+	Resource                 []byte
+	Subresource              []byte
+	Namespace                []byte
+	Name                     []byte
+	APIGroup                 []byte
+	// Code is responseStatus.code, 0 when absent.
+	Code int
+}
+
+// Errors returned by Parse. The caller only needs to know that the line is
+// not a well-formed event; the kinds feed metrics.
+var (
+	ErrInvalidUTF8 = errors.New("auditjson: invalid UTF-8")
+	ErrNUL         = errors.New("auditjson: NUL byte")
+	ErrCRLF        = errors.New("auditjson: CRLF line ending")
+	ErrSyntax      = errors.New("auditjson: not a JSON object")
+)
+
+// Parse extracts the event fields from line, which must not include its
+// trailing newline. On error the fields parsed so far may be set.
+func Parse(line []byte, ev *Event) error {
+	*ev = Event{}
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		return ErrCRLF
+	}
+	if bytes.IndexByte(line, 0) >= 0 {
+		return ErrNUL
+	}
+	if !utf8.Valid(line) {
+		return ErrInvalidUTF8
+	}
+	p := parser{b: line}
+	if !p.object(topLevel, ev) {
+		return ErrSyntax
+	}
+	p.space()
+	if p.i != len(p.b) {
+		return ErrSyntax
+	}
+	return nil
+}
+
+type scope int
+
+const (
+	topLevel scope = iota
+	userScope
+	objectRefScope
+	responseStatusScope
+)
+
+type parser struct {
+	b []byte
+	i int
+}
+
+func (p *parser) space() {
+	for p.i < len(p.b) {
+		switch p.b[p.i] {
+		case ' ', '\t', '\n', '\r':
+			p.i++
+		default:
+			return
+		}
+	}
+}
+
+// object parses an object at p.i, capturing the fields of interest for s.
+func (p *parser) object(s scope, ev *Event) bool {
+	p.space()
+	if p.i >= len(p.b) || p.b[p.i] != '{' {
+		return false
+	}
+	p.i++
+	p.space()
+	if p.i < len(p.b) && p.b[p.i] == '}' {
+		p.i++
+		return true
+	}
+	for {
+		p.space()
+		key, ok := p.str()
+		if !ok {
+			return false
+		}
+		p.space()
+		if p.i >= len(p.b) || p.b[p.i] != ':' {
+			return false
+		}
+		p.i++
+		p.space()
+		if !p.field(s, key, ev) {
+			return false
+		}
+		p.space()
+		if p.i >= len(p.b) {
+			return false
+		}
+		switch p.b[p.i] {
+		case ',':
+			p.i++
+		case '}':
+			p.i++
+			return true
+		default:
+			return false
+		}
+	}
+}
+
+// field parses the value of key in scope s.
+func (p *parser) field(s scope, key []byte, ev *Event) bool {
+	if dst := target(s, key, ev); dst != nil && p.i < len(p.b) && p.b[p.i] == '"' {
+		v, ok := p.str()
+		*dst = v
+		return ok
+	}
+	if p.i < len(p.b) && p.b[p.i] == '{' && s == topLevel {
+		switch string(key) {
+		case "user":
+			return p.object(userScope, ev)
+		case "objectRef":
+			return p.object(objectRefScope, ev)
+		case "responseStatus":
+			return p.object(responseStatusScope, ev)
+		}
+	}
+	if s == responseStatusScope && string(key) == "code" {
+		start := p.i
+		if !p.skip() {
+			return false
+		}
+		ev.Code = atoi(p.b[start:p.i])
+		return true
+	}
+	return p.skip()
+}
+
+func target(s scope, key []byte, ev *Event) *[]byte {
+	switch s {
+	case topLevel:
+		switch string(key) {
+		case "kind":
+			return &ev.Kind
+		case "level":
+			return &ev.Level
+		case "auditID":
+			return &ev.AuditID
+		case "stage":
+			return &ev.Stage
+		case "verb":
+			return &ev.Verb
+		case "requestURI":
+			return &ev.RequestURI
+		case "stageTimestamp":
+			return &ev.StageTimestamp
+		case "requestReceivedTimestamp":
+			return &ev.RequestReceivedTimestamp
+		}
+	case userScope:
+		if string(key) == "username" {
+			return &ev.Username
+		}
+	case objectRefScope:
+		switch string(key) {
+		case "resource":
+			return &ev.Resource
+		case "subresource":
+			return &ev.Subresource
+		case "namespace":
+			return &ev.Namespace
+		case "name":
+			return &ev.Name
+		case "apiGroup":
+			return &ev.APIGroup
+		}
+	}
+	return nil
+}
+
+// str parses a string at p.i and returns its raw contents.
+func (p *parser) str() ([]byte, bool) {
+	if p.i >= len(p.b) || p.b[p.i] != '"' {
+		return nil, false
+	}
+	start := p.i + 1
+	j := start
+	for {
+		k := bytes.IndexByte(p.b[j:], '"')
+		if k < 0 {
+			return nil, false
+		}
+		j += k
+		// The quote is escaped if preceded by an odd number of backslashes.
+		n := 0
+		for m := j - 1; m >= start && p.b[m] == '\\'; m-- {
+			n++
+		}
+		if n%2 == 0 {
+			break
+		}
+		j++
+	}
+	p.i = j + 1
+	return p.b[start:j], true
+}
+
+// skip skips any JSON value at p.i, checking bracket balance.
+func (p *parser) skip() bool {
+	if p.i >= len(p.b) {
+		return false
+	}
+	switch c := p.b[p.i]; c {
+	case '"':
+		_, ok := p.str()
+		return ok
+	case '{', '[':
+		return p.skipContainer()
+	default:
+		start := p.i
+		for p.i < len(p.b) {
+			switch p.b[p.i] {
+			case ',', '}', ']', ' ', '\t', '\n', '\r':
+				return p.i > start
+			case '{', '[', '"', ':':
+				return false
+			}
+			p.i++
+		}
+		return p.i > start
+	}
+}
+
+// skipContainer skips a nested object or array, tracking depth and strings.
+func (p *parser) skipContainer() bool {
+	depth := 0
+	for p.i < len(p.b) {
+		switch p.b[p.i] {
+		case '"':
+			if _, ok := p.str(); !ok {
+				return false
+			}
+			continue
+		case '{', '[':
+			depth++
+		case '}', ']':
+			depth--
+			if depth == 0 {
+				p.i++
+				return true
+			}
+		}
+		p.i++
+	}
+	return false
+}
+
+func atoi(b []byte) int {
+	n := 0
+	for _, c := range b {
+		if c < '0' || c > '9' || n > 1e6 {
+			return 0
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n
+}
+
+// FindAuditID looks for an auditID value in a prefix of a line that may be
+// cut anywhere, such as the first bytes of an oversized line.
+func FindAuditID(prefix []byte) []byte {
+	const key = `"auditID":"`
+	i := bytes.Index(prefix, []byte(key))
+	if i < 0 {
+		return nil
+	}
+	rest := prefix[i+len(key):]
+	j := bytes.IndexByte(rest, '"')
+	if j < 0 || j > 128 {
+		return nil
+	}
+	return rest[:j]
+}

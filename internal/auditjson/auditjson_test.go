@@ -1,0 +1,129 @@
+package auditjson
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+const sample = `{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"0f4c6b41-2f7b-4a4f-9a69-0d2b5c1c1a11","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/kube-system/secrets/bootstrap-token-abc","verb":"get","user":{"username":"system:serviceaccount:kube-system:generic","uid":"7d","groups":["system:serviceaccounts","system:authenticated"]},"sourceIPs":["10.0.0.5"],"userAgent":"kube-controller-manager/v1.30.0","objectRef":{"resource":"secrets","namespace":"kube-system","name":"bootstrap-token-abc","apiVersion":"v1"},"responseStatus":{"metadata":{},"code":200},"requestObject":{"kind":"Secret","data":{"k":"dj1cIn0ifQ=="},"metadata":{"name":"x\"y"}},"requestReceivedTimestamp":"2026-11-21T10:00:00.000000Z","stageTimestamp":"2026-11-21T10:00:00.002000Z","annotations":{"authorization.k8s.io/decision":"allow"}}`
+
+func TestParseEvent(t *testing.T) {
+	var ev Event
+	if err := Parse([]byte(sample), &ev); err != nil {
+		t.Fatal(err)
+	}
+	checks := map[string][2]string{
+		"kind":        {string(ev.Kind), "Event"},
+		"level":       {string(ev.Level), "Metadata"},
+		"auditID":     {string(ev.AuditID), "0f4c6b41-2f7b-4a4f-9a69-0d2b5c1c1a11"},
+		"stage":       {string(ev.Stage), "ResponseComplete"},
+		"verb":        {string(ev.Verb), "get"},
+		"username":    {string(ev.Username), "system:serviceaccount:kube-system:generic"},
+		"resource":    {string(ev.Resource), "secrets"},
+		"namespace":   {string(ev.Namespace), "kube-system"},
+		"name":        {string(ev.Name), "bootstrap-token-abc"},
+		"subresource": {string(ev.Subresource), ""},
+		"stageTs":     {string(ev.StageTimestamp), "2026-11-21T10:00:00.002000Z"},
+		"receivedTs":  {string(ev.RequestReceivedTimestamp), "2026-11-21T10:00:00.000000Z"},
+	}
+	for name, c := range checks {
+		if c[0] != c[1] {
+			t.Errorf("%s = %q, want %q", name, c[0], c[1])
+		}
+	}
+	if ev.Code != 200 {
+		t.Errorf("code = %d, want 200", ev.Code)
+	}
+}
+
+func TestParseNestedNamesDoNotLeak(t *testing.T) {
+	// "name" and "verb" inside requestObject must not be mistaken for the
+	// top-level or objectRef fields.
+	line := `{"requestObject":{"verb":"delete","objectRef":{"name":"evil"}},"verb":"get","objectRef":{"name":"good"}}`
+	var ev Event
+	if err := Parse([]byte(line), &ev); err != nil {
+		t.Fatal(err)
+	}
+	if string(ev.Verb) != "get" || string(ev.Name) != "good" {
+		t.Fatalf("verb=%q name=%q", ev.Verb, ev.Name)
+	}
+}
+
+func TestParseRejects(t *testing.T) {
+	cases := map[string]struct {
+		line string
+		want error
+	}{
+		"not json":        {"hello world", ErrSyntax},
+		"truncated":       {sample[:len(sample)/2], ErrSyntax},
+		"array":           {`[1,2]`, ErrSyntax},
+		"trailing":        {`{"a":1} x`, ErrSyntax},
+		"unclosed string": {`{"a":"b}`, ErrSyntax},
+		"invalid utf8":    {"{\"a\":\"\xff\xfe\"}", ErrInvalidUTF8},
+		"nul":             {"{\"a\":\"\x00\"}", ErrNUL},
+		"crlf":            {`{"a":1}` + "\r", ErrCRLF},
+		"empty":           {"", ErrSyntax},
+		"missing value":   {`{"a":}`, ErrSyntax},
+		"missing colon":   {`{"a" 1}`, ErrSyntax},
+	}
+	for name, c := range cases {
+		var ev Event
+		if err := Parse([]byte(c.line), &ev); !errors.Is(err, c.want) {
+			t.Errorf("%s: Parse = %v, want %v", name, err, c.want)
+		}
+	}
+}
+
+func TestParseAllocatesNothing(t *testing.T) {
+	line := []byte(sample)
+	var ev Event
+	allocs := testing.AllocsPerRun(100, func() { Parse(line, &ev) })
+	if allocs != 0 {
+		t.Fatalf("Parse allocates %v times per line", allocs)
+	}
+}
+
+func TestFindAuditID(t *testing.T) {
+	if got := FindAuditID([]byte(sample[:120])); string(got) != "0f4c6b41-2f7b-4a4f-9a69-0d2b5c1c1a11" {
+		t.Fatalf("FindAuditID = %q", got)
+	}
+	if got := FindAuditID([]byte(sample[:70])); got != nil {
+		t.Fatalf("FindAuditID on a cut id = %q, want nil", got)
+	}
+}
+
+// FuzzParse checks that Parse never panics, accepts every JSON object that
+// encoding/json accepts, and extracts the same auditID.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(sample))
+	f.Add([]byte(`{"auditID":"a\"b","user":{"username":1}}`))
+	f.Add([]byte(`{"responseStatus":{"code":"x"}}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var ev Event
+		err := Parse(b, &ev)
+		var m map[string]any
+		if json.Valid(b) && utf8.Valid(b) && json.Unmarshal(b, &m) == nil && !strings.HasSuffix(string(b), "\r") {
+			if err != nil {
+				t.Fatalf("Parse rejected valid JSON object %q: %v", b, err)
+			}
+			if id, ok := m["auditID"].(string); ok && !strings.Contains(string(ev.AuditID), `\`) && id != string(ev.AuditID) {
+				t.Fatalf("auditID = %q, encoding/json says %q", ev.AuditID, id)
+			}
+		}
+	})
+}
+
+func BenchmarkParse(b *testing.B) {
+	line := []byte(sample)
+	b.SetBytes(int64(len(line)))
+	b.ReportAllocs()
+	var ev Event
+	for b.Loop() {
+		if err := Parse(line, &ev); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
