@@ -13,6 +13,9 @@ type State struct {
 type File struct {
 	// Seq orders files: a file with a higher Seq holds later events.
 	Seq uint64 `json:"seq"`
+	// ID is the stable identity given when the file was first seen.
+	ID string `json:"id"`
+	// Dev and Ino are where the file's current path points.
 	Dev uint64 `json:"dev"`
 	Ino uint64 `json:"ino"`
 	// FingerprintLen is how many leading bytes Fingerprint covers.
@@ -26,6 +29,8 @@ type File struct {
 	Size int64 `json:"size"`
 	// Final is true once the file was rotated away: it will not grow.
 	Final bool `json:"final,omitempty"`
+	// Compressed is true when Path is a gzip file.
+	Compressed bool `json:"compressed,omitempty"`
 	// Cursors holds each sink's acknowledged position, by sink name.
 	Cursors map[string]Cursor `json:"cursors,omitempty"`
 }

@@ -1,0 +1,249 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/auditrail/auditrail/checkpoint"
+	"github.com/auditrail/auditrail/sinks"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Options configure the agent.
+type Options struct {
+	// AuditLogPath is kube-apiserver's --audit-log-path.
+	AuditLogPath string
+	// StateDir holds the checkpoint and the dead-letter directory.
+	StateDir string
+	// MaxLineBytes is the longest line shipped whole; longer lines are
+	// shipped as stubs.
+	MaxLineBytes int
+	// PollInterval is how often the directory is scanned even without
+	// file-system notifications.
+	PollInterval time.Duration
+	// CheckpointInterval is how often acknowledged positions are committed.
+	CheckpointInterval time.Duration
+	// DrainTimeout bounds how long shutdown waits for in-flight batches.
+	DrainTimeout time.Duration
+	// MaxOpenFiles bounds the descriptors held open to keep unread rotated
+	// files readable after pruning. Each sink's reader may hold one more.
+	MaxOpenFiles int
+	// StartAt is "beginning" or "end": where to start on the first run,
+	// when there is no checkpoint.
+	StartAt string
+
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	// Now is the clock; time.Now if nil.
+	Now func() time.Time
+}
+
+// BatchOptions bound a sink's batches.
+type BatchOptions struct {
+	MaxEvents     int
+	MaxBytes      int
+	FlushInterval time.Duration
+}
+
+// RetryOptions shape the backoff between failed writes.
+type RetryOptions struct {
+	InitialInterval time.Duration
+	MaxInterval     time.Duration
+}
+
+// SinkOptions attach a sink to the agent.
+type SinkOptions struct {
+	Sink  sinks.Sink
+	Batch BatchOptions
+	Retry RetryOptions
+	// MaxInFlight is how many batches may wait for the writer; it bounds
+	// the sink's memory.
+	MaxInFlight int
+}
+
+// Agent follows the audit log and ships it to every sink at its own pace.
+type Agent struct {
+	opts  Options
+	sinks []SinkOptions
+	log   *slog.Logger
+	m     *metrics
+	store *checkpoint.Store
+
+	mu    sync.Mutex
+	ready bool
+}
+
+// New returns an agent. It does not touch the file system.
+func New(opts Options, sinkOpts []SinkOptions) (*Agent, error) {
+	if len(sinkOpts) == 0 {
+		return nil, errors.New("agent: no sinks")
+	}
+	seen := make(map[string]bool)
+	for _, s := range sinkOpts {
+		if seen[s.Sink.Name()] {
+			return nil, fmt.Errorf("agent: duplicate sink name %q", s.Sink.Name())
+		}
+		seen[s.Sink.Name()] = true
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Agent{
+		opts: opts, sinks: sinkOpts, log: opts.Logger,
+		m: newMetrics(opts.Registerer), store: checkpoint.NewStore(opts.StateDir),
+	}, nil
+}
+
+// Ready reports whether the agent has loaded its state and started.
+func (a *Agent) Ready() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.ready
+}
+
+// loadState reads the checkpoint. A corrupt one is moved aside and every
+// file on disk is read again: duplicates, never loss.
+func (a *Agent) loadState() (st *checkpoint.State, fresh bool, err error) {
+	if err := os.MkdirAll(a.opts.StateDir, 0o700); err != nil {
+		return nil, false, fmt.Errorf("create state directory: %w", err)
+	}
+	st, found, err := a.store.Load()
+	if errors.Is(err, checkpoint.ErrCorrupt) {
+		dst, qerr := a.store.Quarantine(a.opts.Now())
+		if qerr != nil {
+			return nil, false, qerr
+		}
+		a.log.Error("checkpoint cannot be trusted; it was moved aside and every audit file on disk will be read again (duplicates, no loss)",
+			"err", err, "movedTo", dst)
+		return &checkpoint.State{}, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return st, !found, nil
+}
+
+// Run follows the audit log until ctx is cancelled, then shuts down in
+// order and returns. It returns an error only if it cannot start or cannot
+// commit the final checkpoint.
+func (a *Agent) Run(ctx context.Context) error {
+	st, fresh, err := a.loadState()
+	if err != nil {
+		return err
+	}
+	names := make([]string, len(a.sinks))
+	for i, s := range a.sinks {
+		names[i] = s.Sink.Name()
+	}
+	reg := newRegistry(a.opts.AuditLogPath, names, a.opts.MaxOpenFiles, st, a.m, a.log)
+	reg.scan()
+	if fresh && a.opts.StartAt == "end" {
+		reg.skipExisting()
+	}
+	if err := a.commit(reg); err != nil {
+		return err
+	}
+
+	readCtx, stopReading := context.WithCancel(context.Background())
+	drainCtx, stopDraining := context.WithCancel(context.Background())
+	defer stopDraining()
+	var watchers, readers, writers sync.WaitGroup
+	watchers.Go(func() { a.watch(readCtx, reg) })
+	for _, so := range a.sinks {
+		out := make(chan *batchBuf, so.MaxInFlight)
+		free := make(chan *batchBuf, so.MaxInFlight+2)
+		for range so.MaxInFlight + 2 {
+			free <- &batchBuf{}
+		}
+		rd := newReader(so.Sink.Name(), reg, a.m, readerOptions{
+			log: a.log, now: a.opts.Now, maxLine: a.opts.MaxLineBytes, batch: so.Batch,
+			poll: a.opts.PollInterval, out: out, free: free,
+		})
+		wr := newWriter(so, reg, a.m, a.log, a.opts.Now, filepath.Join(a.opts.StateDir, "dead-letter"), out, free)
+		readers.Go(func() { rd.run(readCtx, drainCtx) })
+		writers.Go(func() { wr.run(drainCtx) })
+	}
+	committerDone := make(chan struct{})
+	stopCommitter := make(chan struct{})
+	go func() {
+		defer close(committerDone)
+		a.commitLoop(reg, stopCommitter)
+	}()
+	a.mu.Lock()
+	a.ready = true
+	a.mu.Unlock()
+	a.log.Info("agent started", "auditLogPath", a.opts.AuditLogPath, "stateDir", a.opts.StateDir, "sinks", names)
+
+	<-ctx.Done()
+	a.log.Info("shutting down", "drainTimeout", a.opts.DrainTimeout)
+	// 1. Stop reading and watching; readers hand their partial batches to
+	//    the writers.
+	stopReading()
+	deadline := time.AfterFunc(a.opts.DrainTimeout, stopDraining)
+	defer deadline.Stop()
+	watchers.Wait()
+	readers.Wait()
+	// 2. Writers finish the batches already handed to them, or give up at
+	//    the drain deadline; unacknowledged batches are read again on the
+	//    next start.
+	writers.Wait()
+	// 3. Commit the final positions.
+	close(stopCommitter)
+	<-committerDone
+	err = a.commit(reg)
+	// 4. Release the files and close the sinks.
+	reg.closeAll()
+	closeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, so := range a.sinks {
+		if cerr := so.Sink.Close(closeCtx); cerr != nil {
+			a.log.Warn("close sink", "sink", so.Sink.Name(), "err", cerr)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("final checkpoint: %w", err)
+	}
+	a.log.Info("stopped")
+	return nil
+}
+
+func (a *Agent) commitLoop(reg *registry, stop <-chan struct{}) {
+	t := time.NewTicker(a.opts.CheckpointInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			if err := a.commit(reg); err != nil {
+				a.log.Error("commit checkpoint; will retry", "err", err)
+			}
+		}
+	}
+}
+
+func (a *Agent) commit(reg *registry) error {
+	st, dirty := reg.snapshot()
+	if !dirty {
+		return nil
+	}
+	start := time.Now()
+	err := a.store.Save(st)
+	a.m.commitDuration.Observe(time.Since(start).Seconds())
+	if err != nil {
+		a.m.commitErrors.Inc()
+		reg.mu.Lock()
+		reg.dirty = true
+		reg.mu.Unlock()
+	}
+	return err
+}

@@ -1,0 +1,78 @@
+package agent
+
+import (
+	"time"
+
+	"github.com/auditrail/auditrail/sinks"
+)
+
+// arenaChunk is the size of the blocks a batch copies lines into. Lines are
+// never moved once stored, so records can point into the arena.
+const arenaChunk = 1 << 20
+
+// batchBuf is a batch under construction together with the memory its
+// records point into. Batches are recycled between a sink's reader and
+// writer; how many exist bounds the sink's memory.
+type batchBuf struct {
+	sinks.Batch
+	chunks  [][]byte
+	started time.Time
+	// lastTS is the stageTimestamp of the last event in the last segment.
+	lastTS []byte
+}
+
+func (b *batchBuf) empty() bool { return len(b.Records) == 0 && len(b.Segments) == 0 }
+
+// store copies line into the arena and returns the stable copy.
+func (b *batchBuf) store(line []byte) []byte {
+	n := len(b.chunks)
+	if n == 0 || cap(b.chunks[n-1])-len(b.chunks[n-1]) < len(line) {
+		b.chunks = append(b.chunks, make([]byte, 0, max(arenaChunk, len(line))))
+		n++
+	}
+	c := b.chunks[n-1]
+	start := len(c)
+	c = append(c, line...)
+	b.chunks[n-1] = c
+	return c[start:len(c):len(c)]
+}
+
+// extend makes the batch cover file up to end.
+func (b *batchBuf) extend(file *sinks.FileRef, start, end int64) *sinks.Segment {
+	if n := len(b.Segments); n > 0 && b.Segments[n-1].File == file {
+		s := &b.Segments[n-1]
+		s.End = end
+		return s
+	}
+	b.sealSegment()
+	b.Segments = append(b.Segments, sinks.Segment{File: file, Start: start, End: end})
+	return &b.Segments[len(b.Segments)-1]
+}
+
+// sealSegment records the last event time of the current last segment.
+func (b *batchBuf) sealSegment() {
+	if n := len(b.Segments); n > 0 && b.lastTS != nil {
+		b.Segments[n-1].LastEventTime = string(b.lastTS)
+	}
+	b.lastTS = nil
+}
+
+// reset empties the batch for reuse, keeping one arena chunk.
+func (b *batchBuf) reset() {
+	clear(b.Records)
+	b.Records = b.Records[:0]
+	clear(b.Segments)
+	b.Segments = b.Segments[:0]
+	b.Bytes = 0
+	b.lastTS = nil
+	b.started = time.Time{}
+	if len(b.chunks) > 0 && cap(b.chunks[0]) == arenaChunk {
+		b.chunks = b.chunks[:1]
+		b.chunks[0] = b.chunks[0][:0]
+	} else {
+		b.chunks = nil
+	}
+	if cap(b.Records) > 1<<16 {
+		b.Records = nil
+	}
+}

@@ -1,0 +1,163 @@
+package agent
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/auditrail/auditrail/checkpoint"
+	"github.com/auditrail/auditrail/sinks"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// A sink that blocks forever does not delay another sink.
+func TestBlockedSinkDoesNotDelayOthers(t *testing.T) {
+	e := newEnv(t)
+	stuck := &recSink{name: "stuck", block: make(chan struct{})}
+	fast := &recSink{name: "fast"}
+	e.start(e.options(), stuck, fast)
+	for i := 0; i < 5; i++ {
+		appendLines(t, e.live, events(i*1000, i*1000+500)...)
+	}
+	var want []string
+	for i := 0; i < 5; i++ {
+		want = append(want, events(i*1000, i*1000+500)...)
+	}
+	waitEvents(t, fast, want)
+	if len(stuck.records()) != 0 {
+		t.Fatal("blocked sink recorded data")
+	}
+}
+
+// Retryable errors are retried; the batch is delivered once.
+func TestRetryThenSucceed(t *testing.T) {
+	e := newEnv(t)
+	s := &recSink{name: "rec", fail: func(call int) error {
+		if call <= 3 {
+			return errors.New("connection refused")
+		}
+		return nil
+	}}
+	appendLines(t, e.live, events(0, 10)...)
+	e.start(e.options(), s)
+	waitEvents(t, s, events(0, 10))
+	if v := counterValue(t, e.reg, "auditrail_sink_retries_total"); v != 3 {
+		t.Fatalf("retries = %v, want 3", v)
+	}
+}
+
+// A permanent error routes the batch to the dead-letter directory; the
+// positions move on and the next batches are delivered.
+func TestPermanentErrorGoesToDeadLetter(t *testing.T) {
+	e := newEnv(t)
+	s := &recSink{name: "rec", fail: func(call int) error {
+		if call == 1 {
+			return sinks.Permanent(errors.New("mapping error"))
+		}
+		return nil
+	}}
+	appendLines(t, e.live, events(0, 5)...)
+	e.start(e.options(), s)
+	eventually(t, "dead-letter file", func() bool {
+		m, _ := filepath.Glob(filepath.Join(e.state, "dead-letter", "rec", "*.ndjson"))
+		return len(m) == 1
+	})
+	m, _ := filepath.Glob(filepath.Join(e.state, "dead-letter", "rec", "*.ndjson"))
+	b, _ := os.ReadFile(m[0])
+	if string(b) != strings.Join(events(0, 5), "\n")+"\n" {
+		t.Fatalf("dead-letter content = %q", b)
+	}
+	appendLines(t, e.live, events(5, 8)...)
+	waitEvents(t, s, events(5, 8))
+}
+
+// A graceful stop commits positions: a restart delivers nothing again.
+func TestStopCommitsNoDuplicates(t *testing.T) {
+	e := newEnv(t)
+	s := &recSink{name: "rec"}
+	appendLines(t, e.live, events(0, 1000)...)
+	stop := e.start(e.options(), s)
+	waitEvents(t, s, events(0, 1000))
+	stop()
+	st, found, err := checkpoint.NewStore(e.state).Load()
+	if err != nil || !found || len(st.Files) != 1 {
+		t.Fatalf("checkpoint after stop: %+v %v %v", st, found, err)
+	}
+	fi, _ := os.Stat(e.live)
+	if c := st.Files[0].Cursors["rec"]; c.Offset != fi.Size() {
+		t.Fatalf("committed offset %d, want %d", c.Offset, fi.Size())
+	}
+	e.start(e.options(), s)
+	appendLines(t, e.live, events(1000, 1001)...)
+	waitEvents(t, s, events(0, 1001))
+}
+
+// A new sink added to the config starts from the beginning of what is on
+// disk; the existing sink continues where it was.
+func TestNewSinkReadsFromStart(t *testing.T) {
+	e := newEnv(t)
+	a := &recSink{name: "a"}
+	appendLines(t, e.live, events(0, 10)...)
+	stop := e.start(e.options(), a)
+	waitEvents(t, a, events(0, 10))
+	stop()
+	b := &recSink{name: "b"}
+	e.start(e.options(), a, b)
+	waitEvents(t, b, events(0, 10))
+	waitEvents(t, a, events(0, 10))
+}
+
+// A corrupt checkpoint is moved aside and everything is read again.
+func TestCorruptCheckpointRereads(t *testing.T) {
+	e := newEnv(t)
+	a := &recSink{name: "a"}
+	appendLines(t, e.live, events(0, 10)...)
+	stop := e.start(e.options(), a)
+	waitEvents(t, a, events(0, 10))
+	stop()
+	os.WriteFile(filepath.Join(e.state, checkpoint.FileName), []byte(`{"version":1,"garbage`), 0o600)
+	b := &recSink{name: "a"}
+	e.start(e.options(), b)
+	waitEvents(t, b, events(0, 10))
+	m, _ := filepath.Glob(filepath.Join(e.state, checkpoint.FileName+".corrupt-*"))
+	if len(m) != 1 {
+		t.Fatalf("corrupt checkpoint not kept aside: %v", m)
+	}
+}
+
+// startAt: end skips what is on disk at the first start only.
+func TestStartAtEnd(t *testing.T) {
+	e := newEnv(t)
+	s := &recSink{name: "rec"}
+	appendLines(t, e.live, events(0, 10)...)
+	opts := e.options()
+	opts.StartAt = "end"
+	e.start(opts, s)
+	appendLines(t, e.live, events(10, 12)...)
+	waitEvents(t, s, events(10, 12))
+}
+
+func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if c := m.GetCounter(); c != nil {
+				sum += c.GetValue()
+			}
+			if g := m.GetGauge(); g != nil {
+				sum += g.GetValue()
+			}
+		}
+	}
+	return sum
+}

@@ -1,0 +1,76 @@
+package agent
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// metrics are the agent's Prometheus collectors.
+type metrics struct {
+	sourceUp        prometheus.Gauge
+	rotations       prometheus.Counter
+	filesDiscovered prometheus.Counter
+	openFiles       prometheus.Gauge
+	lagBytes        *prometheus.GaugeVec
+	lines           *prometheus.CounterVec
+	emptyLines      *prometheus.CounterVec
+	malformed       *prometheus.CounterVec
+	gaps            *prometheus.CounterVec
+	gapBytes        *prometheus.CounterVec
+	shippedRecords  *prometheus.CounterVec
+	shippedBytes    *prometheus.CounterVec
+	batches         *prometheus.CounterVec
+	retries         *prometheus.CounterVec
+	failures        *prometheus.CounterVec
+	deadLetter      *prometheus.CounterVec
+	lastSuccess     *prometheus.GaugeVec
+	commitDuration  prometheus.Histogram
+	commitErrors    prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	sink := []string{"sink"}
+	m := &metrics{
+		sourceUp: prometheus.NewGauge(prometheus.GaugeOpts{Name: "auditrail_source_up",
+			Help: "1 when the audit log directory and live file are readable."}),
+		rotations: prometheus.NewCounter(prometheus.CounterOpts{Name: "auditrail_rotations_total",
+			Help: "Rotations of the live audit log observed."}),
+		filesDiscovered: prometheus.NewCounter(prometheus.CounterOpts{Name: "auditrail_files_discovered_total",
+			Help: "Audit files discovered."}),
+		openFiles: prometheus.NewGauge(prometheus.GaugeOpts{Name: "auditrail_open_files",
+			Help: "Descriptors held open on audit files."}),
+		lagBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "auditrail_sink_lag_bytes",
+			Help: "Bytes on disk not yet acknowledged by the sink."}, sink),
+		lines: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditrail_lines_read_total",
+			Help: "Records read for a sink, by kind (event, unparsed, oversized, gap)."}, []string{"sink", "kind"}),
+		emptyLines: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditrail_lines_empty_total",
+			Help: "Empty lines skipped."}, sink),
+		malformed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditrail_lines_malformed_total",
+			Help: "Lines shipped raw because they are not well-formed events, by reason."}, []string{"sink", "reason"}),
+		gaps: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditrail_gaps_total",
+			Help: "Gap records emitted for data a sink could not read, by reason."}, []string{"sink", "reason"}),
+		gapBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditrail_gap_bytes_total",
+			Help: "Known bytes covered by gap records."}, sink),
+		shippedRecords: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditrail_sink_records_total",
+			Help: "Records acknowledged by the sink."}, sink),
+		shippedBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditrail_sink_bytes_total",
+			Help: "Record bytes acknowledged by the sink."}, sink),
+		batches: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditrail_sink_batches_total",
+			Help: "Batches acknowledged by the sink."}, sink),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditrail_sink_retries_total",
+			Help: "Write attempts that failed and were retried."}, sink),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditrail_sink_permanent_failures_total",
+			Help: "Batches that failed permanently and went to the dead-letter directory."}, sink),
+		deadLetter: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditrail_sink_dead_letter_records_total",
+			Help: "Records written to the dead-letter directory."}, sink),
+		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "auditrail_sink_last_success_timestamp_seconds",
+			Help: "Unix time of the sink's last acknowledged batch."}, sink),
+		commitDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "auditrail_checkpoint_commit_duration_seconds",
+			Help: "Time to commit the checkpoint.", Buckets: prometheus.ExponentialBuckets(0.0005, 4, 8)}),
+		commitErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "auditrail_checkpoint_commit_errors_total",
+			Help: "Checkpoint commits that failed."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.sourceUp, m.rotations, m.filesDiscovered, m.openFiles, m.lagBytes, m.lines,
+			m.emptyLines, m.malformed, m.gaps, m.gapBytes, m.shippedRecords, m.shippedBytes, m.batches,
+			m.retries, m.failures, m.deadLetter, m.lastSuccess, m.commitDuration, m.commitErrors)
+	}
+	return m
+}

@@ -1,0 +1,503 @@
+package agent
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"hash"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/auditrail/auditrail/internal/auditjson"
+	"github.com/auditrail/auditrail/sinks"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+const (
+	readBufSize     = 256 << 10
+	stubPrefixBytes = 4 << 10
+)
+
+// reader follows the audit files for one sink at that sink's own cursor,
+// frames complete lines and groups them into batches for the writer.
+type reader struct {
+	sink    string
+	reg     *registry
+	log     *slog.Logger
+	now     func() time.Time
+	maxLine int
+	batch   BatchOptions
+	poll    time.Duration
+	wake    <-chan struct{}
+	out     chan<- *batchBuf
+	free    <-chan *batchBuf
+
+	cur *batchBuf
+	fr  framer
+
+	nEvent, nUnparsed, nOversized, nGap, nEmpty prometheus.Counter
+	malformed                                   *prometheus.CounterVec
+	gaps                                        *prometheus.CounterVec
+	gapBytes                                    prometheus.Counter
+}
+
+func newReader(sink string, reg *registry, m *metrics, o readerOptions) *reader {
+	return &reader{
+		sink: sink, reg: reg, log: o.log, now: o.now, maxLine: o.maxLine, batch: o.batch, poll: o.poll,
+		wake: reg.subscribe(), out: o.out, free: o.free,
+		nEvent:     m.lines.WithLabelValues(sink, sinks.KindEvent.String()),
+		nUnparsed:  m.lines.WithLabelValues(sink, sinks.KindUnparsed.String()),
+		nOversized: m.lines.WithLabelValues(sink, sinks.KindOversized.String()),
+		nGap:       m.lines.WithLabelValues(sink, sinks.KindGap.String()),
+		nEmpty:     m.emptyLines.WithLabelValues(sink),
+		malformed:  m.malformed.MustCurryWith(prometheus.Labels{"sink": sink}),
+		gaps:       m.gaps.MustCurryWith(prometheus.Labels{"sink": sink}),
+		gapBytes:   m.gapBytes.WithLabelValues(sink),
+	}
+}
+
+type readerOptions struct {
+	log     *slog.Logger
+	now     func() time.Time
+	maxLine int
+	batch   BatchOptions
+	poll    time.Duration
+	out     chan<- *batchBuf
+	free    <-chan *batchBuf
+}
+
+// run reads until ctx is done, then hands the partial batch to the writer
+// (giving up if drain ends first) and closes the output.
+func (r *reader) run(ctx, drain context.Context) {
+	defer close(r.out)
+	if !r.takeBatch(drain) {
+		return
+	}
+	var after uint64
+	for ctx.Err() == nil {
+		e := r.reg.next(r.sink, after)
+		if e == nil {
+			if !r.wait(ctx, drain) {
+				break
+			}
+			continue
+		}
+		if !r.readFile(ctx, drain, e) {
+			break
+		}
+		after = e.ref.Seq
+	}
+	if !r.cur.empty() {
+		r.flush(drain)
+	}
+}
+
+func (r *reader) takeBatch(drain context.Context) bool {
+	select {
+	case b := <-r.free:
+		r.cur = b
+		return true
+	case <-drain.Done():
+		return false
+	}
+}
+
+// flush hands the current batch to the writer and takes a fresh one.
+func (r *reader) flush(drain context.Context) bool {
+	r.cur.sealSegment()
+	select {
+	case r.out <- r.cur:
+	case <-drain.Done():
+		return false
+	}
+	r.cur = nil
+	return r.takeBatch(drain)
+}
+
+// wait blocks until the files may have changed, the poll interval passed,
+// or the current batch is due. It returns false when reading must stop.
+func (r *reader) wait(ctx, drain context.Context) bool {
+	var due <-chan time.Time
+	if !r.cur.empty() {
+		d := r.batch.FlushInterval - r.now().Sub(r.cur.started)
+		if d <= 0 {
+			return r.flush(drain)
+		}
+		t := time.NewTimer(d)
+		defer t.Stop()
+		due = t.C
+	}
+	poll := time.NewTimer(r.poll)
+	defer poll.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-r.wake:
+	case <-poll.C:
+	case <-due:
+		return r.flush(drain)
+	}
+	return true
+}
+
+// source reads a file's uncompressed content.
+type source interface {
+	read(p []byte, off int64) (int, error)
+}
+
+type plainSource struct{ h *handle }
+
+func (s plainSource) read(p []byte, off int64) (int, error) { return s.h.f.ReadAt(p, off) }
+
+type gzipSource struct{ zr *gzip.Reader }
+
+func (s gzipSource) read(p []byte, _ int64) (int, error) { return s.zr.Read(p) }
+
+// openSource positions a source at off.
+func openSource(h *handle, off int64) (source, error) {
+	if !h.gz {
+		return plainSource{h}, nil
+	}
+	zr, err := gzip.NewReader(io.NewSectionReader(h.f, 0, 1<<62))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := io.CopyN(io.Discard, zr, off); err != nil {
+		return nil, err
+	}
+	return gzipSource{zr}, nil
+}
+
+// readFile ships e from the sink's cursor to its end. It returns true when
+// the file is finished (read to the end of a final file, or reported as a
+// gap) and false when reading must stop first.
+func (r *reader) readFile(ctx, drain context.Context, e *entry) bool {
+	off := r.reg.cursor(e, r.sink).Offset
+	r.log.Debug("reading file", "sink", r.sink, "file", e.ref.ID, "offset", off)
+	h := r.reg.acquire(e)
+	for h == nil {
+		if v := r.reg.view(e, r.sink); v.gone || v.lost != "" {
+			return r.gap(drain, e, off, v)
+		}
+		// Present but not openable right now (permissions, a rotation in
+		// progress): try again after the next scan.
+		if !r.wait(ctx, drain) {
+			return false
+		}
+		h = r.reg.acquire(e)
+	}
+	defer func() { r.reg.release(h) }()
+	src, err := openSource(h, off)
+	if err != nil {
+		r.log.Warn("cannot resume compressed audit file", "file", e.ref.ID, "offset", off, "err", err)
+		v := r.reg.view(e, r.sink)
+		v.lost = "unreadable"
+		return r.gap(drain, e, off, v)
+	}
+	r.fr.reset(off, r.maxLine)
+	for ctx.Err() == nil {
+		v := r.reg.view(e, r.sink)
+		if v.h != h && v.lost != "" {
+			return r.gap(drain, e, r.fr.pos, v)
+		}
+		if v.h != nil && v.h != h && !v.h.gz {
+			// Found again under another inode (a copy): continue there.
+			r.reg.release(h)
+			if h = r.reg.acquire(e); h == nil {
+				return r.gap(drain, e, r.fr.pos, r.reg.view(e, r.sink))
+			}
+			src = plainSource{h}
+		}
+		n, err := r.fr.fill(src)
+		if n > 0 {
+			if !r.frame(drain, e) {
+				return false
+			}
+			continue
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			r.log.Warn("read audit file", "file", e.ref.ID, "path", v.path, "err", err)
+			if h.gz {
+				v.lost = "unreadable"
+				return r.gap(drain, e, r.fr.pos, v)
+			}
+		}
+		if v.final || v.gone || h.gz {
+			return r.finish(drain, e)
+		}
+		if !r.wait(ctx, drain) {
+			return false
+		}
+	}
+	return false
+}
+
+// frame turns the complete lines in the buffer into records.
+func (r *reader) frame(drain context.Context, e *entry) bool {
+	fr := &r.fr
+	for {
+		data := fr.buf[fr.start:fr.end]
+		i := bytes.IndexByte(data, '\n')
+		if fr.over != nil {
+			// Inside a line above the limit: hash it, keep nothing.
+			if i < 0 {
+				fr.over.Write(data)
+				fr.overSize += int64(len(data))
+				fr.start, fr.end = 0, 0
+				break
+			}
+			fr.over.Write(data[:i])
+			fr.overSize += int64(i)
+			r.addOversized(e, true)
+			fr.skip(i + 1)
+			fr.pos = fr.overStart + fr.overSize + 1
+			r.cur.extend(e.ref, fr.overStart, fr.pos)
+			fr.over = nil
+		} else {
+			if i < 0 {
+				break
+			}
+			start := fr.pos
+			fr.skip(i + 1)
+			if i == 0 {
+				r.nEmpty.Inc()
+				r.touch()
+				r.cur.extend(e.ref, start, fr.pos)
+			} else {
+				r.addLine(e, start, data[:i])
+				r.cur.extend(e.ref, start, fr.pos)
+			}
+		}
+		if r.full() && !r.flush(drain) {
+			return false
+		}
+	}
+	if !r.cur.empty() && r.now().Sub(r.cur.started) >= r.batch.FlushInterval {
+		return r.flush(drain)
+	}
+	return true
+}
+
+func (r *reader) full() bool {
+	return len(r.cur.Records) >= r.batch.MaxEvents || r.cur.Bytes >= r.batch.MaxBytes
+}
+
+// touch starts the batch's flush clock.
+func (r *reader) touch() {
+	if r.cur.started.IsZero() {
+		r.cur.started = r.now()
+	}
+}
+
+func (r *reader) add(e *entry, off int64, line []byte, kind sinks.Kind) *sinks.Record {
+	r.touch()
+	b := r.cur
+	b.Records = append(b.Records, sinks.Record{Line: b.store(line), Kind: kind, File: e.ref, Offset: off})
+	b.Bytes += len(line)
+	return &b.Records[len(b.Records)-1]
+}
+
+func (r *reader) addLine(e *entry, off int64, line []byte) {
+	rec := r.add(e, off, line, sinks.KindEvent)
+	if err := auditjson.Parse(rec.Line, &rec.Event); err != nil {
+		rec.Kind = sinks.KindUnparsed
+		r.nUnparsed.Inc()
+		r.malformed.WithLabelValues(malformedReason(err)).Inc()
+		return
+	}
+	r.nEvent.Inc()
+	if len(rec.Event.StageTimestamp) > 0 {
+		if n := len(r.cur.Segments); n == 0 || r.cur.Segments[n-1].File != e.ref {
+			r.cur.extend(e.ref, off, off) // open the segment so the time lands on it
+		}
+		r.cur.lastTS = rec.Event.StageTimestamp
+	}
+}
+
+func malformedReason(err error) string {
+	switch {
+	case errors.Is(err, auditjson.ErrInvalidUTF8):
+		return "invalid_utf8"
+	case errors.Is(err, auditjson.ErrNUL):
+		return "nul_byte"
+	case errors.Is(err, auditjson.ErrCRLF):
+		return "crlf"
+	}
+	return "not_json"
+}
+
+func (r *reader) addOversized(e *entry, complete bool) {
+	fr := &r.fr
+	stub := oversizedStub{
+		Kind: KindOversizedStub, APIVersion: APIVersion, AuditID: string(auditjson.FindAuditID(fr.overPrefix)),
+		Size: fr.overSize, Limit: r.maxLine, SHA256: hex.EncodeToString(fr.over.Sum(nil)), Complete: complete,
+		File: fileInfo{ID: e.ref.ID, Path: e.ref.Path}, Offset: fr.overStart, ReadAt: timestamp(r.now()),
+	}
+	r.add(e, fr.overStart, marshalRecord(stub), sinks.KindOversized)
+	r.nOversized.Inc()
+	r.log.Warn("line above the size limit shipped as a stub", "sink", r.sink, "file", e.ref.ID,
+		"offset", fr.overStart, "size", fr.overSize, "auditID", stub.AuditID)
+}
+
+// finish ships what is left of a final file (a last line without newline)
+// and marks the file done.
+func (r *reader) finish(drain context.Context, e *entry) bool {
+	fr := &r.fr
+	if fr.over != nil {
+		r.addOversized(e, false)
+		fr.over = nil
+		fr.pos = fr.overStart + fr.overSize
+	} else if fr.end > fr.start {
+		start := fr.pos
+		line := fr.buf[fr.start:fr.end]
+		r.add(e, start, line, sinks.KindUnparsed)
+		r.nUnparsed.Inc()
+		r.malformed.WithLabelValues("no_newline").Inc()
+		fr.skip(len(line))
+	}
+	r.touch()
+	r.cur.extend(e.ref, fr.pos, fr.pos).Done = true
+	if r.full() {
+		return r.flush(drain)
+	}
+	return true
+}
+
+// gap reports that e could not be read from off on, and marks it done.
+func (r *reader) gap(drain context.Context, e *entry, off int64, v fileView) bool {
+	reason := v.lost
+	if reason == "" {
+		reason = lostPruned
+	}
+	if v.final && v.size > 0 && off >= v.size && reason == lostPruned {
+		// Everything the file ever held was read: nothing is missing.
+		r.touch()
+		r.cur.extend(e.ref, off, off).Done = true
+		return true
+	}
+	var g gapRecord
+	g.Kind, g.APIVersion, g.Reason, g.Sink = KindGapRecord, APIVersion, reason, r.sink
+	g.DetectedAt = timestamp(r.now())
+	g.File = fileInfo{ID: e.ref.ID, Path: v.path}
+	g.Bytes.From, g.Bytes.To, g.Bytes.ToKnown = off, max(off, v.size), v.final && reason == lostPruned
+	g.Time.After = v.lastTime
+	if next := r.reg.next(r.sink, e.ref.Seq); next != nil {
+		g.Time.Before = r.firstEventTime(next)
+	}
+	r.add(e, off, marshalRecord(g), sinks.KindGap)
+	r.cur.extend(e.ref, off, off).Done = true
+	r.nGap.Inc()
+	r.gaps.WithLabelValues(reason).Inc()
+	r.gapBytes.Add(float64(g.Bytes.To - g.Bytes.From))
+	r.log.Error("audit data lost before this sink read it", "sink", r.sink, "reason", reason, "file", e.ref.ID,
+		"path", v.path, "from", g.Bytes.From, "to", g.Bytes.To, "toKnown", g.Bytes.ToKnown,
+		"after", g.Time.After, "before", g.Time.Before)
+	if r.full() {
+		return r.flush(drain)
+	}
+	return true
+}
+
+// firstEventTime returns the timestamp of the first event in e, if it can
+// be read cheaply.
+func (r *reader) firstEventTime(e *entry) string {
+	h := r.reg.acquire(e)
+	if h == nil {
+		return ""
+	}
+	defer r.reg.release(h)
+	src, err := openSource(h, 0)
+	if err != nil {
+		return ""
+	}
+	buf := make([]byte, 64<<10)
+	n, _ := io.ReadFull(readerFunc(func(p []byte) (int, error) { return src.read(p, 0) }), buf)
+	line := buf[:n]
+	if i := bytes.IndexByte(line, '\n'); i >= 0 {
+		line = line[:i]
+	}
+	var ev auditjson.Event
+	auditjson.Parse(line, &ev)
+	if len(ev.RequestReceivedTimestamp) > 0 {
+		return string(ev.RequestReceivedTimestamp)
+	}
+	return string(ev.StageTimestamp)
+}
+
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
+
+// framer holds unframed bytes: buf[start:end] starts at file offset pos.
+// A line longer than maxLine switches it to hashing the line instead of
+// keeping it (over != nil).
+type framer struct {
+	buf        []byte
+	start, end int
+	pos        int64
+	maxLine    int
+
+	over       hash.Hash
+	overPrefix []byte
+	overStart  int64
+	overSize   int64
+}
+
+func (fr *framer) reset(off int64, maxLine int) {
+	if cap(fr.buf) != readBufSize {
+		fr.buf = make([]byte, readBufSize)
+	}
+	fr.buf = fr.buf[:readBufSize]
+	fr.start, fr.end, fr.pos, fr.maxLine, fr.over = 0, 0, off, maxLine, nil
+}
+
+func (fr *framer) skip(n int) {
+	fr.start += n
+	fr.pos += int64(n)
+	if fr.start == fr.end {
+		fr.start, fr.end = 0, 0
+		if len(fr.buf) > readBufSize {
+			fr.buf = make([]byte, readBufSize) // give back a huge line's memory
+		}
+	}
+}
+
+// fill reads more bytes, making room first.
+func (fr *framer) fill(src source) (int, error) {
+	if fr.end == len(fr.buf) && fr.start > 0 {
+		n := copy(fr.buf, fr.buf[fr.start:fr.end])
+		fr.start, fr.end = 0, n
+	}
+	if fr.end == len(fr.buf) {
+		if len(fr.buf) <= fr.maxLine {
+			nb := make([]byte, min(2*len(fr.buf), fr.maxLine+1))
+			copy(nb, fr.buf[:fr.end])
+			fr.buf = nb
+		} else {
+			fr.beginOversized()
+		}
+	}
+	readOff := fr.pos + int64(fr.end-fr.start)
+	if fr.over != nil {
+		readOff = fr.overStart + fr.overSize + int64(fr.end-fr.start)
+	}
+	n, err := src.read(fr.buf[fr.end:], readOff)
+	fr.end += n
+	return n, err
+}
+
+// beginOversized starts hashing the line that fills the whole buffer.
+func (fr *framer) beginOversized() {
+	data := fr.buf[fr.start:fr.end]
+	fr.over = sha256.New()
+	fr.over.Write(data)
+	fr.overPrefix = append(fr.overPrefix[:0], data[:min(len(data), stubPrefixBytes)]...)
+	fr.overStart = fr.pos
+	fr.overSize = int64(len(data))
+	fr.start, fr.end = 0, 0
+	fr.buf = make([]byte, readBufSize)
+}

@@ -1,0 +1,772 @@
+package agent
+
+import (
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/auditrail/auditrail/checkpoint"
+	"github.com/auditrail/auditrail/sinks"
+)
+
+// fingerprintSize is how many leading bytes identify a file's content.
+const fingerprintSize = 1024
+
+// Reasons a file became unreadable before a sink finished it.
+const (
+	lostPruned    = "pruned"
+	lostTruncated = "truncated"
+	lostReplaced  = "replaced"
+)
+
+// handle is an open descriptor shared by the readers of one file. It is
+// closed when no reader holds it and the registry no longer needs it.
+type handle struct {
+	f      *os.File
+	gz     bool
+	refs   int
+	orphan bool
+}
+
+// entry is one source file known to the registry. Guarded by registry.mu.
+type entry struct {
+	ref        *sinks.FileRef
+	dev, ino   uint64
+	fpLen      int
+	fp         string
+	path       string
+	size       int64
+	final      bool
+	compressed bool
+	gone       bool
+	lost       string
+	h          *handle
+	cursors    map[string]checkpoint.Cursor
+}
+
+// candidate is a file found by a directory scan.
+type candidate struct {
+	name, path string
+	gz         bool
+	dev, ino   uint64
+	size       int64
+	key        orderKey
+
+	// f pins the inode that was stat'ed, so a rotation between listing and
+	// use cannot swap the file; nil when the registry already holds it.
+	f          *os.File
+	prefix     []byte
+	prefixRead bool
+}
+
+// take hands c's descriptor over to the caller.
+func (c *candidate) take() *os.File {
+	f := c.f
+	c.f = nil
+	return f
+}
+
+func (c *candidate) close() {
+	if c.f != nil {
+		c.f.Close()
+		c.f = nil
+	}
+}
+
+// registry tracks the live file and its rotated siblings, matches what is
+// on disk to what the checkpoint knows, holds descriptors open for files
+// that some sink has not finished (so pruning cannot take them away), and
+// records each sink's acknowledged position.
+type registry struct {
+	log      *slog.Logger
+	naming   naming
+	livePath string
+	sinks    []string
+	maxOpen  int
+	m        *metrics
+
+	mu      sync.Mutex
+	entries []*entry // ascending Seq
+	bySeq   map[uint64]*entry
+	nextSeq uint64
+	dirty   bool
+	waiters []chan struct{}
+	problem string
+	open    int
+	// missingSince is when the live file was first seen missing.
+	missingSince time.Time
+}
+
+func newRegistry(livePath string, sinkNames []string, maxOpen int, st *checkpoint.State, m *metrics, log *slog.Logger) *registry {
+	r := &registry{
+		log: log, naming: newNaming(livePath), livePath: livePath, sinks: sinkNames,
+		maxOpen: maxOpen, m: m, bySeq: make(map[uint64]*entry), nextSeq: st.NextSeq,
+	}
+	if r.nextSeq == 0 {
+		r.nextSeq = 1
+	}
+	for _, f := range st.Files {
+		e := &entry{
+			ref: &sinks.FileRef{Seq: f.Seq, ID: f.ID, Path: f.Path},
+			dev: f.Dev, ino: f.Ino, fpLen: f.FingerprintLen, fp: f.Fingerprint,
+			path: f.Path, size: f.Size, final: f.Final, compressed: f.Compressed,
+			cursors: make(map[string]checkpoint.Cursor),
+		}
+		for _, s := range sinkNames {
+			if c, ok := f.Cursors[s]; ok {
+				e.cursors[s] = c
+			}
+		}
+		r.entries = append(r.entries, e)
+		r.bySeq[f.Seq] = e
+	}
+	sort.Slice(r.entries, func(i, j int) bool { return r.entries[i].ref.Seq < r.entries[j].ref.Seq })
+	return r
+}
+
+// subscribe returns a channel that receives a value whenever the files may
+// have changed.
+func (r *registry) subscribe() <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	r.mu.Lock()
+	r.waiters = append(r.waiters, ch)
+	r.mu.Unlock()
+	return ch
+}
+
+// wake tells every reader to look again. Safe without the lock held.
+func (r *registry) wake() {
+	r.mu.Lock()
+	r.broadcastLocked()
+	r.mu.Unlock()
+}
+
+func (r *registry) broadcastLocked() {
+	for _, ch := range r.waiters {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// list reads the directory. It returns ok == false when the directory
+// could not be listed, in which case nothing may be concluded about files
+// having gone.
+func (r *registry) list() (cands []*candidate, problem string, ok bool) {
+	dir := r.naming.dir
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return nil, fmt.Sprintf("audit log directory %s does not exist", dir), false
+		case errors.Is(err, fs.ErrPermission):
+			return nil, fmt.Sprintf("audit log directory %s: permission denied (the agent needs read and search access, e.g. CAP_DAC_READ_SEARCH)", dir), false
+		}
+		return nil, fmt.Sprintf("list audit log directory %s: %v", dir, err), false
+	}
+	held := r.heldFiles()
+	names := make(map[string]bool, len(ents))
+	for _, e := range ents {
+		names[e.Name()] = true
+	}
+	problem = fmt.Sprintf("audit log %s does not exist yet", r.livePath)
+	for _, de := range ents {
+		name := de.Name()
+		match, gz := r.naming.match(name)
+		if !match {
+			continue
+		}
+		if gz && names[strings.TrimSuffix(name, ".gz")] {
+			continue // still being compressed: trust it once the original is gone
+		}
+		path := filepath.Join(dir, name)
+		fi, err := os.Lstat(path)
+		if err != nil {
+			continue // vanished between listing and stat
+		}
+		live := name == r.naming.base
+		switch {
+		case fi.Mode()&fs.ModeSymlink != 0:
+			if live {
+				problem = fmt.Sprintf("audit log %s is a symlink; point the agent at the real file", path)
+			}
+			continue
+		case fi.IsDir():
+			if live {
+				problem = fmt.Sprintf("audit log %s is a directory", path)
+			}
+			continue
+		case !fi.Mode().IsRegular():
+			continue
+		}
+		dev, ino := devIno(fi)
+		c := &candidate{name: name, path: path, gz: gz, dev: dev, ino: ino, size: fi.Size(), key: r.naming.orderKey(name, fi.ModTime())}
+		if !held[[2]uint64{dev, ino}] {
+			f, err := os.Open(path)
+			if err != nil {
+				if live && errors.Is(err, fs.ErrPermission) {
+					problem = fmt.Sprintf("open %s: permission denied (the agent needs read access, e.g. CAP_DAC_READ_SEARCH)", path)
+				}
+				continue
+			}
+			if fi2, err := f.Stat(); err != nil || !sameFile(fi2, dev, ino) {
+				f.Close() // replaced since the stat; the next scan sees the new file
+				continue
+			}
+			c.f = f
+		}
+		if live {
+			problem = ""
+		}
+		cands = append(cands, c)
+	}
+	sort.SliceStable(cands, func(i, j int) bool { return cands[i].key.less(cands[j].key) })
+	return cands, problem, true
+}
+
+func sameFile(fi os.FileInfo, dev, ino uint64) bool {
+	d, i := devIno(fi)
+	return d == dev && i == ino
+}
+
+// heldFiles returns the (device, inode) pairs the registry holds open.
+func (r *registry) heldFiles() map[[2]uint64]bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	held := make(map[[2]uint64]bool, r.open)
+	for _, e := range r.entries {
+		if e.h != nil && !e.gone {
+			held[[2]uint64{e.dev, e.ino}] = true
+		}
+	}
+	return held
+}
+
+// readPrefix returns up to fingerprintSize leading bytes of the candidate's
+// uncompressed content, read through f (the candidate's own descriptor or
+// the one the registry holds for it).
+func (c *candidate) readPrefix(held *handle) []byte {
+	if c.prefixRead {
+		return c.prefix
+	}
+	c.prefixRead = true
+	f := c.f
+	if f == nil && held != nil && !held.gz == !c.gz {
+		f = held.f
+	}
+	if f == nil {
+		return nil
+	}
+	var rd io.Reader = io.NewSectionReader(f, 0, fingerprintSize)
+	if c.gz {
+		zr, err := gzip.NewReader(io.NewSectionReader(f, 0, 1<<62))
+		if err != nil {
+			return nil
+		}
+		rd = zr
+	}
+	buf := make([]byte, fingerprintSize)
+	n, _ := io.ReadFull(rd, buf)
+	c.prefix = buf[:n]
+	return c.prefix
+}
+
+func fingerprint(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// scan lists the directory and brings the registry up to date: renames,
+// new files, compressed backups, truncation, inode reuse and pruning.
+func (r *registry) scan() {
+	cands, problem, listed := r.list()
+	defer func() {
+		for _, c := range cands {
+			c.close()
+		}
+	}()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.reportLocked(problem)
+	if !listed {
+		return
+	}
+	matched := make(map[*entry]bool, len(r.entries))
+	byIno := make(map[[2]uint64]*entry, len(r.entries))
+	for _, e := range r.entries {
+		if !e.gone {
+			byIno[[2]uint64{e.dev, e.ino}] = e
+		}
+	}
+	var rest []*candidate
+	for _, c := range cands {
+		e := byIno[[2]uint64{c.dev, c.ino}]
+		if e == nil || matched[e] || e.compressed != c.gz {
+			rest = append(rest, c)
+			continue
+		}
+		if reason := r.verifyLocked(e, c); reason != "" {
+			r.detachLocked(e, reason)
+			rest = append(rest, c)
+			continue
+		}
+		r.updateLocked(e, c)
+		matched[e] = true
+	}
+	for _, c := range rest {
+		e, alias := r.matchFingerprintLocked(c, matched)
+		switch {
+		case alias:
+			// A copy of a file still present under its own inode
+			// (copytruncate in progress): it holds nothing new.
+		case e != nil:
+			r.attachLocked(e, c)
+			matched[e] = true
+		default:
+			matched[r.addLocked(c)] = true
+		}
+	}
+	for _, e := range r.entries {
+		if !matched[e] && !e.gone {
+			r.markGoneLocked(e)
+		}
+	}
+	r.removeFinishedLocked()
+	r.holdOpenLocked()
+	r.dirty = true
+	r.broadcastLocked()
+}
+
+// missingGrace is how long the live file may be absent before it is
+// reported: a rotation leaves it missing for a moment.
+const missingGrace = 5 * time.Second
+
+func (r *registry) reportLocked(problem string) {
+	if strings.HasSuffix(problem, "does not exist yet") {
+		if r.missingSince.IsZero() {
+			r.missingSince = time.Now()
+		}
+		if time.Since(r.missingSince) < missingGrace && r.problem == "" {
+			return
+		}
+	} else {
+		r.missingSince = time.Time{}
+	}
+	if problem == r.problem {
+		return
+	}
+	if problem != "" {
+		r.log.Warn("audit log unavailable; retrying", "problem", problem)
+		r.m.sourceUp.Set(0)
+	} else {
+		r.log.Info("audit log available", "path", r.livePath)
+		r.m.sourceUp.Set(1)
+	}
+	r.problem = problem
+}
+
+// verifyLocked checks that the candidate at e's inode still holds e's
+// content. It returns why not, or "".
+func (r *registry) verifyLocked(e *entry, c *candidate) string {
+	if c.gz {
+		return ""
+	}
+	if c.size < e.size {
+		return lostTruncated
+	}
+	live := c.name == r.naming.base
+	if c.path == e.path && !live && (e.fpLen >= fingerprintSize || c.size <= int64(e.fpLen)) {
+		return ""
+	}
+	prefix := c.readPrefix(e.h)
+	if e.fpLen > 0 && (len(prefix) < e.fpLen || fingerprint(prefix[:e.fpLen]) != e.fp) {
+		if len(prefix) < e.fpLen && int64(len(prefix)) == c.size {
+			return lostTruncated
+		}
+		return lostReplaced
+	}
+	if len(prefix) > e.fpLen {
+		e.fpLen, e.fp = len(prefix), fingerprint(prefix)
+	}
+	return ""
+}
+
+// matchFingerprintLocked finds the entry whose content c continues, by
+// fingerprint: a compressed backup, a copy, a file moved across devices.
+// alias is true when c duplicates an entry already matched in this scan.
+func (r *registry) matchFingerprintLocked(c *candidate, matched map[*entry]bool) (best *entry, alias bool) {
+	prefix := c.readPrefix(nil)
+	if len(prefix) == 0 {
+		return nil, false
+	}
+	for _, e := range r.entries {
+		if e.fpLen == 0 || e.fpLen > len(prefix) || fingerprint(prefix[:e.fpLen]) != e.fp {
+			continue
+		}
+		if matched[e] {
+			if !c.gz && c.name != r.naming.base {
+				return nil, true
+			}
+			continue
+		}
+		if best == nil || e.fpLen > best.fpLen {
+			best = e
+		}
+	}
+	return best, false
+}
+
+func (r *registry) updateLocked(e *entry, c *candidate) {
+	if c.path != e.path {
+		if e.path == r.livePath {
+			r.m.rotations.Inc()
+			r.log.Debug("audit log rotated", "file", e.ref.ID, "to", c.path)
+		}
+		e.path = c.path
+	}
+	if c.name != r.naming.base {
+		e.final = true
+	}
+	if !c.gz {
+		e.size = c.size
+	}
+	if e.h == nil && c.f != nil && !r.doneByAllLocked(e) && r.open < r.maxOpen {
+		r.adoptLocked(e, c)
+	}
+}
+
+// adoptLocked makes c's descriptor e's handle.
+func (r *registry) adoptLocked(e *entry, c *candidate) {
+	e.h = &handle{f: c.take(), gz: c.gz}
+	r.open++
+	r.m.openFiles.Set(float64(r.open))
+}
+
+func (r *registry) attachLocked(e *entry, c *candidate) {
+	r.log.Debug("file found under a new name", "file", e.ref.ID, "path", c.path, "compressed", c.gz)
+	if e.h != nil && e.compressed != c.gz {
+		// Keep reading the descriptor we already hold: it sees the same
+		// content uncompressed.
+	} else if e.h != nil {
+		r.dropHandleLocked(e)
+	}
+	e.dev, e.ino, e.path, e.compressed = c.dev, c.ino, c.path, c.gz
+	e.gone, e.lost = false, ""
+	if c.name != r.naming.base {
+		e.final = true
+	}
+	if !c.gz && c.size > e.size {
+		e.size = c.size
+	}
+	if e.h == nil && c.f != nil && !r.doneByAllLocked(e) {
+		r.adoptLocked(e, c)
+	}
+}
+
+func (r *registry) addLocked(c *candidate) *entry {
+	prefix := c.readPrefix(nil)
+	fp := ""
+	if len(prefix) > 0 {
+		fp = fingerprint(prefix)
+	}
+	short := fp
+	if len(short) > 16 {
+		short = short[:16]
+	}
+	e := &entry{
+		ref:  &sinks.FileRef{Seq: r.nextSeq, ID: fmt.Sprintf("%d-%d-%s", c.dev, c.ino, short), Path: c.path},
+		dev:  c.dev, ino: c.ino, fpLen: len(prefix), fp: fp, path: c.path,
+		final: c.name != r.naming.base || c.gz, compressed: c.gz,
+		cursors: make(map[string]checkpoint.Cursor),
+	}
+	if !c.gz {
+		e.size = c.size
+	}
+	if c.f != nil && r.open < r.maxOpen {
+		r.adoptLocked(e, c)
+	}
+	r.nextSeq++
+	r.entries = append(r.entries, e)
+	r.bySeq[e.ref.Seq] = e
+	r.m.filesDiscovered.Inc()
+	r.log.Info("new audit file", "file", e.ref.ID, "path", c.path, "seq", e.ref.Seq)
+	return e
+}
+
+// markGoneLocked notes that e is no longer on disk. A held descriptor keeps
+// it readable; otherwise what no sink read of it is lost.
+func (r *registry) markGoneLocked(e *entry) {
+	e.gone = true
+	if e.h == nil && !r.doneByAllLocked(e) {
+		e.lost = lostPruned
+		r.log.Warn("audit file removed before every sink read it", "file", e.ref.ID, "path", e.path)
+	}
+}
+
+// detachLocked retires e because its inode now holds other content.
+func (r *registry) detachLocked(e *entry, reason string) {
+	r.log.Warn("audit file changed outside a normal rotation", "file", e.ref.ID, "path", e.path, "reason", reason)
+	r.dropHandleLocked(e)
+	e.gone, e.lost = true, reason
+	if r.doneByAllLocked(e) {
+		e.lost = ""
+	}
+}
+
+func (r *registry) doneByAllLocked(e *entry) bool {
+	for _, s := range r.sinks {
+		if !e.cursors[s].Done {
+			return false
+		}
+	}
+	return true
+}
+
+func (r *registry) removeFinishedLocked() {
+	kept := r.entries[:0]
+	for _, e := range r.entries {
+		if r.doneByAllLocked(e) {
+			r.dropHandleLocked(e)
+			if e.gone {
+				delete(r.bySeq, e.ref.Seq)
+				continue
+			}
+		}
+		kept = append(kept, e)
+	}
+	for i := len(kept); i < len(r.entries); i++ {
+		r.entries[i] = nil
+	}
+	r.entries = kept
+}
+
+// holdOpenLocked opens descriptors for unfinished files, oldest first, up
+// to maxOpen, so that a file pruned while a sink is behind stays readable.
+func (r *registry) holdOpenLocked() {
+	for _, e := range r.entries {
+		if r.open >= r.maxOpen {
+			return
+		}
+		if e.h == nil && !e.gone && !r.doneByAllLocked(e) {
+			r.openLocked(e)
+		}
+	}
+}
+
+func (r *registry) openLocked(e *entry) {
+	f, err := os.Open(e.path)
+	if err != nil {
+		if errors.Is(err, fs.ErrPermission) {
+			r.reportLocked(fmt.Sprintf("open %s: permission denied", e.path))
+		}
+		return
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return
+	}
+	if dev, ino := devIno(fi); dev != e.dev || ino != e.ino {
+		f.Close() // replaced since the scan; the next scan sorts it out
+		return
+	}
+	e.h = &handle{f: f, gz: e.compressed}
+	r.open++
+	r.m.openFiles.Set(float64(r.open))
+}
+
+func (r *registry) dropHandleLocked(e *entry) {
+	if e.h == nil {
+		return
+	}
+	h := e.h
+	e.h = nil
+	r.open--
+	r.m.openFiles.Set(float64(r.open))
+	if h.refs == 0 {
+		h.f.Close()
+	} else {
+		h.orphan = true
+	}
+}
+
+// next returns the first file after seq that sink has not finished, or nil.
+func (r *registry) next(sink string, afterSeq uint64) *entry {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range r.entries {
+		if e.ref.Seq > afterSeq && !e.cursors[sink].Done {
+			return e
+		}
+	}
+	return nil
+}
+
+// fileView is a reader's snapshot of an entry.
+type fileView struct {
+	h        *handle
+	final    bool
+	gone     bool
+	lost     string
+	size     int64
+	path     string
+	lastTime string
+}
+
+func (r *registry) view(e *entry, sink string) fileView {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return fileView{h: e.h, final: e.final, gone: e.gone, lost: e.lost, size: e.size, path: e.path, lastTime: e.cursors[sink].LastEventTime}
+}
+
+// cursor returns sink's acknowledged position in e.
+func (r *registry) cursor(e *entry, sink string) checkpoint.Cursor {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return e.cursors[sink]
+}
+
+// acquire returns a handle to read e, opening it if needed, or nil when e
+// cannot be read.
+func (r *registry) acquire(e *entry) *handle {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e.h == nil && !e.gone && e.lost == "" {
+		r.openLocked(e)
+	}
+	if e.h == nil {
+		return nil
+	}
+	e.h.refs++
+	return e.h
+}
+
+func (r *registry) release(h *handle) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	h.refs--
+	if h.refs == 0 && h.orphan {
+		h.f.Close()
+	}
+}
+
+// ack records that sink acknowledged segs.
+func (r *registry) ack(sink string, segs []sinks.Segment) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	finished := false
+	for _, s := range segs {
+		e := r.bySeq[s.File.Seq]
+		if e == nil {
+			continue
+		}
+		c := e.cursors[sink]
+		if s.End > c.Offset {
+			c.Offset = s.End
+		}
+		if s.LastEventTime != "" {
+			c.LastEventTime = s.LastEventTime
+		}
+		if s.Done {
+			c.Done = true
+			finished = true
+		}
+		e.cursors[sink] = c
+	}
+	if finished {
+		r.removeFinishedLocked()
+		r.holdOpenLocked()
+	}
+	r.dirty = true
+}
+
+// snapshot returns the state to commit and whether it changed since the
+// last snapshot. It also refreshes the lag gauges.
+func (r *registry) snapshot() (*checkpoint.State, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := &checkpoint.State{NextSeq: r.nextSeq, Files: make([]checkpoint.File, 0, len(r.entries))}
+	lag := make(map[string]int64, len(r.sinks))
+	for _, e := range r.entries {
+		f := checkpoint.File{
+			Seq: e.ref.Seq, ID: e.ref.ID, Dev: e.dev, Ino: e.ino, FingerprintLen: e.fpLen, Fingerprint: e.fp,
+			Path: e.path, Size: e.size, Final: e.final, Compressed: e.compressed,
+			Cursors: make(map[string]checkpoint.Cursor, len(e.cursors)),
+		}
+		for _, s := range r.sinks {
+			c := e.cursors[s]
+			f.Cursors[s] = c
+			if !c.Done && e.size > c.Offset {
+				lag[s] += e.size - c.Offset
+			}
+		}
+		st.Files = append(st.Files, f)
+	}
+	for _, s := range r.sinks {
+		r.m.lagBytes.WithLabelValues(s).Set(float64(lag[s]))
+	}
+	dirty := r.dirty
+	r.dirty = false
+	return st, dirty
+}
+
+// skipExisting makes every sink start at the current end of the files on
+// disk, for a first start with startAt: end.
+func (r *registry) skipExisting() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range r.entries {
+		off := e.size
+		if !e.final {
+			off = lastLineEnd(e.path, e.size)
+		}
+		for _, s := range r.sinks {
+			e.cursors[s] = checkpoint.Cursor{Offset: off, Done: e.final}
+		}
+	}
+	r.removeFinishedLocked()
+	r.dirty = true
+}
+
+// lastLineEnd returns the offset just after the last newline before size.
+func lastLineEnd(path string, size int64) int64 {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	const chunk = 64 << 10
+	buf := make([]byte, chunk)
+	for end := size; end > 0; {
+		start := max(end-chunk, 0)
+		n, _ := f.ReadAt(buf[:end-start], start)
+		for i := n - 1; i >= 0; i-- {
+			if buf[i] == '\n' {
+				return start + int64(i) + 1
+			}
+		}
+		end = start
+	}
+	return 0
+}
+
+// closeAll releases every descriptor.
+func (r *registry) closeAll() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range r.entries {
+		r.dropHandleLocked(e)
+	}
+}

@@ -1,0 +1,399 @@
+package agent
+
+import (
+	"compress/gzip"
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/auditrail/auditrail/sinks"
+)
+
+func TestFollowLiveFile(t *testing.T) {
+	e := newEnv(t)
+	s := &recSink{name: "rec"}
+	appendLines(t, e.live, events(0, 10)...)
+	e.start(e.options(), s)
+	waitEvents(t, s, events(0, 10))
+	appendLines(t, e.live, events(10, 20)...)
+	waitEvents(t, s, events(0, 20))
+}
+
+// Rename-then-create, as lumberjack does, including a write that lands in
+// the old file after the rename but before the writer switched.
+func TestRenameThenCreate(t *testing.T) {
+	e := newEnv(t)
+	s := &recSink{name: "rec"}
+	e.start(e.options(), s)
+	appendLines(t, e.live, events(0, 50)...)
+	base := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
+	for i := 1; i <= 5; i++ {
+		f, err := os.OpenFile(e.live, os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		backup := lumberjackName(e.dir, base.Add(time.Duration(i)*time.Second))
+		if err := os.Rename(e.live, backup); err != nil {
+			t.Fatal(err)
+		}
+		f.WriteString(event(i*1000) + "\n") // still the old file
+		f.Close()
+		appendLines(t, e.live, events(i*1000+1, i*1000+50)...)
+	}
+	var want []string
+	want = append(want, events(0, 50)...)
+	for i := 1; i <= 5; i++ {
+		want = append(want, events(i*1000, i*1000+50)...)
+	}
+	waitEvents(t, s, want)
+}
+
+func gzipFile(t *testing.T, src string) {
+	t.Helper()
+	in, err := os.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	out, err := os.Create(src + ".gz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	zw := gzip.NewWriter(out)
+	if _, err := io.Copy(zw, in); err != nil {
+		t.Fatal(err)
+	}
+	zw.Close()
+	out.Close()
+	os.Remove(src)
+}
+
+// The agent stops part-way through a file that is then rotated and
+// compressed; it resumes inside the .gz at the checkpointed offset.
+func TestResumeInsideGzip(t *testing.T) {
+	e := newEnv(t)
+	s := &recSink{name: "rec"}
+	appendLines(t, e.live, events(0, 100)...)
+	stop := e.start(e.options(), s)
+	waitEvents(t, s, events(0, 100))
+	stop()
+	appendLines(t, e.live, events(100, 150)...) // unread when rotated
+	backup := lumberjackName(e.dir, time.Now())
+	os.Rename(e.live, backup)
+	gzipFile(t, backup)
+	appendLines(t, e.live, events(150, 200)...)
+
+	e.start(e.options(), s)
+	waitEvents(t, s, events(0, 200))
+}
+
+// A backup compressed while the agent is running: the .gz is recognised as
+// the same file and not read twice.
+func TestGzipWhileRunning(t *testing.T) {
+	e := newEnv(t)
+	s := &recSink{name: "rec"}
+	appendLines(t, e.live, events(0, 100)...)
+	e.start(e.options(), s)
+	waitEvents(t, s, events(0, 100))
+	backup := lumberjackName(e.dir, time.Now())
+	os.Rename(e.live, backup)
+	appendLines(t, e.live, events(100, 120)...)
+	waitEvents(t, s, events(0, 120))
+	gzipFile(t, backup)
+	appendLines(t, e.live, events(120, 140)...)
+	waitEvents(t, s, events(0, 140))
+}
+
+// Several rotations while the agent is down, some compressed: on start it
+// reads every newer file in order.
+func TestDownAcrossRotations(t *testing.T) {
+	e := newEnv(t)
+	s := &recSink{name: "rec"}
+	appendLines(t, e.live, events(0, 10)...)
+	stop := e.start(e.options(), s)
+	waitEvents(t, s, events(0, 10))
+	stop()
+	base := time.Now()
+	n := 10
+	for i := 0; i < 6; i++ {
+		appendLines(t, e.live, events(n, n+10)...)
+		n += 10
+		backup := lumberjackName(e.dir, base.Add(time.Duration(i)*time.Second))
+		os.Rename(e.live, backup)
+		if i%2 == 0 {
+			gzipFile(t, backup)
+		}
+	}
+	appendLines(t, e.live, events(n, n+10)...)
+	n += 10
+	e.start(e.options(), s)
+	waitEvents(t, s, events(0, n))
+}
+
+// A backup pruned while the agent is down, before it was read: a gap record
+// names the file, the byte range and the time range; what is on disk still
+// arrives.
+func TestPrunedWhileDownReportsGap(t *testing.T) {
+	e := newEnv(t)
+	s := &recSink{name: "rec"}
+	appendLines(t, e.live, events(0, 10)...)
+	stop := e.start(e.options(), s)
+	waitEvents(t, s, events(0, 10))
+	stop()
+	appendLines(t, e.live, events(10, 20)...)
+	backup := lumberjackName(e.dir, time.Now())
+	os.Rename(e.live, backup)
+	// Create the new file before pruning so that it cannot reuse the
+	// pruned inode (that case is TestInodeReuseDetectedByFingerprint).
+	appendLines(t, e.live, events(20, 30)...)
+	os.Remove(backup) // pruned
+
+	e.start(e.options(), s)
+	eventually(t, "gap record", func() bool { return len(s.ofKind(sinks.KindGap)) == 1 })
+	want := append(events(0, 10), events(20, 30)...)
+	waitEvents(t, s, want)
+	var g gapRecord
+	if err := json.Unmarshal([]byte(s.ofKind(sinks.KindGap)[0].Line), &g); err != nil {
+		t.Fatal(err)
+	}
+	firstPart := int64(len(strings.Join(events(0, 10), "\n")) + 1)
+	if g.Kind != KindGapRecord || g.Reason != "pruned" || g.Sink != "rec" {
+		t.Errorf("gap = %+v", g)
+	}
+	if g.Bytes.From != firstPart || g.Bytes.To < firstPart {
+		t.Errorf("gap bytes = %+v, want from %d", g.Bytes, firstPart)
+	}
+	if g.Bytes.ToKnown {
+		t.Errorf("the file was live when last seen; its end cannot be known")
+	}
+	if g.Time.After != "2026-11-21T10:00:09.000000Z" || g.Time.Before != "2026-11-21T10:00:00.000000Z" {
+		t.Errorf("gap time = %+v", g.Time)
+	}
+	if g.File.ID == "" || !strings.Contains(g.File.Path, "audit.log") {
+		t.Errorf("gap file = %+v", g.File)
+	}
+	if v := counterValue(t, e.reg, "auditrail_gaps_total"); v != 1 {
+		t.Errorf("auditrail_gaps_total = %v, want 1", v)
+	}
+}
+
+// A backup pruned while a slow sink is behind but the agent holds it open:
+// nothing is lost.
+func TestPrunedWhileOpenIsStillRead(t *testing.T) {
+	e := newEnv(t)
+	slow := &recSink{name: "slow", block: make(chan struct{})}
+	fast := &recSink{name: "fast"}
+	appendLines(t, e.live, events(0, 300)...)
+	e.start(e.options(), fast, slow)
+	waitEvents(t, fast, events(0, 300))
+	backup := lumberjackName(e.dir, time.Now())
+	os.Rename(e.live, backup)
+	appendLines(t, e.live, events(300, 310)...)
+	waitEvents(t, fast, events(0, 310))
+	os.Remove(backup)
+	time.Sleep(200 * time.Millisecond) // let scans see it gone
+	close(slow.block)
+	waitEvents(t, slow, events(0, 310))
+	if n := len(slow.ofKind(sinks.KindGap)); n != 0 {
+		t.Fatalf("%d gap records for a file that was held open", n)
+	}
+}
+
+// copytruncate: logrotate copies the file and truncates it in place. The
+// copy is recognised by content and the new content is read from 0.
+func TestCopyTruncate(t *testing.T) {
+	e := newEnv(t)
+	s := &recSink{name: "rec"}
+	appendLines(t, e.live, events(0, 20)...)
+	e.start(e.options(), s)
+	waitEvents(t, s, events(0, 20))
+	data, _ := os.ReadFile(e.live)
+	os.WriteFile(e.live+".1", data, 0o600)
+	os.Truncate(e.live, 0)
+	appendLines(t, e.live, events(20, 25)...)
+	waitEvents(t, s, events(0, 25))
+}
+
+// Truncated while the agent was down: read from 0 and report possible loss.
+func TestTruncatedWhileDown(t *testing.T) {
+	e := newEnv(t)
+	s := &recSink{name: "rec"}
+	appendLines(t, e.live, events(0, 20)...)
+	stop := e.start(e.options(), s)
+	waitEvents(t, s, events(0, 20))
+	stop()
+	os.Truncate(e.live, 0)
+	appendLines(t, e.live, events(20, 22)...)
+	e.start(e.options(), s)
+	eventually(t, "gap", func() bool { return len(s.ofKind(sinks.KindGap)) == 1 })
+	waitEvents(t, s, events(0, 22))
+	var g gapRecord
+	json.Unmarshal([]byte(s.ofKind(sinks.KindGap)[0].Line), &g)
+	if g.Reason != lostTruncated {
+		t.Fatalf("gap reason %q, want truncated", g.Reason)
+	}
+}
+
+// Inode reuse: the same (device, inode) now holds different content, longer
+// than the saved offset. The fingerprint tells them apart.
+func TestInodeReuseDetectedByFingerprint(t *testing.T) {
+	e := newEnv(t)
+	s := &recSink{name: "rec"}
+	appendLines(t, e.live, events(0, 5)...)
+	stop := e.start(e.options(), s)
+	waitEvents(t, s, events(0, 5))
+	stop()
+	// Rewrite in place: same inode, new and longer content.
+	f, err := os.OpenFile(e.live, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(strings.Join(events(100, 120), "\n") + "\n")
+	f.Close()
+	e.start(e.options(), s)
+	waitEvents(t, s, append(events(0, 5), events(100, 120)...))
+	gaps := s.ofKind(sinks.KindGap)
+	if len(gaps) != 1 || !strings.Contains(gaps[0].Line, `"reason":"replaced"`) {
+		t.Fatalf("gaps = %v, want one 'replaced'", gaps)
+	}
+}
+
+// Only newline-terminated lines leave the tailer.
+func TestPartialLine(t *testing.T) {
+	e := newEnv(t)
+	s := &recSink{name: "rec"}
+	e.start(e.options(), s)
+	line := event(1)
+	f, _ := os.OpenFile(e.live, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	defer f.Close()
+	f.WriteString(event(0) + "\n" + line[:40])
+	waitEvents(t, s, events(0, 1))
+	time.Sleep(200 * time.Millisecond)
+	if n := len(s.records()); n != 1 {
+		t.Fatalf("partial line delivered: %d records", n)
+	}
+	f.WriteString(line[40:] + "\n")
+	waitEvents(t, s, events(0, 2))
+}
+
+// A rotated file that ends without a newline: the tail is shipped raw,
+// marked unparsed, and the next file is read.
+func TestFinalFileWithoutNewline(t *testing.T) {
+	e := newEnv(t)
+	s := &recSink{name: "rec"}
+	f, _ := os.Create(e.live)
+	f.WriteString(event(0) + "\n" + `{"kind":"Event","audit`)
+	f.Close()
+	e.start(e.options(), s)
+	waitEvents(t, s, events(0, 1))
+	os.Rename(e.live, lumberjackName(e.dir, time.Now()))
+	appendLines(t, e.live, events(1, 3)...)
+	waitEvents(t, s, events(0, 3))
+	un := s.ofKind(sinks.KindUnparsed)
+	if len(un) != 1 || un[0].Line != `{"kind":"Event","audit` {
+		t.Fatalf("unparsed = %v", un)
+	}
+}
+
+func TestHugeLines(t *testing.T) {
+	e := newEnv(t)
+	s := &recSink{name: "rec"}
+	opts := e.options()
+	opts.MaxLineBytes = 3 << 20
+	big := `{"kind":"Event","auditID":"big-one","stage":"ResponseComplete","responseObject":{"data":"` + strings.Repeat("a", 2<<20) + `"}}`
+	huge := `{"kind":"Event","auditID":"huge-one","stage":"ResponseComplete","responseObject":{"data":"` + strings.Repeat("b", 7<<20) + `"}}`
+	appendLines(t, e.live, event(0), big, event(1), huge, event(2))
+	e.start(opts, s)
+	waitEvents(t, s, []string{event(0), big, event(1), event(2)})
+	stubs := s.ofKind(sinks.KindOversized)
+	if len(stubs) != 1 {
+		t.Fatalf("%d stubs, want 1", len(stubs))
+	}
+	var st oversizedStub
+	if err := json.Unmarshal([]byte(stubs[0].Line), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.AuditID != "huge-one" || st.Size != int64(len(huge)) || !st.Complete || st.SHA256 != sha256hex(huge) {
+		t.Fatalf("stub = %+v", st)
+	}
+	wantOff := int64(len(event(0)) + len(big) + len(event(1)) + 3)
+	if stubs[0].Offset != wantOff || st.Offset != wantOff {
+		t.Fatalf("stub offset %d/%d, want %d", stubs[0].Offset, st.Offset, wantOff)
+	}
+	// The line after the stub was framed at the right place and a restart
+	// does not re-deliver anything.
+	appendLines(t, e.live, event(3))
+	waitEvents(t, s, []string{event(0), big, event(1), event(2), event(3)})
+}
+
+// Bad input is shipped raw and marked; empty lines are skipped.
+func TestMalformedLines(t *testing.T) {
+	e := newEnv(t)
+	s := &recSink{name: "rec"}
+	bad := []string{"not json at all", `{"kind":"Event","trunc`, "{\"a\":\"\xff\"}", "{\"a\":\"\x00\"}", `{"a":1}` + "\r"}
+	appendLines(t, e.live, event(0))
+	appendLines(t, e.live, bad...)
+	appendLines(t, e.live, "", "", "", event(1))
+	e.start(e.options(), s)
+	waitEvents(t, s, events(0, 2))
+	un := s.ofKind(sinks.KindUnparsed)
+	if len(un) != len(bad) {
+		t.Fatalf("%d unparsed, want %d", len(un), len(bad))
+	}
+	for i := range bad {
+		if un[i].Line != bad[i] {
+			t.Errorf("unparsed %d = %q, want %q (raw bytes)", i, un[i].Line, bad[i])
+		}
+	}
+	if v := counterValue(t, e.reg, "auditrail_lines_empty_total"); v != 3 {
+		t.Errorf("empty lines counted %v, want 3", v)
+	}
+	if v := counterValue(t, e.reg, "auditrail_lines_malformed_total"); v != float64(len(bad)) {
+		t.Errorf("malformed counted %v, want %d", v, len(bad))
+	}
+}
+
+// A directory that does not exist at start, then a live path that is a
+// directory or a symlink: the agent waits and picks the file up later.
+func TestMissingDirectoryAndBadPaths(t *testing.T) {
+	e := newEnv(t)
+	os.RemoveAll(e.dir)
+	s := &recSink{name: "rec"}
+	e.start(e.options(), s)
+	time.Sleep(150 * time.Millisecond)
+	os.MkdirAll(e.live, 0o700) // the live path is a directory
+	time.Sleep(150 * time.Millisecond)
+	os.Remove(e.live)
+	target := filepath.Join(t.TempDir(), "elsewhere.log")
+	appendLines(t, target, event(99))
+	os.Symlink(target, e.live) // a symlink is not followed
+	time.Sleep(150 * time.Millisecond)
+	if n := len(s.records()); n != 0 {
+		t.Fatalf("read %d records through a symlink", n)
+	}
+	os.Remove(e.live)
+	appendLines(t, e.live, events(0, 3)...)
+	waitEvents(t, s, events(0, 3))
+}
+
+// The directory itself is replaced: notifications on the old one stop, the
+// poll finds the new one.
+func TestDirectoryReplaced(t *testing.T) {
+	e := newEnv(t)
+	s := &recSink{name: "rec"}
+	appendLines(t, e.live, events(0, 3)...)
+	e.start(e.options(), s)
+	waitEvents(t, s, events(0, 3))
+	os.Rename(e.dir, e.dir+".old")
+	os.MkdirAll(e.dir, 0o700)
+	appendLines(t, e.live, events(3, 6)...)
+	waitEvents(t, s, events(0, 6))
+}
+
+func sha256hex(s string) string {
+	return fingerprint([]byte(s))
+}

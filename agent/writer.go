@@ -1,0 +1,160 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/auditrail/auditrail/sinks"
+)
+
+// writer delivers one sink's batches in order, retrying with exponential
+// backoff and jitter, and acknowledges each batch's source ranges only once
+// the sink accepted it.
+type writer struct {
+	sink   sinks.Sink
+	name   string
+	retry  RetryOptions
+	reg    *registry
+	m      *metrics
+	log    *slog.Logger
+	now    func() time.Time
+	dlqDir string
+	in     <-chan *batchBuf
+	free   chan<- *batchBuf
+}
+
+func newWriter(so SinkOptions, reg *registry, m *metrics, log *slog.Logger, now func() time.Time, dlqRoot string, in <-chan *batchBuf, free chan<- *batchBuf) *writer {
+	return &writer{
+		sink: so.Sink, name: so.Sink.Name(), retry: so.Retry, reg: reg, m: m, log: log, now: now,
+		dlqDir: filepath.Join(dlqRoot, so.Sink.Name()), in: in, free: free,
+	}
+}
+
+// run delivers batches until the input closes or ctx ends.
+func (w *writer) run(ctx context.Context) {
+	for b := range w.in {
+		if !w.deliver(ctx, b) {
+			// Not acknowledged: it will be read again on the next start.
+			return
+		}
+		w.reg.ack(w.name, b.Segments)
+		if len(b.Records) > 0 {
+			w.m.shippedRecords.WithLabelValues(w.name).Add(float64(len(b.Records)))
+			w.m.shippedBytes.WithLabelValues(w.name).Add(float64(b.Bytes))
+			w.m.batches.WithLabelValues(w.name).Inc()
+			w.m.lastSuccess.WithLabelValues(w.name).Set(float64(w.now().UnixNano()) / 1e9)
+		}
+		b.reset()
+		w.free <- b
+	}
+}
+
+// deliver writes b until the sink accepts it, or routes it to the
+// dead-letter directory on a permanent error. It returns false if ctx ended
+// first.
+func (w *writer) deliver(ctx context.Context, b *batchBuf) bool {
+	if len(b.Records) == 0 {
+		return true
+	}
+	bo := backoff{opts: w.retry}
+	for {
+		err := w.sink.Write(ctx, &b.Batch)
+		if err == nil {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		if sinks.IsPermanent(err) {
+			w.m.failures.WithLabelValues(w.name).Inc()
+			w.log.Error("batch failed permanently; writing it to the dead-letter directory",
+				"sink", w.name, "records", len(b.Records), "err", err)
+			return w.deadLetter(ctx, b, err)
+		}
+		w.m.retries.WithLabelValues(w.name).Inc()
+		d := bo.next()
+		w.log.Warn("sink write failed; retrying", "sink", w.name, "records", len(b.Records), "retryIn", d, "err", err)
+		if !sleep(ctx, d) {
+			return false
+		}
+	}
+}
+
+// deadLetter writes b's records, one per line, to a new file in the sink's
+// dead-letter directory, retrying until it succeeds or ctx ends.
+func (w *writer) deadLetter(ctx context.Context, b *batchBuf, cause error) bool {
+	bo := backoff{opts: w.retry}
+	for {
+		err := w.writeDeadLetter(b, cause)
+		if err == nil {
+			w.m.deadLetter.WithLabelValues(w.name).Add(float64(len(b.Records)))
+			return true
+		}
+		w.log.Error("write dead-letter file; retrying", "sink", w.name, "err", err)
+		if !sleep(ctx, bo.next()) {
+			return false
+		}
+	}
+}
+
+func (w *writer) writeDeadLetter(b *batchBuf, cause error) error {
+	if err := os.MkdirAll(w.dlqDir, 0o700); err != nil {
+		return fmt.Errorf("create dead-letter directory: %w", err)
+	}
+	path := filepath.Join(w.dlqDir, fmt.Sprintf("%d.ndjson", w.now().UnixNano()))
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("create dead-letter file: %w", err)
+	}
+	bw := bufio.NewWriter(f)
+	for _, r := range b.Records {
+		bw.Write(r.Line)
+		bw.WriteByte('\n')
+	}
+	err = bw.Flush()
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+		return fmt.Errorf("write dead-letter file %s: %w", path, err)
+	}
+	w.log.Warn("dead-letter file written", "sink", w.name, "path", path, "records", len(b.Records), "cause", cause.Error())
+	return nil
+}
+
+// backoff yields exponentially growing intervals with ±20% jitter.
+type backoff struct {
+	opts RetryOptions
+	cur  time.Duration
+}
+
+func (b *backoff) next() time.Duration {
+	if b.cur == 0 {
+		b.cur = b.opts.InitialInterval
+	} else {
+		b.cur = min(2*b.cur, b.opts.MaxInterval)
+	}
+	jitter := 0.8 + 0.4*rand.Float64()
+	return time.Duration(float64(b.cur) * jitter)
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -1,0 +1,85 @@
+package sinks
+
+import "github.com/auditrail/auditrail/internal/auditjson"
+
+// Kind says what a record holds.
+type Kind uint8
+
+const (
+	// KindEvent is a line that parsed as an audit event.
+	KindEvent Kind = iota
+	// KindUnparsed is a line that is not a well-formed event: not JSON,
+	// truncated, invalid UTF-8, NUL bytes or CRLF. Line holds the original
+	// bytes.
+	KindUnparsed
+	// KindOversized is a stub standing in for a line longer than the
+	// configured limit. Line holds a small JSON object with the auditID (if
+	// it could be read), the size and the SHA-256 of the full line.
+	KindOversized
+	// KindGap is a record the agent made to report data it could not read:
+	// a file pruned or truncated before this sink read it. Line holds a
+	// JSON object describing the file, byte range and time range.
+	KindGap
+)
+
+// String returns the kind's name as used in metrics and marked records.
+func (k Kind) String() string {
+	switch k {
+	case KindEvent:
+		return "event"
+	case KindUnparsed:
+		return "unparsed"
+	case KindOversized:
+		return "oversized"
+	case KindGap:
+		return "gap"
+	}
+	return "unknown"
+}
+
+// FileRef identifies a source file. It is shared by every record read from
+// that file and must not be modified.
+type FileRef struct {
+	// Seq orders files: a higher Seq holds later events.
+	Seq uint64
+	// ID is a short identity that stays the same for the file's whole life,
+	// through renames and compression: device and inode where it was first
+	// seen and the first 16 hex digits of its fingerprint. Use it in object
+	// keys and document ids.
+	ID string
+	// Path is where the file was when reading started.
+	Path string
+}
+
+// Record is one line, or a record standing in for one or more lines.
+type Record struct {
+	// Line is the record's bytes without the trailing newline.
+	Line []byte
+	Kind Kind
+	// Event holds the parsed fields of a KindEvent record; they are
+	// sub-slices of Line.
+	Event auditjson.Event
+	// File is the source file; Offset is where the line starts in it.
+	File   *FileRef
+	Offset int64
+}
+
+// Segment is a contiguous byte range of one source file covered by a batch.
+type Segment struct {
+	File       *FileRef
+	Start, End int64
+	// Done is set when the batch finishes the file: acknowledging it means
+	// the sink will never need the file again.
+	Done bool
+	// LastEventTime is the stageTimestamp of the last event in the range.
+	LastEventTime string
+}
+
+// Batch is a group of records delivered to one sink in one Write call, with
+// the source ranges it covers. Records appear in file order.
+type Batch struct {
+	Records  []Record
+	Segments []Segment
+	// Bytes is the total length of the records' lines.
+	Bytes int
+}

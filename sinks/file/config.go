@@ -1,0 +1,37 @@
+package file
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Config configures the file sink.
+type Config struct {
+	// Directory receives the NDJSON files. Created if missing.
+	Directory string `yaml:"directory"`
+	// MaxFileBytes rotates to a new file once the current one reaches this
+	// size.
+	MaxFileBytes int64 `yaml:"maxFileBytes"`
+	// MaxFiles removes the oldest files beyond this count; 0 keeps all.
+	MaxFiles int `yaml:"maxFiles"`
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{MaxFileBytes: 128 << 20}
+}
+
+// Validate checks the config. prefix is the YAML path of the section.
+func (c *Config) Validate(prefix string) error {
+	var errs []error
+	if c.Directory == "" {
+		errs = append(errs, fmt.Errorf("%s.directory is required", prefix))
+	}
+	if c.MaxFileBytes <= 0 {
+		errs = append(errs, fmt.Errorf("%s.maxFileBytes must be positive", prefix))
+	}
+	if c.MaxFiles < 0 {
+		errs = append(errs, fmt.Errorf("%s.maxFiles must not be negative", prefix))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,50 @@
+// Package sinks defines the contract between the agent and the places it
+// ships audit events to, and the batch type that crosses it.
+//
+// A sink is small and synchronous: Write returns nil only once every record
+// of the batch is durably accepted, and the agent advances the sink's file
+// positions only then. Batches can be written again after a crash or a
+// failed attempt, so implementations must be idempotent or document that
+// they are not. Concurrency comes from the agent (one writer per sink), not
+// from callbacks.
+package sinks
+
+import (
+	"context"
+	"errors"
+)
+
+// Sink ships batches of records to one destination.
+type Sink interface {
+	// Name is the configured name, unique among the agent's sinks.
+	Name() string
+	// Write returns nil only once every record in b is durably accepted.
+	// It may be called again with the same batch, so it must be
+	// idempotent. It must not keep b or its records after returning. An
+	// error is retried with backoff unless it is marked with Permanent.
+	Write(ctx context.Context, b *Batch) error
+	// Close releases the sink's resources. Write is not called after it.
+	Close(ctx context.Context) error
+}
+
+type permanentError struct{ err error }
+
+func (e permanentError) Error() string { return "permanent: " + e.err.Error() }
+func (e permanentError) Unwrap() error { return e.err }
+
+// Permanent marks err as not worth retrying: the same batch would fail the
+// same way. The agent routes such a batch to the dead-letter directory and
+// counts it; it is never dropped silently.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return permanentError{err: err}
+}
+
+// IsPermanent reports whether err, or any error it wraps, was marked with
+// Permanent.
+func IsPermanent(err error) bool {
+	var p permanentError
+	return errors.As(err, &p)
+}
