@@ -37,6 +37,9 @@ type Options struct {
 	// StartAt is "beginning" or "end": where to start on the first run,
 	// when there is no checkpoint.
 	StartAt string
+	// Once stops the agent as soon as every sink has acknowledged
+	// everything on disk, instead of following the live file.
+	Once bool
 
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
@@ -136,6 +139,8 @@ func (a *Agent) loadState() (st *checkpoint.State, fresh bool, err error) {
 // order and returns. It returns an error only if it cannot start or cannot
 // commit the final checkpoint.
 func (a *Agent) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	st, fresh, err := a.loadState()
 	if err != nil {
 		return err
@@ -182,6 +187,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.ready = true
 	a.mu.Unlock()
 	a.log.Info("agent started", "auditLogPath", a.opts.AuditLogPath, "stateDir", a.opts.StateDir, "sinks", names)
+	if a.opts.Once {
+		go a.stopWhenCaughtUp(ctx, reg, cancel)
+	}
 
 	<-ctx.Done()
 	a.log.Info("shutting down", "drainTimeout", a.opts.DrainTimeout)
@@ -246,4 +254,21 @@ func (a *Agent) commit(reg *registry) error {
 		reg.mu.Unlock()
 	}
 	return err
+}
+
+func (a *Agent) stopWhenCaughtUp(ctx context.Context, reg *registry, stop func()) {
+	t := time.NewTicker(min(a.opts.PollInterval, 100*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if reg.caughtUp() {
+				a.log.Info("every sink acknowledged everything on disk; stopping")
+				stop()
+				return
+			}
+		}
+	}
 }

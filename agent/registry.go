@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
@@ -486,8 +487,8 @@ func (r *registry) addLocked(c *candidate) *entry {
 		short = short[:16]
 	}
 	e := &entry{
-		ref:  &sinks.FileRef{Seq: r.nextSeq, ID: fmt.Sprintf("%d-%d-%s", c.dev, c.ino, short), Path: c.path},
-		dev:  c.dev, ino: c.ino, fpLen: len(prefix), fp: fp, path: c.path,
+		ref: &sinks.FileRef{Seq: r.nextSeq, ID: fmt.Sprintf("%d-%d-%s", c.dev, c.ino, short), Path: c.path},
+		dev: c.dev, ino: c.ino, fpLen: len(prefix), fp: fp, path: c.path,
 		final: c.name != r.naming.base || c.gz, compressed: c.gz,
 		cursors: make(map[string]checkpoint.Cursor),
 	}
@@ -769,4 +770,36 @@ func (r *registry) closeAll() {
 	for _, e := range r.entries {
 		r.dropHandleLocked(e)
 	}
+}
+
+// caughtUp reports whether every sink has acknowledged every complete line
+// of every file on disk.
+func (r *registry) caughtUp() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range r.entries {
+		for _, s := range r.sinks {
+			c := e.cursors[s]
+			if c.Done {
+				continue
+			}
+			if e.gone || e.compressed || (e.final && c.Offset < e.size) {
+				return false
+			}
+			if c.Offset < e.size && !r.onlyPartialLineLocked(e, c.Offset) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// onlyPartialLineLocked reports whether e holds no newline after off.
+func (r *registry) onlyPartialLineLocked(e *entry, off int64) bool {
+	if e.h == nil || e.h.gz || e.size-off > 64<<10 {
+		return false
+	}
+	buf := make([]byte, e.size-off)
+	n, _ := e.h.f.ReadAt(buf, off)
+	return bytes.IndexByte(buf[:n], '\n') < 0
 }

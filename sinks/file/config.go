@@ -3,6 +3,8 @@ package file
 import (
 	"errors"
 	"fmt"
+
+	"github.com/auditrail/auditrail/internal/units"
 )
 
 // Config configures the file sink.
@@ -11,7 +13,7 @@ type Config struct {
 	Directory string `yaml:"directory"`
 	// MaxFileBytes rotates to a new file once the current one reaches this
 	// size.
-	MaxFileBytes int64 `yaml:"maxFileBytes"`
+	MaxFileBytes units.ByteSize `yaml:"maxFileBytes"`
 	// MaxFiles removes the oldest files beyond this count; 0 keeps all.
 	MaxFiles int `yaml:"maxFiles"`
 }

@@ -52,7 +52,7 @@ func (s *Sink) Write(ctx context.Context, b *sinks.Batch) error {
 		s.buf = append(s.buf, b.Records[i].Line...)
 		s.buf = append(s.buf, '\n')
 	}
-	if s.f == nil || s.size >= s.cfg.MaxFileBytes {
+	if s.f == nil || s.size >= int64(s.cfg.MaxFileBytes) {
 		if err := s.rotate(); err != nil {
 			return err
 		}

@@ -1,0 +1,240 @@
+// Command auditrail follows the kube-apiserver audit log and ships every
+// event to the configured sinks. See the README for usage.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/auditrail/auditrail/agent"
+	"github.com/auditrail/auditrail/internal/config"
+	"github.com/auditrail/auditrail/sinks"
+	"github.com/auditrail/auditrail/sinks/discard"
+	"github.com/auditrail/auditrail/sinks/file"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `auditrail ships Kubernetes audit logs off the node.
+
+Usage:
+  auditrail run      [--config FILE] [--audit-log-path PATH] [--state-dir DIR] [--once]
+  auditrail validate [--config FILE]
+  auditrail version
+
+Without --config, the embedded default is used: follow
+/var/log/kubernetes/audit/audit.log into a local file sink under the state
+directory.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "run":
+		return runAgent(args[1:], stderr)
+	case "validate":
+		return validate(args[1:], stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, version)
+		return 0
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "unknown command %q\n\n%s", args[0], usage)
+	return 2
+}
+
+type flags struct {
+	config, auditLogPath, stateDir string
+	once                           bool
+}
+
+func parseFlags(name string, args []string, stderr io.Writer, withRun bool) (*flags, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	f := &flags{}
+	fs.StringVar(&f.config, "config", "", "configuration file (default: the embedded default)")
+	if withRun {
+		fs.StringVar(&f.auditLogPath, "audit-log-path", "", "kube-apiserver's --audit-log-path; overrides auditLogPath")
+		fs.StringVar(&f.stateDir, "state-dir", "", "directory for checkpoints; overrides stateDir")
+		fs.BoolVar(&f.once, "once", false, "exit once every sink acknowledged everything on disk")
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	return f, nil
+}
+
+// loadConfig loads the config and applies flag overrides. Overrides are
+// applied before defaults and validation, so relative sink directories
+// follow an overridden state directory.
+func loadConfig(f *flags) (*config.Config, error) {
+	raw := config.Default
+	if f.config != "" {
+		b, err := os.ReadFile(f.config)
+		if err != nil {
+			return nil, fmt.Errorf("read config: %w", err)
+		}
+		raw = b
+	}
+	return config.ParseWith(raw, func(c *config.Config) error {
+		if f.auditLogPath != "" {
+			c.AuditLogPath = f.auditLogPath
+		}
+		if f.stateDir != "" {
+			c.StateDir = f.stateDir
+		}
+		return nil
+	})
+}
+
+func validate(args []string, stdout, stderr io.Writer) int {
+	f, err := parseFlags("validate", args, stderr, false)
+	if err != nil {
+		return 2
+	}
+	if _, err := loadConfig(f); err != nil {
+		fmt.Fprintf(stderr, "invalid configuration:\n%v\n", err)
+		return 1
+	}
+	fmt.Fprintln(stdout, "configuration is valid")
+	return 0
+}
+
+func newLogger(c config.LogConfig, w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	lvl.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if c.Format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+func runAgent(args []string, stderr io.Writer) int {
+	f, err := parseFlags("run", args, stderr, true)
+	if err != nil {
+		return 2
+	}
+	cfg, err := loadConfig(f)
+	if err != nil {
+		fmt.Fprintf(stderr, "invalid configuration:\n%v\n", err)
+		return 1
+	}
+	log := newLogger(cfg.Log, stderr).With("version", version)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	sinkOpts, err := buildSinks(cfg)
+	if err != nil {
+		log.Error("create sinks", "err", err)
+		return 1
+	}
+	a, err := agent.New(agentOptions(cfg, f.once, log, reg), sinkOpts)
+	if err != nil {
+		log.Error("create agent", "err", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if cfg.HTTP.Address != "" {
+		srv, err := serveHTTP(cfg.HTTP.Address, reg, a, log)
+		if err != nil {
+			log.Error("start HTTP listener", "address", cfg.HTTP.Address, "err", err)
+			return 1
+		}
+		defer srv.Close()
+	}
+	if err := a.Run(ctx); err != nil {
+		log.Error("agent stopped with an error", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func agentOptions(c *config.Config, once bool, log *slog.Logger, reg prometheus.Registerer) agent.Options {
+	return agent.Options{
+		AuditLogPath: c.AuditLogPath, StateDir: c.StateDir, MaxLineBytes: int(c.MaxLineBytes),
+		PollInterval: time.Duration(c.PollInterval), CheckpointInterval: time.Duration(c.CheckpointInterval),
+		DrainTimeout: time.Duration(c.DrainTimeout), MaxOpenFiles: c.MaxOpenFiles, StartAt: c.StartAt,
+		Once: once, Logger: log, Registerer: reg,
+	}
+}
+
+func buildSinks(c *config.Config) ([]agent.SinkOptions, error) {
+	var out []agent.SinkOptions
+	for _, sc := range c.Sinks {
+		var s sinks.Sink
+		switch sc.Type {
+		case "file":
+			fs, err := file.New(sc.Name, *sc.File)
+			if err != nil {
+				return nil, err
+			}
+			s = fs
+		case "discard":
+			s = discard.New(sc.Name)
+		default:
+			return nil, fmt.Errorf("sink %s: unknown type %q", sc.Name, sc.Type)
+		}
+		out = append(out, agent.SinkOptions{
+			Sink: s,
+			Batch: agent.BatchOptions{MaxEvents: sc.Batch.MaxEvents, MaxBytes: int(sc.Batch.MaxBytes),
+				FlushInterval: time.Duration(sc.Batch.FlushInterval)},
+			Retry: agent.RetryOptions{InitialInterval: time.Duration(sc.Retry.InitialInterval),
+				MaxInterval: time.Duration(sc.Retry.MaxInterval)},
+			MaxInFlight: sc.MaxInFlight,
+		})
+	}
+	return out, nil
+}
+
+// serveHTTP serves /metrics, /healthz and /readyz.
+func serveHTTP(addr string, reg *prometheus.Registry, a *agent.Agent, log *slog.Logger) (*http.Server, error) {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !a.Ready() {
+			http.Error(w, "starting", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ready\n")
+	})
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("HTTP listener stopped", "err", err)
+		}
+	}()
+	return srv, nil
+}

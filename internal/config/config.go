@@ -1,0 +1,306 @@
+// Package config loads and validates the agent's YAML configuration.
+//
+// Decoding is strict: an unknown key is an error that names it. ${VAR} and
+// ${VAR:-default} are expanded in string values after parsing, so secrets
+// can come from the environment without being able to change the YAML's
+// structure. Every section is validated and all errors are reported
+// together, each quoting its key.
+package config
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/auditrail/auditrail/internal/units"
+	"github.com/auditrail/auditrail/sinks/file"
+	"gopkg.in/yaml.v3"
+)
+
+// Default is the embedded configuration used when no file is given: follow
+// kube-apiserver's usual audit log path into a local file sink.
+//
+//go:embed default.yaml
+var Default []byte
+
+// Config is the whole configuration.
+type Config struct {
+	// AuditLogPath is kube-apiserver's --audit-log-path.
+	AuditLogPath string `yaml:"auditLogPath"`
+	// StateDir holds checkpoints and dead-letter files.
+	StateDir           string   `yaml:"stateDir"`
+	MaxLineBytes       units.ByteSize `yaml:"maxLineBytes"`
+	PollInterval       units.Duration `yaml:"pollInterval"`
+	CheckpointInterval units.Duration `yaml:"checkpointInterval"`
+	DrainTimeout       units.Duration `yaml:"drainTimeout"`
+	MaxOpenFiles       int      `yaml:"maxOpenFiles"`
+	// StartAt is where to start when there is no checkpoint: beginning or
+	// end.
+	StartAt string     `yaml:"startAt"`
+	Log     LogConfig  `yaml:"log"`
+	HTTP    HTTPConfig `yaml:"http"`
+	Sinks   []Sink     `yaml:"sinks"`
+}
+
+// LogConfig configures the agent's own logs.
+type LogConfig struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}
+
+// HTTPConfig configures the metrics and health listener.
+type HTTPConfig struct {
+	// Address to listen on, e.g. ":9808". Empty disables the listener.
+	Address string `yaml:"address"`
+}
+
+// Sink is one destination.
+type Sink struct {
+	Name        string       `yaml:"name"`
+	Type        string       `yaml:"type"`
+	Batch       BatchConfig  `yaml:"batch"`
+	Retry       RetryConfig  `yaml:"retry"`
+	MaxInFlight int          `yaml:"maxInFlight"`
+	File        *file.Config `yaml:"file"`
+}
+
+// BatchConfig bounds a sink's batches.
+type BatchConfig struct {
+	MaxEvents     int      `yaml:"maxEvents"`
+	MaxBytes      units.ByteSize `yaml:"maxBytes"`
+	FlushInterval units.Duration `yaml:"flushInterval"`
+}
+
+// RetryConfig shapes the backoff between failed writes.
+type RetryConfig struct {
+	InitialInterval units.Duration `yaml:"initialInterval"`
+	MaxInterval     units.Duration `yaml:"maxInterval"`
+}
+
+// SinkTypes are the sink types this build knows.
+var SinkTypes = []string{"file", "discard"}
+
+// Load reads the file at path, or the embedded default if path is empty.
+func Load(path string) (*Config, error) {
+	if path == "" {
+		return Parse(Default)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	c, err := Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse decodes, expands, defaults and validates a configuration.
+func Parse(b []byte) (*Config, error) { return ParseWith(b, nil) }
+
+// ParseWith is Parse with a hook that may override values (command-line
+// flags) after decoding and before defaults and validation.
+func ParseWith(b []byte, override func(*Config) error) (*Config, error) {
+	c := &Config{}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if err := expandStrings(reflect.ValueOf(c).Elem(), ""); err != nil {
+		return nil, err
+	}
+	if override != nil {
+		if err := override(c); err != nil {
+			return nil, err
+		}
+	}
+	c.applyDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// expandStrings expands environment references in every string field,
+// naming the key on error.
+func expandStrings(v reflect.Value, path string) error {
+	switch v.Kind() {
+	case reflect.Pointer:
+		if !v.IsNil() {
+			return expandStrings(v.Elem(), path)
+		}
+	case reflect.Struct:
+		t := v.Type()
+		var errs []error
+		for i := 0; i < v.NumField(); i++ {
+			name := strings.Split(t.Field(i).Tag.Get("yaml"), ",")[0]
+			p := name
+			if path != "" {
+				p = path + "." + name
+			}
+			errs = append(errs, expandStrings(v.Field(i), p))
+		}
+		return errors.Join(errs...)
+	case reflect.Slice:
+		var errs []error
+		for i := 0; i < v.Len(); i++ {
+			errs = append(errs, expandStrings(v.Index(i), fmt.Sprintf("%s[%d]", path, i)))
+		}
+		return errors.Join(errs...)
+	case reflect.Map:
+		for _, k := range v.MapKeys() {
+			if v.MapIndex(k).Kind() == reflect.String {
+				s, err := units.Expand(v.MapIndex(k).String())
+				if err != nil {
+					return fmt.Errorf("%s.%v: %w", path, k, err)
+				}
+				v.SetMapIndex(k, reflect.ValueOf(s))
+			}
+		}
+	case reflect.String:
+		s, err := units.Expand(v.String())
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		v.SetString(s)
+	}
+	return nil
+}
+
+func (c *Config) applyDefaults() {
+	setDefault(&c.StateDir, "/var/lib/auditrail")
+	setDefault(&c.MaxLineBytes, 16<<20)
+	setDefault(&c.PollInterval, units.Duration(time.Second))
+	setDefault(&c.CheckpointInterval, units.Duration(time.Second))
+	setDefault(&c.DrainTimeout, units.Duration(25*time.Second))
+	setDefault(&c.MaxOpenFiles, 64)
+	setDefault(&c.StartAt, "beginning")
+	setDefault(&c.Log.Level, "info")
+	setDefault(&c.Log.Format, "json")
+	for i := range c.Sinks {
+		s := &c.Sinks[i]
+		setDefault(&s.Name, s.Type)
+		setDefault(&s.Batch.MaxEvents, 5000)
+		setDefault(&s.Batch.MaxBytes, 4<<20)
+		setDefault(&s.Batch.FlushInterval, units.Duration(time.Second))
+		setDefault(&s.Retry.InitialInterval, units.Duration(100*time.Millisecond))
+		setDefault(&s.Retry.MaxInterval, units.Duration(30*time.Second))
+		setDefault(&s.MaxInFlight, 2)
+		if s.Type == "file" {
+			fc := file.DefaultConfig()
+			if s.File != nil {
+				fc.Directory, fc.MaxFiles = s.File.Directory, s.File.MaxFiles
+				if s.File.MaxFileBytes != 0 {
+					fc.MaxFileBytes = s.File.MaxFileBytes
+				}
+			}
+			if fc.Directory != "" && !filepath.IsAbs(fc.Directory) {
+				fc.Directory = filepath.Join(c.StateDir, fc.Directory)
+			}
+			s.File = &fc
+		}
+	}
+}
+
+func setDefault[T comparable](p *T, v T) {
+	var zero T
+	if *p == zero {
+		*p = v
+	}
+}
+
+// Validate checks every section and reports all problems together.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if c.AuditLogPath == "" {
+		add("auditLogPath is required (kube-apiserver's --audit-log-path)")
+	} else if !filepath.IsAbs(c.AuditLogPath) {
+		add("auditLogPath must be an absolute path, got %q", c.AuditLogPath)
+	}
+	if c.MaxLineBytes < 4<<10 {
+		add("maxLineBytes must be at least 4KiB")
+	}
+	for _, d := range []struct {
+		key string
+		v   units.Duration
+	}{{"pollInterval", c.PollInterval}, {"checkpointInterval", c.CheckpointInterval}, {"drainTimeout", c.DrainTimeout}} {
+		if d.v <= 0 {
+			add("%s must be positive", d.key)
+		}
+	}
+	if c.MaxOpenFiles < 1 {
+		add("maxOpenFiles must be at least 1")
+	}
+	if c.StartAt != "beginning" && c.StartAt != "end" {
+		add("startAt must be beginning or end, got %q", c.StartAt)
+	}
+	if !oneOf(c.Log.Level, "debug", "info", "warn", "error") {
+		add("log.level must be debug, info, warn or error, got %q", c.Log.Level)
+	}
+	if !oneOf(c.Log.Format, "json", "text") {
+		add("log.format must be json or text, got %q", c.Log.Format)
+	}
+	if len(c.Sinks) == 0 {
+		add("sinks: at least one sink is required")
+	}
+	names := map[string]bool{}
+	for i := range c.Sinks {
+		errs = append(errs, c.Sinks[i].validate(fmt.Sprintf("sinks[%d]", i), names))
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Sink) validate(key string, names map[string]bool) error {
+	var errs []error
+	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(key+"."+format, a...)) }
+	if !oneOf(s.Type, SinkTypes...) {
+		add("type must be one of %s, got %q", strings.Join(SinkTypes, ", "), s.Type)
+	}
+	if names[s.Name] {
+		add("name %q is used by another sink", s.Name)
+	}
+	names[s.Name] = true
+	if strings.ContainsAny(s.Name, "/\\ ") {
+		add("name %q must not contain slashes or spaces", s.Name)
+	}
+	if s.Batch.MaxEvents < 1 {
+		add("batch.maxEvents must be positive")
+	}
+	if s.Batch.MaxBytes < 1 {
+		add("batch.maxBytes must be positive")
+	}
+	if s.Batch.FlushInterval <= 0 {
+		add("batch.flushInterval must be positive")
+	}
+	if s.Retry.InitialInterval <= 0 || s.Retry.MaxInterval < s.Retry.InitialInterval {
+		add("retry.initialInterval must be positive and not above retry.maxInterval")
+	}
+	if s.MaxInFlight < 1 {
+		add("maxInFlight must be at least 1")
+	}
+	if s.Type == "file" {
+		errs = append(errs, s.File.Validate(key+".file"))
+	} else if s.File != nil {
+		add("file is only valid for type file")
+	}
+	return errors.Join(errs...)
+}
+
+func oneOf(s string, opts ...string) bool {
+	for _, o := range opts {
+		if s == o {
+			return true
+		}
+	}
+	return false
+}

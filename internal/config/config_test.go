@@ -1,0 +1,148 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/auditrail/auditrail/internal/units"
+)
+
+func TestDefaultConfigIsValid(t *testing.T) {
+	c, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.AuditLogPath != "/var/log/kubernetes/audit/audit.log" || len(c.Sinks) != 1 || c.Sinks[0].Type != "file" {
+		t.Fatalf("default = %+v", c)
+	}
+	if got := c.Sinks[0].File.Directory; got != "/var/lib/auditrail/archive" {
+		t.Errorf("relative file sink directory resolves to %q", got)
+	}
+	if c.MaxLineBytes != 16<<20 || c.DrainTimeout != units.Duration(25*time.Second) {
+		t.Errorf("defaults: maxLineBytes %d drainTimeout %v", c.MaxLineBytes, c.DrainTimeout)
+	}
+}
+
+func TestExampleConfigIsValid(t *testing.T) {
+	t.Setenv("NODE_NAME", "master-1")
+	if _, err := Load(filepath.Join("..", "..", "examples", "auditrail.yaml")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestParseFull(t *testing.T) {
+	t.Setenv("ARCHIVE", "/mnt/worm")
+	c, err := Parse([]byte(`
+auditLogPath: /var/log/kubernetes/audit/audit.log
+stateDir: /var/lib/x
+maxLineBytes: 32MiB
+pollInterval: 250ms
+sinks:
+  - name: worm
+    type: file
+    batch: {maxEvents: 10, maxBytes: 1MiB, flushInterval: 200ms}
+    file: {directory: "${ARCHIVE}/audit", maxFileBytes: 1GiB, maxFiles: 3}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.Sinks[0]
+	if c.MaxLineBytes != 32<<20 || c.PollInterval != units.Duration(250*time.Millisecond) {
+		t.Errorf("top level = %+v", c)
+	}
+	if s.File.Directory != "/mnt/worm/audit" || s.File.MaxFileBytes != 1<<30 || s.File.MaxFiles != 3 {
+		t.Errorf("file = %+v", s.File)
+	}
+	if s.Batch.MaxEvents != 10 || s.Batch.MaxBytes != 1<<20 || s.Retry.MaxInterval != units.Duration(30*time.Second) {
+		t.Errorf("batch/retry = %+v %+v", s.Batch, s.Retry)
+	}
+}
+
+// Every bad config names the key at fault.
+func TestParseErrorsNameTheKey(t *testing.T) {
+	base := "auditLogPath: /a/audit.log\nsinks:\n  - type: file\n    file: {directory: /tmp/x}\n"
+	cases := map[string]struct{ yaml, want string }{
+		"unknown top key":    {base + "bogus: 1\n", "field bogus not found"},
+		"unknown sink key":   {"auditLogPath: /a/audit.log\nsinks:\n  - type: file\n    flie: {}\n", "field flie not found"},
+		"unknown nested key": {"auditLogPath: /a/audit.log\nsinks:\n  - type: file\n    file: {directory: /x, size: 1}\n", "field size not found"},
+		"relative path":      {strings.Replace(base, "/a/audit.log", "audit.log", 1), "auditLogPath must be an absolute path"},
+		"missing path":       {"sinks:\n  - type: discard\n", "auditLogPath is required"},
+		"no sinks":           {"auditLogPath: /a/audit.log\n", "at least one sink"},
+		"bad type":           {"auditLogPath: /a/audit.log\nsinks:\n  - type: s4\n", "sinks[0].type must be one of"},
+		"dup name":           {"auditLogPath: /a/audit.log\nsinks:\n  - type: discard\n  - type: discard\n", `sinks[1].name "discard" is used`},
+		"no directory":       {"auditLogPath: /a/audit.log\nsinks:\n  - type: file\n", "sinks[0].file.directory is required"},
+		"bad duration":       {base + "pollInterval: soon\n", `"soon" is not a duration`},
+		"bad size":           {base + "maxLineBytes: lots\n", `"lots" is not a size`},
+		"bad batch":          {"auditLogPath: /a/audit.log\nsinks:\n  - type: discard\n    batch: {maxEvents: -1}\n", "sinks[0].batch.maxEvents must be positive"},
+		"unset env":          {"auditLogPath: ${AUDITRAIL_SURELY_UNSET}\nsinks:\n  - type: discard\n", "auditLogPath: environment variable AUDITRAIL_SURELY_UNSET is not set"},
+		"bad startAt":        {base + "startAt: middle\n", "startAt must be beginning or end"},
+		"file on discard":    {"auditLogPath: /a/audit.log\nsinks:\n  - type: discard\n    file: {directory: /x}\n", "sinks[0].file is only valid for type file"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := Parse([]byte(c.yaml))
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error = %v, want it to contain %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestExpand(t *testing.T) {
+	t.Setenv("A", "x")
+	t.Setenv("EMPTY", "")
+	for in, want := range map[string]string{
+		"${A}":            "x",
+		"a-${A}-b":        "a-x-b",
+		"${EMPTY:-dflt}":  "dflt",
+		"${UNSET_Q:-}":    "",
+		"$$":              "$",
+		"no refs":         "no refs",
+		"$${A}":           "${A}",
+		"${A}${A:-other}": "xx",
+	} {
+		got, err := units.Expand(in)
+		if err != nil || got != want {
+			t.Errorf("Expand(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+}
+
+func TestEnvValueCannotInjectYAML(t *testing.T) {
+	t.Setenv("EVIL", "x\nstartAt: end")
+	c, err := Parse([]byte("auditLogPath: /a/${EVIL}\nsinks:\n  - type: discard\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.StartAt != "beginning" || !strings.Contains(c.AuditLogPath, "startAt: end") {
+		t.Fatalf("env value changed the structure: %+v", c)
+	}
+}
+
+func TestByteSize(t *testing.T) {
+	for in, want := range map[string]int64{"1024": 1024, "4KiB": 4096, "16MiB": 16 << 20, "1GiB": 1 << 30, "4MB": 4e6, "2Ki": 2048} {
+		if got, err := units.ParseByteSize(in); err != nil || got != want {
+			t.Errorf("ParseByteSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "nope.yaml"))
+	if err == nil || !os.IsNotExist(errorsUnwrapAll(err)) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func errorsUnwrapAll(err error) error {
+	for {
+		u, ok := err.(interface{ Unwrap() error })
+		if !ok {
+			return err
+		}
+		err = u.Unwrap()
+	}
+}
