@@ -259,7 +259,23 @@ func (r *reader) frame(drain context.Context, e *entry) bool {
 			fr.over = nil
 		} else {
 			if i < 0 {
+				if len(data) > fr.maxLine {
+					fr.beginOversized() // already above the limit: stop keeping it
+					continue
+				}
 				break
+			}
+			if i > fr.maxLine {
+				fr.startOver(data[:i])
+				r.addOversized(e, true)
+				fr.over = nil
+				start := fr.pos
+				fr.skip(i + 1)
+				r.cur.extend(e.ref, start, fr.pos)
+				if r.full() && !r.flush(drain) {
+					return false
+				}
+				continue
 			}
 			start := fr.pos
 			fr.skip(i + 1)
@@ -490,14 +506,22 @@ func (fr *framer) fill(src source) (int, error) {
 	return n, err
 }
 
-// beginOversized starts hashing the line that fills the whole buffer.
-func (fr *framer) beginOversized() {
-	data := fr.buf[fr.start:fr.end]
+// startOver starts hashing a line above the limit whose first bytes, at
+// fr.pos, are data.
+func (fr *framer) startOver(data []byte) {
 	fr.over = sha256.New()
 	fr.over.Write(data)
 	fr.overPrefix = append(fr.overPrefix[:0], data[:min(len(data), stubPrefixBytes)]...)
 	fr.overStart = fr.pos
 	fr.overSize = int64(len(data))
+}
+
+// beginOversized switches to hashing the unframed bytes, which are the
+// start of a line above the limit, and frees the buffer they took.
+func (fr *framer) beginOversized() {
+	fr.startOver(fr.buf[fr.start:fr.end])
 	fr.start, fr.end = 0, 0
-	fr.buf = make([]byte, readBufSize)
+	if len(fr.buf) > readBufSize {
+		fr.buf = make([]byte, readBufSize)
+	}
 }

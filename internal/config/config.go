@@ -35,12 +35,12 @@ type Config struct {
 	// AuditLogPath is kube-apiserver's --audit-log-path.
 	AuditLogPath string `yaml:"auditLogPath"`
 	// StateDir holds checkpoints and dead-letter files.
-	StateDir           string   `yaml:"stateDir"`
+	StateDir           string         `yaml:"stateDir"`
 	MaxLineBytes       units.ByteSize `yaml:"maxLineBytes"`
 	PollInterval       units.Duration `yaml:"pollInterval"`
 	CheckpointInterval units.Duration `yaml:"checkpointInterval"`
 	DrainTimeout       units.Duration `yaml:"drainTimeout"`
-	MaxOpenFiles       int      `yaml:"maxOpenFiles"`
+	MaxOpenFiles       int            `yaml:"maxOpenFiles"`
 	// StartAt is where to start when there is no checkpoint: beginning or
 	// end.
 	StartAt string     `yaml:"startAt"`
@@ -73,7 +73,7 @@ type Sink struct {
 
 // BatchConfig bounds a sink's batches.
 type BatchConfig struct {
-	MaxEvents     int      `yaml:"maxEvents"`
+	MaxEvents     int            `yaml:"maxEvents"`
 	MaxBytes      units.ByteSize `yaml:"maxBytes"`
 	FlushInterval units.Duration `yaml:"flushInterval"`
 }

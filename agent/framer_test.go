@@ -1,0 +1,170 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/auditrail/auditrail/checkpoint"
+	"github.com/auditrail/auditrail/sinks"
+)
+
+// chunkSource serves data from an offset in chunks of varying size, like a
+// file that is being appended to.
+type chunkSource struct {
+	data   []byte
+	sizes  []byte
+	n      int
+	limit  int // bytes visible so far
+	lastAt int64
+}
+
+func (s *chunkSource) read(p []byte, off int64) (int, error) {
+	if int(off) >= s.limit {
+		return 0, io.EOF
+	}
+	sz := 1
+	if len(s.sizes) > 0 {
+		sz = int(s.sizes[s.n%len(s.sizes)]) + 1
+	}
+	s.n++
+	end := min(s.limit, int(off)+sz, int(off)+len(p))
+	return copy(p, s.data[off:end]), nil
+}
+
+// frameAll runs the reader's framing over data and returns the records and
+// the offset up to which the batch's segment reaches.
+func frameAll(t testing.TB, data, sizes []byte, maxLine int) ([]sinks.Record, int64) {
+	m := newMetrics(nil)
+	reg := newRegistry("/nonexistent/audit.log", []string{"s"}, 1, &checkpoint.State{}, m, testLogger())
+	free := make(chan *batchBuf, 1)
+	free <- &batchBuf{}
+	r := newReader("s", reg, m, readerOptions{
+		log: testLogger(), now: time.Now, maxLine: maxLine, poll: time.Second,
+		batch: BatchOptions{MaxEvents: 1 << 30, MaxBytes: 1 << 30, FlushInterval: time.Hour},
+		out:   make(chan *batchBuf, 1), free: free,
+	})
+	r.takeBatch(context.Background())
+	e := &entry{ref: &sinks.FileRef{Seq: 1, ID: "f"}}
+	src := &chunkSource{data: data, sizes: sizes, limit: len(data)}
+	r.fr.reset(0, maxLine)
+	r.fr.buf = make([]byte, 16) // small, to exercise growth and compaction
+	for {
+		n, err := r.fr.fill(src)
+		if n > 0 {
+			r.frame(context.Background(), e)
+			continue
+		}
+		if err != nil {
+			break
+		}
+	}
+	var end int64
+	if len(r.cur.Segments) > 0 {
+		end = r.cur.Segments[len(r.cur.Segments)-1].End
+	}
+	return r.cur.Records, end
+}
+
+// FuzzFramer checks that framing, whatever the chunking, yields exactly
+// the complete lines: whole up to maxLine, as stubs above it, empty lines
+// skipped, and nothing after the last newline.
+func FuzzFramer(f *testing.F) {
+	f.Add([]byte("a\nbb\n\nccc"), []byte{0, 3, 1})
+	f.Add([]byte(`{"auditID":"x","big":"`+string(bytes.Repeat([]byte("z"), 100))+"\"}\nok\n"), []byte{7})
+	f.Add(bytes.Repeat([]byte("0123456789abcdefghijklmnopqrstuvwxyz\n"), 20), []byte{2, 63, 5})
+	f.Fuzz(func(t *testing.T, data, sizes []byte) {
+		const maxLine = 40
+		recs, end := frameAll(t, data, sizes, maxLine)
+		var want [][]byte
+		lines := bytes.Split(data, []byte("\n"))
+		lines = lines[:len(lines)-1] // the part after the last newline is incomplete
+		var off, wantEnd int64
+		var offs []int64
+		for _, l := range lines {
+			if len(l) > 0 {
+				want = append(want, l)
+				offs = append(offs, off)
+			}
+			off += int64(len(l)) + 1
+			wantEnd = off
+		}
+		if len(recs) != len(want) {
+			t.Fatalf("%d records, want %d", len(recs), len(want))
+		}
+		for i, rec := range recs {
+			if rec.Offset != offs[i] {
+				t.Fatalf("record %d at offset %d, want %d", i, rec.Offset, offs[i])
+			}
+			if len(want[i]) > maxLine {
+				var st oversizedStub
+				if rec.Kind != sinks.KindOversized || json.Unmarshal(rec.Line, &st) != nil ||
+					st.Size != int64(len(want[i])) || st.SHA256 != fingerprint(want[i]) {
+					t.Fatalf("record %d: want a stub for %d bytes, got %s", i, len(want[i]), rec.Line)
+				}
+				continue
+			}
+			if !bytes.Equal(rec.Line, want[i]) {
+				t.Fatalf("record %d = %q, want %q", i, rec.Line, want[i])
+			}
+		}
+		if end != wantEnd {
+			t.Fatalf("segment ends at %d, want %d", end, wantEnd)
+		}
+	})
+}
+
+func BenchmarkFraming(b *testing.B) {
+	var data []byte
+	for i := 0; len(data) < 8<<20; i++ {
+		data = append(data, event(i)...)
+		data = append(data, '\n')
+	}
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		m := newMetrics(nil)
+		reg := newRegistry("/nonexistent/audit.log", []string{"s"}, 1, &checkpoint.State{}, m, testLogger())
+		out := make(chan *batchBuf, 1)
+		free := make(chan *batchBuf, 2)
+		free <- &batchBuf{}
+		free <- &batchBuf{}
+		r := newReader("s", reg, m, readerOptions{
+			log: testLogger(), now: time.Now, maxLine: 16 << 20, poll: time.Second,
+			batch: BatchOptions{MaxEvents: 5000, MaxBytes: 4 << 20, FlushInterval: time.Hour},
+			out:   out, free: free,
+		})
+		go func() {
+			for bb := range out {
+				bb.reset()
+				free <- bb
+			}
+		}()
+		r.takeBatch(context.Background())
+		e := &entry{ref: &sinks.FileRef{Seq: 1, ID: "f"}}
+		src := &chunkSource{data: data, sizes: []byte{255}, limit: len(data)}
+		src.sizes = nil
+		r.fr.reset(0, 16<<20)
+		for {
+			n, _ := r.fr.fill(plainBytes(data))
+			if n == 0 {
+				break
+			}
+			r.frame(context.Background(), e)
+		}
+		close(out)
+	}
+}
+
+// plainBytes is a source over a byte slice.
+type plainBytes []byte
+
+func (p plainBytes) read(b []byte, off int64) (int, error) {
+	if int(off) >= len(p) {
+		return 0, io.EOF
+	}
+	return copy(b, p[off:]), nil
+}

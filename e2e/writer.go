@@ -1,0 +1,143 @@
+package e2e
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"gopkg.in/natefinch/lumberjack.v2"
+	authnv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	auditinternal "k8s.io/apiserver/pkg/apis/audit"
+	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
+	"k8s.io/apiserver/pkg/audit"
+	auditlog "k8s.io/apiserver/plugin/pkg/audit/log"
+)
+
+// Writer writes audit events exactly as kube-apiserver does with
+// --audit-log-path, --audit-log-maxsize, --audit-log-maxbackup and
+// --audit-log-compress, and remembers every auditID+stage it wrote.
+type Writer struct {
+	lj      *lumberjack.Logger
+	backend audit.Backend
+	rng     *rand.Rand
+
+	mu      sync.Mutex
+	written map[string]time.Time
+	n       int
+}
+
+// WriterConfig mirrors kube-apiserver's audit log flags.
+type WriterConfig struct {
+	Path       string
+	MaxSizeMB  int
+	MaxBackups int
+	Compress   bool
+	Seed       uint64
+}
+
+// NewWriter returns a writer that appends to cfg.Path.
+func NewWriter(cfg WriterConfig) *Writer {
+	lj := &lumberjack.Logger{Filename: cfg.Path, MaxSize: cfg.MaxSizeMB, MaxBackups: cfg.MaxBackups, Compress: cfg.Compress}
+	return &Writer{
+		lj:      lj,
+		backend: auditlog.NewBackend(lj, auditlog.FormatJson, auditv1.SchemeGroupVersion),
+		rng:     rand.New(rand.NewPCG(cfg.Seed, 1)),
+		written: make(map[string]time.Time),
+	}
+}
+
+// Close closes the current file.
+func (w *Writer) Close() error { return w.lj.Close() }
+
+// Key is how events are matched between what was written and what arrived.
+func Key(auditID, stage string) string { return auditID + "/" + stage }
+
+// Written returns every key written, with the time it was written.
+func (w *Writer) Written() map[string]time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make(map[string]time.Time, len(w.written))
+	for k, v := range w.written {
+		out[k] = v
+	}
+	return out
+}
+
+// WriteRequest writes the events of one request: ResponseStarted for some
+// watches, and ResponseComplete.
+func (w *Writer) WriteRequest() {
+	w.mu.Lock()
+	w.n++
+	n := w.n
+	w.mu.Unlock()
+	ev := w.event(n)
+	stages := []auditinternal.Stage{auditinternal.StageResponseComplete}
+	if ev.Verb == "watch" {
+		stages = []auditinternal.Stage{auditinternal.StageResponseStarted, auditinternal.StageResponseComplete}
+	}
+	for _, st := range stages {
+		e := *ev
+		e.Stage = st
+		e.StageTimestamp = metav1.NewMicroTime(time.Now())
+		if !w.backend.ProcessEvents(&e) {
+			panic("audit backend refused an event")
+		}
+		w.mu.Lock()
+		w.written[Key(string(e.AuditID), string(st))] = time.Now()
+		w.mu.Unlock()
+	}
+}
+
+var (
+	verbs     = []string{"get", "list", "watch", "create", "update", "patch", "delete"}
+	resources = []string{"pods", "secrets", "configmaps", "leases", "deployments", "clusterrolebindings", "events"}
+	users     = []string{"system:kube-controller-manager", "system:serviceaccount:kube-system:coredns", "alice@example.com", "system:node:master-1", "ünïcødé-user"}
+)
+
+func (w *Writer) event(n int) *auditinternal.Event {
+	r := w.rng
+	now := time.Now()
+	ev := &auditinternal.Event{
+		Level:                    auditinternal.LevelMetadata,
+		AuditID:                  types.UID(fmt.Sprintf("%08x-e2e0-4000-8000-%012x", r.Uint32(), n)),
+		Verb:                     verbs[r.IntN(len(verbs))],
+		User:                     authnv1.UserInfo{Username: users[r.IntN(len(users))], Groups: []string{"system:authenticated"}},
+		SourceIPs:                []string{"10.0.0.1"},
+		UserAgent:                "kube-controller-manager/v1.30.0 (linux/amd64) kubernetes/abcdef/leader-election",
+		ObjectRef:                &auditinternal.ObjectReference{Resource: resources[r.IntN(len(resources))], Namespace: "kube-system", Name: fmt.Sprintf("objekt-ñ-%d", n), APIVersion: "v1"},
+		RequestURI:               fmt.Sprintf("/api/v1/namespaces/kube-system/pods/objekt-%d", n),
+		ResponseStatus:           &metav1.Status{Code: 200},
+		RequestReceivedTimestamp: metav1.NewMicroTime(now),
+		Annotations:              map[string]string{"authorization.k8s.io/decision": "allow"},
+	}
+	switch p := r.IntN(1000); {
+	case p < 2: // a very large RequestResponse event
+		ev.Level = auditinternal.LevelRequestResponse
+		ev.ResponseObject = rawObject(r, 256<<10+r.IntN(600<<10)) // lumberjack refuses single writes above MaxSize
+	case p < 150:
+		ev.Level = auditinternal.LevelRequestResponse
+		ev.RequestObject = rawObject(r, 1<<10+r.IntN(4<<10))
+		ev.ResponseObject = rawObject(r, 1<<10+r.IntN(4<<10))
+	case p < 300:
+		ev.Level = auditinternal.LevelRequest
+		ev.RequestObject = rawObject(r, 512+r.IntN(2<<10))
+	}
+	return ev
+}
+
+func rawObject(r *rand.Rand, size int) *runtime.Unknown {
+	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+	var b strings.Builder
+	b.Grow(size + 64)
+	b.WriteString(`{"kind":"ConfigMap","apiVersion":"v1","data":{"blob":"`)
+	for b.Len() < size {
+		b.WriteByte(alphabet[r.IntN(len(alphabet))])
+	}
+	b.WriteString(`"}}`)
+	return &runtime.Unknown{Raw: []byte(b.String()), ContentType: runtime.ContentTypeJSON}
+}
