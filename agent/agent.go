@@ -192,7 +192,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 
 	<-ctx.Done()
-	a.log.Info("shutting down", "drainTimeout", a.opts.DrainTimeout)
+	a.log.Info("shutting down", "drainTimeout", a.opts.DrainTimeout.String())
 	// 1. Stop reading and watching; readers hand their partial batches to
 	//    the writers.
 	stopReading()

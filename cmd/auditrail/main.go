@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -85,7 +86,19 @@ func parseFlags(name string, args []string, stderr io.Writer, withRun bool) (*fl
 		return nil, err
 	}
 	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "unexpected argument %q\n", fs.Arg(0))
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	// Paths given on the command line are relative to the working
+	// directory.
+	for _, p := range []*string{&f.auditLogPath, &f.stateDir} {
+		if *p != "" {
+			abs, err := filepath.Abs(*p)
+			if err != nil {
+				return nil, err
+			}
+			*p = abs
+		}
 	}
 	return f, nil
 }

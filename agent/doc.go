@@ -1,0 +1,41 @@
+// Package agent follows the kube-apiserver audit log and ships it to every
+// configured sink.
+//
+// # Data flow
+//
+// One registry watches the audit directory (fsnotify plus a periodic scan)
+// and tracks the live file and its rotated siblings. Each sink has its own
+// reader and writer: the reader reads the files at that sink's cursor,
+// frames complete lines and builds batches; the writer delivers them in
+// order, retrying with exponential backoff and jitter. The files on disk
+// are the buffer, so a slow or dead sink never delays another one; the only
+// memory a sink holds is its bounded set of batches.
+//
+// # Identity
+//
+// A file is identified by (device, inode) and by the SHA-256 of its first
+// 1 KiB. The inode follows renames; the fingerprint recognises a file
+// compressed into a .gz, copied by logrotate's copytruncate, or an inode
+// reused by new content. The registry holds descriptors open for files a
+// sink has not finished, so a rotated file that kube-apiserver prunes stays
+// readable until every sink is done with it.
+//
+// # Guarantee
+//
+// Every complete line reaches every sink at least once, in file order. A
+// sink's position advances only when the sink acknowledged the batch
+// (Write returned nil), and positions are committed atomically by the
+// checkpoint package on a timer and at shutdown. After a crash, what was in
+// flight is delivered again: duplicates, never loss. Data that could not be
+// read before it disappeared (pruned, truncated or overwritten before a
+// sink reached it) is reported, never skipped silently: a gap record is
+// delivered to the sink in its place, logged and counted. Lines longer than
+// the limit are replaced by a stub record with their size, auditID and
+// SHA-256; lines that are not well-formed events are shipped raw and marked.
+//
+// # Shutdown
+//
+// On cancellation the readers stop and hand their partial batches to the
+// writers, which finish within the drain timeout; then the final positions
+// are committed and the sinks are closed.
+package agent
