@@ -77,10 +77,7 @@ func TestPermanentErrorGoesToDeadLetter(t *testing.T) {
 func TestStopCommitsNoDuplicates(t *testing.T) {
 	e := newEnv(t)
 	s := &recSink{name: "rec"}
-	appendLines(t, e.live, events(0, 1000)...)
-	stop := e.start(e.options(), s)
-	waitEvents(t, s, events(0, 1000))
-	stop()
+	e.shipThenStop(s, 1000)
 	st, found, err := checkpoint.NewStore(e.state).Load()
 	if err != nil || !found || len(st.Files) != 1 {
 		t.Fatalf("checkpoint after stop: %+v %v %v", st, found, err)
@@ -99,10 +96,7 @@ func TestStopCommitsNoDuplicates(t *testing.T) {
 func TestNewSinkReadsFromStart(t *testing.T) {
 	e := newEnv(t)
 	a := &recSink{name: "a"}
-	appendLines(t, e.live, events(0, 10)...)
-	stop := e.start(e.options(), a)
-	waitEvents(t, a, events(0, 10))
-	stop()
+	e.shipThenStop(a, 10)
 	b := &recSink{name: "b"}
 	e.start(e.options(), a, b)
 	waitEvents(t, b, events(0, 10))
@@ -113,10 +107,7 @@ func TestNewSinkReadsFromStart(t *testing.T) {
 func TestCorruptCheckpointRereads(t *testing.T) {
 	e := newEnv(t)
 	a := &recSink{name: "a"}
-	appendLines(t, e.live, events(0, 10)...)
-	stop := e.start(e.options(), a)
-	waitEvents(t, a, events(0, 10))
-	stop()
+	e.shipThenStop(a, 10)
 	os.WriteFile(filepath.Join(e.state, checkpoint.FileName), []byte(`{"version":1,"garbage`), 0o600)
 	b := &recSink{name: "a"}
 	e.start(e.options(), b)

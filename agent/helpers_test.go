@@ -225,3 +225,13 @@ func testLogger() *slog.Logger {
 	}
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
+
+// shipThenStop writes events 0..n, runs an agent until s has them all, and
+// stops it: the starting point of every restart scenario.
+func (e *env) shipThenStop(s *recSink, n int) {
+	e.t.Helper()
+	appendLines(e.t, e.live, events(0, n)...)
+	stop := e.start(e.options(), s)
+	waitEvents(e.t, s, events(0, n))
+	stop()
+}

@@ -77,10 +77,7 @@ func gzipFile(t *testing.T, src string) {
 func TestResumeInsideGzip(t *testing.T) {
 	e := newEnv(t)
 	s := &recSink{name: "rec"}
-	appendLines(t, e.live, events(0, 100)...)
-	stop := e.start(e.options(), s)
-	waitEvents(t, s, events(0, 100))
-	stop()
+	e.shipThenStop(s, 100)
 	appendLines(t, e.live, events(100, 150)...) // unread when rotated
 	backup := lumberjackName(e.dir, time.Now())
 	os.Rename(e.live, backup)
@@ -113,10 +110,7 @@ func TestGzipWhileRunning(t *testing.T) {
 func TestDownAcrossRotations(t *testing.T) {
 	e := newEnv(t)
 	s := &recSink{name: "rec"}
-	appendLines(t, e.live, events(0, 10)...)
-	stop := e.start(e.options(), s)
-	waitEvents(t, s, events(0, 10))
-	stop()
+	e.shipThenStop(s, 10)
 	base := time.Now()
 	n := 10
 	for i := 0; i < 6; i++ {
@@ -140,10 +134,7 @@ func TestDownAcrossRotations(t *testing.T) {
 func TestPrunedWhileDownReportsGap(t *testing.T) {
 	e := newEnv(t)
 	s := &recSink{name: "rec"}
-	appendLines(t, e.live, events(0, 10)...)
-	stop := e.start(e.options(), s)
-	waitEvents(t, s, events(0, 10))
-	stop()
+	e.shipThenStop(s, 10)
 	appendLines(t, e.live, events(10, 20)...)
 	backup := lumberjackName(e.dir, time.Now())
 	os.Rename(e.live, backup)
@@ -222,10 +213,7 @@ func TestCopyTruncate(t *testing.T) {
 func TestTruncatedWhileDown(t *testing.T) {
 	e := newEnv(t)
 	s := &recSink{name: "rec"}
-	appendLines(t, e.live, events(0, 20)...)
-	stop := e.start(e.options(), s)
-	waitEvents(t, s, events(0, 20))
-	stop()
+	e.shipThenStop(s, 20)
 	os.Truncate(e.live, 0)
 	appendLines(t, e.live, events(20, 22)...)
 	e.start(e.options(), s)
@@ -243,10 +231,7 @@ func TestTruncatedWhileDown(t *testing.T) {
 func TestInodeReuseDetectedByFingerprint(t *testing.T) {
 	e := newEnv(t)
 	s := &recSink{name: "rec"}
-	appendLines(t, e.live, events(0, 5)...)
-	stop := e.start(e.options(), s)
-	waitEvents(t, s, events(0, 5))
-	stop()
+	e.shipThenStop(s, 5)
 	// Rewrite in place: same inode, new and longer content.
 	f, err := os.OpenFile(e.live, os.O_WRONLY|os.O_TRUNC, 0)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/auditrail/auditrail/internal/fsutil"
 	"os"
 	"path/filepath"
 	"time"
@@ -148,7 +149,7 @@ func (s *Store) Save(st *State) error {
 	if err := os.Rename(tmp, s.Path()); err != nil {
 		return fmt.Errorf("commit checkpoint: %w", err)
 	}
-	return syncDir(s.dir)
+	return fsutil.SyncDir(s.dir)
 }
 
 func writeSync(path string, b []byte) error {
@@ -170,18 +171,6 @@ func writeSync(path string, b []byte) error {
 	return nil
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open state directory: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync state directory: %w", err)
-	}
-	return nil
-}
-
 // Quarantine moves an untrusted state file aside, to
 // checkpoint.json.corrupt-<unix time>, so that it can be inspected and a
 // fresh state can be written. It returns the new path.
@@ -190,5 +179,5 @@ func (s *Store) Quarantine(now time.Time) (string, error) {
 	if err := os.Rename(s.Path(), dst); err != nil {
 		return "", fmt.Errorf("quarantine checkpoint: %w", err)
 	}
-	return dst, syncDir(s.dir)
+	return dst, fsutil.SyncDir(s.dir)
 }

@@ -11,6 +11,7 @@ package file
 import (
 	"context"
 	"fmt"
+	"github.com/auditrail/auditrail/internal/fsutil"
 	"os"
 	"path/filepath"
 	"sort"
@@ -88,7 +89,7 @@ func (s *Sink) rotate() error {
 	if err != nil {
 		return fmt.Errorf("file sink %s: create file: %w", s.name, err)
 	}
-	if err := syncDir(s.cfg.Directory); err != nil {
+	if err := fsutil.SyncDir(s.cfg.Directory); err != nil {
 		f.Close()
 		return fmt.Errorf("file sink %s: %w", s.name, err)
 	}
@@ -127,18 +128,6 @@ func Files(dir string) ([]string, error) {
 	}
 	sort.Strings(out)
 	return out, nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open directory: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync directory: %w", err)
-	}
-	return nil
 }
 
 // Close implements sinks.Sink.

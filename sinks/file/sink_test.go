@@ -1,0 +1,85 @@
+package file
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/auditrail/auditrail/sinks"
+)
+
+func batch(lines ...string) *sinks.Batch {
+	b := &sinks.Batch{}
+	for _, l := range lines {
+		b.Records = append(b.Records, sinks.Record{Line: []byte(l)})
+	}
+	return b
+}
+
+func readAll(t *testing.T, dir string) (files []string, content string) {
+	t.Helper()
+	files, err := Files(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sb strings.Builder
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sb.Write(b)
+	}
+	return files, sb.String()
+}
+
+func TestWriteRotatePrune(t *testing.T) {
+	dir := t.TempDir()
+	cfg := DefaultConfig()
+	cfg.Directory, cfg.MaxFileBytes, cfg.MaxFiles = dir, 10, 0
+	s, err := New("f", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, b := range []*sinks.Batch{batch("aaaa", "bbbb"), batch("cccc"), batch("dddd", "eeee", "ffff")} {
+		if err := s.Write(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	files, content := readAll(t, dir)
+	if content != "aaaa\nbbbb\ncccc\ndddd\neeee\nffff\n" {
+		t.Fatalf("content = %q", content)
+	}
+	// The first batch fills the first file to its 10-byte limit; the next
+	// two share the second file. A batch is never split.
+	if len(files) != 2 {
+		t.Fatalf("%d files, want 2: %v", len(files), files)
+	}
+	s.Close(ctx)
+
+	cfg.MaxFiles = 2
+	s2, err := New("f", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.Write(ctx, batch("gggg")); err != nil {
+		t.Fatal(err)
+	}
+	files, content = readAll(t, dir)
+	if len(files) != 2 || !strings.HasSuffix(content, "gggg\n") || strings.Contains(content, "aaaa") {
+		t.Fatalf("after pruning: files %v content %q", files, content)
+	}
+	if fi, _ := os.Stat(files[1]); fi.Mode().Perm() != 0o640 {
+		t.Errorf("file mode %v, want 0640", fi.Mode().Perm())
+	}
+}
+
+func TestValidate(t *testing.T) {
+	c := Config{}
+	err := c.Validate("sinks[0].file")
+	if err == nil || !strings.Contains(err.Error(), "sinks[0].file.directory is required") || !strings.Contains(err.Error(), "sinks[0].file.maxFileBytes must be positive") {
+		t.Fatalf("Validate = %v", err)
+	}
+}
