@@ -249,9 +249,7 @@ func (a *Agent) commit(reg *registry) error {
 	a.m.commitDuration.Observe(time.Since(start).Seconds())
 	if err != nil {
 		a.m.commitErrors.Inc()
-		reg.mu.Lock()
-		reg.dirty = true
-		reg.mu.Unlock()
+		reg.markDirty()
 	}
 	return err
 }

@@ -242,16 +242,17 @@ func (r *reader) frame(drain context.Context, e *entry) bool {
 	for {
 		data := fr.buf[fr.start:fr.end]
 		i := bytes.IndexByte(data, '\n')
+		if fr.over == nil && (i > fr.maxLine || (i < 0 && len(data) > fr.maxLine)) {
+			fr.startOver() // the line at fr.pos is above the limit
+		}
 		if fr.over != nil {
 			// Inside a line above the limit: hash it, keep nothing.
 			if i < 0 {
-				fr.over.Write(data)
-				fr.overSize += int64(len(data))
+				fr.absorb(data)
 				fr.start, fr.end = 0, 0
 				break
 			}
-			fr.over.Write(data[:i])
-			fr.overSize += int64(i)
+			fr.absorb(data[:i])
 			r.addOversized(e, true)
 			fr.skip(i + 1)
 			fr.pos = fr.overStart + fr.overSize + 1
@@ -259,23 +260,7 @@ func (r *reader) frame(drain context.Context, e *entry) bool {
 			fr.over = nil
 		} else {
 			if i < 0 {
-				if len(data) > fr.maxLine {
-					fr.beginOversized() // already above the limit: stop keeping it
-					continue
-				}
 				break
-			}
-			if i > fr.maxLine {
-				fr.startOver(data[:i])
-				r.addOversized(e, true)
-				fr.over = nil
-				start := fr.pos
-				fr.skip(i + 1)
-				r.cur.extend(e.ref, start, fr.pos)
-				if r.full() && !r.flush(drain) {
-					return false
-				}
-				continue
 			}
 			start := fr.pos
 			fr.skip(i + 1)
@@ -431,7 +416,12 @@ func (r *reader) firstEventTime(e *entry) string {
 		return ""
 	}
 	buf := make([]byte, 64<<10)
-	n, _ := io.ReadFull(readerFunc(func(p []byte) (int, error) { return src.read(p, 0) }), buf)
+	var off int64
+	n, _ := io.ReadFull(readerFunc(func(p []byte) (int, error) {
+		n, err := src.read(p, off)
+		off += int64(n)
+		return n, err
+	}), buf)
 	line := buf[:n]
 	if i := bytes.IndexByte(line, '\n'); i >= 0 {
 		line = line[:i]
@@ -506,20 +496,29 @@ func (fr *framer) fill(src source) (int, error) {
 	return n, err
 }
 
-// startOver starts hashing a line above the limit whose first bytes, at
-// fr.pos, are data.
-func (fr *framer) startOver(data []byte) {
+// startOver starts hashing the line at fr.pos, which is above the limit.
+func (fr *framer) startOver() {
 	fr.over = sha256.New()
-	fr.over.Write(data)
-	fr.overPrefix = append(fr.overPrefix[:0], data[:min(len(data), stubPrefixBytes)]...)
+	fr.overPrefix = fr.overPrefix[:0]
 	fr.overStart = fr.pos
-	fr.overSize = int64(len(data))
+	fr.overSize = 0
+}
+
+// absorb adds data, the next bytes of the line above the limit, to its
+// hash, keeping the first bytes for the stub's auditID.
+func (fr *framer) absorb(data []byte) {
+	fr.over.Write(data)
+	if room := stubPrefixBytes - len(fr.overPrefix); room > 0 {
+		fr.overPrefix = append(fr.overPrefix, data[:min(room, len(data))]...)
+	}
+	fr.overSize += int64(len(data))
 }
 
 // beginOversized switches to hashing the unframed bytes, which are the
 // start of a line above the limit, and frees the buffer they took.
 func (fr *framer) beginOversized() {
-	fr.startOver(fr.buf[fr.start:fr.end])
+	fr.startOver()
+	fr.absorb(fr.buf[fr.start:fr.end])
 	fr.start, fr.end = 0, 0
 	if len(fr.buf) > readBufSize {
 		fr.buf = make([]byte, readBufSize)

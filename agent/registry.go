@@ -264,7 +264,7 @@ func (c *candidate) readPrefix(held *handle) []byte {
 	}
 	c.prefixRead = true
 	f := c.f
-	if f == nil && held != nil && !held.gz == !c.gz {
+	if f == nil && held != nil && held.gz == c.gz {
 		f = held.f
 	}
 	if f == nil {
@@ -457,10 +457,9 @@ func (r *registry) adoptLocked(e *entry, c *candidate) {
 
 func (r *registry) attachLocked(e *entry, c *candidate) {
 	r.log.Debug("file found under a new name", "file", e.ref.ID, "path", c.path, "compressed", c.gz)
-	if e.h != nil && e.compressed != c.gz {
-		// Keep reading the descriptor we already hold: it sees the same
-		// content uncompressed.
-	} else if e.h != nil {
+	// A held descriptor on the uncompressed file keeps serving the same
+	// content when the file turns up compressed; otherwise read the new one.
+	if e.h != nil && e.compressed == c.gz {
 		r.dropHandleLocked(e)
 	}
 	e.dev, e.ino, e.path, e.compressed = c.dev, c.ino, c.path, c.gz
@@ -761,6 +760,14 @@ func lastLineEnd(path string, size int64) int64 {
 		end = start
 	}
 	return 0
+}
+
+// markDirty makes the next snapshot report a change, so a failed commit
+// is tried again.
+func (r *registry) markDirty() {
+	r.mu.Lock()
+	r.dirty = true
+	r.mu.Unlock()
 }
 
 // closeAll releases every descriptor.

@@ -196,17 +196,13 @@ func (c *Config) applyDefaults() {
 		setDefault(&s.Retry.MaxInterval, units.Duration(30*time.Second))
 		setDefault(&s.MaxInFlight, 2)
 		if s.Type == "file" {
-			fc := file.DefaultConfig()
-			if s.File != nil {
-				fc.Directory, fc.MaxFiles = s.File.Directory, s.File.MaxFiles
-				if s.File.MaxFileBytes != 0 {
-					fc.MaxFileBytes = s.File.MaxFileBytes
-				}
+			if s.File == nil {
+				s.File = &file.Config{}
 			}
-			if fc.Directory != "" && !filepath.IsAbs(fc.Directory) {
-				fc.Directory = filepath.Join(c.StateDir, fc.Directory)
+			setDefault(&s.File.MaxFileBytes, file.DefaultConfig().MaxFileBytes)
+			if s.File.Directory != "" && !filepath.IsAbs(s.File.Directory) {
+				s.File.Directory = filepath.Join(c.StateDir, s.File.Directory)
 			}
-			s.File = &fc
 		}
 	}
 }
