@@ -1,8 +1,8 @@
 // Package file implements a sink that appends records as NDJSON to
 // size-rotated files in a local directory, fsyncing every batch.
 //
-// Files are named auditrail-<UTC time>-<pid>-<n>.ndjson, so that they sort
-// by creation. Every run of the agent starts a new file. A batch is
+// Files are named auditrail-<UTC time to the nanosecond>-<pid>.ndjson, so
+// that they sort by creation. Every run of the agent starts a new file. A batch is
 // acknowledged only after it is written and fsynced. The sink is not
 // idempotent: a batch re-delivered after a crash is appended again, so
 // readers should deduplicate on auditID and stage.
@@ -10,8 +10,10 @@ package file
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"github.com/auditrail/auditrail/internal/fsutil"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -31,7 +33,7 @@ type Sink struct {
 
 	f    *os.File
 	size int64
-	n    int
+	last time.Time // creation time of the newest file
 	buf  []byte
 }
 
@@ -83,17 +85,27 @@ func (s *Sink) closeCurrent() {
 
 func (s *Sink) rotate() error {
 	s.closeCurrent()
-	s.n++
-	name := fmt.Sprintf("auditrail-%s-%d-%d.ndjson", s.now().UTC().Format("20060102T150405.000Z"), os.Getpid(), s.n)
-	f, err := os.OpenFile(filepath.Join(s.cfg.Directory, name), os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o640)
-	if err != nil {
-		return fmt.Errorf("file sink %s: create file: %w", s.name, err)
+	t := s.now().UTC()
+	for {
+		if !t.After(s.last) {
+			t = s.last.Add(time.Nanosecond)
+		}
+		s.last = t
+		name := fmt.Sprintf("auditrail-%s-%d.ndjson", t.Format("20060102T150405.000000000Z"), os.Getpid())
+		f, err := os.OpenFile(filepath.Join(s.cfg.Directory, name), os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o640)
+		if errors.Is(err, fs.ErrExist) {
+			continue // same nanosecond as an existing file: take the next one
+		}
+		if err != nil {
+			return fmt.Errorf("file sink %s: create file: %w", s.name, err)
+		}
+		s.f, s.size = f, 0
+		break
 	}
 	if err := fsutil.SyncDir(s.cfg.Directory); err != nil {
-		f.Close()
+		s.closeCurrent()
 		return fmt.Errorf("file sink %s: %w", s.name, err)
 	}
-	s.f, s.size = f, 0
 	return s.prune()
 }
 

@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/auditrail/auditrail/sinks"
 )
@@ -59,8 +60,11 @@ func TestWriteRotatePrune(t *testing.T) {
 	}
 	s.Close(ctx)
 
+	// A second sink in the same directory, created within the same
+	// millisecond, must still name its files after the existing ones.
 	cfg.MaxFiles = 2
 	s2, err := New("f", cfg)
+	s2.now = func() time.Time { return s.last }
 	if err != nil {
 		t.Fatal(err)
 	}
