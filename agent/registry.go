@@ -52,6 +52,11 @@ type entry struct {
 	compressed bool
 	gone       bool
 	lost       string
+	// missed counts consecutive scans that did not find the file. A
+	// listing races with renames (a file renamed between reading the
+	// directory and opening it is in neither place), so a file is only
+	// taken as gone when a second listing confirms it.
+	missed int
 	h          *handle
 	cursors    map[string]checkpoint.Cursor
 }
@@ -84,6 +89,10 @@ func (c *candidate) close() {
 		c.f = nil
 	}
 }
+
+// testHookAfterReadDir, when set by a test, runs between reading the
+// directory and examining its entries.
+var testHookAfterReadDir func()
 
 // registry tracks the live file and its rotated siblings, matches what is
 // on disk to what the checkpoint knows, holds descriptors open for files
@@ -168,6 +177,9 @@ func (r *registry) broadcastLocked() {
 func (r *registry) list() (cands []*candidate, problem string, ok bool) {
 	dir := r.naming.dir
 	ents, err := os.ReadDir(dir)
+	if testHookAfterReadDir != nil {
+		testHookAfterReadDir()
+	}
 	if err != nil {
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
@@ -340,8 +352,13 @@ func (r *registry) scan() {
 		}
 	}
 	for _, e := range r.entries {
-		if !matched[e] && !e.gone {
-			r.markGoneLocked(e)
+		switch {
+		case matched[e]:
+			e.missed = 0
+		case !e.gone:
+			if e.missed++; e.missed >= goneAfterScans {
+				r.markGoneLocked(e)
+			}
 		}
 	}
 	r.removeFinishedLocked()
@@ -349,6 +366,10 @@ func (r *registry) scan() {
 	r.dirty = true
 	r.broadcastLocked()
 }
+
+// goneAfterScans is how many consecutive listings must miss a file before
+// it is taken as gone.
+const goneAfterScans = 2
 
 // missingGrace is how long the live file may be absent before it is
 // reported: a rotation leaves it missing for a moment.

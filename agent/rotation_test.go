@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -381,4 +382,29 @@ func TestDirectoryReplaced(t *testing.T) {
 
 func sha256hex(s string) string {
 	return fingerprint([]byte(s))
+}
+
+// A rotation racing with the first directory listing after a restart: the
+// live file is renamed between reading the directory and examining it, so
+// that listing shows it under neither name. That must not count as pruned.
+func TestRotationDuringListingIsNotAGap(t *testing.T) {
+	e := newEnv(t)
+	s := &recSink{name: "rec"}
+	e.shipThenStop(s, 10)
+	appendLines(t, e.live, events(10, 20)...)
+	var once sync.Once
+	testHookAfterReadDir = func() {
+		once.Do(func() {
+			if err := os.Rename(e.live, lumberjackName(e.dir, time.Now())); err != nil {
+				t.Error(err)
+			}
+			appendLines(t, e.live, events(20, 30)...)
+		})
+	}
+	t.Cleanup(func() { testHookAfterReadDir = nil })
+	e.start(e.options(), s)
+	waitEvents(t, s, events(0, 30))
+	if n := len(s.ofKind(sinks.KindGap)); n != 0 {
+		t.Fatalf("%d gap records for a file that was only renamed", n)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -77,6 +78,9 @@ func killAndRestart(t *testing.T, compress bool) {
 			for kind, n := range rcv.Other {
 				t.Errorf("%d unexpected non-event records of kind %q", n, kind)
 			}
+			for _, r := range rcv.Samples {
+				t.Logf("record: %s", r)
+			}
 			break
 		}
 		time.Sleep(200 * time.Millisecond)
@@ -88,7 +92,7 @@ func killAndRestart(t *testing.T, compress bool) {
 	t.Logf("compress=%v written=%d rotations=%d kills=%d lost=%d duplicates=%d", compress, len(written), len(backups), kills, len(lost), dups)
 	if len(lost) > 0 {
 		b, _ := os.ReadFile(agentLog)
-		t.Logf("agent log tail:\n%s", tail(b, 4000))
+		t.Logf("agent warnings and errors:\n%s", problems(b, 40))
 		t.Fatalf("%d events lost, first: %v", len(lost), lost[:min(5, len(lost))])
 	}
 	if len(backups) < 5 {
@@ -98,9 +102,13 @@ func killAndRestart(t *testing.T, compress bool) {
 
 func name(compress bool) string { return map[bool]string{false: "plain", true: "compressed"}[compress] }
 
-func tail(b []byte, n int) string {
-	if len(b) > n {
-		b = b[len(b)-n:]
+// problems returns up to n warning and error lines of an agent log.
+func problems(b []byte, n int) string {
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if len(out) < n && (strings.Contains(line, `"level":"WARN"`) || strings.Contains(line, `"level":"ERROR"`)) {
+			out = append(out, line)
+		}
 	}
-	return string(b)
+	return strings.Join(out, "\n")
 }

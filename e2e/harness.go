@@ -53,6 +53,8 @@ type Received struct {
 	Count map[string]int
 	// Other counts records that are not audit events, by kind.
 	Other map[string]int
+	// Samples holds the first few records that are not audit events.
+	Samples []string
 }
 
 // ReadFileSink reads every NDJSON file of a file sink directory.
@@ -71,6 +73,9 @@ func ReadFileSink(dir string) (*Received, error) {
 			var ev struct{ Kind, AuditID, Stage string }
 			if err := json.Unmarshal(sc.Bytes(), &ev); err != nil || ev.Kind != "Event" {
 				rcv.Other[ev.Kind]++
+				if len(rcv.Samples) < 5 {
+					rcv.Samples = append(rcv.Samples, sc.Text())
+				}
 				continue
 			}
 			rcv.Count[Key(ev.AuditID, ev.Stage)]++
