@@ -56,9 +56,9 @@ type entry struct {
 	// listing races with renames (a file renamed between reading the
 	// directory and opening it is in neither place), so a file is only
 	// taken as gone when a second listing confirms it.
-	missed int
-	h          *handle
-	cursors    map[string]checkpoint.Cursor
+	missed  int
+	h       *handle
+	cursors map[string]checkpoint.Cursor
 }
 
 // candidate is a file found by a directory scan.
