@@ -1,0 +1,74 @@
+package s3
+
+import (
+	"bytes"
+	"fmt"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/auditrail/auditrail/sinks"
+)
+
+// encoder turns a batch into an object body, reusing its buffers.
+type encoder struct {
+	kind        string
+	ext         string
+	contentType string
+	zw          *zstd.Encoder
+	gw          *gzip.Writer
+	raw, out    bytes.Buffer
+	zbuf        []byte
+}
+
+func newEncoder(kind string) (*encoder, error) {
+	e := &encoder{kind: kind}
+	switch kind {
+	case "zstd":
+		zw, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1),
+			zstd.WithLowerEncoderMem(true))
+		if err != nil {
+			return nil, err
+		}
+		e.zw, e.ext, e.contentType = zw, ".ndjson.zst", "application/zstd"
+	case "gzip":
+		e.gw, e.ext, e.contentType = gzip.NewWriter(nil), ".ndjson.gz", "application/gzip"
+	case "none":
+		e.ext, e.contentType = ".ndjson", "application/x-ndjson"
+	default:
+		return nil, fmt.Errorf("unknown compression %q", kind)
+	}
+	return e, nil
+}
+
+// encode returns the body for b. It stays valid until the next call.
+func (e *encoder) encode(b *sinks.Batch) ([]byte, error) {
+	e.raw.Reset()
+	e.raw.Grow(b.Bytes + len(b.Records))
+	for i := range b.Records {
+		e.raw.Write(b.Records[i].Line)
+		e.raw.WriteByte('\n')
+	}
+	switch e.kind {
+	case "zstd":
+		e.zbuf = e.zw.EncodeAll(e.raw.Bytes(), e.zbuf[:0])
+		return e.zbuf, nil
+	case "gzip":
+		e.out.Reset()
+		e.gw.Reset(&e.out)
+		if _, err := e.gw.Write(e.raw.Bytes()); err != nil {
+			return nil, err
+		}
+		if err := e.gw.Close(); err != nil {
+			return nil, err
+		}
+		return e.out.Bytes(), nil
+	}
+	return e.raw.Bytes(), nil
+}
+
+func (e *encoder) close() {
+	if e.zw != nil {
+		e.zw.Close()
+	}
+}

@@ -1,0 +1,337 @@
+package s3
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/auditrail/auditrail/internal/miniotest"
+	"github.com/auditrail/auditrail/internal/units"
+	"github.com/auditrail/auditrail/sinks"
+	"github.com/auditrail/auditrail/sinks/sinktest"
+)
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func testConfig(srv *miniotest.Server, bucket string) Config {
+	c := Config{
+		Bucket: bucket, Region: "us-east-1", Endpoint: srv.Endpoint(), ForcePathStyle: true,
+		Prefix: "audit", Cluster: "prod-eu", Node: "master-1",
+		AccessKeyID: miniotest.AccessKey, SecretAccessKey: miniotest.SecretKey,
+		ObjectLock: ObjectLockConfig{Mode: "COMPLIANCE", Retention: units.Duration(24 * time.Hour)},
+	}
+	c.ApplyDefaults()
+	return c
+}
+
+func newSink(t *testing.T, cfg Config) *Sink {
+	t.Helper()
+	if err := cfg.Validate("s3"); err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(context.Background(), "s3", cfg, quiet(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(context.Background()) })
+	return s
+}
+
+// lines returns events of several sizes and stages, and lines that are not
+// events at all: the S3 copy must keep every byte of them.
+func lines(n int) []string {
+	out := sinktest.Events(n, 200, uint64(n))
+	return append(out, "not json at all", "{\"truncated\":", "bad utf8 \xff\xfe here", "nul \x00 byte", `{"kind":"Event","x":"ünïcødé"}`)
+}
+
+func ndjson(ls []string) []byte {
+	return []byte(strings.Join(ls, "\n") + "\n")
+}
+
+func decode(t *testing.T, key string, body []byte) []byte {
+	t.Helper()
+	switch {
+	case strings.HasSuffix(key, ".zst"):
+		d, err := zstd.NewReader(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer d.Close()
+		out, err := d.DecodeAll(body, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", key, err)
+		}
+		return out
+	case strings.HasSuffix(key, ".gz"):
+		zr, err := gzip.NewReader(bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := io.ReadAll(zr)
+		if err != nil {
+			t.Fatalf("%s: %v", key, err)
+		}
+		return out
+	}
+	return body
+}
+
+// objects returns every object under the bucket, by key, decoded.
+func objects(t *testing.T, c *s3.Client, bucket string) map[string][]byte {
+	t.Helper()
+	ctx := context.Background()
+	out := map[string][]byte{}
+	p := s3.NewListObjectsV2Paginator(c, &s3.ListObjectsV2Input{Bucket: aws.String(bucket)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range page.Contents {
+			res, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: o.Key})
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			out[*o.Key] = body
+		}
+	}
+	return out
+}
+
+func TestKeyLayout(t *testing.T) {
+	cfg := Config{Prefix: "/audit/", Cluster: "prod", Node: "master-1", Compression: "zstd"}
+	enc, _ := newEncoder("zstd")
+	s := &Sink{cfg: cfg, enc: enc}
+	f1, f2 := sinktest.File(1), sinktest.File(2)
+	b := sinktest.Batch(f1, 4096, sinktest.Event(1, "ResponseComplete", 800))
+	first := s.firstEventTime(b)
+	if want := time.Date(2026, 11, 21, 10, 0, 1, 1000, time.UTC); !first.Equal(want) {
+		t.Fatalf("first event time = %v, want %v", first, want)
+	}
+	got := s.key(b, first)
+	want := "audit/cluster=prod/node=master-1/dt=2026-11-21/hour=10/20261121T100001.000001Z_2049-1001-0123456789abcdef_00000000000000004096-00000000000000004897.ndjson.zst"
+	if got != want {
+		t.Errorf("key\n got %s\nwant %s", got, want)
+	}
+	b.Segments = append(b.Segments, sinks.Segment{File: f2, Start: 0, End: 100})
+	if got := s.key(b, first); !strings.HasSuffix(got, "_2049-1001-0123456789abcdef_00000000000000004096-2049-1002-0123456789abcdef_00000000000000000100.ndjson.zst") {
+		t.Errorf("key spanning two files = %s", got)
+	}
+}
+
+func TestRoundTripWithObjectLock(t *testing.T) {
+	srv := miniotest.Start(t)
+	for _, comp := range []string{"zstd", "gzip", "none"} {
+		t.Run(comp, func(t *testing.T) {
+			bucket := "locked-" + comp
+			srv.Bucket(bucket, true)
+			cfg := testConfig(srv, bucket)
+			cfg.Compression = comp
+			s := newSink(t, cfg)
+			ctx := context.Background()
+			want := map[string][]byte{}
+			before := time.Now()
+			for i := 0; i < 3; i++ {
+				ls := lines(i * 1000)
+				b := sinktest.Batch(sinktest.File(uint64(i+1)), 0, ls...)
+				if err := s.Write(ctx, b); err != nil {
+					t.Fatal(err)
+				}
+				want[s.key(b, s.firstEventTime(b))] = ndjson(ls)
+			}
+			after := time.Now()
+			c := srv.Client()
+			got := objects(t, c, bucket)
+			if len(got) != len(want) {
+				t.Fatalf("%d objects, want %d: %v", len(got), len(want), keys(got))
+			}
+			for key, body := range got {
+				if !bytes.Equal(decode(t, key, body), want[key]) {
+					t.Errorf("%s: content differs from the original lines", key)
+				}
+				assertLocked(t, c, bucket, key, body, "COMPLIANCE", before.Add(24*time.Hour), after.Add(24*time.Hour))
+			}
+		})
+	}
+}
+
+func keys(m map[string][]byte) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+// assertLocked checks the object's checksum, retention and that its
+// version cannot be deleted.
+func assertLocked(t *testing.T, c *s3.Client, bucket, key string, body []byte, mode string, from, to time.Time) {
+	t.Helper()
+	ctx := context.Background()
+	h, err := c.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), ChecksumMode: types.ChecksumModeEnabled})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(body)
+	if h.ChecksumSHA256 == nil || !strings.HasPrefix(*h.ChecksumSHA256, base64.StdEncoding.EncodeToString(sum[:])) && !strings.Contains(*h.ChecksumSHA256, "-") {
+		t.Errorf("%s: checksum %v, want SHA-256 of the body", key, aws.ToString(h.ChecksumSHA256))
+	}
+	if h.Metadata["sha256"] == "" {
+		t.Errorf("%s: no sha256 metadata", key)
+	}
+	if string(h.ObjectLockMode) != mode {
+		t.Errorf("%s: lock mode %q, want %s", key, h.ObjectLockMode, mode)
+	}
+	if h.ObjectLockRetainUntilDate == nil || h.ObjectLockRetainUntilDate.Before(from.Add(-time.Second)) || h.ObjectLockRetainUntilDate.After(to.Add(2*time.Second)) {
+		t.Errorf("%s: retain until %v, want between %v and %v", key, h.ObjectLockRetainUntilDate, from, to)
+	}
+	_, err = c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), VersionId: h.VersionId})
+	if err == nil {
+		t.Errorf("%s: deleting a locked version succeeded", key)
+	}
+}
+
+func TestRefusesBucketWithoutObjectLock(t *testing.T) {
+	srv := miniotest.Start(t)
+	srv.Bucket("plain", false)
+	cfg := testConfig(srv, "plain")
+	_, err := New(context.Background(), "s3", cfg, quiet(), nil)
+	if err == nil || !strings.Contains(err.Error(), "Object Lock") && !strings.Contains(err.Error(), "versioning") {
+		t.Fatalf("New on a bucket without Object Lock: err = %v", err)
+	}
+	if strings.Contains(err.Error(), miniotest.SecretKey) {
+		t.Errorf("error shows the secret key: %v", err)
+	}
+	_, err = New(context.Background(), "s3", testConfig(srv, "missing"), quiet(), nil)
+	if err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("New on a missing bucket: err = %v", err)
+	}
+
+	// Without the requirement, the same bucket works (with no retention).
+	cfg.ObjectLock = ObjectLockConfig{Required: aws.Bool(false)}
+	s := newSink(t, cfg)
+	b := sinktest.Batch(sinktest.File(1), 0, lines(0)...)
+	if err := s.Write(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(objects(t, srv.Client(), "plain")); n != 1 {
+		t.Fatalf("%d objects, want 1", n)
+	}
+}
+
+// A batch delivered again after a restart is recognised by its key and
+// checksum and not uploaded a second time.
+func TestReplayIsNotUploadedTwice(t *testing.T) {
+	srv := miniotest.Start(t)
+	srv.Bucket("replay", true)
+	cfg := testConfig(srv, "replay")
+	cfg.ObjectLock.Mode = "GOVERNANCE"
+	b := sinktest.Batch(sinktest.File(1), 0, lines(0)...)
+	if err := newSink(t, cfg).Write(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	again := newSink(t, cfg)
+	if err := again.Write(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	if v := testutil.ToFloat64(again.skipped); v != 1 {
+		t.Errorf("skipped = %v, want 1", v)
+	}
+	vs, err := srv.Client().ListObjectVersions(context.Background(), &s3.ListObjectVersionsInput{Bucket: aws.String("replay")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(vs.Versions) != 1 {
+		t.Fatalf("%d versions, want 1", len(vs.Versions))
+	}
+	// The next batch is uploaded normally.
+	b2 := sinktest.Batch(sinktest.File(1), b.Segments[0].End, lines(5000)...)
+	if err := again.Write(context.Background(), b2); err != nil {
+		t.Fatal(err)
+	}
+	if v := testutil.ToFloat64(again.objects); v != 1 {
+		t.Errorf("objects = %v, want 1", v)
+	}
+}
+
+func TestMultipartUpload(t *testing.T) {
+	srv := miniotest.Start(t)
+	srv.Bucket("big", true)
+	cfg := testConfig(srv, "big")
+	cfg.Compression = "none"
+	cfg.PartSize, cfg.MultipartThreshold = 5<<20, 5<<20
+	cfg.ObjectLock.LegalHold = true
+	s := newSink(t, cfg)
+	var ls []string
+	for i := 0; len(ls)*4000 < 12<<20; i++ {
+		ls = append(ls, sinktest.Event(i, "ResponseComplete", 4000))
+	}
+	b := sinktest.Batch(sinktest.File(1), 0, ls...)
+	before := time.Now()
+	if err := s.Write(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	if v := testutil.ToFloat64(s.parts); v != 3 {
+		t.Errorf("parts = %v, want 3", v)
+	}
+	c := srv.Client()
+	got := objects(t, c, "big")
+	for key, body := range got {
+		if !bytes.Equal(body, ndjson(ls)) {
+			t.Errorf("%s: content differs (%d bytes, want %d)", key, len(body), len(ndjson(ls)))
+		}
+		h, err := c.HeadObject(context.Background(), &s3.HeadObjectInput{Bucket: aws.String("big"), Key: aws.String(key)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.ObjectLockLegalHoldStatus != types.ObjectLockLegalHoldStatusOn {
+			t.Errorf("legal hold = %q, want ON", h.ObjectLockLegalHoldStatus)
+		}
+		if string(h.ObjectLockMode) != "COMPLIANCE" || h.ObjectLockRetainUntilDate == nil || h.ObjectLockRetainUntilDate.Before(before.Add(24*time.Hour-time.Second)) {
+			t.Errorf("retention = %s until %v", h.ObjectLockMode, h.ObjectLockRetainUntilDate)
+		}
+	}
+	if len(got) != 1 {
+		t.Fatalf("%d objects, want 1", len(got))
+	}
+}
+
+// S3 unreachable when the agent starts: the sink starts anyway (the other
+// sinks must not wait), checks the bucket before its first upload, and
+// delivers once S3 is back.
+func TestUnreachableAtStart(t *testing.T) {
+	srv := miniotest.Start(t)
+	srv.Bucket("later", true)
+	srv.Stop()
+	cfg := testConfig(srv, "later")
+	s := newSink(t, cfg)
+	b := sinktest.Batch(sinktest.File(1), 0, lines(0)...)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := s.Write(ctx, b); err == nil {
+		t.Fatal("Write succeeded with S3 down")
+	}
+	srv.Restart()
+	if err := s.Write(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(objects(t, srv.Client(), "later")); n != 1 {
+		t.Fatalf("%d objects, want 1", n)
+	}
+}

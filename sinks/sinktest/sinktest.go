@@ -1,0 +1,58 @@
+// Package sinktest builds batches the way the agent does, for sink tests.
+package sinktest
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strings"
+
+	"github.com/auditrail/auditrail/internal/auditjson"
+	"github.com/auditrail/auditrail/sinks"
+)
+
+// Batch returns a batch of lines read from one file starting at offset
+// start. Lines that parse as events are KindEvent, others KindUnparsed.
+func Batch(file *sinks.FileRef, start int64, lines ...string) *sinks.Batch {
+	b := &sinks.Batch{}
+	off := start
+	for _, l := range lines {
+		r := sinks.Record{Line: []byte(l), Kind: sinks.KindEvent, File: file, Offset: off}
+		if err := auditjson.Parse(r.Line, &r.Event); err != nil {
+			r.Kind = sinks.KindUnparsed
+		}
+		b.Records = append(b.Records, r)
+		b.Bytes += len(l)
+		off += int64(len(l)) + 1
+	}
+	b.Segments = []sinks.Segment{{File: file, Start: start, End: off}}
+	return b
+}
+
+// File returns a file reference with the given sequence number.
+func File(seq uint64) *sinks.FileRef {
+	return &sinks.FileRef{Seq: seq, ID: fmt.Sprintf("2049-%d-0123456789abcdef", 1000+seq), Path: "/var/log/kubernetes/audit/audit.log"}
+}
+
+// Event returns an audit event line with auditID derived from n, the given
+// stage, and a padding field that makes it about size bytes long.
+func Event(n int, stage string, size int) string {
+	head := fmt.Sprintf(`{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"%08x-0000-4000-8000-%012x","stage":%q,"requestURI":"/api/v1/namespaces/kube-system/secrets/s-%d","verb":"get","user":{"username":"alice@example.com","groups":["system:authenticated"]},"objectRef":{"resource":"secrets","namespace":"kube-system","name":"s-%d","apiVersion":"v1"},"responseStatus":{"metadata":{},"code":200},"requestReceivedTimestamp":"2026-11-21T10:00:00.000000Z","stageTimestamp":"2026-11-21T10:%02d:%02d.%06dZ","annotations":{"pad":"`,
+		uint32(n*2654435761), n, stage, n, n, (n/60)%60, n%60, n%1000000)
+	pad := max(size-len(head)-3, 0)
+	return head + strings.Repeat("x", pad) + `"}}`
+}
+
+// Events returns count events starting at n, with a mix of sizes and
+// stages, plus the keys (auditID-stage) they carry.
+func Events(n, count int, seed uint64) []string {
+	rng := rand.New(rand.NewPCG(seed, 7))
+	out := make([]string, 0, count)
+	for i := n; i < n+count; i++ {
+		stage := "ResponseComplete"
+		if rng.IntN(5) == 0 {
+			stage = "ResponseStarted"
+		}
+		out = append(out, Event(i, stage, 600+rng.IntN(3000)))
+	}
+	return out
+}
