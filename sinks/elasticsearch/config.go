@@ -1,0 +1,111 @@
+package elasticsearch
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/auditrail/auditrail/internal/tlsconfig"
+	"github.com/auditrail/auditrail/internal/units"
+)
+
+// Config configures the Elasticsearch sink.
+type Config struct {
+	// Addresses of the cluster's nodes, e.g. https://es-1:9200.
+	Addresses []string `yaml:"addresses"`
+	// Index receives the events: a data stream name (the default,
+	// logs-kubernetes.audit-default) or an index name in which a Go time
+	// layout in braces is replaced by the event's UTC date, e.g.
+	// k8s-audit-{2006.01.02}.
+	Index string `yaml:"index"`
+	// DeadLetterIndex receives, wrapped, the records Elasticsearch rejects
+	// for good (mapping errors): the raw line as a string and the error.
+	DeadLetterIndex string `yaml:"deadLetterIndex"`
+	// InstallTemplate installs an index template with a mapping for audit
+	// events, matching Index, at start.
+	InstallTemplate bool `yaml:"installTemplate"`
+	// Compression gzips request bodies.
+	Compression bool `yaml:"compression"`
+	// Username and Password for basic authentication, APIKey (the base64
+	// form), or BearerToken (a service account token). Use ${ENV}
+	// references rather than literal secrets.
+	Username    string           `yaml:"username"`
+	Password    string           `yaml:"password"`
+	APIKey      string           `yaml:"apiKey"`
+	BearerToken string           `yaml:"bearerToken"`
+	TLS         tlsconfig.Config `yaml:"tls"`
+	// RequestTimeout bounds one bulk request.
+	RequestTimeout units.Duration `yaml:"requestTimeout"`
+	// ItemRetry shapes the backoff for items rejected with 429 or 5xx,
+	// which are retried alone, within the same write.
+	ItemRetryInitial units.Duration `yaml:"itemRetryInitial"`
+	ItemRetryMax     units.Duration `yaml:"itemRetryMax"`
+}
+
+// Defaults.
+const (
+	DefaultIndex           = "logs-kubernetes.audit-default"
+	DefaultDeadLetterIndex = "auditrail-dead-letter"
+)
+
+// ApplyDefaults fills empty fields.
+func (c *Config) ApplyDefaults() {
+	if c.Index == "" {
+		c.Index = DefaultIndex
+	}
+	if c.DeadLetterIndex == "" {
+		c.DeadLetterIndex = DefaultDeadLetterIndex
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = units.Duration(time.Minute)
+	}
+	if c.ItemRetryInitial == 0 {
+		c.ItemRetryInitial = units.Duration(100 * time.Millisecond)
+	}
+	if c.ItemRetryMax == 0 {
+		c.ItemRetryMax = units.Duration(10 * time.Second)
+	}
+}
+
+// Validate checks the config. prefix is the YAML path of the section.
+func (c *Config) Validate(prefix string) error {
+	var errs []error
+	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(prefix+"."+format, a...)) }
+	if len(c.Addresses) == 0 {
+		add("addresses: at least one address is required")
+	}
+	for i, a := range c.Addresses {
+		if !strings.HasPrefix(a, "http://") && !strings.HasPrefix(a, "https://") {
+			add("addresses[%d] must start with http:// or https://, got %q", i, a)
+		}
+	}
+	for _, ix := range []struct{ k, v string }{{"index", c.Index}, {"deadLetterIndex", c.DeadLetterIndex}} {
+		if ix.v != strings.ToLower(ix.v) || strings.ContainsAny(ix.v, " \"*\\/,|<>?#") {
+			add("%s %q is not a valid index name (lowercase, no spaces or \\/*?\"<>|,#)", ix.k, ix.v)
+		}
+		if strings.Count(ix.v, "{") != strings.Count(ix.v, "}") {
+			add("%s %q has unbalanced braces", ix.k, ix.v)
+		}
+	}
+	n := 0
+	for _, set := range []bool{c.Username != "", c.APIKey != "", c.BearerToken != ""} {
+		if set {
+			n++
+		}
+	}
+	if n > 1 {
+		add("use only one of username/password, apiKey and bearerToken")
+	}
+	if c.Password != "" && c.Username == "" {
+		add("password needs username")
+	}
+	if c.RequestTimeout <= 0 {
+		add("requestTimeout must be positive")
+	}
+	if c.ItemRetryInitial <= 0 || c.ItemRetryMax < c.ItemRetryInitial {
+		add("itemRetryInitial must be positive and not above itemRetryMax")
+	}
+	errs = append(errs, c.TLS.Validate(prefix+".tls"))
+	return errors.Join(errs...)
+}

@@ -1,0 +1,263 @@
+// Package estest is an Elasticsearch API server for tests: the parts of the
+// API the sink uses (product header, _bulk with per-item results, _count,
+// _search by ids, _refresh, index templates), with fault injection.
+//
+// It follows Elasticsearch's rules where the sink depends on them: create
+// on an existing _id answers 409, a document that is not a JSON object
+// answers 400 mapper_parsing_exception, a data stream (an index named
+// logs-*-*) accepts only create with an @timestamp.
+package estest
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"strings"
+	"sync"
+)
+
+// Server is a running test server.
+type Server struct {
+	*httptest.Server
+
+	mu   sync.Mutex
+	docs map[string]map[string]json.RawMessage
+	// requestFaults are statuses to answer whole _bulk requests with,
+	// in order, before serving normally.
+	requestFaults []int
+	itemFault     func(index, id string) int
+	bulkRequests  int
+	templates     map[string]json.RawMessage
+	lastAuth      string
+}
+
+// New starts a server on 127.0.0.1.
+func New() *Server {
+	s := &Server{docs: map[string]map[string]json.RawMessage{}, templates: map[string]json.RawMessage{}}
+	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
+	return s
+}
+
+// FailRequests makes the next len(statuses) _bulk requests answer with
+// those statuses.
+func (s *Server) FailRequests(statuses ...int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.requestFaults = append(s.requestFaults, statuses...)
+}
+
+// FailItems makes f decide each item's status: 0 serves it normally.
+func (s *Server) FailItems(f func(index, id string) int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.itemFault = f
+}
+
+// BulkRequests returns how many _bulk requests arrived.
+func (s *Server) BulkRequests() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.bulkRequests
+}
+
+// Docs returns the documents of an index by _id.
+func (s *Server) Docs(index string) map[string]json.RawMessage {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]json.RawMessage{}
+	for id, d := range s.docs[index] {
+		out[id] = d
+	}
+	return out
+}
+
+// LastAuthorization returns the Authorization header of the last request.
+func (s *Server) LastAuthorization() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastAuth
+}
+
+// Template returns an installed index template.
+func (s *Server) Template(name string) json.RawMessage {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.templates[name]
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("X-Elastic-Product", "Elasticsearch")
+	s.mu.Lock()
+	s.lastAuth = r.Header.Get("Authorization")
+	s.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	body, err := readBody(r)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+	switch {
+	case r.URL.Path == "/":
+		io.WriteString(w, `{"name":"estest","cluster_name":"estest","version":{"number":"8.19.0","build_flavor":"default"},"tagline":"You Know, for Search"}`)
+	case parts[len(parts)-1] == "_bulk":
+		def := ""
+		if len(parts) == 2 {
+			def = parts[0]
+		}
+		s.bulk(w, body, def)
+	case len(parts) == 2 && parts[0] == "_index_template" && r.Method == http.MethodPut:
+		s.mu.Lock()
+		s.templates[parts[1]] = body
+		s.mu.Unlock()
+		io.WriteString(w, `{"acknowledged":true}`)
+	case len(parts) == 2 && parts[1] == "_refresh":
+		io.WriteString(w, `{"_shards":{"total":1,"successful":1,"failed":0}}`)
+	case len(parts) == 2 && parts[1] == "_count":
+		s.mu.Lock()
+		n := len(s.docs[parts[0]])
+		s.mu.Unlock()
+		fmt.Fprintf(w, `{"count":%d}`, n)
+	case len(parts) == 2 && parts[1] == "_search":
+		s.search(w, parts[0], body)
+	default:
+		w.WriteHeader(http.StatusNotFound)
+		fmt.Fprintf(w, `{"error":{"type":"not_implemented","reason":"estest does not serve %s %s"},"status":404}`, r.Method, r.URL.Path)
+	}
+}
+
+func readBody(r *http.Request) ([]byte, error) {
+	var rd io.Reader = r.Body
+	if r.Header.Get("Content-Encoding") == "gzip" {
+		zr, err := gzip.NewReader(r.Body)
+		if err != nil {
+			return nil, err
+		}
+		rd = zr
+	}
+	return io.ReadAll(rd)
+}
+
+type result struct {
+	Index  string     `json:"_index"`
+	ID     string     `json:"_id"`
+	Status int        `json:"status"`
+	Error  *errorBody `json:"error,omitempty"`
+}
+
+type errorBody struct {
+	Type   string `json:"type"`
+	Reason string `json:"reason"`
+}
+
+func (s *Server) bulk(w http.ResponseWriter, body []byte, defIndex string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.bulkRequests++
+	if len(s.requestFaults) > 0 {
+		st := s.requestFaults[0]
+		s.requestFaults = s.requestFaults[1:]
+		w.WriteHeader(st)
+		fmt.Fprintf(w, `{"error":{"type":"injected","reason":"injected fault"},"status":%d}`, st)
+		return
+	}
+	sc := bufio.NewScanner(bytes.NewReader(body))
+	sc.Buffer(make([]byte, 1<<20), 128<<20)
+	var items []map[string]result
+	anyErr := false
+	for sc.Scan() {
+		var action map[string]struct {
+			Index string `json:"_index"`
+			ID    string `json:"_id"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &action); err != nil || len(action) != 1 {
+			w.WriteHeader(http.StatusBadRequest)
+			fmt.Fprintf(w, `{"error":{"type":"illegal_argument_exception","reason":"malformed action line"},"status":400}`)
+			return
+		}
+		if !sc.Scan() {
+			w.WriteHeader(http.StatusBadRequest)
+			io.WriteString(w, `{"error":{"type":"illegal_argument_exception","reason":"action without document"},"status":400}`)
+			return
+		}
+		doc := append(json.RawMessage(nil), sc.Bytes()...)
+		for op, a := range action {
+			if a.Index == "" {
+				a.Index = defIndex
+			}
+			res := s.item(op, a.Index, a.ID, doc)
+			if res.Error != nil {
+				anyErr = true
+			}
+			items = append(items, map[string]result{op: res})
+		}
+	}
+	json.NewEncoder(w).Encode(map[string]any{"took": 1, "errors": anyErr, "items": items})
+}
+
+func (s *Server) item(op, index, id string, doc json.RawMessage) result {
+	res := result{Index: index, ID: id}
+	fail := func(status int, typ, reason string) result {
+		res.Status, res.Error = status, &errorBody{Type: typ, Reason: reason}
+		return res
+	}
+	if s.itemFault != nil {
+		if st := s.itemFault(index, id); st != 0 {
+			return fail(st, "injected", "injected fault")
+		}
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(doc, &fields); err != nil {
+		return fail(400, "mapper_parsing_exception", "failed to parse: "+err.Error())
+	}
+	if strings.HasPrefix(index, "logs-") && strings.Count(index, "-") >= 2 {
+		if op != "create" {
+			return fail(400, "illegal_argument_exception", "only write ops with an op_type of create are allowed in data streams")
+		}
+		if _, ok := fields["@timestamp"]; !ok {
+			return fail(400, "document_parsing_exception", "data stream timestamp field [@timestamp] is missing")
+		}
+	}
+	if s.docs[index] == nil {
+		s.docs[index] = map[string]json.RawMessage{}
+	}
+	if _, exists := s.docs[index][id]; exists && op == "create" {
+		return fail(409, "version_conflict_engine_exception", "["+id+"]: version conflict, document already exists")
+	}
+	s.docs[index][id] = doc
+	res.Status = 201
+	return res
+}
+
+// search serves {"query":{"ids":{"values":[...]}}}.
+func (s *Server) search(w http.ResponseWriter, index string, body []byte) {
+	var q struct {
+		Size  int `json:"size"`
+		Query struct {
+			IDs struct {
+				Values []string `json:"values"`
+			} `json:"ids"`
+		} `json:"query"`
+	}
+	json.Unmarshal(body, &q)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	type hit struct {
+		ID     string          `json:"_id"`
+		Source json.RawMessage `json:"_source"`
+	}
+	var hits []hit
+	for _, id := range q.Query.IDs.Values {
+		if d, ok := s.docs[index][id]; ok {
+			hits = append(hits, hit{ID: id, Source: d})
+		}
+	}
+	sort.Slice(hits, func(i, j int) bool { return hits[i].ID < hits[j].ID })
+	json.NewEncoder(w).Encode(map[string]any{"hits": map[string]any{"total": map[string]any{"value": len(hits)}, "hits": hits}})
+}

@@ -1,0 +1,429 @@
+// Package elasticsearch implements a sink that indexes audit events with
+// the _bulk API.
+//
+// Every record is sent with the create operation and an _id derived from
+// auditID and stage (for records without an auditID: source file identity
+// and offset), so a batch delivered again after a crash creates nothing
+// new: Elasticsearch answers 409 for those items, which counts as
+// delivered. Items rejected with 429 or 5xx are retried on their own with
+// backoff, within the same write, and never dropped. Items rejected for
+// good (a mapping error, say) are sent, wrapped with the raw line as a
+// string and the error, to a dead-letter index, and counted. A whole
+// request that fails (connection error, 429, 5xx) fails the write, and the
+// agent retries the batch.
+//
+// Events carry an @timestamp from their stageTimestamp, inserted at the
+// head of the original JSON object; nothing else of the event changes.
+package elasticsearch
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	es "github.com/elastic/go-elasticsearch/v8"
+	"github.com/elastic/go-elasticsearch/v8/esapi"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/auditrail/auditrail/sinks"
+)
+
+var _ sinks.Sink = (*Sink)(nil)
+
+// Sink is the Elasticsearch sink.
+type Sink struct {
+	name   string
+	cfg    Config
+	client *es.Client
+	log    *slog.Logger
+	now    func() time.Time
+	sleep  func(context.Context, time.Duration) error
+
+	templated bool
+	body      bytes.Buffer
+	items     []item
+	retry     []item
+
+	indexed, conflicts, itemRetries, deadLettered prometheus.Counter
+}
+
+// item is one record on its way, or its wrapped form for the dead-letter
+// index.
+type item struct {
+	rec  *sinks.Record
+	dead *itemError
+}
+
+type itemError struct {
+	Status int    `json:"status"`
+	Type   string `json:"type"`
+	Reason string `json:"reason"`
+	Index  string `json:"index"`
+}
+
+// New returns an Elasticsearch sink.
+func New(ctx context.Context, name string, cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Sink, error) {
+	tlsCfg, err := cfg.TLS.Build()
+	if err != nil {
+		return nil, fmt.Errorf("elasticsearch sink %s: %w", name, err)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = tlsCfg
+	client, err := es.NewClient(es.Config{
+		Addresses: cfg.Addresses, Username: cfg.Username, Password: cfg.Password,
+		APIKey: cfg.APIKey, ServiceToken: cfg.BearerToken,
+		CompressRequestBody: cfg.Compression, Transport: tr, DisableRetry: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("elasticsearch sink %s: %w", name, err)
+	}
+	labels := prometheus.Labels{"sink": name}
+	s := &Sink{
+		name: name, cfg: cfg, client: client, log: log, now: time.Now, sleep: sleepCtx,
+		indexed: prometheus.NewCounter(prometheus.CounterOpts{Name: "auditrail_elasticsearch_items_created_total",
+			Help: "Documents created.", ConstLabels: labels}),
+		conflicts: prometheus.NewCounter(prometheus.CounterOpts{Name: "auditrail_elasticsearch_items_duplicate_total",
+			Help: "Items answered 409: already delivered before.", ConstLabels: labels}),
+		itemRetries: prometheus.NewCounter(prometheus.CounterOpts{Name: "auditrail_elasticsearch_item_retries_total",
+			Help: "Items rejected with 429 or 5xx and sent again.", ConstLabels: labels}),
+		deadLettered: prometheus.NewCounter(prometheus.CounterOpts{Name: "auditrail_elasticsearch_dead_letter_items_total",
+			Help: "Items rejected for good and sent to the dead-letter index.", ConstLabels: labels}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{s.indexed, s.conflicts, s.itemRetries, s.deadLettered} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("elasticsearch sink %s: %w", name, err)
+			}
+		}
+	}
+	if cfg.InstallTemplate {
+		tctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+		if err := s.installTemplate(tctx); err != nil {
+			log.Warn("index template not installed yet; trying again before the first write", "sink", name, "err", err)
+		}
+	}
+	return s, nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// Name implements sinks.Sink.
+func (s *Sink) Name() string { return s.name }
+
+// Close implements sinks.Sink.
+func (s *Sink) Close(context.Context) error { return nil }
+
+// Write indexes every record of b.
+func (s *Sink) Write(ctx context.Context, b *sinks.Batch) error {
+	if s.cfg.InstallTemplate && !s.templated {
+		if err := s.installTemplate(ctx); err != nil {
+			return err
+		}
+	}
+	s.items = s.items[:0]
+	for i := range b.Records {
+		s.items = append(s.items, item{rec: &b.Records[i]})
+	}
+	backoff := time.Duration(s.cfg.ItemRetryInitial)
+	for len(s.items) > 0 {
+		retry, err := s.bulk(ctx, s.items)
+		if err != nil {
+			return err
+		}
+		if len(retry) == 0 {
+			return nil
+		}
+		if err := s.sleep(ctx, backoff); err != nil {
+			return fmt.Errorf("%d items still rejected: %w", len(retry), err)
+		}
+		backoff = min(backoff*2, time.Duration(s.cfg.ItemRetryMax))
+		s.items = append(s.items[:0], retry...)
+	}
+	return nil
+}
+
+// bulk sends items once and returns those to send again: rejected with 429
+// or 5xx, or rejected for good and now due for the dead-letter index.
+func (s *Sink) bulk(ctx context.Context, items []item) ([]item, error) {
+	s.body.Reset()
+	for _, it := range items {
+		s.appendItem(&s.body, it)
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(s.cfg.RequestTimeout))
+	defer cancel()
+	res, err := esapi.BulkRequest{
+		Body:       bytes.NewReader(s.body.Bytes()),
+		FilterPath: []string{"errors", "items.*.status", "items.*.error.type", "items.*.error.reason"},
+	}.Do(ctx, s.client)
+	if err != nil {
+		return nil, fmt.Errorf("bulk request: %w", err)
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	if err != nil {
+		return nil, fmt.Errorf("read bulk response: %w", err)
+	}
+	if res.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("bulk request: HTTP %d: %.300s", res.StatusCode, body)
+	}
+	var r bulkResponse
+	if err := json.Unmarshal(body, &r); err != nil {
+		return nil, fmt.Errorf("decode bulk response: %w", err)
+	}
+	if !r.Errors {
+		for _, it := range items {
+			s.count(it, http.StatusCreated)
+		}
+		return nil, nil
+	}
+	if len(r.Items) != len(items) {
+		return nil, fmt.Errorf("bulk response has %d items for %d sent", len(r.Items), len(items))
+	}
+	s.retry = s.retry[:0]
+	for i, it := range items {
+		var st bulkItem
+		for _, v := range r.Items[i] {
+			st = v
+		}
+		switch {
+		case st.Status == http.StatusOK || st.Status == http.StatusCreated || st.Status == http.StatusConflict:
+			s.count(it, st.Status)
+		case st.Status == http.StatusTooManyRequests || st.Status >= 500:
+			s.itemRetries.Inc()
+			s.retry = append(s.retry, it)
+		case it.dead != nil:
+			return nil, sinks.Permanent(fmt.Errorf("dead-letter index %s rejected an item: %d %s: %s",
+				s.cfg.DeadLetterIndex, st.Status, st.Error.Type, st.Error.Reason))
+		default:
+			s.log.Warn("Elasticsearch rejected a record; sending it to the dead-letter index", "sink", s.name,
+				"status", st.Status, "type", st.Error.Type, "reason", st.Error.Reason, "file", it.rec.File.ID, "offset", it.rec.Offset)
+			s.retry = append(s.retry, item{rec: it.rec, dead: &itemError{Status: st.Status, Type: st.Error.Type,
+				Reason: st.Error.Reason, Index: s.index(it.rec)}})
+		}
+	}
+	return s.retry, nil
+}
+
+func (s *Sink) count(it item, status int) {
+	switch {
+	case status == http.StatusConflict:
+		s.conflicts.Inc()
+	case it.dead != nil:
+		s.deadLettered.Inc()
+	default:
+		s.indexed.Inc()
+	}
+}
+
+type bulkResponse struct {
+	Errors bool                  `json:"errors"`
+	Items  []map[string]bulkItem `json:"items"`
+}
+
+type bulkItem struct {
+	Status int `json:"status"`
+	Error  struct {
+		Type   string `json:"type"`
+		Reason string `json:"reason"`
+	} `json:"error"`
+}
+
+// appendItem appends the action and document lines of it.
+func (s *Sink) appendItem(buf *bytes.Buffer, it item) {
+	r := it.rec
+	index := s.index(r)
+	if it.dead != nil {
+		index = s.cfg.DeadLetterIndex
+	}
+	buf.WriteString(`{"create":{"_index":"`)
+	buf.WriteString(index)
+	buf.WriteString(`","_id":"`)
+	buf.Write(sinks.AppendID(buf.AvailableBuffer(), r))
+	buf.WriteString("\"}}\n")
+	switch {
+	case it.dead != nil:
+		s.appendWrapped(buf, r, it.dead)
+	case r.Kind == sinks.KindUnparsed:
+		s.appendWrapped(buf, r, nil)
+	default:
+		ts := sinks.EventTime(r)
+		if len(ts) == 0 {
+			ts = []byte(s.now().UTC().Format(time.RFC3339Nano))
+		}
+		appendWithTimestamp(buf, r.Line, ts)
+	}
+	buf.WriteByte('\n')
+}
+
+// appendWithTimestamp writes the JSON object line with an @timestamp
+// field first.
+func appendWithTimestamp(buf *bytes.Buffer, line, ts []byte) {
+	i := bytes.IndexByte(line, '{')
+	buf.WriteString(`{"@timestamp":"`)
+	buf.Write(ts)
+	buf.WriteByte('"')
+	rest := line[i+1:]
+	if len(bytes.TrimLeft(rest, " \t")) > 0 && bytes.TrimLeft(rest, " \t")[0] != '}' {
+		buf.WriteByte(',')
+	}
+	buf.Write(rest)
+}
+
+// wrapped is the document for a line that is not a well-formed event, or
+// that Elasticsearch rejected.
+type wrapped struct {
+	Timestamp  string     `json:"@timestamp"`
+	Kind       string     `json:"kind"`
+	APIVersion string     `json:"apiVersion"`
+	Message    string     `json:"message"`
+	RawBase64  string     `json:"rawBase64,omitempty"`
+	File       fileRef    `json:"file"`
+	Offset     int64      `json:"offset"`
+	Error      *itemError `json:"error,omitempty"`
+}
+
+type fileRef struct {
+	ID   string `json:"id"`
+	Path string `json:"path"`
+}
+
+func (s *Sink) appendWrapped(buf *bytes.Buffer, r *sinks.Record, e *itemError) {
+	w := wrapped{
+		Timestamp: s.now().UTC().Format(time.RFC3339Nano), Kind: "AuditrailUnparsed", APIVersion: "auditrail.io/v1",
+		Message: string(r.Line), File: fileRef{ID: r.File.ID, Path: r.File.Path}, Offset: r.Offset, Error: e,
+	}
+	if e != nil {
+		w.Kind = "AuditrailRejected"
+	}
+	if ts := sinks.EventTime(r); len(ts) > 0 {
+		w.Timestamp = string(ts)
+	}
+	if !utf8.Valid(r.Line) {
+		w.RawBase64 = base64.StdEncoding.EncodeToString(r.Line)
+	}
+	b, _ := json.Marshal(w) // strings and numbers only
+	buf.Write(b)
+}
+
+// index returns the index for r: the configured name with any {layout}
+// replaced by the record's UTC date.
+func (s *Sink) index(r *sinks.Record) string {
+	ix := s.cfg.Index
+	i := strings.IndexByte(ix, '{')
+	if i < 0 {
+		return ix
+	}
+	t := s.now()
+	if ts := sinks.EventTime(r); len(ts) > 0 {
+		if p, err := time.Parse(time.RFC3339Nano, string(ts)); err == nil {
+			t = p
+		}
+	}
+	var out strings.Builder
+	for i >= 0 {
+		j := strings.IndexByte(ix[i:], '}')
+		if j < 0 {
+			break
+		}
+		out.WriteString(ix[:i])
+		out.WriteString(t.UTC().Format(ix[i+1 : i+j]))
+		ix = ix[i+j+1:]
+		i = strings.IndexByte(ix, '{')
+	}
+	out.WriteString(ix)
+	return out.String()
+}
+
+// installTemplate puts an index template for audit events matching the
+// configured index.
+func (s *Sink) installTemplate(ctx context.Context) error {
+	pattern := s.cfg.Index
+	if i := strings.IndexByte(pattern, '{'); i >= 0 {
+		pattern = pattern[:i]
+	}
+	tmpl := map[string]any{
+		"index_patterns": []string{pattern + "*"},
+		"priority":       250,
+		"template": map[string]any{
+			"settings": map[string]any{"index.mapping.total_fields.limit": 2000},
+			"mappings": auditMapping,
+		},
+		"_meta": map[string]any{"managed_by": "auditrail"},
+	}
+	if !strings.Contains(s.cfg.Index, "{") {
+		tmpl["data_stream"] = map[string]any{}
+	}
+	body, _ := json.Marshal(tmpl)
+	res, err := esapi.IndicesPutIndexTemplateRequest{Name: "auditrail-" + strings.Trim(pattern, "-_."), Body: bytes.NewReader(body)}.Do(ctx, s.client)
+	if err != nil {
+		return fmt.Errorf("install index template: %w", err)
+	}
+	defer res.Body.Close()
+	if res.IsError() {
+		b, _ := io.ReadAll(res.Body)
+		return fmt.Errorf("install index template: HTTP %d: %.300s", res.StatusCode, b)
+	}
+	s.templated = true
+	return nil
+}
+
+
+// auditMapping maps the fields of audit events that investigations search
+// on; request and response bodies are flattened so that arbitrary objects
+// cannot explode the mapping.
+var auditMapping = map[string]any{
+	"dynamic": false,
+	"properties": map[string]any{
+		"@timestamp":               map[string]any{"type": "date"},
+		"kind":                     map[string]any{"type": "keyword"},
+		"level":                    map[string]any{"type": "keyword"},
+		"auditID":                  map[string]any{"type": "keyword"},
+		"stage":                    map[string]any{"type": "keyword"},
+		"requestURI":               map[string]any{"type": "wildcard"},
+		"verb":                     map[string]any{"type": "keyword"},
+		"user":                     userMapping,
+		"impersonatedUser":         userMapping,
+		"sourceIPs":                map[string]any{"type": "keyword"},
+		"userAgent":                map[string]any{"type": "keyword", "ignore_above": 1024},
+		"objectRef":                map[string]any{"properties": keywords("resource", "namespace", "name", "uid", "apiGroup", "apiVersion", "resourceVersion", "subresource")},
+		"responseStatus":           map[string]any{"properties": map[string]any{"code": map[string]any{"type": "integer"}, "status": map[string]any{"type": "keyword"}, "reason": map[string]any{"type": "keyword"}, "message": map[string]any{"type": "text"}}},
+		"requestObject":            map[string]any{"type": "flattened"},
+		"responseObject":           map[string]any{"type": "flattened"},
+		"requestReceivedTimestamp": map[string]any{"type": "date"},
+		"stageTimestamp":           map[string]any{"type": "date"},
+		"annotations":              map[string]any{"type": "flattened"},
+		"message":                  map[string]any{"type": "text"},
+		"reason":                   map[string]any{"type": "keyword"},
+	},
+}
+
+var userMapping = map[string]any{"properties": map[string]any{
+	"username": map[string]any{"type": "keyword"}, "uid": map[string]any{"type": "keyword"},
+	"groups": map[string]any{"type": "keyword"}, "extra": map[string]any{"type": "flattened"},
+}}
+
+func keywords(names ...string) map[string]any {
+	m := make(map[string]any, len(names))
+	for _, n := range names {
+		m[n] = map[string]any{"type": "keyword"}
+	}
+	return m
+}
