@@ -385,7 +385,6 @@ func (s *Sink) installTemplate(ctx context.Context) error {
 	return nil
 }
 
-
 // auditMapping maps the fields of audit events that investigations search
 // on; request and response bodies are flattened so that arbitrary objects
 // cannot explode the mapping.
