@@ -1,0 +1,281 @@
+// Package kafka implements a sink that produces every record as one Kafka
+// message, with acks from all in-sync replicas.
+//
+// The key is the auditID, so every stage of one request lands on one
+// partition, in order (the partitioner is murmur2, as in the Java client).
+// The value is the original line. Headers carry stage, verb, resource,
+// namespace, user, cluster and node so that consumers can route without
+// parsing. A line longer than maxMessageBytes is replaced by a stub that
+// names it, counted, and flagged with an auditrail-stub header.
+//
+// A batch is acknowledged only when the broker acknowledged every message.
+// Messages that failed are sent again on their own, with backoff, within
+// the same write; a write that cannot reach the cluster fails and the
+// agent retries the batch. Consumers deduplicate on key and stage.
+package kafka
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	kafka "github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/compress"
+	"github.com/segmentio/kafka-go/sasl"
+	msk "github.com/segmentio/kafka-go/sasl/aws_msk_iam_v2"
+	"github.com/segmentio/kafka-go/sasl/plain"
+	"github.com/segmentio/kafka-go/sasl/scram"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/auditrail/auditrail/sinks"
+)
+
+var _ sinks.Sink = (*Sink)(nil)
+
+// Sink is the Kafka sink.
+type Sink struct {
+	name  string
+	cfg   Config
+	w     *kafka.Writer
+	log   *slog.Logger
+	sleep func(context.Context, time.Duration) error
+
+	msgs  []kafka.Message
+	retry []kafka.Message
+
+	produced, resent, stubs prometheus.Counter
+}
+
+// New returns a Kafka sink. It fails when the cluster answers that the
+// topic does not exist; an unreachable cluster is only logged, so that it
+// does not hold up the other sinks.
+func New(ctx context.Context, name string, cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Sink, error) {
+	tr := &kafka.Transport{ClientID: "auditrail", DialTimeout: 10 * time.Second, MetadataTTL: 30 * time.Second}
+	if cfg.TLS != nil {
+		t, err := cfg.TLS.Build()
+		if err != nil {
+			return nil, fmt.Errorf("kafka sink %s: %w", name, err)
+		}
+		tr.TLS = t
+	}
+	mech, err := mechanism(ctx, cfg.SASL)
+	if err != nil {
+		return nil, fmt.Errorf("kafka sink %s: %w", name, err)
+	}
+	tr.SASL = mech
+	var codec kafka.Compression
+	switch cfg.Compression {
+	case "zstd":
+		codec = compress.Zstd
+	case "lz4":
+		codec = compress.Lz4
+	case "snappy":
+		codec = compress.Snappy
+	case "gzip":
+		codec = compress.Gzip
+	}
+	labels := prometheus.Labels{"sink": name}
+	s := &Sink{
+		name: name, cfg: cfg, log: log, sleep: sleepCtx,
+		w: &kafka.Writer{
+			Addr: kafka.TCP(cfg.Brokers...), Topic: cfg.Topic, Balancer: kafka.Murmur2Balancer{},
+			RequiredAcks: kafka.RequireAll, Compression: codec, Transport: tr,
+			MaxAttempts: 3, WriteBackoffMin: 50 * time.Millisecond, WriteBackoffMax: time.Second,
+			BatchSize: 1 << 20, BatchBytes: int64(cfg.MaxMessageBytes), BatchTimeout: 2 * time.Millisecond,
+			WriteTimeout: time.Duration(cfg.RequestTimeout), ReadTimeout: time.Duration(cfg.RequestTimeout),
+		},
+		produced: prometheus.NewCounter(prometheus.CounterOpts{Name: "auditrail_kafka_messages_total",
+			Help: "Messages acknowledged by the brokers.", ConstLabels: labels}),
+		resent: prometheus.NewCounter(prometheus.CounterOpts{Name: "auditrail_kafka_message_retries_total",
+			Help: "Messages that failed and were sent again.", ConstLabels: labels}),
+		stubs: prometheus.NewCounter(prometheus.CounterOpts{Name: "auditrail_kafka_oversized_stubs_total",
+			Help: "Lines above maxMessageBytes sent as stubs.", ConstLabels: labels}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{s.produced, s.resent, s.stubs} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("kafka sink %s: %w", name, err)
+			}
+		}
+	}
+	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := s.checkTopic(cctx, tr); err != nil {
+		var missing *missingTopic
+		if errors.As(err, &missing) {
+			return nil, fmt.Errorf("kafka sink %s: %w", name, err)
+		}
+		log.Warn("Kafka topic check could not complete; writes will retry", "sink", name, "err", err)
+	}
+	return s, nil
+}
+
+func mechanism(ctx context.Context, c SASLConfig) (sasl.Mechanism, error) {
+	switch c.Mechanism {
+	case "PLAIN":
+		return plain.Mechanism{Username: c.Username, Password: c.Password}, nil
+	case "SCRAM-SHA-256", "SCRAM-SHA-512":
+		algo := scram.SHA256
+		if c.Mechanism == "SCRAM-SHA-512" {
+			algo = scram.SHA512
+		}
+		m, err := scram.Mechanism(algo, c.Username, c.Password)
+		if err != nil {
+			return nil, fmt.Errorf("SASL %s: %w", c.Mechanism, err)
+		}
+		return m, nil
+	case "AWS_MSK_IAM":
+		var opts []func(*awsconfig.LoadOptions) error
+		if c.Region != "" {
+			opts = append(opts, awsconfig.WithRegion(c.Region))
+		}
+		awsCfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("load AWS configuration for MSK IAM: %w", err)
+		}
+		return msk.NewMechanism(awsCfg), nil
+	}
+	return nil, nil
+}
+
+type missingTopic struct{ topic string }
+
+func (e *missingTopic) Error() string {
+	return fmt.Sprintf("topic %q does not exist; create it (the sink never creates topics)", e.topic)
+}
+
+func (s *Sink) checkTopic(ctx context.Context, tr *kafka.Transport) error {
+	c := &kafka.Client{Addr: kafka.TCP(s.cfg.Brokers...), Transport: tr}
+	md, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{s.cfg.Topic}})
+	if err != nil {
+		return fmt.Errorf("metadata: %w", err)
+	}
+	for _, t := range md.Topics {
+		if t.Name == s.cfg.Topic {
+			if errors.Is(t.Error, kafka.UnknownTopicOrPartition) {
+				return &missingTopic{s.cfg.Topic}
+			}
+			return t.Error
+		}
+	}
+	return &missingTopic{s.cfg.Topic}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// Name implements sinks.Sink.
+func (s *Sink) Name() string { return s.name }
+
+// Close implements sinks.Sink.
+func (s *Sink) Close(context.Context) error { return s.w.Close() }
+
+// Write produces every record of b and returns once all are acknowledged.
+func (s *Sink) Write(ctx context.Context, b *sinks.Batch) error {
+	s.msgs = s.msgs[:0]
+	for i := range b.Records {
+		s.msgs = append(s.msgs, s.message(&b.Records[i]))
+	}
+	backoff := 100 * time.Millisecond
+	for {
+		err := s.w.WriteMessages(ctx, s.msgs...)
+		var werrs kafka.WriteErrors
+		switch {
+		case err == nil:
+			s.produced.Add(float64(len(s.msgs)))
+			return nil
+		case errors.As(err, &werrs) && len(werrs) == len(s.msgs):
+			s.retry = s.retry[:0]
+			var first error
+			for i, e := range werrs {
+				if e != nil {
+					s.retry = append(s.retry, s.msgs[i])
+					first = cmpErr(first, e)
+				}
+			}
+			s.produced.Add(float64(len(s.msgs) - len(s.retry)))
+			if len(s.retry) == len(s.msgs) {
+				return fmt.Errorf("produce to %s: %w", s.cfg.Topic, first)
+			}
+			s.resent.Add(float64(len(s.retry)))
+			s.log.Debug("some messages failed; sending them again", "sink", s.name, "failed", len(s.retry), "err", first)
+			s.msgs = append(s.msgs[:0], s.retry...)
+		default:
+			return fmt.Errorf("produce to %s: %w", s.cfg.Topic, err)
+		}
+		if err := s.sleep(ctx, backoff); err != nil {
+			return err
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+func cmpErr(first, e error) error {
+	if first == nil {
+		return e
+	}
+	return first
+}
+
+// message returns r as a Kafka message.
+func (s *Sink) message(r *sinks.Record) kafka.Message {
+	m := kafka.Message{Key: sinks.AppendKey(nil, r), Value: r.Line}
+	ev := &r.Event
+	h := make([]kafka.Header, 0, 8)
+	add := func(k string, v []byte) {
+		if len(v) > 0 {
+			h = append(h, kafka.Header{Key: k, Value: v})
+		}
+	}
+	if r.Kind == sinks.KindEvent {
+		add("stage", ev.Stage)
+		add("verb", ev.Verb)
+		add("resource", ev.Resource)
+		add("namespace", ev.Namespace)
+		add("user", ev.Username)
+	} else {
+		add("auditrail-kind", []byte(r.Kind.String()))
+	}
+	add("cluster", []byte(s.cfg.Cluster))
+	add("node", []byte(s.cfg.Node))
+	if len(r.Line)+len(m.Key)+512 > int(s.cfg.MaxMessageBytes) {
+		m.Value = s.stub(r)
+		add("auditrail-stub", []byte("oversized"))
+		s.stubs.Inc()
+	}
+	m.Headers = h
+	return m
+}
+
+// stub stands in for a line too long for the topic.
+func (s *Sink) stub(r *sinks.Record) []byte {
+	sum := sha256.Sum256(r.Line)
+	b, _ := json.Marshal(struct {
+		Kind       string `json:"kind"`
+		APIVersion string `json:"apiVersion"`
+		AuditID    string `json:"auditID,omitempty"`
+		Stage      string `json:"stage,omitempty"`
+		Size       int    `json:"size"`
+		Limit      int    `json:"limit"`
+		SHA256     string `json:"sha256"`
+		File       string `json:"file"`
+		Offset     int64  `json:"offset"`
+	}{"AuditrailOversizedLine", "auditrail.io/v1", string(r.Event.AuditID), string(r.Event.Stage),
+		len(r.Line), int(s.cfg.MaxMessageBytes), hex.EncodeToString(sum[:]), r.File.ID, r.Offset})
+	return b
+}
+

@@ -1,0 +1,220 @@
+package kafka
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/auditrail/auditrail/internal/units"
+	"github.com/auditrail/auditrail/sinks"
+	"github.com/auditrail/auditrail/sinks/sinktest"
+)
+
+const topic = "k8s-audit"
+
+func cluster(t *testing.T) *kfake.Cluster {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(3), kfake.SeedTopics(3, topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+func config(c *kfake.Cluster) Config {
+	cfg := Config{Brokers: c.ListenAddrs(), Topic: topic, Cluster: "prod", Node: "master-1"}
+	cfg.ApplyDefaults()
+	return cfg
+}
+
+func newSink(t *testing.T, cfg Config) *Sink {
+	t.Helper()
+	if err := cfg.Validate("kafka"); err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(context.Background(), "kafka", cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(context.Background()) })
+	return s
+}
+
+// consume reads the topic from the start until it holds n records.
+func consume(t *testing.T, c *kfake.Cluster, n int) []*kgo.Record {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var out []*kgo.Record
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for len(out) < n {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("consumed %d records, want %d", len(out), n)
+		}
+		out = append(out, fs.Records()...)
+	}
+	return out
+}
+
+func header(r *kgo.Record, key string) string {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+func TestProducesEveryRecordWithKeyAndHeaders(t *testing.T) {
+	c := cluster(t)
+	s := newSink(t, config(c))
+	ls := sinktest.Events(0, 500, 3)
+	// Both stages of some requests, to check they share a partition in order.
+	for i := 0; i < 20; i++ {
+		ls = append(ls, sinktest.Event(9000+i, "ResponseStarted", 700), sinktest.Event(9000+i, "ResponseComplete", 900))
+	}
+	ls = append(ls, "not an event \xff")
+	b := sinktest.Batch(sinktest.File(1), 0, ls...)
+	if err := s.Write(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	got := consume(t, c, len(ls))
+	if len(got) != len(ls) {
+		t.Fatalf("%d records, want %d", len(got), len(ls))
+	}
+	byValue := map[string]*kgo.Record{}
+	for _, r := range got {
+		byValue[string(r.Value)] = r
+	}
+	partitionOf := map[string]int32{}
+	for i := range b.Records {
+		rec := &b.Records[i]
+		m := byValue[string(rec.Line)]
+		if m == nil {
+			t.Fatalf("record %d missing", i)
+		}
+		if !bytes.Equal(m.Key, sinks.AppendKey(nil, rec)) {
+			t.Errorf("record %d: key %q", i, m.Key)
+		}
+		if rec.Kind == sinks.KindEvent {
+			if header(m, "stage") != string(rec.Event.Stage) || header(m, "verb") != "get" || header(m, "resource") != "secrets" ||
+				header(m, "namespace") != "kube-system" || header(m, "user") != "alice@example.com" {
+				t.Errorf("record %d: headers %v", i, m.Headers)
+			}
+			if p, ok := partitionOf[string(m.Key)]; ok && p != m.Partition {
+				t.Errorf("stages of %s on partitions %d and %d", m.Key, p, m.Partition)
+			}
+			partitionOf[string(m.Key)] = m.Partition
+		} else if header(m, "auditrail-kind") != "unparsed" {
+			t.Errorf("unparsed line: headers %v", m.Headers)
+		}
+		if header(m, "cluster") != "prod" || header(m, "node") != "master-1" {
+			t.Errorf("record %d: headers %v", i, m.Headers)
+		}
+	}
+	for i := 0; i < 20; i++ {
+		started := byValue[sinktest.Event(9000+i, "ResponseStarted", 700)]
+		complete := byValue[sinktest.Event(9000+i, "ResponseComplete", 900)]
+		if started.Offset >= complete.Offset {
+			t.Errorf("request %d: ResponseStarted at offset %d after ResponseComplete at %d", i, started.Offset, complete.Offset)
+		}
+	}
+	if v := testutil.ToFloat64(s.produced); int(v) != len(ls) {
+		t.Errorf("produced = %v, want %d", v, len(ls))
+	}
+}
+
+func TestOversizedLineBecomesStub(t *testing.T) {
+	c := cluster(t)
+	cfg := config(c)
+	cfg.MaxMessageBytes = units.ByteSize(64 << 10)
+	s := newSink(t, cfg)
+	big := sinktest.Event(1, "ResponseComplete", 100<<10)
+	b := sinktest.Batch(sinktest.File(1), 0, sinktest.Event(0, "ResponseComplete", 800), big)
+	if err := s.Write(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	got := consume(t, c, 2)
+	var stub *kgo.Record
+	for _, r := range got {
+		if header(r, "auditrail-stub") == "oversized" {
+			stub = r
+		}
+	}
+	if stub == nil {
+		t.Fatal("no stub for the oversized line")
+	}
+	if !strings.Contains(string(stub.Value), `"kind":"AuditrailOversizedLine"`) || !strings.Contains(string(stub.Value), string(b.Records[1].Event.AuditID)) ||
+		!strings.Contains(string(stub.Value), `"size":`) || !bytes.Equal(stub.Key, b.Records[1].Event.AuditID) {
+		t.Errorf("stub = %s (key %s)", stub.Value, stub.Key)
+	}
+	if v := testutil.ToFloat64(s.stubs); v != 1 {
+		t.Errorf("stubs = %v, want 1", v)
+	}
+}
+
+func TestMissingTopicRefusesToStart(t *testing.T) {
+	c := cluster(t)
+	cfg := config(c)
+	cfg.Topic = "no-such-topic"
+	_, err := New(context.Background(), "kafka", cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	if err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("err = %v, want a missing-topic error", err)
+	}
+}
+
+// One broker leaves mid-stream: writes fail over to the remaining brokers
+// and nothing is lost.
+func TestBrokerGoesAway(t *testing.T) {
+	c := cluster(t)
+	s := newSink(t, config(c))
+	first := sinktest.Batch(sinktest.File(1), 0, sinktest.Events(0, 300, 1)...)
+	if err := s.Write(context.Background(), first); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.RemoveNode(c.LeaderFor(topic, 0)); err != nil {
+		t.Fatal(err)
+	}
+	second := sinktest.Batch(sinktest.File(1), first.Segments[0].End, sinktest.Events(300, 300, 2)...)
+	deadline := time.Now().Add(60 * time.Second)
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := s.Write(ctx, second)
+		cancel()
+		if err == nil {
+			t.Logf("second batch delivered after %d attempts", attempt)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("second batch not delivered: %v", err)
+		}
+	}
+	got := consume(t, c, 600)
+	seen := map[string]bool{}
+	for _, r := range got {
+		seen[string(r.Value)] = true
+	}
+	for _, b := range []*sinks.Batch{first, second} {
+		for i := range b.Records {
+			if !seen[string(b.Records[i].Line)] {
+				t.Fatalf("record %d of a batch lost", i)
+			}
+		}
+	}
+}
