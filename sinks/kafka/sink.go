@@ -25,13 +25,13 @@ import (
 	"time"
 
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/prometheus/client_golang/prometheus"
 	kafka "github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/compress"
 	"github.com/segmentio/kafka-go/sasl"
 	msk "github.com/segmentio/kafka-go/sasl/aws_msk_iam_v2"
 	"github.com/segmentio/kafka-go/sasl/plain"
 	"github.com/segmentio/kafka-go/sasl/scram"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/auditrail/auditrail/sinks"
 )
@@ -56,7 +56,7 @@ type Sink struct {
 // topic does not exist; an unreachable cluster is only logged, so that it
 // does not hold up the other sinks.
 func New(ctx context.Context, name string, cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Sink, error) {
-	tr := &kafka.Transport{ClientID: "auditrail", DialTimeout: 10 * time.Second, MetadataTTL: 30 * time.Second}
+	tr := &kafka.Transport{ClientID: "auditrail", DialTimeout: 10 * time.Second, MetadataTTL: 3 * time.Second}
 	if cfg.TLS != nil {
 		t, err := cfg.TLS.Build()
 		if err != nil {
@@ -278,4 +278,3 @@ func (s *Sink) stub(r *sinks.Record) []byte {
 		len(r.Line), int(s.cfg.MaxMessageBytes), hex.EncodeToString(sum[:]), r.File.ID, r.Offset})
 	return b
 }
-
