@@ -21,7 +21,10 @@ import (
 	"github.com/auditrail/auditrail/internal/config"
 	"github.com/auditrail/auditrail/sinks"
 	"github.com/auditrail/auditrail/sinks/discard"
+	"github.com/auditrail/auditrail/sinks/elasticsearch"
 	"github.com/auditrail/auditrail/sinks/file"
+	"github.com/auditrail/auditrail/sinks/kafka"
+	"github.com/auditrail/auditrail/sinks/s3"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -163,7 +166,7 @@ func runAgent(args []string, stderr io.Writer) int {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	sinkOpts, err := buildSinks(cfg)
+	sinkOpts, err := buildSinks(context.Background(), cfg, log, reg)
 	if err != nil {
 		log.Error("create sinks", "err", err)
 		return 1
@@ -199,21 +202,30 @@ func agentOptions(c *config.Config, once bool, log *slog.Logger, reg prometheus.
 	}
 }
 
-func buildSinks(c *config.Config) ([]agent.SinkOptions, error) {
+func buildSinks(ctx context.Context, c *config.Config, log *slog.Logger, reg prometheus.Registerer) ([]agent.SinkOptions, error) {
 	var out []agent.SinkOptions
 	for _, sc := range c.Sinks {
-		var s sinks.Sink
+		var (
+			s   sinks.Sink
+			err error
+		)
 		switch sc.Type {
 		case "file":
-			fs, err := file.New(sc.Name, *sc.File)
-			if err != nil {
-				return nil, err
-			}
-			s = fs
+			s, err = file.New(sc.Name, *sc.File)
+		case "s3":
+			s, err = s3.New(ctx, sc.Name, *sc.S3, log, reg)
+		case "elasticsearch":
+			s, err = elasticsearch.New(ctx, sc.Name, *sc.Elasticsearch, log, reg)
+		case "kafka":
+			s, err = kafka.New(ctx, sc.Name, *sc.Kafka, log, reg)
 		case "discard":
 			s = discard.New(sc.Name)
 		default:
-			return nil, fmt.Errorf("sink %s: unknown type %q", sc.Name, sc.Type)
+			err = fmt.Errorf("sink %s: unknown type %q", sc.Name, sc.Type)
+		}
+		if err != nil {
+			closeSinks(out)
+			return nil, err
 		}
 		out = append(out, agent.SinkOptions{
 			Sink: s,
@@ -225,6 +237,12 @@ func buildSinks(c *config.Config) ([]agent.SinkOptions, error) {
 		})
 	}
 	return out, nil
+}
+
+func closeSinks(opts []agent.SinkOptions) {
+	for _, o := range opts {
+		o.Sink.Close(context.Background())
+	}
 }
 
 // serveHTTP serves /metrics, /healthz and /readyz.

@@ -20,7 +20,10 @@ import (
 	"time"
 
 	"github.com/auditrail/auditrail/internal/units"
+	"github.com/auditrail/auditrail/sinks/elasticsearch"
 	"github.com/auditrail/auditrail/sinks/file"
+	"github.com/auditrail/auditrail/sinks/kafka"
+	"github.com/auditrail/auditrail/sinks/s3"
 	"gopkg.in/yaml.v3"
 )
 
@@ -63,12 +66,53 @@ type HTTPConfig struct {
 
 // Sink is one destination.
 type Sink struct {
-	Name        string       `yaml:"name"`
-	Type        string       `yaml:"type"`
-	Batch       BatchConfig  `yaml:"batch"`
-	Retry       RetryConfig  `yaml:"retry"`
-	MaxInFlight int          `yaml:"maxInFlight"`
-	File        *file.Config `yaml:"file"`
+	Name        string      `yaml:"name"`
+	Type        string      `yaml:"type"`
+	Batch       BatchConfig `yaml:"batch"`
+	Retry       RetryConfig `yaml:"retry"`
+	MaxInFlight int         `yaml:"maxInFlight"`
+	// Exactly the section named by Type is set.
+	File          *file.Config          `yaml:"file"`
+	S3            *s3.Config            `yaml:"s3"`
+	Elasticsearch *elasticsearch.Config `yaml:"elasticsearch"`
+	Kafka         *kafka.Config         `yaml:"kafka"`
+}
+
+// section is a sink type's own configuration.
+type section interface {
+	ApplyDefaults()
+	Validate(prefix string) error
+}
+
+// sections returns the sink's type-specific sections by type name.
+func (s *Sink) sections() map[string]section {
+	out := map[string]section{}
+	if s.File != nil {
+		out["file"] = fileSection{s.File}
+	}
+	if s.S3 != nil {
+		out["s3"] = s.S3
+	}
+	if s.Elasticsearch != nil {
+		out["elasticsearch"] = s.Elasticsearch
+	}
+	if s.Kafka != nil {
+		out["kafka"] = s.Kafka
+	}
+	return out
+}
+
+// fileSection gives the file sink's config the section interface.
+type fileSection struct{ *file.Config }
+
+func (f fileSection) ApplyDefaults() {
+	setDefault(&f.MaxFileBytes, file.DefaultConfig().MaxFileBytes)
+}
+
+// batchDefaults are the batch bounds each sink type starts from: S3 makes
+// few large objects, the others many small requests.
+var batchDefaults = map[string]BatchConfig{
+	"s3": {MaxEvents: 1 << 20, MaxBytes: 16 << 20, FlushInterval: units.Duration(5 * time.Second)},
 }
 
 // BatchConfig bounds a sink's batches.
@@ -85,7 +129,7 @@ type RetryConfig struct {
 }
 
 // SinkTypes are the sink types this build knows.
-var SinkTypes = []string{"file", "discard"}
+var SinkTypes = []string{"file", "s3", "elasticsearch", "kafka", "discard"}
 
 // Load reads the file at path, or the embedded default if path is empty.
 func Load(path string) (*Config, error) {
@@ -189,20 +233,24 @@ func (c *Config) applyDefaults() {
 	for i := range c.Sinks {
 		s := &c.Sinks[i]
 		setDefault(&s.Name, s.Type)
-		setDefault(&s.Batch.MaxEvents, 5000)
-		setDefault(&s.Batch.MaxBytes, 4<<20)
-		setDefault(&s.Batch.FlushInterval, units.Duration(time.Second))
+		bd, ok := batchDefaults[s.Type]
+		if !ok {
+			bd = BatchConfig{MaxEvents: 5000, MaxBytes: 4 << 20, FlushInterval: units.Duration(time.Second)}
+		}
+		setDefault(&s.Batch.MaxEvents, bd.MaxEvents)
+		setDefault(&s.Batch.MaxBytes, bd.MaxBytes)
+		setDefault(&s.Batch.FlushInterval, bd.FlushInterval)
 		setDefault(&s.Retry.InitialInterval, units.Duration(100*time.Millisecond))
 		setDefault(&s.Retry.MaxInterval, units.Duration(30*time.Second))
 		setDefault(&s.MaxInFlight, 2)
-		if s.Type == "file" {
-			if s.File == nil {
-				s.File = &file.Config{}
-			}
-			setDefault(&s.File.MaxFileBytes, file.DefaultConfig().MaxFileBytes)
-			if s.File.Directory != "" && !filepath.IsAbs(s.File.Directory) {
-				s.File.Directory = filepath.Join(c.StateDir, s.File.Directory)
-			}
+		if s.Type == "file" && s.File == nil {
+			s.File = &file.Config{}
+		}
+		for _, sec := range s.sections() {
+			sec.ApplyDefaults()
+		}
+		if s.File != nil && s.File.Directory != "" && !filepath.IsAbs(s.File.Directory) {
+			s.File.Directory = filepath.Join(c.StateDir, s.File.Directory)
 		}
 	}
 }
@@ -284,10 +332,16 @@ func (s *Sink) validate(key string, names map[string]bool) error {
 	if s.MaxInFlight < 1 {
 		add("maxInFlight must be at least 1")
 	}
-	if s.Type == "file" {
-		errs = append(errs, s.File.Validate(key+".file"))
-	} else if s.File != nil {
-		add("file is only valid for type file")
+	secs := s.sections()
+	for typ, sec := range secs {
+		if typ != s.Type {
+			add("%s is only valid for type %s", typ, typ)
+			continue
+		}
+		errs = append(errs, sec.Validate(key+"."+typ))
+	}
+	if _, ok := secs[s.Type]; !ok && s.Type != "discard" && oneOf(s.Type, SinkTypes...) {
+		add("%s section is required for type %s", s.Type, s.Type)
 	}
 	return errors.Join(errs...)
 }

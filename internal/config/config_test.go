@@ -79,6 +79,14 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		"bad batch":          {"auditLogPath: /a/audit.log\nsinks:\n  - type: discard\n    batch: {maxEvents: -1}\n", "sinks[0].batch.maxEvents must be positive"},
 		"unset env":          {"auditLogPath: ${AUDITRAIL_SURELY_UNSET}\nsinks:\n  - type: discard\n", "auditLogPath: environment variable AUDITRAIL_SURELY_UNSET is not set"},
 		"bad startAt":        {base + "startAt: middle\n", "startAt must be beginning or end"},
+		"s3 without lock":    {"auditLogPath: /a/audit.log\nsinks:\n  - type: s3\n    s3: {bucket: b}\n", "sinks[0].s3.objectLock.mode is required"},
+		"s3 bad compression": {"auditLogPath: /a/audit.log\nsinks:\n  - type: s3\n    s3: {bucket: b, compression: lzma, objectLock: {required: false}}\n", "sinks[0].s3.compression must be"},
+		"s3 no section":      {"auditLogPath: /a/audit.log\nsinks:\n  - type: s3\n", "sinks[0].s3 section is required"},
+		"es bad address":     {"auditLogPath: /a/audit.log\nsinks:\n  - type: elasticsearch\n    elasticsearch: {addresses: [es:9200]}\n", "sinks[0].elasticsearch.addresses[0] must start with http"},
+		"es two auths":       {"auditLogPath: /a/audit.log\nsinks:\n  - type: elasticsearch\n    elasticsearch: {addresses: [\"http://e:9200\"], apiKey: k, bearerToken: t}\n", "use only one of"},
+		"kafka no topic":     {"auditLogPath: /a/audit.log\nsinks:\n  - type: kafka\n    kafka: {brokers: [\"k:9092\"]}\n", "sinks[0].kafka.topic is required"},
+		"kafka bad sasl":     {"auditLogPath: /a/audit.log\nsinks:\n  - type: kafka\n    kafka: {brokers: [\"k:9092\"], topic: t, sasl: {mechanism: gssapi}}\n", "sinks[0].kafka.sasl.mechanism must be"},
+		"kafka on s3":        {"auditLogPath: /a/audit.log\nsinks:\n  - type: s3\n    s3: {bucket: b, objectLock: {required: false}}\n    kafka: {topic: t}\n", "sinks[0].kafka is only valid for type kafka"},
 		"file on discard":    {"auditLogPath: /a/audit.log\nsinks:\n  - type: discard\n    file: {directory: /x}\n", "sinks[0].file is only valid for type file"},
 	}
 	for name, c := range cases {
