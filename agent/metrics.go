@@ -9,6 +9,7 @@ type metrics struct {
 	filesDiscovered prometheus.Counter
 	openFiles       prometheus.Gauge
 	lagBytes        *prometheus.GaugeVec
+	lagSeconds      *prometheus.GaugeVec
 	lines           *prometheus.CounterVec
 	emptyLines      *prometheus.CounterVec
 	malformed       *prometheus.CounterVec
@@ -38,6 +39,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Descriptors held open on audit files."}),
 		lagBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "auditrail_sink_lag_bytes",
 			Help: "Bytes on disk not yet acknowledged by the sink."}, sink),
+		lagSeconds: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "auditrail_sink_lag_seconds",
+			Help: "While the sink has bytes to catch up on: age of the last event it acknowledged; 0 when caught up."}, sink),
 		lines: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditrail_lines_read_total",
 			Help: "Records read for a sink, by kind (event, unparsed, oversized, gap)."}, []string{"sink", "kind"}),
 		emptyLines: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditrail_lines_empty_total",
@@ -68,7 +71,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Checkpoint commits that failed."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.sourceUp, m.rotations, m.filesDiscovered, m.openFiles, m.lagBytes, m.lines,
+		reg.MustRegister(m.sourceUp, m.rotations, m.filesDiscovered, m.openFiles, m.lagBytes, m.lagSeconds, m.lines,
 			m.emptyLines, m.malformed, m.gaps, m.gapBytes, m.shippedRecords, m.shippedBytes, m.batches,
 			m.retries, m.failures, m.deadLetter, m.lastSuccess, m.commitDuration, m.commitErrors)
 	}

@@ -720,6 +720,7 @@ func (r *registry) snapshot() (*checkpoint.State, bool) {
 	defer r.mu.Unlock()
 	st := &checkpoint.State{NextSeq: r.nextSeq, Files: make([]checkpoint.File, 0, len(r.entries))}
 	lag := make(map[string]int64, len(r.sinks))
+	lastAcked := make(map[string]string, len(r.sinks))
 	for _, e := range r.entries {
 		f := checkpoint.File{
 			Seq: e.ref.Seq, ID: e.ref.ID, Dev: e.dev, Ino: e.ino, FingerprintLen: e.fpLen, Fingerprint: e.fp,
@@ -729,6 +730,9 @@ func (r *registry) snapshot() (*checkpoint.State, bool) {
 		for _, s := range r.sinks {
 			c := e.cursors[s]
 			f.Cursors[s] = c
+			if c.LastEventTime != "" && lag[s] == 0 {
+				lastAcked[s] = c.LastEventTime // the last event before the backlog
+			}
 			if !c.Done && e.size > c.Offset {
 				lag[s] += e.size - c.Offset
 			}
@@ -737,6 +741,11 @@ func (r *registry) snapshot() (*checkpoint.State, bool) {
 	}
 	for _, s := range r.sinks {
 		r.m.lagBytes.WithLabelValues(s).Set(float64(lag[s]))
+		secs := 0.0
+		if t, err := time.Parse(time.RFC3339Nano, lastAcked[s]); err == nil && lag[s] > 0 {
+			secs = max(time.Since(t).Seconds(), 0)
+		}
+		r.m.lagSeconds.WithLabelValues(s).Set(secs)
 	}
 	dirty := r.dirty
 	r.dirty = false
