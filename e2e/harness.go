@@ -16,8 +16,10 @@ import (
 // Agent runs the auditrail binary as a separate process.
 type Agent struct {
 	Bin, Config string
-	cmd         *exec.Cmd
-	logf        *os.File
+	// Env is added to the agent's environment.
+	Env  []string
+	cmd  *exec.Cmd
+	logf *os.File
 }
 
 // Start starts the agent.
@@ -28,6 +30,7 @@ func (a *Agent) Start(logPath string) error {
 	}
 	a.logf = f
 	a.cmd = exec.Command(a.Bin, "run", "--config", a.Config)
+	a.cmd.Env = append(os.Environ(), a.Env...)
 	a.cmd.Stdout, a.cmd.Stderr = f, f
 	return a.cmd.Start()
 }

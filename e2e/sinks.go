@@ -1,0 +1,282 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/klauspost/compress/zstd"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/auditrail/auditrail/internal/miniotest"
+	"github.com/auditrail/auditrail/sinks/elasticsearch/estest"
+)
+
+// Servers are the real or protocol-faithful servers the network sinks
+// ship to, all on 127.0.0.1.
+type Servers struct {
+	MinIO  *miniotest.Server
+	ES     *estest.Server
+	Kafka  *kfake.Cluster
+	Bucket string
+	Index  string
+	Topic  string
+}
+
+// StartServers starts MinIO with an Object Lock bucket, the ES test server
+// and a three-broker Kafka cluster.
+func StartServers(t *testing.T) *Servers {
+	t.Helper()
+	s := &Servers{MinIO: miniotest.Start(t), ES: estest.New(), Bucket: "audit", Index: "logs-kubernetes.audit-e2e", Topic: "k8s-audit"}
+	t.Cleanup(s.ES.Close)
+	s.MinIO.Bucket(s.Bucket, true)
+	k, err := kfake.NewCluster(kfake.NumBrokers(3), kfake.SeedTopics(3, s.Topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(k.Close)
+	s.Kafka = k
+	return s
+}
+
+// WriteConfig writes an agent config with the S3, Elasticsearch and Kafka
+// sinks.
+func (s *Servers) WriteConfig(path, auditLog, stateDir string) error {
+	cfg := strings.Join([]string{
+		"auditLogPath: " + auditLog,
+		"stateDir: " + stateDir,
+		"pollInterval: 200ms",
+		"checkpointInterval: 200ms",
+		"drainTimeout: 5s",
+		"log: {level: info, format: json}",
+		"sinks:",
+		"  - name: s3",
+		"    type: s3",
+		"    batch: {maxBytes: 4MiB, flushInterval: 1s}",
+		"    retry: {initialInterval: 100ms, maxInterval: 2s}",
+		"    s3:",
+		"      bucket: " + s.Bucket,
+		"      endpoint: " + s.MinIO.Endpoint(),
+		"      forcePathStyle: true",
+		"      region: us-east-1",
+		"      cluster: e2e",
+		"      node: master-1",
+		"      accessKeyID: " + miniotest.AccessKey,
+		"      secretAccessKey: ${E2E_S3_SECRET}",
+		"      requestTimeout: 10s",
+		"      objectLock: {mode: GOVERNANCE, retention: 1h}",
+		"  - name: es",
+		"    type: elasticsearch",
+		"    batch: {maxEvents: 1000, flushInterval: 200ms}",
+		"    retry: {initialInterval: 100ms, maxInterval: 2s}",
+		"    elasticsearch:",
+		"      addresses: [\"" + s.ES.URL + "\"]",
+		"      index: " + s.Index,
+		"      requestTimeout: 10s",
+		"  - name: kafka",
+		"    type: kafka",
+		"    batch: {maxEvents: 1000, flushInterval: 200ms}",
+		"    retry: {initialInterval: 100ms, maxInterval: 2s}",
+		"    kafka:",
+		"      brokers: [\"" + strings.Join(s.Kafka.ListenAddrs(), "\", \"") + "\"]",
+		"      topic: " + s.Topic,
+		"      requestTimeout: 10s",
+	}, "\n") + "\n"
+	return os.WriteFile(path, []byte(cfg), 0o644)
+}
+
+// AgentEnv is the environment the agent needs for this config.
+func AgentEnv() []string { return []string{"E2E_S3_SECRET=" + miniotest.SecretKey} }
+
+// Tracker records when each auditID/stage was first seen in a sink and how
+// many times.
+type Tracker struct {
+	mu    sync.Mutex
+	first map[string]time.Time
+	count map[string]int
+	other map[string]int
+}
+
+func newTracker() *Tracker {
+	return &Tracker{first: map[string]time.Time{}, count: map[string]int{}, other: map[string]int{}}
+}
+
+func (t *Tracker) saw(key string, now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.first[key]; !ok {
+		t.first[key] = now
+	}
+	t.count[key]++
+}
+
+// Received returns the counts so far.
+func (t *Tracker) Received() *Received {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	r := &Received{Count: map[string]int{}, Other: map[string]int{}}
+	for k, v := range t.count {
+		r.Count[k] = v
+	}
+	for k, v := range t.other {
+		r.Other[k] = v
+	}
+	return r
+}
+
+// FirstSeen returns when key was first seen.
+func (t *Tracker) FirstSeen(key string) (time.Time, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ts, ok := t.first[key]
+	return ts, ok
+}
+
+// Latencies returns, for the written keys the tracker saw, first-seen
+// minus write time, sorted.
+func (t *Tracker) Latencies(written map[string]time.Time) []time.Duration {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []time.Duration
+	for k, w := range written {
+		if f, ok := t.first[k]; ok {
+			out = append(out, f.Sub(w))
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+// Percentile returns the p-th percentile of sorted durations.
+func Percentile(d []time.Duration, p float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	return d[min(len(d)-1, int(float64(len(d))*p))]
+}
+
+// event is what the readers need of a shipped line.
+type event struct {
+	Kind    string `json:"kind"`
+	AuditID string `json:"auditID"`
+	Stage   string `json:"stage"`
+}
+
+func (t *Tracker) line(b []byte, now time.Time) {
+	var ev event
+	if err := json.Unmarshal(b, &ev); err != nil || ev.Kind != "Event" {
+		t.mu.Lock()
+		t.other[ev.Kind]++
+		t.mu.Unlock()
+		return
+	}
+	t.saw(Key(ev.AuditID, ev.Stage), now)
+}
+
+// Watch follows every sink until ctx ends, recording what arrives.
+func (s *Servers) Watch(ctx context.Context, t *testing.T) (s3t, est, kt *Tracker) {
+	s3t, est, kt = newTracker(), newTracker(), newTracker()
+	go s.watchS3(ctx, s3t)
+	go s.watchES(ctx, est)
+	go s.watchKafka(ctx, t, kt)
+	return
+}
+
+func (s *Servers) watchS3(ctx context.Context, tr *Tracker) {
+	c := s.MinIO.Client()
+	dec, _ := zstd.NewReader(nil)
+	defer dec.Close()
+	done := map[string]bool{}
+	for ctx.Err() == nil {
+		p := s3.NewListObjectsV2Paginator(c, &s3.ListObjectsV2Input{Bucket: aws.String(s.Bucket)})
+		for p.HasMorePages() && ctx.Err() == nil {
+			page, err := p.NextPage(ctx)
+			if err != nil {
+				break // MinIO down: try again later
+			}
+			for _, o := range page.Contents {
+				if done[*o.Key] {
+					continue
+				}
+				res, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.Bucket), Key: o.Key})
+				if err != nil {
+					continue
+				}
+				body, err := io.ReadAll(res.Body)
+				res.Body.Close()
+				if err != nil {
+					continue
+				}
+				raw, err := dec.DecodeAll(body, nil)
+				if err != nil {
+					continue
+				}
+				now := time.Now()
+				sc := bufio.NewScanner(bytes.NewReader(raw))
+				sc.Buffer(make([]byte, 1<<20), 64<<20)
+				for sc.Scan() {
+					tr.line(sc.Bytes(), now)
+				}
+				done[*o.Key] = true
+			}
+		}
+		sleep(ctx, 500*time.Millisecond)
+	}
+}
+
+func (s *Servers) watchES(ctx context.Context, tr *Tracker) {
+	seen := map[string]bool{}
+	for ctx.Err() == nil {
+		now := time.Now()
+		for id, doc := range s.ES.Docs(s.Index) {
+			if !seen[id] {
+				seen[id] = true
+				tr.line(doc, now)
+			}
+		}
+		sleep(ctx, 100*time.Millisecond)
+	}
+}
+
+func (s *Servers) watchKafka(ctx context.Context, t *testing.T, tr *Tracker) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(s.Kafka.ListenAddrs()...), kgo.ConsumeTopics(s.Topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	defer cl.Close()
+	for ctx.Err() == nil {
+		fs := cl.PollFetches(ctx)
+		now := time.Now()
+		fs.EachRecord(func(r *kgo.Record) { tr.line(r.Value, now) })
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+// Summary formats per-sink results for the test log.
+func Summary(name string, written map[string]time.Time, tr *Tracker) (string, []string) {
+	lost, dups := Compare(written, tr.Received())
+	lat := tr.Latencies(written)
+	return fmt.Sprintf("%-6s received=%d lost=%d duplicates=%d latency p50=%v p99=%v max=%v", name,
+		len(written)-len(lost), len(lost), dups, Percentile(lat, 0.5).Round(time.Millisecond),
+		Percentile(lat, 0.99).Round(time.Millisecond), Percentile(lat, 1).Round(time.Millisecond)), lost
+}
