@@ -2,7 +2,11 @@
 # Measures the auditrail binary from outside the process on a cached,
 # seeded corpus of about 1 GB written by kube-apiserver's audit backend:
 # wall time until every event is acknowledged (--once), CPU seconds, peak
-# RSS. Usage: scripts/bench.sh [runs]   (CORPUS_DIR to move the cache)
+# RSS. The network sinks ship to servers on 127.0.0.1 started fresh for
+# every run (MinIO, the ES API test server, a 3-broker kfake cluster); the
+# CPU measured is the agent's alone.
+# Usage: scripts/bench.sh [runs]   (CORPUS_DIR moves the cache, PIPELINES
+# picks pipelines: discard file s3 elasticsearch kafka all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
@@ -15,26 +19,55 @@ if [ ! -f "$corpus/audit.log" ]; then
   (cd e2e && go run ./cmd/gencorpus -dir "$corpus" -mb 1024 -maxsize-mb 100 -seed 11)
 fi
 go build -trimpath -o "$work/auditrail" ./cmd/auditrail
+./scripts/tools.sh
+(cd e2e && go build -o "$work/sinkservers" ./cmd/sinkservers)
 bytes=$(cat "$corpus"/* | wc -c)
 events=$(cat "$corpus"/* | wc -l)
 echo "corpus: $bytes bytes, $events events"
-printf '%-8s %6s %8s %8s %10s %10s %10s\n' sink wall_s cpu_s MB/s events/s cpu_s/GB rss_MiB
-for sink in discard file; do
+
+# sink_yaml NAME prints the sinks: entries for a pipeline.
+sink_yaml() {
+  case $1 in
+  discard) printf '  - {name: s, type: discard}\n' ;;
+  file) printf '  - {name: s, type: file, file: {directory: %s}}\n' "$work/out" ;;
+  s3) cat <<Y
+  - name: s3
+    type: s3
+    batch: {flushInterval: 1s}
+    s3: {bucket: bench, endpoint: "$S3_ENDPOINT", forcePathStyle: true, region: us-east-1,
+         accessKeyID: "$S3_ACCESS_KEY", secretAccessKey: "$S3_SECRET_KEY",
+         cluster: bench, node: node-1, objectLock: {mode: GOVERNANCE, retention: 1h}}
+Y
+  ;;
+  elasticsearch) printf '  - {name: es, type: elasticsearch, elasticsearch: {addresses: ["%s"]}}\n' "$ES_URL" ;;
+  kafka) printf '  - {name: kafka, type: kafka, kafka: {brokers: ["%s"], topic: k8s-audit}}\n' "${KAFKA_BROKERS//,/\",\"}" ;;
+  all) sink_yaml s3; sink_yaml elasticsearch; sink_yaml kafka ;;
+  esac
+}
+
+printf '%-14s %6s %8s %8s %10s %10s %10s\n' pipeline wall_s cpu_s MB/s events/s cpu_s/GB rss_MiB
+for sink in ${PIPELINES:-discard file s3 elasticsearch kafka all}; do
   for i in $(seq "$runs"); do
-    rm -rf "$work/state" "$work/out"
+    rm -rf "$work/state" "$work/out" "$work/env"
+    servers=""
+    if [ "$sink" != discard ] && [ "$sink" != file ]; then
+      "$work/sinkservers" -env "$work/env" -dir "$work" > "$work/servers.log" 2>&1 &
+      servers=$!
+      for _ in $(seq 300); do [ -s "$work/env" ] && break; sleep 0.1; done
+      set -a; . "$work/env"; set +a
+    fi
     cat > "$work/cfg.yaml" <<CFG
 auditLogPath: $corpus/audit.log
 stateDir: $work/state
 log: {level: warn}
 sinks:
-  - name: s
-    type: $sink
-$( [ "$sink" = file ] && echo "    file: {directory: $work/out}" )
+$(sink_yaml "$sink")
 CFG
     cat "$corpus"/* > /dev/null # warm the page cache
     /usr/bin/time -f '%e %U %S %M' -o "$work/time" "$work/auditrail" run --once --config "$work/cfg.yaml"
+    if [ -n "$servers" ]; then kill "$servers"; wait "$servers" || true; fi
     read -r wall user sys rss < "$work/time"
     awk -v s="$sink" -v w="$wall" -v u="$user" -v y="$sys" -v r="$rss" -v b="$bytes" -v e="$events" 'BEGIN {
-      c = u + y; printf "%-8s %6.2f %8.2f %8.0f %10.0f %10.2f %10.0f\n", s, w, c, b/1e6/w, e/w, c/(b/1e9), r/1024 }'
+      c = u + y; printf "%-14s %6.2f %8.2f %8.0f %10.0f %10.2f %10.0f\n", s, w, c, b/1e6/w, e/w, c/(b/1e9), r/1024 }'
   done
 done

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -73,6 +74,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 type flags struct {
 	config, auditLogPath, stateDir string
 	once                           bool
+	cpuProfile                     string
 }
 
 func parseFlags(name string, args []string, stderr io.Writer, withRun bool) (*flags, error) {
@@ -84,6 +86,7 @@ func parseFlags(name string, args []string, stderr io.Writer, withRun bool) (*fl
 		fs.StringVar(&f.auditLogPath, "audit-log-path", "", "kube-apiserver's --audit-log-path; overrides auditLogPath")
 		fs.StringVar(&f.stateDir, "state-dir", "", "directory for checkpoints; overrides stateDir")
 		fs.BoolVar(&f.once, "once", false, "exit once every sink acknowledged everything on disk")
+		fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile to this file (for benchmarks)")
 	}
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -163,6 +166,15 @@ func runAgent(args []string, stderr io.Writer) int {
 		return 1
 	}
 	log := newLogger(cfg.Log, stderr).With("version", version)
+	if f.cpuProfile != "" {
+		pf, err := os.Create(f.cpuProfile)
+		if err != nil {
+			log.Error("create CPU profile", "err", err)
+			return 1
+		}
+		pprof.StartCPUProfile(pf)
+		defer func() { pprof.StopCPUProfile(); pf.Close() }()
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 

@@ -29,9 +29,22 @@ const (
 	SecretKey = "auditrail-test-secret"
 )
 
+// TB is the part of testing.TB the server uses, so that programs (the
+// benchmark's server launcher) can run it too.
+type TB interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Skip(args ...any)
+	TempDir() string
+	Cleanup(func())
+}
+
+var _ TB = testing.TB(nil)
+
 // Server is a running MinIO.
 type Server struct {
-	t       testing.TB
+	t       TB
 	bin     string
 	dataDir string
 	addr    string
@@ -63,7 +76,7 @@ func Binary() string {
 
 // Start starts MinIO with a fresh data directory; it is stopped when the
 // test ends.
-func Start(t testing.TB) *Server {
+func Start(t TB) *Server {
 	t.Helper()
 	bin := Binary()
 	if bin == "" {
@@ -79,7 +92,7 @@ func Start(t testing.TB) *Server {
 	return s
 }
 
-func freeAddr(t testing.TB) string {
+func freeAddr(t TB) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -212,15 +212,14 @@ func (s *Server) item(op, index, id string, doc json.RawMessage) result {
 			return fail(st, "injected", "injected fault")
 		}
 	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(doc, &fields); err != nil {
-		return fail(400, "mapper_parsing_exception", "failed to parse: "+err.Error())
+	if d := bytes.TrimSpace(doc); !json.Valid(d) || len(d) == 0 || d[0] != '{' {
+		return fail(400, "mapper_parsing_exception", "failed to parse: not a JSON object")
 	}
 	if strings.HasPrefix(index, "logs-") && strings.Count(index, "-") >= 2 {
 		if op != "create" {
 			return fail(400, "illegal_argument_exception", "only write ops with an op_type of create are allowed in data streams")
 		}
-		if _, ok := fields["@timestamp"]; !ok {
+		if !bytes.Contains(doc, []byte(`"@timestamp":`)) {
 			return fail(400, "document_parsing_exception", "data stream timestamp field [@timestamp] is missing")
 		}
 	}
