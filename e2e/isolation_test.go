@@ -1,11 +1,14 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/auditrail/auditrail/internal/miniotest"
 )
 
 // outage is how long a sink stays down; AUDITRAIL_E2E_OUTAGE overrides it.
@@ -110,6 +113,11 @@ func TestSinkIsolation(t *testing.T) {
 	}
 	if err := a.Stop(); err != nil {
 		t.Errorf("agent did not exit cleanly on SIGTERM: %v", err)
+	}
+	if b, _ := os.ReadFile(agentLog); bytes.Contains(b, []byte(miniotest.SecretKey)) {
+		t.Error("the agent's log shows the S3 secret key")
+	} else if !bytes.Contains(b, []byte(`"sink":"s3"`)) {
+		t.Error("the agent logged nothing about the S3 outage")
 	}
 	t.Logf("written=%d (in the %v outage: %d), S3 down at +5s", len(written), outage(t), inOutage)
 	for _, s := range []struct {

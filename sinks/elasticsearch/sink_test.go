@@ -5,12 +5,14 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -353,6 +355,32 @@ func TestDateIndexTemplateAndAuth(t *testing.T) {
 	}
 	if len(tmpl.IndexPatterns) != 1 || tmpl.IndexPatterns[0] != "k8s-audit-*" || tmpl.DataStream != nil {
 		t.Errorf("template = %+v", tmpl)
+	}
+}
+
+// TLS is verified unless the configuration turns verification off: an
+// unknown CA fails the write, the CA file makes it work.
+func TestTLSVerification(t *testing.T) {
+	srv := estest.NewTLS()
+	defer srv.Close()
+	cfg := Config{Addresses: []string{srv.URL}, Index: "audit-tls"}
+	cfg.ApplyDefaults()
+	b := testBatch()
+	err := newSink(t, cfg).Write(context.Background(), b)
+	if err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("write to a server with an unknown CA: err = %v, want a certificate error", err)
+	}
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	if err := os.WriteFile(caFile, pemBytes, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg.TLS.CAFile = caFile
+	if err := newSink(t, cfg).Write(context.Background(), b); err != nil {
+		t.Fatalf("with the CA file: %v", err)
+	}
+	if n := len(srv.Docs("audit-tls")); n != len(b.Records) {
+		t.Fatalf("%d documents, want %d", n, len(b.Records))
 	}
 }
 

@@ -25,6 +25,9 @@ type Config struct {
 	// names it (auditID, size, SHA-256, source position); the whole line
 	// stays in the S3 and file sinks.
 	MaxMessageBytes units.ByteSize `yaml:"maxMessageBytes"`
+	// AutoCreateTopic lets the brokers create the topic on first use (if
+	// they allow it). Off by default: a missing topic is a startup error.
+	AutoCreateTopic bool `yaml:"autoCreateTopic"`
 	// TLS turns on TLS; its fields are as for every sink.
 	TLS *tlsconfig.Config `yaml:"tls"`
 	// SASL authentication.

@@ -89,6 +89,7 @@ func New(ctx context.Context, name string, cfg Config, log *slog.Logger, reg pro
 			MaxAttempts: 3, WriteBackoffMin: 50 * time.Millisecond, WriteBackoffMax: time.Second,
 			BatchSize: 1 << 20, BatchBytes: int64(cfg.MaxMessageBytes), BatchTimeout: 2 * time.Millisecond,
 			WriteTimeout: time.Duration(cfg.RequestTimeout), ReadTimeout: time.Duration(cfg.RequestTimeout),
+			AllowAutoTopicCreation: cfg.AutoCreateTopic,
 		},
 		produced: prometheus.NewCounter(prometheus.CounterOpts{Name: "auditrail_kafka_messages_total",
 			Help: "Messages acknowledged by the brokers.", ConstLabels: labels}),
@@ -108,7 +109,7 @@ func New(ctx context.Context, name string, cfg Config, log *slog.Logger, reg pro
 	defer cancel()
 	if err := s.checkTopic(cctx, tr); err != nil {
 		var missing *missingTopic
-		if errors.As(err, &missing) {
+		if errors.As(err, &missing) && !cfg.AutoCreateTopic {
 			return nil, fmt.Errorf("kafka sink %s: %w", name, err)
 		}
 		log.Warn("Kafka topic check could not complete; writes will retry", "sink", name, "err", err)
@@ -147,7 +148,7 @@ func mechanism(ctx context.Context, c SASLConfig) (sasl.Mechanism, error) {
 type missingTopic struct{ topic string }
 
 func (e *missingTopic) Error() string {
-	return fmt.Sprintf("topic %q does not exist; create it (the sink never creates topics)", e.topic)
+	return fmt.Sprintf("topic %q does not exist; create it, or set autoCreateTopic: true if the brokers may create it", e.topic)
 }
 
 func (s *Sink) checkTopic(ctx context.Context, tr *kafka.Transport) error {

@@ -179,6 +179,34 @@ func TestMissingTopicRefusesToStart(t *testing.T) {
 	}
 }
 
+// With autoCreateTopic, a missing topic is created on first write (the
+// test cluster allows it).
+func TestAutoCreateTopic(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.AllowAutoTopicCreation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cfg := Config{Brokers: c.ListenAddrs(), Topic: "created-on-demand", AutoCreateTopic: true}
+	cfg.ApplyDefaults()
+	s := newSink(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	b := sinktest.Batch(sinktest.File(1), 0, sinktest.Events(0, 10, 1)...)
+	for {
+		err := s.Write(ctx, b)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("write with auto-created topic: %v", err)
+		}
+	}
+	if c.TopicInfo("created-on-demand") == nil {
+		t.Fatal("topic not created")
+	}
+}
+
 // One broker leaves mid-stream: writes fail over to the remaining brokers
 // and nothing is lost.
 func TestBrokerGoesAway(t *testing.T) {

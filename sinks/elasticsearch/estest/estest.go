@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"sort"
@@ -41,6 +42,16 @@ type Server struct {
 func New() *Server {
 	s := &Server{docs: map[string]map[string]json.RawMessage{}, templates: map[string]json.RawMessage{}}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
+	return s
+}
+
+// NewTLS starts a server that speaks HTTPS with a self-signed
+// certificate; Certificate() returns it.
+func NewTLS() *Server {
+	s := &Server{docs: map[string]map[string]json.RawMessage{}, templates: map[string]json.RawMessage{}}
+	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
+	s.Server.Config.ErrorLog = log.New(io.Discard, "", 0) // handshakes the tests make fail
+	s.Server.StartTLS()
 	return s
 }
 
