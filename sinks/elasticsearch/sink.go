@@ -87,7 +87,7 @@ func New(ctx context.Context, name string, cfg Config, log *slog.Logger, reg pro
 	}
 	labels := prometheus.Labels{"sink": name}
 	s := &Sink{
-		name: name, cfg: cfg, client: client, log: log, now: time.Now, sleep: sleepCtx,
+		name: name, cfg: cfg, client: client, log: log, now: time.Now, sleep: sinks.Sleep,
 		indexed: prometheus.NewCounter(prometheus.CounterOpts{Name: "auditrail_elasticsearch_items_created_total",
 			Help: "Documents created.", ConstLabels: labels}),
 		conflicts: prometheus.NewCounter(prometheus.CounterOpts{Name: "auditrail_elasticsearch_items_duplicate_total",
@@ -97,12 +97,8 @@ func New(ctx context.Context, name string, cfg Config, log *slog.Logger, reg pro
 		deadLettered: prometheus.NewCounter(prometheus.CounterOpts{Name: "auditrail_elasticsearch_dead_letter_items_total",
 			Help: "Items rejected for good and sent to the dead-letter index.", ConstLabels: labels}),
 	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{s.indexed, s.conflicts, s.itemRetries, s.deadLettered} {
-			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("elasticsearch sink %s: %w", name, err)
-			}
-		}
+	if err := sinks.Register(reg, s.indexed, s.conflicts, s.itemRetries, s.deadLettered); err != nil {
+		return nil, fmt.Errorf("elasticsearch sink %s: %w", name, err)
 	}
 	if cfg.InstallTemplate {
 		tctx, cancel := context.WithTimeout(ctx, 15*time.Second)
@@ -112,17 +108,6 @@ func New(ctx context.Context, name string, cfg Config, log *slog.Logger, reg pro
 		}
 	}
 	return s, nil
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // Name implements sinks.Sink.

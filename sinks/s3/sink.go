@@ -90,10 +90,8 @@ func New(ctx context.Context, name string, cfg Config, log *slog.Logger, reg pro
 		parts: prometheus.NewCounter(prometheus.CounterOpts{Name: "auditrail_s3_multipart_parts_total",
 			Help: "Parts uploaded in multipart uploads.", ConstLabels: labels}),
 	}
-	if reg != nil {
-		if err := registerAll(reg, s.objects, s.objectBytes, s.skipped, s.parts); err != nil {
-			return nil, fmt.Errorf("s3 sink %s: %w", name, err)
-		}
+	if err := sinks.Register(reg, s.objects, s.objectBytes, s.skipped, s.parts); err != nil {
+		return nil, fmt.Errorf("s3 sink %s: %w", name, err)
 	}
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
@@ -105,15 +103,6 @@ func New(ctx context.Context, name string, cfg Config, log *slog.Logger, reg pro
 			"sink", name, "bucket", cfg.Bucket, "err", err)
 	}
 	return s, nil
-}
-
-func registerAll(reg prometheus.Registerer, cs ...prometheus.Collector) error {
-	for _, c := range cs {
-		if err := reg.Register(c); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 func newClient(ctx context.Context, cfg Config) (*s3.Client, error) {
