@@ -1,14 +1,9 @@
 package e2e
 
 import (
-	"bufio"
-	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"sort"
-	"strings"
 	"syscall"
 	"time"
 )
@@ -50,7 +45,7 @@ func (a *Agent) Stop() error {
 	return err
 }
 
-// Received is what the file sink holds.
+// Received is what a sink holds.
 type Received struct {
 	// Count is how many times each auditID/stage arrived.
 	Count map[string]int
@@ -58,37 +53,6 @@ type Received struct {
 	Other map[string]int
 	// Samples holds the first few records that are not audit events.
 	Samples []string
-}
-
-// ReadFileSink reads every NDJSON file of a file sink directory.
-func ReadFileSink(dir string) (*Received, error) {
-	rcv := &Received{Count: map[string]int{}, Other: map[string]int{}}
-	files, _ := filepath.Glob(filepath.Join(dir, "auditrail-*.ndjson"))
-	sort.Strings(files)
-	for _, p := range files {
-		f, err := os.Open(p)
-		if err != nil {
-			return nil, err
-		}
-		sc := bufio.NewScanner(f)
-		sc.Buffer(make([]byte, 1<<20), 64<<20)
-		for sc.Scan() {
-			var ev struct{ Kind, AuditID, Stage string }
-			if err := json.Unmarshal(sc.Bytes(), &ev); err != nil || ev.Kind != "Event" {
-				rcv.Other[ev.Kind]++
-				if len(rcv.Samples) < 5 {
-					rcv.Samples = append(rcv.Samples, sc.Text())
-				}
-				continue
-			}
-			rcv.Count[Key(ev.AuditID, ev.Stage)]++
-		}
-		f.Close()
-		if err := sc.Err(); err != nil {
-			return nil, fmt.Errorf("%s: %w", p, err)
-		}
-	}
-	return rcv, nil
 }
 
 // Compare returns how many written keys are missing and how many arrived
@@ -106,22 +70,4 @@ func Compare(written map[string]time.Time, rcv *Received) (lost []string, dups i
 	}
 	sort.Strings(lost)
 	return lost, dups
-}
-
-// WriteConfig writes an agent config for a file sink.
-func WriteConfig(path, auditLog, stateDir, outDir string) error {
-	cfg := strings.Join([]string{
-		"auditLogPath: " + auditLog,
-		"stateDir: " + stateDir,
-		"pollInterval: 200ms",
-		"checkpointInterval: 100ms",
-		"drainTimeout: 5s",
-		"log: {level: info, format: json}",
-		"sinks:",
-		"  - name: archive",
-		"    type: file",
-		"    batch: {maxEvents: 500, maxBytes: 1MiB, flushInterval: 200ms}",
-		"    file: {directory: " + outDir + ", maxFileBytes: 8MiB}",
-	}, "\n") + "\n"
-	return os.WriteFile(path, []byte(cfg), 0o644)
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -107,6 +108,8 @@ type Tracker struct {
 	first map[string]time.Time
 	count map[string]int
 	other map[string]int
+	stubs int
+	gaps  []string
 }
 
 func newTracker() *Tracker {
@@ -134,6 +137,20 @@ func (t *Tracker) Received() *Received {
 		r.Other[k] = v
 	}
 	return r
+}
+
+// Gaps returns the gap records seen.
+func (t *Tracker) Gaps() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]string(nil), t.gaps...)
+}
+
+// Stubs returns how many oversized-line stubs stood in for events.
+func (t *Tracker) Stubs() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.stubs
 }
 
 // FirstSeen returns when key was first seen.
@@ -167,6 +184,8 @@ func Percentile(d []time.Duration, p float64) time.Duration {
 	return d[min(len(d)-1, int(float64(len(d))*p))]
 }
 
+var errNoAuditID = errors.New("no auditID")
+
 // event is what the readers need of a shipped line.
 type event struct {
 	Kind    string `json:"kind"`
@@ -176,9 +195,25 @@ type event struct {
 
 func (t *Tracker) line(b []byte, now time.Time) {
 	var ev event
-	if err := json.Unmarshal(b, &ev); err != nil || ev.Kind != "Event" {
+	err := json.Unmarshal(b, &ev)
+	if err == nil && ev.Kind == "AuditrailOversizedLine" && ev.AuditID != "" && ev.Stage != "" {
+		// A line too long for the sink, delivered as a stub that names it.
+		t.mu.Lock()
+		t.stubs++
+		t.mu.Unlock()
+		t.saw(Key(ev.AuditID, ev.Stage), now)
+		return
+	}
+	if err == nil && ev.Kind == "Event" && ev.AuditID == "" {
+		ev.Kind = "Event without auditID" // e.g. a malformed line that Go's decoder accepts
+		err = errNoAuditID
+	}
+	if err != nil || ev.Kind != "Event" {
 		t.mu.Lock()
 		t.other[ev.Kind]++
+		if ev.Kind == "AuditrailGap" {
+			t.gaps = append(t.gaps, string(b))
+		}
 		t.mu.Unlock()
 		return
 	}

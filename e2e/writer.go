@@ -3,8 +3,10 @@ package e2e
 import (
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"gopkg.in/natefinch/lumberjack.v2"
@@ -25,10 +27,14 @@ type Writer struct {
 	lj      *lumberjack.Logger
 	backend audit.Backend
 	rng     *rand.Rand
+	bigMax  int
 
-	mu      sync.Mutex
-	written map[string]time.Time
-	n       int
+	mu        sync.Mutex
+	written   map[string]time.Time
+	n         int
+	path      string
+	ino       uint64
+	rotations int
 }
 
 // WriterConfig mirrors kube-apiserver's audit log flags.
@@ -38,6 +44,9 @@ type WriterConfig struct {
 	MaxBackups int
 	Compress   bool
 	Seed       uint64
+	// BigMB, when set, sizes the rare very large events up to this many
+	// MiB (it must stay below MaxSizeMB: lumberjack refuses larger writes).
+	BigMB int
 }
 
 // NewWriter returns a writer that appends to cfg.Path.
@@ -47,7 +56,9 @@ func NewWriter(cfg WriterConfig) *Writer {
 		lj:      lj,
 		backend: auditlog.NewBackend(lj, auditlog.FormatJson, auditv1.SchemeGroupVersion),
 		rng:     rand.New(rand.NewPCG(cfg.Seed, 1)),
+		bigMax:  max(cfg.BigMB<<20, 856<<10),
 		written: make(map[string]time.Time),
+		path:    cfg.Path,
 	}
 }
 
@@ -91,6 +102,22 @@ func (w *Writer) WriteRequest() {
 		w.written[Key(string(e.AuditID), string(st))] = time.Now()
 		w.mu.Unlock()
 	}
+	w.noteRotation()
+}
+
+// noteRotation counts a new inode at the live path as a rotation.
+func (w *Writer) noteRotation() {
+	fi, err := os.Stat(w.path)
+	if err != nil {
+		return
+	}
+	ino := fi.Sys().(*syscall.Stat_t).Ino
+	w.mu.Lock()
+	if w.ino != 0 && ino != w.ino {
+		w.rotations++
+	}
+	w.ino = ino
+	w.mu.Unlock()
 }
 
 var (
@@ -118,7 +145,7 @@ func (w *Writer) event(n int) *auditinternal.Event {
 	switch p := r.IntN(1000); {
 	case p < 2: // a very large RequestResponse event
 		ev.Level = auditinternal.LevelRequestResponse
-		ev.ResponseObject = rawObject(r, 256<<10+r.IntN(600<<10)) // lumberjack refuses single writes above MaxSize
+		ev.ResponseObject = rawObject(r, 256<<10+r.IntN(w.bigMax-256<<10)) // lumberjack refuses single writes above MaxSize
 	case p < 150:
 		ev.Level = auditinternal.LevelRequestResponse
 		ev.RequestObject = rawObject(r, 1<<10+r.IntN(4<<10))
@@ -140,4 +167,20 @@ func rawObject(r *rand.Rand, size int) *runtime.Unknown {
 	}
 	b.WriteString(`"}}`)
 	return &runtime.Unknown{Raw: []byte(b.String()), ContentType: runtime.ContentTypeJSON}
+}
+
+// WriteRaw writes b to the audit log through lumberjack, as it stands:
+// for lines kube-apiserver would never write.
+func (w *Writer) WriteRaw(b []byte) {
+	if _, err := w.lj.Write(b); err != nil {
+		panic(err)
+	}
+}
+
+// Rotations returns how many times lumberjack rotated the file, counted by
+// the backups it made.
+func (w *Writer) Rotations() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.rotations
 }

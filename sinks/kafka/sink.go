@@ -184,6 +184,7 @@ func (s *Sink) Write(ctx context.Context, b *sinks.Batch) error {
 		s.msgs = append(s.msgs, s.message(&b.Records[i]))
 	}
 	backoff := 100 * time.Millisecond
+	progress := false
 	for {
 		err := s.w.WriteMessages(ctx, s.msgs...)
 		var werrs kafka.WriteErrors
@@ -200,13 +201,21 @@ func (s *Sink) Write(ctx context.Context, b *sinks.Batch) error {
 					first = cmpErr(first, e)
 				}
 			}
-			s.produced.Add(float64(len(s.msgs) - len(s.retry)))
-			if len(s.retry) == len(s.msgs) {
+			acked := len(s.msgs) - len(s.retry)
+			s.produced.Add(float64(acked))
+			progress = progress || acked > 0
+			if !progress {
+				// Nothing delivered yet: let the agent retry the batch.
 				return fmt.Errorf("produce to %s: %w", s.cfg.Topic, first)
 			}
+			// Part of the batch is delivered: send only the rest again,
+			// here, so that the delivered part is not duplicated.
 			s.resent.Add(float64(len(s.retry)))
-			s.log.Debug("some messages failed; sending them again", "sink", s.name, "failed", len(s.retry), "err", first)
+			s.log.Warn("some messages failed; sending them again", "sink", s.name, "failed", len(s.retry), "err", first)
 			s.msgs = append(s.msgs[:0], s.retry...)
+		case progress && ctx.Err() == nil:
+			s.resent.Add(float64(len(s.msgs)))
+			s.log.Warn("produce failed; sending the rest of the batch again", "sink", s.name, "messages", len(s.msgs), "err", err)
 		default:
 			return fmt.Errorf("produce to %s: %w", s.cfg.Topic, err)
 		}

@@ -32,6 +32,7 @@ type Server struct {
 	// requestFaults are statuses to answer whole _bulk requests with,
 	// in order, before serving normally.
 	requestFaults []int
+	requestFault  func() int
 	itemFault     func(index, id string) int
 	bulkRequests  int
 	templates     map[string]json.RawMessage
@@ -61,6 +62,14 @@ func (s *Server) FailRequests(statuses ...int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.requestFaults = append(s.requestFaults, statuses...)
+}
+
+// FailRequestsFunc makes f decide the status of each _bulk request: 0
+// serves it normally.
+func (s *Server) FailRequestsFunc(f func() int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.requestFault = f
 }
 
 // FailItems makes f decide each item's status: 0 serves it normally.
@@ -171,9 +180,15 @@ func (s *Server) bulk(w http.ResponseWriter, body []byte, defIndex string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.bulkRequests++
-	if len(s.requestFaults) > 0 {
-		st := s.requestFaults[0]
+	st := 0
+	if s.requestFault != nil {
+		st = s.requestFault()
+	}
+	if st == 0 && len(s.requestFaults) > 0 {
+		st = s.requestFaults[0]
 		s.requestFaults = s.requestFaults[1:]
+	}
+	if st != 0 {
 		w.WriteHeader(st)
 		fmt.Fprintf(w, `{"error":{"type":"injected","reason":"injected fault"},"status":%d}`, st)
 		return

@@ -1,0 +1,310 @@
+package e2e
+
+import (
+	"bufio"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Scenario is one end-to-end run: kube-apiserver's writer, the real agent
+// shipping to S3 (MinIO), Elasticsearch (test server) and Kafka (kfake),
+// and readers that record what each sink received and when.
+type Scenario struct {
+	T        *testing.T
+	Srv      *Servers
+	Dir      string // the audit log directory
+	Live     string
+	Config   string
+	AgentLog string
+	Metrics  string // the agent's /metrics URL
+	W        *Writer
+	Agent    *Agent
+	Sinks    map[string]*Tracker
+
+	mu         sync.Mutex
+	stop, done chan struct{}
+}
+
+// NewScenario starts the servers and the readers and writes the agent's
+// config; wc.Path is set to the live audit log.
+func NewScenario(t *testing.T, wc WriterConfig) *Scenario {
+	t.Helper()
+	srv := StartServers(t)
+	root := t.TempDir()
+	s := &Scenario{T: t, Srv: srv, Dir: filepath.Join(root, "audit"), Config: filepath.Join(root, "auditrail.yaml"),
+		AgentLog: filepath.Join(root, "agent.log")}
+	s.Live = filepath.Join(s.Dir, "audit.log")
+	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	s.Metrics = "http://" + addr + "/metrics"
+	if err := srv.WriteConfig(s.Config, s.Live, filepath.Join(root, "state")); err != nil {
+		t.Fatal(err)
+	}
+	f, _ := os.OpenFile(s.Config, os.O_APPEND|os.O_WRONLY, 0)
+	fmt.Fprintf(f, "http: {address: %q}\n", addr)
+	f.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	s3t, est, kt := srv.Watch(ctx, t)
+	s.Sinks = map[string]*Tracker{"s3": s3t, "es": est, "kafka": kt}
+	wc.Path = s.Live
+	s.W = NewWriter(wc)
+	s.Agent = &Agent{Bin: bin, Config: s.Config, Env: AgentEnv()}
+	t.Cleanup(func() {
+		s.StopWriting()
+		if s.Agent.cmd != nil && s.Agent.cmd.ProcessState == nil {
+			s.Agent.Kill()
+		}
+	})
+	return s
+}
+
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// StartAgent starts the agent.
+func (s *Scenario) StartAgent() {
+	s.T.Helper()
+	if err := s.Agent.Start(s.AgentLog); err != nil {
+		s.T.Fatal(err)
+	}
+}
+
+// StopAgent sends SIGTERM and fails the test if the agent does not exit
+// cleanly.
+func (s *Scenario) StopAgent() {
+	s.T.Helper()
+	if err := s.Agent.Stop(); err != nil {
+		s.T.Errorf("agent did not exit cleanly on SIGTERM: %v", err)
+	}
+}
+
+// StartWriting writes perTick requests every 50 ms until StopWriting.
+func (s *Scenario) StartWriting(perTick int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stop, s.done = make(chan struct{}), make(chan struct{})
+	go func(stop, done chan struct{}) {
+		defer close(done)
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			for i := 0; i < perTick; i++ {
+				s.W.WriteRequest()
+			}
+		}
+	}(s.stop, s.done)
+}
+
+// StopWriting stops the writer started by StartWriting.
+func (s *Scenario) StopWriting() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stop != nil {
+		close(s.stop)
+		<-s.done
+		s.stop = nil
+	}
+}
+
+// WaitDelivered waits until every sink holds every written event, or
+// timeout; want decides which written keys count.
+func (s *Scenario) WaitDelivered(timeout time.Duration, want map[string]time.Time) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		done := true
+		for _, tr := range s.Sinks {
+			if lost, _ := Compare(want, tr.Received()); len(lost) > 0 {
+				done = false
+			}
+		}
+		if done {
+			return
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+// Result is one sink's line of a scenario's table.
+type Result struct {
+	Scenario, Sink            string
+	Written, Delivered, Lost  int
+	Duplicates, Stubs, Others int
+	// Pruned counts events pruned before the agent could read them,
+	// reported by gap records (not counted in Lost).
+	Pruned   int
+	P50, P99 time.Duration
+	LostKeys []string
+}
+
+// Results compares what each sink received with want.
+func (s *Scenario) Results(name string, want map[string]time.Time) []Result {
+	var out []Result
+	for _, sink := range []string{"s3", "es", "kafka"} {
+		tr := s.Sinks[sink]
+		rcv := tr.Received()
+		lost, dups := Compare(want, rcv)
+		lat := tr.Latencies(want)
+		others := 0
+		for _, n := range rcv.Other {
+			others += n
+		}
+		out = append(out, Result{Scenario: name, Sink: sink, Written: len(want), Delivered: len(want) - len(lost),
+			Lost: len(lost), Duplicates: dups, Stubs: tr.Stubs(), Others: others,
+			P50: Percentile(lat, 0.5), P99: Percentile(lat, 0.99), LostKeys: lost})
+	}
+	return out
+}
+
+// Report logs the results as a table, appends them to the file named by
+// AUDITRAIL_E2E_TABLE if set, and fails the test for every lost event.
+func (s *Scenario) Report(rs []Result) {
+	s.T.Helper()
+	s.T.Logf("%-24s %-6s %8s %9s %5s %6s %5s %5s %6s %8s %8s", "scenario", "sink", "written", "delivered", "lost", "pruned", "dups", "stubs", "other", "p50", "p99")
+	for _, r := range rs {
+		s.T.Logf("%-24s %-6s %8d %9d %5d %6d %5d %5d %6d %8v %8v", r.Scenario, r.Sink, r.Written, r.Delivered, r.Lost, r.Pruned,
+			r.Duplicates, r.Stubs, r.Others, r.P50.Round(time.Millisecond), r.P99.Round(time.Millisecond))
+		if r.Lost > 0 {
+			s.T.Errorf("%s: %d events lost, first: %v", r.Sink, r.Lost, r.LostKeys[:min(5, len(r.LostKeys))])
+		}
+	}
+	if path := os.Getenv("AUDITRAIL_E2E_TABLE"); path != "" {
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err == nil {
+			for _, r := range rs {
+				fmt.Fprintf(f, "| %s | %s | %d | %d | %d | %d | %d | %d | %d | %v | %v |\n", r.Scenario, r.Sink, r.Written, r.Delivered,
+					r.Lost, r.Pruned, r.Duplicates, r.Stubs, r.Others, r.P50.Round(time.Millisecond), r.P99.Round(time.Millisecond))
+			}
+			f.Close()
+		}
+	}
+	if s.T.Failed() {
+		b, _ := os.ReadFile(s.AgentLog)
+		s.T.Logf("agent warnings and errors:\n%s", problems(b, 30))
+	}
+}
+
+// AssertKeptUp checks that every event written while sink down was down
+// (but the last 5 s of it) reached the other sinks before it came back.
+func (s *Scenario) AssertKeptUp(down string, from, to time.Time) {
+	s.T.Helper()
+	n := 0
+	late := map[string]int{}
+	for k, wt := range s.W.Written() {
+		if wt.Before(from) || wt.After(to.Add(-5*time.Second)) {
+			continue
+		}
+		n++
+		for name, tr := range s.Sinks {
+			if name == down {
+				continue
+			}
+			if f, ok := tr.FirstSeen(k); !ok || f.After(to) {
+				late[name]++
+			}
+		}
+	}
+	if n == 0 {
+		s.T.Errorf("no events written while %s was down", down)
+	}
+	for name, c := range late {
+		s.T.Errorf("%s down: %d of %d events written meanwhile reached %s only after %s was back", down, c, n, name, down)
+	}
+}
+
+// Metric returns the sum of the agent's samples of a metric whose labels
+// contain every one of match.
+func (s *Scenario) Metric(name string, match ...string) float64 {
+	res, err := http.Get(s.Metrics)
+	if err != nil {
+		s.T.Fatalf("scrape %s: %v", s.Metrics, err)
+	}
+	defer res.Body.Close()
+	var sum float64
+	sc := bufio.NewScanner(res.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+			continue
+		}
+		ok := true
+		for _, m := range match {
+			ok = ok && strings.Contains(line, m)
+		}
+		if ok {
+			var v float64
+			fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v)
+			sum += v
+		}
+	}
+	return sum
+}
+
+// OnDisk returns the keys of the events in the audit directory's files
+// now, plain or gzip'd.
+func (s *Scenario) OnDisk() map[string]bool {
+	s.T.Helper()
+	keys := map[string]bool{}
+	files, _ := filepath.Glob(filepath.Join(s.Dir, "audit*"))
+	sort.Strings(files)
+	for _, p := range files {
+		f, err := os.Open(p)
+		if err != nil {
+			continue
+		}
+		var r io.Reader = f
+		if strings.HasSuffix(p, ".gz") {
+			zr, err := gzip.NewReader(f)
+			if err != nil {
+				f.Close()
+				continue
+			}
+			r = zr
+		}
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 1<<20), 64<<20)
+		for sc.Scan() {
+			var ev event
+			if json.Unmarshal(sc.Bytes(), &ev) == nil && ev.Kind == "Event" {
+				keys[Key(ev.AuditID, ev.Stage)] = true
+			}
+		}
+		f.Close()
+	}
+	return keys
+}
+
+func globCount(dir, pattern string) (int, error) {
+	m, err := filepath.Glob(filepath.Join(dir, pattern))
+	return len(m), err
+}
+
+func readFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	return string(b), err
+}
