@@ -56,8 +56,13 @@ type entry struct {
 	// listing races with renames (a file renamed between reading the
 	// directory and opening it is in neither place), so a file is only
 	// taken as gone when a second listing confirms it.
-	missed  int
-	h       *handle
+	missed int
+	// seenSize and seenMtime are the candidate's stat when its content
+	// was last verified: an inode number alone is no identity once the
+	// file is not held open (freed inodes are handed out again).
+	seenSize  int64
+	seenMtime time.Time
+	h         *handle
 	cursors map[string]checkpoint.Cursor
 }
 
@@ -67,6 +72,7 @@ type candidate struct {
 	gz         bool
 	dev, ino   uint64
 	size       int64
+	mtime      time.Time
 	key        orderKey
 
 	// f pins the inode that was stat'ed, so a rotation between listing and
@@ -225,7 +231,7 @@ func (r *registry) list() (cands []*candidate, problem string, ok bool) {
 			continue
 		}
 		dev, ino := devIno(fi)
-		c := &candidate{name: name, path: path, gz: gz, dev: dev, ino: ino, size: fi.Size(), key: r.naming.orderKey(name, fi.ModTime())}
+		c := &candidate{name: name, path: path, gz: gz, dev: dev, ino: ino, size: fi.Size(), mtime: fi.ModTime(), key: r.naming.orderKey(name, fi.ModTime())}
 		if !held[[2]uint64{dev, ino}] {
 			f, err := os.Open(path)
 			if err != nil {
@@ -402,25 +408,25 @@ func (r *registry) reportLocked(problem string) {
 // verifyLocked checks that the candidate at e's inode still holds e's
 // content. It returns why not, or "".
 func (r *registry) verifyLocked(e *entry, c *candidate) string {
-	if c.gz {
-		return ""
-	}
-	if c.size < e.size {
+	if !c.gz && c.size < e.size {
 		return lostTruncated
 	}
 	live := c.name == r.naming.base
-	if c.path == e.path && !live && (e.fpLen >= fingerprintSize || c.size <= int64(e.fpLen)) {
-		return ""
+	if !live && c.size == e.seenSize && c.mtime.Equal(e.seenMtime) {
+		return "" // unchanged since its content was verified
 	}
 	prefix := c.readPrefix(e.h)
 	if e.fpLen > 0 && (len(prefix) < e.fpLen || fingerprint(prefix[:e.fpLen]) != e.fp) {
-		if len(prefix) < e.fpLen && int64(len(prefix)) == c.size {
+		if !c.gz && len(prefix) < e.fpLen && int64(len(prefix)) == c.size {
 			return lostTruncated
 		}
 		return lostReplaced
 	}
-	if len(prefix) > e.fpLen {
+	if len(prefix) > e.fpLen && !c.gz && !e.compressed {
 		e.fpLen, e.fp = len(prefix), fingerprint(prefix)
+	}
+	if !live {
+		e.seenSize, e.seenMtime = c.size, c.mtime
 	}
 	return ""
 }

@@ -408,3 +408,48 @@ func TestRotationDuringListingIsNotAGap(t *testing.T) {
 		t.Fatalf("%d gap records for a file that was only renamed", n)
 	}
 }
+
+// A compressed backup the agent finished is pruned while it is down, and
+// its inode is reused by a newer compressed backup (lumberjack prunes and
+// gzips all the time, and file systems hand freed inodes out again). The
+// newer backup must be read, not taken for the finished one.
+func TestGzipInodeReusedWhileDown(t *testing.T) {
+	e := newEnv(t)
+	s := &recSink{name: "rec"}
+	stop := e.start(e.options(), s)
+	appendLines(t, e.live, events(0, 50)...)
+	waitEvents(t, s, events(0, 50))
+	old := lumberjackName(e.dir, time.Now())
+	os.Rename(e.live, old)
+	appendLines(t, e.live, events(50, 60)...)
+	waitEvents(t, s, events(0, 60))
+	gzipFile(t, old)
+	eventually(t, "the .gz recognised", func() bool { return counterValue(t, e.reg, "auditrail_files_discovered_total") == 2 })
+	time.Sleep(200 * time.Millisecond)
+	stop()
+
+	// While down: the live file (events 50-60, read) rotates and is
+	// compressed into the old .gz's inode, rewritten in place, with more
+	// events that were never read.
+	appendLines(t, e.live, events(60, 80)...)
+	content, err := os.ReadFile(e.live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(old+".gz", os.O_WRONLY|os.O_TRUNC, 0) // same inode
+	if err != nil {
+		t.Fatal(err)
+	}
+	zw := gzip.NewWriter(f)
+	zw.Write(content)
+	zw.Close()
+	f.Close()
+	os.Rename(old+".gz", lumberjackName(e.dir, time.Now())+".gz")
+	// The compressed original is gone; keep its inode out of reuse so that
+	// only the .gz's inode is reused.
+	os.Rename(e.live, filepath.Join(filepath.Dir(e.dir), "held"))
+	appendLines(t, e.live, events(80, 90)...)
+
+	e.start(e.options(), s)
+	waitEvents(t, s, events(0, 90))
+}

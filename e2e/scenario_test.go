@@ -205,6 +205,12 @@ func (s *Scenario) Report(rs []Result) {
 	}
 	if s.T.Failed() {
 		b, _ := os.ReadFile(s.AgentLog)
+		if dir := os.Getenv("AUDITRAIL_E2E_KEEP_LOGS"); dir != "" {
+			p := filepath.Join(dir, strings.ReplaceAll(s.T.Name(), "/", "_")+".agent.log")
+			if err := os.WriteFile(p, b, 0o644); err == nil {
+				s.T.Logf("agent log kept in %s", p)
+			}
+		}
 		s.T.Logf("agent warnings and errors:\n%s", problems(b, 30))
 	}
 }

@@ -61,7 +61,7 @@ func (s *Servers) WriteConfig(path, auditLog, stateDir string) error {
 		"pollInterval: 200ms",
 		"checkpointInterval: 200ms",
 		"drainTimeout: 5s",
-		"log: {level: info, format: json}",
+		"log: {level: " + logLevel() + ", format: json}",
 		"sinks:",
 		"  - name: s3",
 		"    type: s3",
@@ -96,6 +96,14 @@ func (s *Servers) WriteConfig(path, auditLog, stateDir string) error {
 		"      requestTimeout: 10s",
 	}, "\n") + "\n"
 	return os.WriteFile(path, []byte(cfg), 0o644)
+}
+
+// logLevel is the agent's log level: AUDITRAIL_E2E_LOG_LEVEL, or info.
+func logLevel() string {
+	if l := os.Getenv("AUDITRAIL_E2E_LOG_LEVEL"); l != "" {
+		return l
+	}
+	return "info"
 }
 
 // AgentEnv is the environment the agent needs for this config.
@@ -293,10 +301,22 @@ func (s *Servers) watchKafka(ctx context.Context, t *testing.T, tr *Tracker) {
 		return
 	}
 	defer cl.Close()
+	// A consumer can fetch the same offsets again after a broker change;
+	// count each stored message once, so duplicates are the producer's.
+	type pos struct {
+		p int32
+		o int64
+	}
+	seen := map[pos]bool{}
 	for ctx.Err() == nil {
 		fs := cl.PollFetches(ctx)
 		now := time.Now()
-		fs.EachRecord(func(r *kgo.Record) { tr.line(r.Value, now) })
+		fs.EachRecord(func(r *kgo.Record) {
+			if !seen[pos{r.Partition, r.Offset}] {
+				seen[pos{r.Partition, r.Offset}] = true
+				tr.line(r.Value, now)
+			}
+		})
 	}
 }
 
