@@ -63,7 +63,7 @@ type entry struct {
 	seenSize  int64
 	seenMtime time.Time
 	h         *handle
-	cursors map[string]checkpoint.Cursor
+	cursors   map[string]checkpoint.Cursor
 }
 
 // candidate is a file found by a directory scan.

@@ -2,9 +2,9 @@ package e2e
 
 import (
 	"encoding/json"
-	"sort"
 	"hash/fnv"
 	"net"
+	"sort"
 	"strconv"
 	"strings"
 	"sync/atomic"
