@@ -283,10 +283,22 @@ func (c *candidate) readPrefix(held *handle) []byte {
 	c.prefixRead = true
 	f := c.f
 	if f == nil && held != nil && held.gz == c.gz {
-		f = held.f
+		if fi, err := held.f.Stat(); err == nil && sameFile(fi, c.dev, c.ino) {
+			f = held.f
+		}
 	}
 	if f == nil {
-		return nil
+		// The registry holds this inode through a descriptor of another
+		// form (the plain file behind a .gz): open the candidate itself.
+		own, err := os.Open(c.path)
+		if err != nil {
+			return nil
+		}
+		defer own.Close()
+		if fi, err := own.Stat(); err != nil || !sameFile(fi, c.dev, c.ino) {
+			return nil
+		}
+		f = own
 	}
 	var rd io.Reader = io.NewSectionReader(f, 0, fingerprintSize)
 	if c.gz {
@@ -422,7 +434,7 @@ func (r *registry) verifyLocked(e *entry, c *candidate) string {
 		}
 		return lostReplaced
 	}
-	if len(prefix) > e.fpLen && !c.gz && !e.compressed {
+	if len(prefix) > e.fpLen {
 		e.fpLen, e.fp = len(prefix), fingerprint(prefix)
 	}
 	if !live {

@@ -453,3 +453,34 @@ func TestGzipInodeReusedWhileDown(t *testing.T) {
 	e.start(e.options(), s)
 	waitEvents(t, s, events(0, 90))
 }
+
+// A backup compressed while a slow sink is still behind on it: the agent
+// keeps reading the plain file it holds open, recognises the .gz as the
+// same file on every scan, and reads nothing twice.
+func TestGzipWhileHeldOpen(t *testing.T) {
+	e := newEnv(t)
+	slow := &recSink{name: "slow", block: make(chan struct{})}
+	fast := &recSink{name: "fast"}
+	appendLines(t, e.live, events(0, 300)...)
+	e.start(e.options(), fast, slow)
+	waitEvents(t, fast, events(0, 300))
+	backup := lumberjackName(e.dir, time.Now())
+	os.Rename(e.live, backup)
+	appendLines(t, e.live, events(300, 310)...)
+	waitEvents(t, fast, events(0, 310))
+	gzipFile(t, backup)
+	time.Sleep(300 * time.Millisecond) // several scans with the .gz in place
+	os.Rename(e.live, lumberjackName(e.dir, time.Now()))
+	appendLines(t, e.live, events(310, 320)...)
+	waitEvents(t, fast, events(0, 320))
+	close(slow.block)
+	waitEvents(t, slow, events(0, 320))
+	if n := counterValue(t, e.reg, "auditrail_files_discovered_total"); n != 3 {
+		t.Errorf("%v files discovered, want 3: the .gz was taken for a new file", n)
+	}
+	for _, s := range []*recSink{fast, slow} {
+		if n := len(s.ofKind(sinks.KindGap)); n != 0 {
+			t.Fatalf("%s: %d gap records", s.name, n)
+		}
+	}
+}
