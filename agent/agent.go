@@ -80,6 +80,7 @@ type Agent struct {
 
 	mu    sync.Mutex
 	ready bool
+	reg   *registry
 }
 
 // New returns an agent. It does not touch the file system.
@@ -106,8 +107,17 @@ func New(opts Options, sinkOpts []SinkOptions) (*Agent, error) {
 	}, nil
 }
 
-// Ready reports whether the agent has loaded its state and started.
+// Ready reports whether the agent has loaded its state, started, and
+// either delivered something to a sink or had nothing to deliver.
 func (a *Agent) Ready() bool {
+	a.mu.Lock()
+	ready, reg := a.ready, a.reg
+	a.mu.Unlock()
+	return ready && reg.shipping()
+}
+
+// Started reports whether the agent has loaded its state and started.
+func (a *Agent) Started() bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.ready
@@ -184,7 +194,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.commitLoop(reg, stopCommitter)
 	}()
 	a.mu.Lock()
-	a.ready = true
+	a.ready, a.reg = true, reg
 	a.mu.Unlock()
 	a.log.Info("agent started", "auditLogPath", a.opts.AuditLogPath, "stateDir", a.opts.StateDir, "sinks", names)
 	if a.opts.Once {

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/auditrail/auditrail/checkpoint"
 	"github.com/auditrail/auditrail/sinks"
@@ -151,4 +152,23 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 		}
 	}
 	return sum
+}
+
+// Ready (the /readyz probe) waits for a first delivery when there is data
+// to ship, and is true at once when there is none.
+func TestReadiness(t *testing.T) {
+	e := newEnv(t)
+	appendLines(t, e.live, events(0, 10)...)
+	blocked := &recSink{name: "blocked", block: make(chan struct{})}
+	e.start(e.options(), blocked)
+	time.Sleep(200 * time.Millisecond)
+	if e.agent.Ready() {
+		t.Fatal("ready before any sink acknowledged the data on disk")
+	}
+	close(blocked.block)
+	eventually(t, "ready after the first delivery", e.agent.Ready)
+
+	empty := newEnv(t)
+	empty.start(empty.options(), &recSink{name: "rec"})
+	eventually(t, "ready with nothing to ship", empty.agent.Ready)
 }

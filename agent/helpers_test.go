@@ -99,6 +99,7 @@ type env struct {
 	live  string
 	state string
 	reg   *prometheus.Registry
+	agent *Agent // the last started
 }
 
 func newEnv(t *testing.T) *env {
@@ -145,7 +146,8 @@ func (e *env) start(opts Options, ss ...sinks.Sink) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
-	eventually(e.t, "agent ready", a.Ready)
+	eventually(e.t, "agent started", a.Started)
+	e.agent = a
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {

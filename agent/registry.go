@@ -122,6 +122,8 @@ type registry struct {
 	open    int
 	// missingSince is when the live file was first seen missing.
 	missingSince time.Time
+	// delivered is set once any sink acknowledged a batch.
+	delivered bool
 }
 
 func newRegistry(livePath string, sinkNames []string, maxOpen int, st *checkpoint.State, m *metrics, log *slog.Logger) *registry {
@@ -705,6 +707,7 @@ func (r *registry) release(h *handle) {
 func (r *registry) ack(sink string, segs []sinks.Segment) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.delivered = true
 	finished := false
 	for _, s := range segs {
 		e := r.bySeq[s.File.Seq]
@@ -827,11 +830,23 @@ func (r *registry) closeAll() {
 	}
 }
 
+// shipping reports whether some sink acknowledged data since the start, or
+// there was nothing to ship.
+func (r *registry) shipping() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.delivered || r.caughtUpLocked()
+}
+
 // caughtUp reports whether every sink has acknowledged every complete line
 // of every file on disk.
 func (r *registry) caughtUp() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.caughtUpLocked()
+}
+
+func (r *registry) caughtUpLocked() bool {
 	for _, e := range r.entries {
 		for _, s := range r.sinks {
 			c := e.cursors[s]

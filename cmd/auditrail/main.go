@@ -264,7 +264,7 @@ func serveHTTP(addr string, reg *prometheus.Registry, a *agent.Agent, log *slog.
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !a.Ready() {
-			http.Error(w, "starting", http.StatusServiceUnavailable)
+			http.Error(w, "not ready: starting, or no sink has acknowledged the data on disk yet", http.StatusServiceUnavailable)
 			return
 		}
 		io.WriteString(w, "ready\n")
