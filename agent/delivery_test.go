@@ -172,3 +172,26 @@ func TestReadiness(t *testing.T) {
 	empty.start(empty.options(), &recSink{name: "rec"})
 	eventually(t, "ready with nothing to ship", empty.agent.Ready)
 }
+
+// Per-file gauges show each sink's acknowledged offset and go away with
+// the file.
+func TestFileOffsetMetrics(t *testing.T) {
+	e := newEnv(t)
+	s := &recSink{name: "rec"}
+	appendLines(t, e.live, events(0, 10)...)
+	e.start(e.options(), s)
+	waitEvents(t, s, events(0, 10))
+	size := float64(len(strings.Join(events(0, 10), "\n")) + 1)
+	eventually(t, "offset gauge at the end of the file", func() bool {
+		return counterValue(t, e.reg, "auditrail_file_offset_bytes") == size && counterValue(t, e.reg, "auditrail_file_size_bytes") == size
+	})
+	backup := lumberjackName(e.dir, time.Now())
+	os.Rename(e.live, backup)
+	appendLines(t, e.live, events(10, 12)...)
+	waitEvents(t, s, events(0, 12))
+	os.Remove(backup)
+	size2 := float64(len(strings.Join(events(10, 12), "\n")) + 1)
+	eventually(t, "the pruned file's gauges removed", func() bool {
+		return counterValue(t, e.reg, "auditrail_file_offset_bytes") == size2
+	})
+}

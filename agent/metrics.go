@@ -10,6 +10,8 @@ type metrics struct {
 	openFiles       prometheus.Gauge
 	lagBytes        *prometheus.GaugeVec
 	lagSeconds      *prometheus.GaugeVec
+	fileOffset      *prometheus.GaugeVec
+	fileSize        *prometheus.GaugeVec
 	lines           *prometheus.CounterVec
 	emptyLines      *prometheus.CounterVec
 	malformed       *prometheus.CounterVec
@@ -41,6 +43,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Bytes on disk not yet acknowledged by the sink."}, sink),
 		lagSeconds: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "auditrail_sink_lag_seconds",
 			Help: "While the sink has bytes to catch up on: age of the last event it acknowledged; 0 when caught up."}, sink),
+		fileOffset: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "auditrail_file_offset_bytes",
+			Help: "Per audit file on disk, the offset below which the sink acknowledged everything."}, []string{"sink", "file"}),
+		fileSize: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "auditrail_file_size_bytes",
+			Help: "Per audit file on disk, its size when last seen (uncompressed files)."}, []string{"file"}),
 		lines: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditrail_lines_read_total",
 			Help: "Records read for a sink, by kind (event, unparsed, oversized, gap)."}, []string{"sink", "kind"}),
 		emptyLines: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditrail_lines_empty_total",
@@ -71,7 +77,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Checkpoint commits that failed."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.sourceUp, m.rotations, m.filesDiscovered, m.openFiles, m.lagBytes, m.lagSeconds, m.lines,
+		reg.MustRegister(m.sourceUp, m.rotations, m.filesDiscovered, m.openFiles, m.lagBytes, m.lagSeconds, m.fileOffset, m.fileSize, m.lines,
 			m.emptyLines, m.malformed, m.gaps, m.gapBytes, m.shippedRecords, m.shippedBytes, m.batches,
 			m.retries, m.failures, m.deadLetter, m.lastSuccess, m.commitDuration, m.commitErrors)
 	}

@@ -124,6 +124,9 @@ type registry struct {
 	missingSince time.Time
 	// delivered is set once any sink acknowledged a batch.
 	delivered bool
+	// exported are the file ids with per-file gauges, to delete them when
+	// the files are gone.
+	exported map[string]bool
 }
 
 func newRegistry(livePath string, sinkNames []string, maxOpen int, st *checkpoint.State, m *metrics, log *slog.Logger) *registry {
@@ -760,6 +763,7 @@ func (r *registry) snapshot() (*checkpoint.State, bool) {
 		}
 		st.Files = append(st.Files, f)
 	}
+	r.exportFilesLocked()
 	for _, s := range r.sinks {
 		r.m.lagBytes.WithLabelValues(s).Set(float64(lag[s]))
 		secs := 0.0
@@ -771,6 +775,31 @@ func (r *registry) snapshot() (*checkpoint.State, bool) {
 	dirty := r.dirty
 	r.dirty = false
 	return st, dirty
+}
+
+// exportFilesLocked refreshes the per-file gauges and drops those of files
+// the registry no longer tracks.
+func (r *registry) exportFilesLocked() {
+	now := make(map[string]bool, len(r.entries))
+	for _, e := range r.entries {
+		id := e.ref.ID
+		now[id] = true
+		if !e.compressed {
+			r.m.fileSize.WithLabelValues(id).Set(float64(e.size))
+		}
+		for _, s := range r.sinks {
+			r.m.fileOffset.WithLabelValues(s, id).Set(float64(e.cursors[s].Offset))
+		}
+	}
+	for id := range r.exported {
+		if !now[id] {
+			r.m.fileSize.DeleteLabelValues(id)
+			for _, s := range r.sinks {
+				r.m.fileOffset.DeleteLabelValues(s, id)
+			}
+		}
+	}
+	r.exported = now
 }
 
 // skipExisting makes every sink start at the current end of the files on
