@@ -300,7 +300,9 @@ func (s *Sink) lock() (types.ObjectLockMode, *time.Time, types.ObjectLockLegalHo
 	return types.ObjectLockMode(s.cfg.ObjectLock.Mode), &until, hold
 }
 
-func (s *Sink) put(ctx context.Context, o object) error {
+// putInput returns the single-request upload of o, with its retention,
+// encryption and checksum; putMultipart takes the same settings from it.
+func (s *Sink) putInput(o object) *s3.PutObjectInput {
 	mode, until, hold := s.lock()
 	in := &s3.PutObjectInput{
 		Bucket: aws.String(s.cfg.Bucket), Key: aws.String(o.key), Body: bytes.NewReader(o.body),
@@ -317,26 +319,23 @@ func (s *Sink) put(ctx context.Context, o object) error {
 	if s.cfg.KMSKeyID != "" {
 		in.SSEKMSKeyId = aws.String(s.cfg.KMSKeyID)
 	}
-	_, err := s.client.PutObject(ctx, in)
+	return in
+}
+
+func (s *Sink) put(ctx context.Context, o object) error {
+	_, err := s.client.PutObject(ctx, s.putInput(o))
 	return err
 }
 
 // putMultipart uploads o in parts, each carrying its own SHA-256.
 func (s *Sink) putMultipart(ctx context.Context, o object) error {
-	mode, until, hold := s.lock()
+	p := s.putInput(o)
 	in := &s3.CreateMultipartUploadInput{
-		Bucket: aws.String(s.cfg.Bucket), Key: aws.String(o.key),
-		ContentType:               aws.String(s.enc.contentType),
-		ChecksumAlgorithm:         types.ChecksumAlgorithmSha256,
-		Metadata:                  s.metadata(o),
-		ObjectLockMode:            mode,
-		ObjectLockRetainUntilDate: until,
-		ObjectLockLegalHoldStatus: hold,
-		ServerSideEncryption:      types.ServerSideEncryption(s.cfg.ServerSideEncryption),
-		StorageClass:              types.StorageClass(s.cfg.StorageClass),
-	}
-	if s.cfg.KMSKeyID != "" {
-		in.SSEKMSKeyId = aws.String(s.cfg.KMSKeyID)
+		Bucket: p.Bucket, Key: p.Key, ContentType: p.ContentType,
+		ChecksumAlgorithm: types.ChecksumAlgorithmSha256, Metadata: p.Metadata,
+		ObjectLockMode: p.ObjectLockMode, ObjectLockRetainUntilDate: p.ObjectLockRetainUntilDate,
+		ObjectLockLegalHoldStatus: p.ObjectLockLegalHoldStatus,
+		ServerSideEncryption:      p.ServerSideEncryption, SSEKMSKeyId: p.SSEKMSKeyId, StorageClass: p.StorageClass,
 	}
 	up, err := s.client.CreateMultipartUpload(ctx, in)
 	if err != nil {
