@@ -8,8 +8,8 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 ARG VERSION=dev
-# The same build the tests use (e2e/main_test.go): static, trimmed paths.
-RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/auditrail ./cmd/auditrail
+# The same build the end-to-end tests and the benchmark use.
+RUN ./scripts/build.sh /out/auditrail "${VERSION}"
 
 # distroless/static carries CA certificates and tzdata and nothing else.
 FROM gcr.io/distroless/static-debian12:nonroot

@@ -18,9 +18,8 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	bin = filepath.Join(dir, "auditrail")
-	build := exec.Command("go", "build", "-trimpath", "-o", bin, "./cmd/auditrail")
+	build := exec.Command("./scripts/build.sh", bin, "e2e")
 	build.Dir = ".."
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build auditrail: %v\n%s", err, out)
 		os.Exit(1)

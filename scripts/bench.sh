@@ -18,7 +18,7 @@ if [ ! -f "$corpus/audit.log" ]; then
   echo "generating corpus in $corpus (once)"
   (cd e2e && go run ./cmd/gencorpus -dir "$corpus" -mb 1024 -maxsize-mb 100 -seed 11)
 fi
-go build -trimpath -o "$work/auditrail" ./cmd/auditrail
+./scripts/build.sh "$work/auditrail" bench
 ./scripts/tools.sh
 (cd e2e && go build -o "$work/sinkservers" ./cmd/sinkservers)
 bytes=$(cat "$corpus"/* | wc -c)
