@@ -68,6 +68,10 @@ type SinkOptions struct {
 	// MaxInFlight is how many batches may wait for the writer; it bounds
 	// the sink's memory.
 	MaxInFlight int
+	// KeepSecrets ships Secret and TokenRequest bodies as they are instead
+	// of replacing their values with SHA-256 digests (see
+	// internal/redact).
+	KeepSecrets bool
 }
 
 // Agent follows the audit log and ships it to every sink at its own pace.
@@ -181,7 +185,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		rd := newReader(so.Sink.Name(), reg, a.m, readerOptions{
 			log: a.log, now: a.opts.Now, maxLine: a.opts.MaxLineBytes, batch: so.Batch,
-			poll: a.opts.PollInterval, out: out, free: free,
+			poll: a.opts.PollInterval, out: out, free: free, redact: !so.KeepSecrets,
 		})
 		wr := newWriter(so, reg, a.m, a.log, a.opts.Now, filepath.Join(a.opts.StateDir, "dead-letter"), out, free)
 		readers.Go(func() { rd.run(readCtx, drainCtx) })

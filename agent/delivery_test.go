@@ -195,3 +195,28 @@ func TestFileOffsetMetrics(t *testing.T) {
 		return counterValue(t, e.reg, "auditrail_file_offset_bytes") == size2
 	})
 }
+
+// Secret values in event bodies are replaced by digests for every sink
+// but one that opted out.
+func TestSecretsRedacted(t *testing.T) {
+	e := newEnv(t)
+	secret := `{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"RequestResponse","auditID":"5f6a7b8c-0000-4000-8000-000000000005","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/default/secrets/db","verb":"get","user":{"username":"alice@example.com"},"objectRef":{"resource":"secrets","namespace":"default","name":"db","apiVersion":"v1"},"responseStatus":{"metadata":{},"code":200},"responseObject":{"kind":"Secret","apiVersion":"v1","metadata":{"name":"db","namespace":"default"},"data":{"password":"aHVudGVyMg=="},"type":"Opaque"},"requestReceivedTimestamp":"2026-11-21T10:00:00.000000Z","stageTimestamp":"2026-11-21T10:00:00.001000Z"}`
+	appendLines(t, e.live, event(0), secret, event(1))
+	redacted, raw := &recSink{name: "es"}, &recSink{name: "s3"}
+	keep := sinkOpts(raw)
+	keep.KeepSecrets = true
+	e.startWith(e.options(), []SinkOptions{sinkOpts(redacted), keep})
+	eventually(t, "3 events in both sinks", func() bool { return len(redacted.events()) == 3 && len(raw.events()) == 3 })
+	if got := redacted.events()[1]; strings.Contains(got, "aHVudGVyMg==") || !strings.Contains(got, `"password":"sha256:`) {
+		t.Errorf("redacted sink got %s", got)
+	}
+	if got := raw.events()[1]; got != secret {
+		t.Errorf("opted-out sink got %s, want the original", got)
+	}
+	if got := redacted.events()[0]; got != event(0) {
+		t.Errorf("an event without secrets changed: %s", got)
+	}
+	if v := counterValue(t, e.reg, "auditrail_redacted_values_total"); v != 1 {
+		t.Errorf("auditrail_redacted_values_total = %v, want 1", v)
+	}
+}

@@ -139,6 +139,12 @@ func (e *env) start(opts Options, ss ...sinks.Sink) (stop func()) {
 	for _, s := range ss {
 		so = append(so, sinkOpts(s))
 	}
+	return e.startWith(opts, so)
+}
+
+// startWith is start with the sinks' options given.
+func (e *env) startWith(opts Options, so []SinkOptions) (stop func()) {
+	e.t.Helper()
 	a, err := New(opts, so)
 	if err != nil {
 		e.t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/auditrail/auditrail/internal/auditjson"
+	"github.com/auditrail/auditrail/internal/redact"
 	"github.com/auditrail/auditrail/sinks"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -39,10 +40,13 @@ type reader struct {
 	cur *batchBuf
 	fr  framer
 
+	redact bool
+
 	nEvent, nUnparsed, nOversized, nGap, nEmpty prometheus.Counter
 	malformed                                   *prometheus.CounterVec
 	gaps                                        *prometheus.CounterVec
 	gapBytes                                    prometheus.Counter
+	nRedacted                                   prometheus.Counter
 }
 
 func newReader(sink string, reg *registry, m *metrics, o readerOptions) *reader {
@@ -57,6 +61,8 @@ func newReader(sink string, reg *registry, m *metrics, o readerOptions) *reader 
 		malformed:  m.malformed.MustCurryWith(prometheus.Labels{"sink": sink}),
 		gaps:       m.gaps.MustCurryWith(prometheus.Labels{"sink": sink}),
 		gapBytes:   m.gapBytes.WithLabelValues(sink),
+		nRedacted:  m.redacted.WithLabelValues(sink),
+		redact:     o.redact,
 	}
 }
 
@@ -68,6 +74,7 @@ type readerOptions struct {
 	poll    time.Duration
 	out     chan<- *batchBuf
 	free    <-chan *batchBuf
+	redact  bool
 }
 
 // run reads until ctx is done, then hands the partial batch to the writer
@@ -302,6 +309,25 @@ func (r *reader) add(e *entry, off int64, line []byte, kind sinks.Kind) *sinks.R
 	return &b.Records[len(b.Records)-1]
 }
 
+// redactSecrets replaces rec's line by one whose Secret and TokenRequest
+// values are digests. A line that cannot be redacted is shipped as it is,
+// with a warning: the original is already on disk next to the agent.
+func (r *reader) redactSecrets(rec *sinks.Record) {
+	out, n, err := redact.Secrets(rec.Line)
+	if err != nil {
+		r.log.Warn("cannot redact an event that may hold secrets; shipping it as is", "sink", r.sink,
+			"file", rec.File.ID, "offset", rec.Offset, "err", err)
+		return
+	}
+	if n == 0 {
+		return
+	}
+	r.cur.Bytes += len(out) - len(rec.Line)
+	rec.Line = r.cur.store(out)
+	auditjson.Parse(rec.Line, &rec.Event) // the same event, re-encoded: it parses
+	r.nRedacted.Add(float64(n))
+}
+
 func (r *reader) addLine(e *entry, off int64, line []byte) {
 	rec := r.add(e, off, line, sinks.KindEvent)
 	if err := auditjson.Parse(rec.Line, &rec.Event); err != nil {
@@ -311,6 +337,9 @@ func (r *reader) addLine(e *entry, off int64, line []byte) {
 		return
 	}
 	r.nEvent.Inc()
+	if r.redact && redact.Candidate(rec.Line, rec.Event.Level) {
+		r.redactSecrets(rec)
+	}
 	if len(rec.Event.StageTimestamp) > 0 {
 		if n := len(r.cur.Segments); n == 0 || r.cur.Segments[n-1].File != e.ref {
 			r.cur.extend(e.ref, off, off) // open the segment so the time lands on it

@@ -246,6 +246,7 @@ func buildSinks(ctx context.Context, c *config.Config, log *slog.Logger, reg pro
 			Retry: agent.RetryOptions{InitialInterval: time.Duration(sc.Retry.InitialInterval),
 				MaxInterval: time.Duration(sc.Retry.MaxInterval)},
 			MaxInFlight: sc.MaxInFlight,
+			KeepSecrets: !*sc.RedactSecrets,
 		})
 	}
 	return out, nil

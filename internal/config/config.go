@@ -243,6 +243,10 @@ func (c *Config) applyDefaults() {
 		setDefault(&s.Retry.InitialInterval, units.Duration(100*time.Millisecond))
 		setDefault(&s.Retry.MaxInterval, units.Duration(30*time.Second))
 		setDefault(&s.MaxInFlight, 2)
+		if s.RedactSecrets == nil {
+			t := true
+			s.RedactSecrets = &t
+		}
 		if s.Type == "file" && s.File == nil {
 			s.File = &file.Config{}
 		}

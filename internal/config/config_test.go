@@ -59,6 +59,9 @@ sinks:
 	if s.Batch.MaxEvents != 10 || s.Batch.MaxBytes != 1<<20 || s.Retry.MaxInterval != units.Duration(30*time.Second) {
 		t.Errorf("batch/retry = %+v %+v", s.Batch, s.Retry)
 	}
+	if s.RedactSecrets == nil || !*s.RedactSecrets {
+		t.Error("secrets are not redacted by default")
+	}
 }
 
 // Every bad config names the key at fault.
