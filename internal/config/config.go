@@ -71,6 +71,10 @@ type Sink struct {
 	Batch       BatchConfig `yaml:"batch"`
 	Retry       RetryConfig `yaml:"retry"`
 	MaxInFlight int         `yaml:"maxInFlight"`
+	// RedactSecrets replaces the values of Secrets and TokenRequests in
+	// event bodies by their SHA-256 (default true). Set it to false for a
+	// sink that must keep the original bytes, such as a locked archive.
+	RedactSecrets *bool `yaml:"redactSecrets"`
 	// Exactly the section named by Type is set.
 	File          *file.Config          `yaml:"file"`
 	S3            *s3.Config            `yaml:"s3"`
