@@ -68,6 +68,8 @@ type SinkOptions struct {
 	// MaxInFlight is how many batches may wait for the writer; it bounds
 	// the sink's memory.
 	MaxInFlight int
+	// Drop lists the rules whose events this sink does not receive.
+	Drop []DropRule
 	// KeepSecrets ships Secret and TokenRequest bodies as they are instead
 	// of replacing their values with SHA-256 digests (see
 	// internal/redact).
@@ -185,7 +187,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		rd := newReader(so.Sink.Name(), reg, a.m, readerOptions{
 			log: a.log, now: a.opts.Now, maxLine: a.opts.MaxLineBytes, batch: so.Batch,
-			poll: a.opts.PollInterval, out: out, free: free, redact: !so.KeepSecrets,
+			poll: a.opts.PollInterval, out: out, free: free, redact: !so.KeepSecrets, drop: so.Drop,
 		})
 		wr := newWriter(so, reg, a.m, a.log, a.opts.Now, filepath.Join(a.opts.StateDir, "dead-letter"), out, free)
 		readers.Go(func() { rd.run(readCtx, drainCtx) })

@@ -220,3 +220,32 @@ func TestSecretsRedacted(t *testing.T) {
 		t.Errorf("auditrail_redacted_values_total = %v, want 1", v)
 	}
 }
+
+// A sink's drop rules keep matching events from it, and only from it;
+// the cursor still moves past them and the drops are counted per rule.
+func TestDropRules(t *testing.T) {
+	e := newEnv(t)
+	lease := func(n int) string {
+		return strings.Replace(strings.Replace(event(n), `"verb":"list"`, `"verb":"get"`, 1),
+			`"objectRef":{"resource":"pods"`, `"objectRef":{"resource":"leases"`, 1)
+	}
+	ctrl := strings.Replace(lease(1), `"username":"system:admin"`, `"username":"system:kube-controller-manager"`, 1)
+	lines := []string{event(0), ctrl, lease(2), event(3), "not json"}
+	appendLines(t, e.live, lines...)
+	filtered, all := &recSink{name: "es"}, &recSink{name: "s3"}
+	fo := sinkOpts(filtered)
+	fo.Drop = []DropRule{{Name: "controller-leases", Verbs: []string{"get", "watch"}, Resources: []string{"leases"}, Users: []string{"system:kube-*"}}}
+	e.startWith(e.options(), []SinkOptions{fo, sinkOpts(all)})
+	eventually(t, "every line in the unfiltered sink", func() bool { return len(all.records()) == 5 })
+	eventually(t, "the filtered sink caught up", func() bool { return len(filtered.records()) == 4 })
+	want := []string{event(0), lease(2), event(3)}
+	if got := filtered.events(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("filtered sink got %d events, want the lease read by system:admin kept and the controller's dropped:\n%s", len(got), strings.Join(got, "\n"))
+	}
+	if v := counterValue(t, e.reg, "auditrail_events_dropped_total"); v != 1 {
+		t.Errorf("auditrail_events_dropped_total = %v, want 1", v)
+	}
+	eventually(t, "the filtered sink's cursor at the end", func() bool {
+		return e.agent.reg.caughtUp()
+	})
+}

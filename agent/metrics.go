@@ -16,6 +16,7 @@ type metrics struct {
 	emptyLines      *prometheus.CounterVec
 	malformed       *prometheus.CounterVec
 	redacted        *prometheus.CounterVec
+	dropped         *prometheus.CounterVec
 	gaps            *prometheus.CounterVec
 	gapBytes        *prometheus.CounterVec
 	shippedRecords  *prometheus.CounterVec
@@ -56,6 +57,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Lines shipped raw because they are not well-formed events, by reason."}, []string{"sink", "reason"}),
 		redacted: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditrail_redacted_values_total",
 			Help: "Secret and token values replaced by their SHA-256 before shipping."}, sink),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditrail_events_dropped_total",
+			Help: "Events not shipped to the sink because a drop rule matched, by rule."}, []string{"sink", "rule"}),
 		gaps: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditrail_gaps_total",
 			Help: "Gap records emitted for data a sink could not read, by reason."}, []string{"sink", "reason"}),
 		gapBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditrail_gap_bytes_total",
@@ -81,7 +84,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.sourceUp, m.rotations, m.filesDiscovered, m.openFiles, m.lagBytes, m.lagSeconds, m.fileOffset, m.fileSize, m.lines,
-			m.emptyLines, m.malformed, m.redacted, m.gaps, m.gapBytes, m.shippedRecords, m.shippedBytes, m.batches,
+			m.emptyLines, m.malformed, m.redacted, m.dropped, m.gaps, m.gapBytes, m.shippedRecords, m.shippedBytes, m.batches,
 			m.retries, m.failures, m.deadLetter, m.lastSuccess, m.commitDuration, m.commitErrors)
 	}
 	return m

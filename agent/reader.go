@@ -41,6 +41,8 @@ type reader struct {
 	fr  framer
 
 	redact bool
+	drop   []DropRule
+	nDrop  []prometheus.Counter
 
 	nEvent, nUnparsed, nOversized, nGap, nEmpty prometheus.Counter
 	malformed                                   *prometheus.CounterVec
@@ -63,7 +65,17 @@ func newReader(sink string, reg *registry, m *metrics, o readerOptions) *reader 
 		gapBytes:   m.gapBytes.WithLabelValues(sink),
 		nRedacted:  m.redacted.WithLabelValues(sink),
 		redact:     o.redact,
+		drop:       o.drop,
+		nDrop:      dropCounters(m, sink, o.drop),
 	}
+}
+
+func dropCounters(m *metrics, sink string, rules []DropRule) []prometheus.Counter {
+	out := make([]prometheus.Counter, len(rules))
+	for i, r := range rules {
+		out[i] = m.dropped.WithLabelValues(sink, r.Name)
+	}
+	return out
 }
 
 type readerOptions struct {
@@ -75,6 +87,7 @@ type readerOptions struct {
 	out     chan<- *batchBuf
 	free    <-chan *batchBuf
 	redact  bool
+	drop    []DropRule
 }
 
 // run reads until ctx is done, then hands the partial batch to the writer
@@ -337,6 +350,16 @@ func (r *reader) addLine(e *entry, off int64, line []byte) {
 		return
 	}
 	r.nEvent.Inc()
+	for i := range r.drop {
+		if r.drop[i].matches(&rec.Event) {
+			// Not shipped; the batch's segment still covers the line, so
+			// the cursor moves past it.
+			r.nDrop[i].Inc()
+			r.cur.Bytes -= len(rec.Line)
+			r.cur.Records = r.cur.Records[:len(r.cur.Records)-1]
+			return
+		}
+	}
 	if r.redact && redact.Candidate(rec.Line, rec.Event.Level) {
 		r.redactSecrets(rec)
 	}

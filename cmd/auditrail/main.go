@@ -247,9 +247,18 @@ func buildSinks(ctx context.Context, c *config.Config, log *slog.Logger, reg pro
 				MaxInterval: time.Duration(sc.Retry.MaxInterval)},
 			MaxInFlight: sc.MaxInFlight,
 			KeepSecrets: !*sc.RedactSecrets,
+			Drop:        dropRules(sc.Drop),
 		})
 	}
 	return out, nil
+}
+
+func dropRules(rs []config.DropRule) []agent.DropRule {
+	out := make([]agent.DropRule, len(rs))
+	for i, r := range rs {
+		out[i] = agent.DropRule{Name: r.Name, Verbs: r.Verbs, Resources: r.Resources, Namespaces: r.Namespaces, Users: r.Users}
+	}
+	return out
 }
 
 func closeSinks(opts []agent.SinkOptions) {

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -75,6 +76,9 @@ type Sink struct {
 	// event bodies by their SHA-256 (default true). Set it to false for a
 	// sink that must keep the original bytes, such as a locked archive.
 	RedactSecrets *bool `yaml:"redactSecrets"`
+	// Drop lists rules whose events this sink does not receive, e.g.
+	// controllers' lease reads for Elasticsearch while S3 keeps all.
+	Drop []DropRule `yaml:"drop"`
 	// Exactly the section named by Type is set.
 	File          *file.Config          `yaml:"file"`
 	S3            *s3.Config            `yaml:"s3"`
@@ -117,6 +121,17 @@ func (f fileSection) ApplyDefaults() {
 // few large objects, the others many small requests.
 var batchDefaults = map[string]BatchConfig{
 	"s3": {MaxEvents: 1 << 20, MaxBytes: 16 << 20, FlushInterval: units.Duration(5 * time.Second)},
+}
+
+// DropRule matches events by glob patterns (path.Match) on verb,
+// resource (or resource/subresource), namespace and user; every non-empty
+// list must match.
+type DropRule struct {
+	Name       string   `yaml:"name"`
+	Verbs      []string `yaml:"verbs"`
+	Resources  []string `yaml:"resources"`
+	Namespaces []string `yaml:"namespaces"`
+	Users      []string `yaml:"users"`
 }
 
 // BatchConfig bounds a sink's batches.
@@ -339,6 +354,26 @@ func (s *Sink) validate(key string, names map[string]bool) error {
 	}
 	if s.MaxInFlight < 1 {
 		add("maxInFlight must be at least 1")
+	}
+	rules := map[string]bool{}
+	for i, r := range s.Drop {
+		rk := fmt.Sprintf("drop[%d]", i)
+		if r.Name == "" {
+			add("%s.name is required", rk)
+		} else if rules[r.Name] {
+			add("%s.name %q is used by another rule", rk, r.Name)
+		}
+		rules[r.Name] = true
+		if len(r.Verbs)+len(r.Resources)+len(r.Namespaces)+len(r.Users) == 0 {
+			add("%s (%s) matches every event; give it verbs, resources, namespaces or users", rk, r.Name)
+		}
+		for field, pats := range map[string][]string{"verbs": r.Verbs, "resources": r.Resources, "namespaces": r.Namespaces, "users": r.Users} {
+			for j, p := range pats {
+				if _, err := path.Match(p, ""); err != nil {
+					add("%s.%s[%d] (rule %s): bad pattern %q", rk, field, j, r.Name, p)
+				}
+			}
+		}
 	}
 	secs := s.sections()
 	for typ, sec := range secs {

@@ -90,6 +90,9 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		"kafka no topic":     {"auditLogPath: /a/audit.log\nsinks:\n  - type: kafka\n    kafka: {brokers: [\"k:9092\"]}\n", "sinks[0].kafka.topic is required"},
 		"kafka bad sasl":     {"auditLogPath: /a/audit.log\nsinks:\n  - type: kafka\n    kafka: {brokers: [\"k:9092\"], topic: t, sasl: {mechanism: gssapi}}\n", "sinks[0].kafka.sasl.mechanism must be"},
 		"kafka on s3":        {"auditLogPath: /a/audit.log\nsinks:\n  - type: s3\n    s3: {bucket: b, objectLock: {required: false}}\n    kafka: {topic: t}\n", "sinks[0].kafka is only valid for type kafka"},
+		"drop without name":  {"auditLogPath: /a/audit.log\nsinks:\n  - type: discard\n    drop: [{verbs: [get]}]\n", "sinks[0].drop[0].name is required"},
+		"drop matches all":   {"auditLogPath: /a/audit.log\nsinks:\n  - type: discard\n    drop: [{name: all}]\n", "sinks[0].drop[0] (all) matches every event"},
+		"drop bad pattern":   {"auditLogPath: /a/audit.log\nsinks:\n  - type: discard\n    drop: [{name: x, users: [\"[\"]}]\n", `sinks[0].drop[0].users[0] (rule x): bad pattern "["`},
 		"file on discard":    {"auditLogPath: /a/audit.log\nsinks:\n  - type: discard\n    file: {directory: /x}\n", "sinks[0].file is only valid for type file"},
 	}
 	for name, c := range cases {
