@@ -227,9 +227,13 @@ func buildSinks(ctx context.Context, c *config.Config, log *slog.Logger, reg pro
 		case "s3":
 			s, err = s3.New(ctx, sc.Name, *sc.S3, log, reg)
 		case "elasticsearch":
-			s, err = elasticsearch.New(ctx, sc.Name, *sc.Elasticsearch, log, reg)
+			c := *sc.Elasticsearch
+			c.AgentVersion = version
+			s, err = elasticsearch.New(ctx, sc.Name, c, log, reg)
 		case "kafka":
-			s, err = kafka.New(ctx, sc.Name, *sc.Kafka, log, reg)
+			c := *sc.Kafka
+			c.AgentVersion = version
+			s, err = kafka.New(ctx, sc.Name, c, log, reg)
 		case "discard":
 			s = discard.New(sc.Name)
 		default:

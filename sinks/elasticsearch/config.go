@@ -37,6 +37,12 @@ type Config struct {
 	TLS         tlsconfig.Config `yaml:"tls"`
 	// RequestTimeout bounds one bulk request.
 	RequestTimeout units.Duration `yaml:"requestTimeout"`
+	// Cluster and Node are added to every document under "auditrail",
+	// with the agent's version, so the SIEM can tell sources apart.
+	Cluster string `yaml:"cluster"`
+	Node    string `yaml:"node"`
+	// AgentVersion is set by the agent, not the configuration.
+	AgentVersion string `yaml:"-"`
 	// ItemRetry shapes the backoff for items rejected with 429 or 5xx,
 	// which are retried alone, within the same write.
 	ItemRetryInitial units.Duration `yaml:"itemRetryInitial"`

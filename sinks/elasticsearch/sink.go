@@ -48,9 +48,12 @@ type Sink struct {
 	sleep  func(context.Context, time.Duration) error
 
 	templated bool
-	body      bytes.Buffer
-	items     []item
-	retry     []item
+	// meta is the "auditrail" field added to every document, encoded once.
+	meta   []byte
+	source *source
+	body   bytes.Buffer
+	items  []item
+	retry  []item
 
 	indexed, conflicts, itemRetries, deadLettered prometheus.Counter
 }
@@ -86,8 +89,11 @@ func New(ctx context.Context, name string, cfg Config, log *slog.Logger, reg pro
 		return nil, fmt.Errorf("elasticsearch sink %s: %w", name, err)
 	}
 	labels := prometheus.Labels{"sink": name}
+	src := &source{Cluster: cfg.Cluster, Node: cfg.Node, AgentVersion: cfg.AgentVersion}
+	meta, _ := json.Marshal(src)
 	s := &Sink{
 		name: name, cfg: cfg, client: client, log: log, now: time.Now, sleep: sinks.Sleep,
+		meta: append([]byte(`"auditrail":`), meta...), source: src,
 		indexed: prometheus.NewCounter(prometheus.CounterOpts{Name: "auditrail_elasticsearch_items_created_total",
 			Help: "Documents created.", ConstLabels: labels}),
 		conflicts: prometheus.NewCounter(prometheus.CounterOpts{Name: "auditrail_elasticsearch_items_duplicate_total",
@@ -253,18 +259,22 @@ func (s *Sink) appendItem(buf *bytes.Buffer, it item) {
 		if len(ts) == 0 {
 			ts = []byte(s.now().UTC().Format(time.RFC3339Nano))
 		}
-		appendWithTimestamp(buf, r.Line, ts)
+		appendWithTimestamp(buf, r.Line, ts, s.meta)
 	}
 	buf.WriteByte('\n')
 }
 
 // appendWithTimestamp writes the JSON object line with an @timestamp
-// field first.
-func appendWithTimestamp(buf *bytes.Buffer, line, ts []byte) {
+// field and meta (a "key":value pair, or nothing) first.
+func appendWithTimestamp(buf *bytes.Buffer, line, ts, meta []byte) {
 	i := bytes.IndexByte(line, '{')
 	buf.WriteString(`{"@timestamp":"`)
 	buf.Write(ts)
 	buf.WriteByte('"')
+	if len(meta) > 0 {
+		buf.WriteByte(',')
+		buf.Write(meta)
+	}
 	rest := line[i+1:]
 	if len(bytes.TrimLeft(rest, " \t")) > 0 && bytes.TrimLeft(rest, " \t")[0] != '}' {
 		buf.WriteByte(',')
@@ -283,6 +293,14 @@ type wrapped struct {
 	File       fileRef    `json:"file"`
 	Offset     int64      `json:"offset"`
 	Error      *itemError `json:"error,omitempty"`
+	Source     *source    `json:"auditrail,omitempty"`
+}
+
+// source names where a document comes from.
+type source struct {
+	Cluster      string `json:"cluster,omitempty"`
+	Node         string `json:"node,omitempty"`
+	AgentVersion string `json:"agentVersion,omitempty"`
 }
 
 type fileRef struct {
@@ -294,6 +312,7 @@ func (s *Sink) appendWrapped(buf *bytes.Buffer, r *sinks.Record, e *itemError) {
 	w := wrapped{
 		Timestamp: s.now().UTC().Format(time.RFC3339Nano), Kind: "AuditrailUnparsed", APIVersion: "auditrail.io/v1",
 		Message: string(r.Line), File: fileRef{ID: r.File.ID, Path: r.File.Path}, Offset: r.Offset, Error: e,
+		Source: s.source,
 	}
 	if e != nil {
 		w.Kind = "AuditrailRejected"
@@ -395,6 +414,7 @@ var auditMapping = map[string]any{
 		"stageTimestamp":           map[string]any{"type": "date"},
 		"annotations":              map[string]any{"type": "flattened"},
 		"message":                  map[string]any{"type": "text"},
+		"auditrail":                map[string]any{"properties": keywords("cluster", "node", "agentVersion")},
 		"reason":                   map[string]any{"type": "keyword"},
 	},
 }

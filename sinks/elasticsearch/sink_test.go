@@ -123,7 +123,7 @@ func (tg *target) count(index string) int {
 
 func (tg *target) config(index string) Config {
 	c := Config{Addresses: []string{tg.url}, Index: index, DeadLetterIndex: index + "-dead-letter",
-		Username: tg.user, Password: tg.pass,
+		Username: tg.user, Password: tg.pass, Cluster: "prod-eu", Node: "master-1", AgentVersion: "v9.9.9",
 		ItemRetryInitial: units.Duration(time.Millisecond), ItemRetryMax: units.Duration(10 * time.Millisecond)}
 	c.ApplyDefaults()
 	return c
@@ -172,6 +172,9 @@ func TestIndexesEveryRecordOnce(t *testing.T) {
 		d := docs[string(sinks.AppendID(nil, r))]
 		if d == nil {
 			t.Fatalf("record %d (%s) not indexed", i, sinks.AppendID(nil, r))
+		}
+		if src, _ := d["auditrail"].(map[string]any); src["cluster"] != "prod-eu" || src["node"] != "master-1" || src["agentVersion"] != "v9.9.9" {
+			t.Errorf("record %d: auditrail field %v", i, d["auditrail"])
 		}
 		switch r.Kind {
 		case sinks.KindEvent:
@@ -385,13 +388,15 @@ func TestTLSVerification(t *testing.T) {
 }
 
 func TestAppendWithTimestamp(t *testing.T) {
-	for _, tc := range []struct{ line, want string }{
-		{`{"a":1}`, `{"@timestamp":"T","a":1}`},
-		{`{}`, `{"@timestamp":"T"}`},
-		{` { "a":1}`, `{"@timestamp":"T", "a":1}`},
+	for _, tc := range []struct{ line, meta, want string }{
+		{`{"a":1}`, ``, `{"@timestamp":"T","a":1}`},
+		{`{}`, ``, `{"@timestamp":"T"}`},
+		{` { "a":1}`, ``, `{"@timestamp":"T", "a":1}`},
+		{`{"a":1}`, `"m":{"n":"x"}`, `{"@timestamp":"T","m":{"n":"x"},"a":1}`},
+		{`{}`, `"m":{}`, `{"@timestamp":"T","m":{}}`},
 	} {
 		var buf bytes.Buffer
-		appendWithTimestamp(&buf, []byte(tc.line), []byte("T"))
+		appendWithTimestamp(&buf, []byte(tc.line), []byte("T"), []byte(tc.meta))
 		if buf.String() != tc.want {
 			t.Errorf("%s -> %s, want %s", tc.line, buf.String(), tc.want)
 		}

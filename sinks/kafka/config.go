@@ -20,6 +20,9 @@ type Config struct {
 	// Cluster and Node are sent as headers on every message.
 	Cluster string `yaml:"cluster"`
 	Node    string `yaml:"node"`
+	// AgentVersion is set by the agent, not the configuration; it is sent
+	// as the agent-version header.
+	AgentVersion string `yaml:"-"`
 	// MaxMessageBytes is the largest message the topic accepts (the
 	// broker's message.max.bytes). A longer line is replaced by a stub that
 	// names it (auditID, size, SHA-256, source position); the whole line

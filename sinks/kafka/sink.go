@@ -254,6 +254,7 @@ func (s *Sink) message(r *sinks.Record) kafka.Message {
 	}
 	add("cluster", []byte(s.cfg.Cluster))
 	add("node", []byte(s.cfg.Node))
+	add("agent-version", []byte(s.cfg.AgentVersion))
 	if len(r.Line)+len(m.Key)+512 > int(s.cfg.MaxMessageBytes) {
 		m.Value = s.stub(r)
 		add("auditrail-stub", []byte("oversized"))

@@ -32,7 +32,7 @@ func cluster(t *testing.T) *kfake.Cluster {
 }
 
 func config(c *kfake.Cluster) Config {
-	cfg := Config{Brokers: c.ListenAddrs(), Topic: topic, Cluster: "prod", Node: "master-1"}
+	cfg := Config{Brokers: c.ListenAddrs(), Topic: topic, Cluster: "prod", Node: "master-1", AgentVersion: "v9.9.9"}
 	cfg.ApplyDefaults()
 	return cfg
 }
@@ -124,7 +124,7 @@ func TestProducesEveryRecordWithKeyAndHeaders(t *testing.T) {
 		} else if header(m, "auditrail-kind") != "unparsed" {
 			t.Errorf("unparsed line: headers %v", m.Headers)
 		}
-		if header(m, "cluster") != "prod" || header(m, "node") != "master-1" {
+		if header(m, "cluster") != "prod" || header(m, "node") != "master-1" || header(m, "agent-version") != "v9.9.9" {
 			t.Errorf("record %d: headers %v", i, m.Headers)
 		}
 	}
