@@ -71,3 +71,17 @@ func Compare(written map[string]time.Time, rcv *Received) (lost []string, dups i
 	sort.Strings(lost)
 	return lost, dups
 }
+
+// Usage returns the CPU time and peak RSS of the agent's last run; call it
+// after Stop or Kill.
+func (a *Agent) Usage() (cpu time.Duration, maxRSSKiB int64) {
+	st := a.cmd.ProcessState
+	if st == nil {
+		return 0, 0
+	}
+	ru, _ := st.SysUsage().(*syscall.Rusage)
+	if ru == nil {
+		return st.UserTime() + st.SystemTime(), 0
+	}
+	return st.UserTime() + st.SystemTime(), ru.Maxrss
+}

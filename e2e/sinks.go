@@ -8,11 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"os"
 	"sort"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -38,7 +38,7 @@ type Servers struct {
 
 // StartServers starts MinIO with an Object Lock bucket, the ES test server
 // and a three-broker Kafka cluster.
-func StartServers(t *testing.T) *Servers {
+func StartServers(t miniotest.TB) *Servers {
 	t.Helper()
 	s := &Servers{MinIO: miniotest.Start(t), ES: estest.New(), Bucket: "audit", Index: "logs-kubernetes.audit-e2e", Topic: "k8s-audit"}
 	t.Cleanup(s.ES.Close)
@@ -108,6 +108,52 @@ func logLevel() string {
 
 // AgentEnv is the environment the agent needs for this config.
 func AgentEnv() []string { return []string{"E2E_S3_SECRET=" + miniotest.SecretKey} }
+
+// Runner gives the test servers what they need of a test when they run
+// in a program (the benchmark's server launcher and latency tool).
+type Runner struct {
+	Dir      string
+	cleanups []func()
+}
+
+// Helper implements miniotest.TB.
+func (r *Runner) Helper() {}
+
+// Error logs.
+func (r *Runner) Error(args ...any) { log.Print(args...) }
+
+// Fatal runs the cleanups and exits.
+func (r *Runner) Fatal(args ...any) { r.Close(); log.Fatal(args...) }
+
+// Fatalf runs the cleanups and exits.
+func (r *Runner) Fatalf(f string, a ...any) { r.Close(); log.Fatalf(f, a...) }
+
+// Skip is fatal outside tests.
+func (r *Runner) Skip(args ...any) { r.Fatal(args...) }
+
+// TempDir returns a new directory under Dir.
+func (r *Runner) TempDir() string {
+	d, err := os.MkdirTemp(r.Dir, "tmp")
+	if err != nil {
+		r.Fatal(err)
+	}
+	return d
+}
+
+// Cleanup registers f to run at Close.
+func (r *Runner) Cleanup(f func()) {
+	if f != nil {
+		r.cleanups = append(r.cleanups, f)
+	}
+}
+
+// Close runs the cleanups, last first.
+func (r *Runner) Close() {
+	for i := len(r.cleanups) - 1; i >= 0; i-- {
+		r.cleanups[i]()
+	}
+	r.cleanups = nil
+}
 
 // Tracker records when each auditID/stage was first seen in a sink and how
 // many times.
@@ -229,7 +275,7 @@ func (t *Tracker) line(b []byte, now time.Time) {
 }
 
 // Watch follows every sink until ctx ends, recording what arrives.
-func (s *Servers) Watch(ctx context.Context, t *testing.T) (s3t, est, kt *Tracker) {
+func (s *Servers) Watch(ctx context.Context, t miniotest.TB) (s3t, est, kt *Tracker) {
 	s3t, est, kt = newTracker(), newTracker(), newTracker()
 	go s.watchS3(ctx, s3t)
 	go s.watchES(ctx, est)
@@ -280,20 +326,19 @@ func (s *Servers) watchS3(ctx context.Context, tr *Tracker) {
 }
 
 func (s *Servers) watchES(ctx context.Context, tr *Tracker) {
-	seen := map[string]bool{}
+	next := 0
 	for ctx.Err() == nil {
+		var docs []json.RawMessage
+		docs, next = s.ES.DocsSince(s.Index, next)
 		now := time.Now()
-		for id, doc := range s.ES.Docs(s.Index) {
-			if !seen[id] {
-				seen[id] = true
-				tr.line(doc, now)
-			}
+		for _, doc := range docs {
+			tr.line(doc, now)
 		}
 		sleep(ctx, 100*time.Millisecond)
 	}
 }
 
-func (s *Servers) watchKafka(ctx context.Context, t *testing.T, tr *Tracker) {
+func (s *Servers) watchKafka(ctx context.Context, t miniotest.TB, tr *Tracker) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(s.Kafka.ListenAddrs()...), kgo.ConsumeTopics(s.Topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {

@@ -177,6 +177,13 @@ func (w *Writer) WriteRaw(b []byte) {
 	}
 }
 
+// Count returns how many events were written.
+func (w *Writer) Count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.written)
+}
+
 // Rotations returns how many times lumberjack rotated the file, counted by
 // the backups it made.
 func (w *Writer) Rotations() int {

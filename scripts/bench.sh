@@ -7,8 +7,21 @@
 # CPU measured is the agent's alone.
 # Usage: scripts/bench.sh [runs]   (CORPUS_DIR moves the cache, PIPELINES
 # picks pipelines: discard file s3 elasticsearch kafka all)
+#        scripts/bench.sh latency [events/s] [duration]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# scripts/bench.sh latency [rate] [duration]: latency at a fixed rate with
+# all three sinks (e2e/cmd/latency).
+if [ "${1:-}" = latency ]; then
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+  ./scripts/tools.sh
+  ./scripts/build.sh "$work/auditrail" bench
+  (cd e2e && go run ./cmd/latency -bin "$work/auditrail" -rate "${2:-5000}" -duration "${3:-60s}")
+  exit
+fi
+
 runs=${1:-3}
 corpus=${CORPUS_DIR:-$PWD/testdata-cache/corpus-1g}
 work=$(mktemp -d)

@@ -33,6 +33,7 @@ const (
 // benchmark's server launcher) can run it too.
 type TB interface {
 	Helper()
+	Error(args ...any)
 	Fatal(args ...any)
 	Fatalf(format string, args ...any)
 	Skip(args ...any)

@@ -15,40 +15,17 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/auditrail/auditrail/e2e"
 	"github.com/auditrail/auditrail/internal/miniotest"
 	"github.com/auditrail/auditrail/sinks/elasticsearch/estest"
 )
-
-// runner gives miniotest what it needs outside a test.
-type runner struct {
-	dir      string
-	cleanups []func()
-}
-
-func (r *runner) Helper()                   {}
-func (r *runner) Fatal(args ...any)         { r.cleanup(); log.Fatal(args...) }
-func (r *runner) Fatalf(f string, a ...any) { r.cleanup(); log.Fatalf(f, a...) }
-func (r *runner) Skip(args ...any)          { r.Fatal(args...) }
-func (r *runner) TempDir() string {
-	d, err := os.MkdirTemp(r.dir, "minio")
-	if err != nil {
-		r.Fatal(err)
-	}
-	return d
-}
-func (r *runner) Cleanup(f func()) { r.cleanups = append(r.cleanups, f) }
-func (r *runner) cleanup() {
-	for i := len(r.cleanups) - 1; i >= 0; i-- {
-		r.cleanups[i]()
-	}
-}
 
 func main() {
 	envPath := flag.String("env", "", "file to write the servers' addresses to")
 	dir := flag.String("dir", os.TempDir(), "directory for MinIO's data")
 	flag.Parse()
-	r := &runner{dir: *dir}
-	defer r.cleanup()
+	r := &e2e.Runner{Dir: *dir}
+	defer r.Close()
 	m := miniotest.Start(r)
 	m.Bucket("bench", true)
 	es := estest.New()
@@ -61,7 +38,8 @@ func main() {
 	env := fmt.Sprintf("S3_ENDPOINT=%s\nS3_ACCESS_KEY=%s\nS3_SECRET_KEY=%s\nES_URL=%s\nKAFKA_BROKERS=%s\n",
 		m.Endpoint(), miniotest.AccessKey, miniotest.SecretKey, es.URL, strings.Join(k.ListenAddrs(), ","))
 	if err := os.WriteFile(*envPath, []byte(env), 0o600); err != nil {
-		r.Fatal(err)
+		log.Print(err)
+		return
 	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
