@@ -34,10 +34,11 @@ const (
 // handle is an open descriptor shared by the readers of one file. It is
 // closed when no reader holds it and the registry no longer needs it.
 type handle struct {
-	f      *os.File
-	gz     bool
-	refs   int
-	orphan bool
+	f        *os.File
+	gz       bool
+	dev, ino uint64 // of the open file, which may not be the entry's own (a .gz attached while the plain file is held)
+	refs     int
+	orphan   bool
 }
 
 // entry is one source file known to the registry. Guarded by registry.mu.
@@ -272,7 +273,7 @@ func (r *registry) heldFiles() map[[2]uint64]bool {
 	held := make(map[[2]uint64]bool, r.open)
 	for _, e := range r.entries {
 		if e.h != nil && !e.gone {
-			held[[2]uint64{e.dev, e.ino}] = true
+			held[[2]uint64{e.h.dev, e.h.ino}] = true
 		}
 	}
 	return held
@@ -287,14 +288,12 @@ func (c *candidate) readPrefix(held *handle) []byte {
 	}
 	c.prefixRead = true
 	f := c.f
-	if f == nil && held != nil && held.gz == c.gz {
-		if fi, err := held.f.Stat(); err == nil && sameFile(fi, c.dev, c.ino) {
-			f = held.f
-		}
+	if f == nil && held != nil && held.dev == c.dev && held.ino == c.ino {
+		f = held.f
 	}
 	if f == nil {
-		// The registry holds this inode through a descriptor of another
-		// form (the plain file behind a .gz): open the candidate itself.
+		// The descriptor that was held when the directory was listed has
+		// been released since: open the candidate itself.
 		own, err := os.Open(c.path)
 		if err != nil {
 			return nil
@@ -494,7 +493,7 @@ func (r *registry) updateLocked(e *entry, c *candidate) {
 
 // adoptLocked makes c's descriptor e's handle.
 func (r *registry) adoptLocked(e *entry, c *candidate) {
-	e.h = &handle{f: c.take(), gz: c.gz}
+	e.h = &handle{f: c.take(), gz: c.gz, dev: c.dev, ino: c.ino}
 	r.open++
 	r.m.openFiles.Set(float64(r.open))
 }
@@ -626,7 +625,7 @@ func (r *registry) openLocked(e *entry) {
 		f.Close() // replaced since the scan; the next scan sorts it out
 		return
 	}
-	e.h = &handle{f: f, gz: e.compressed}
+	e.h = &handle{f: f, gz: e.compressed, dev: e.dev, ino: e.ino}
 	r.open++
 	r.m.openFiles.Set(float64(r.open))
 }
