@@ -150,33 +150,11 @@ func (s *Scenario) WaitDelivered(timeout time.Duration, want map[string]time.Tim
 	}
 }
 
-// Result is one sink's line of a scenario's table.
-type Result struct {
-	Scenario, Sink            string
-	Written, Delivered, Lost  int
-	Duplicates, Stubs, Others int
-	// Pruned counts events pruned before the agent could read them,
-	// reported by gap records (not counted in Lost).
-	Pruned   int
-	P50, P99 time.Duration
-	LostKeys []string
-}
-
 // Results compares what each sink received with want.
 func (s *Scenario) Results(name string, want map[string]time.Time) []Result {
 	var out []Result
 	for _, sink := range []string{"s3", "es", "kafka"} {
-		tr := s.Sinks[sink]
-		rcv := tr.Received()
-		lost, dups := Compare(want, rcv)
-		lat := tr.Latencies(want)
-		others := 0
-		for _, n := range rcv.Other {
-			others += n
-		}
-		out = append(out, Result{Scenario: name, Sink: sink, Written: len(want), Delivered: len(want) - len(lost),
-			Lost: len(lost), Duplicates: dups, Stubs: tr.Stubs(), Others: others,
-			P50: Percentile(lat, 0.5), P99: Percentile(lat, 0.99), LostKeys: lost})
+		out = append(out, Measure(name, sink, want, s.Sinks[sink]))
 	}
 	return out
 }

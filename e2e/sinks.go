@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log"
 	"os"
@@ -372,11 +371,28 @@ func sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
-// Summary formats per-sink results for the test log.
-func Summary(name string, written map[string]time.Time, tr *Tracker) (string, []string) {
-	lost, dups := Compare(written, tr.Received())
-	lat := tr.Latencies(written)
-	return fmt.Sprintf("%-6s received=%d lost=%d duplicates=%d latency p50=%v p99=%v max=%v", name,
-		len(written)-len(lost), len(lost), dups, Percentile(lat, 0.5).Round(time.Millisecond),
-		Percentile(lat, 0.99).Round(time.Millisecond), Percentile(lat, 1).Round(time.Millisecond)), lost
+// Result is one sink's line of a scenario's table.
+type Result struct {
+	Scenario, Sink            string
+	Written, Delivered, Lost  int
+	Duplicates, Stubs, Others int
+	// Pruned counts events pruned before the agent could read them,
+	// reported by gap records (not counted in Lost).
+	Pruned        int
+	P50, P99, Max time.Duration
+	LostKeys      []string
+}
+
+// Measure compares what tr saw of a sink with want.
+func Measure(scenario, sink string, want map[string]time.Time, tr *Tracker) Result {
+	rcv := tr.Received()
+	lost, dups := Compare(want, rcv)
+	lat := tr.Latencies(want)
+	others := 0
+	for _, n := range rcv.Other {
+		others += n
+	}
+	return Result{Scenario: scenario, Sink: sink, Written: len(want), Delivered: len(want) - len(lost),
+		Lost: len(lost), Duplicates: dups, Stubs: tr.Stubs(), Others: others,
+		P50: Percentile(lat, 0.5), P99: Percentile(lat, 0.99), Max: Percentile(lat, 1), LostKeys: lost}
 }

@@ -93,8 +93,9 @@ func main() {
 		name string
 		tr   *e2e.Tracker
 	}{{"s3", s3t}, {"es", est}, {"kafka", kt}} {
-		line, _ := e2e.Summary(s.name, written, s.tr)
-		fmt.Println(line)
+		r := e2e.Measure("latency", s.name, written, s.tr)
+		fmt.Printf("%-6s received=%d lost=%d duplicates=%d latency p50=%v p99=%v max=%v\n", r.Sink, r.Delivered, r.Lost,
+			r.Duplicates, r.P50.Round(time.Millisecond), r.P99.Round(time.Millisecond), r.Max.Round(time.Millisecond))
 	}
 	fmt.Printf("agent: %.2f CPU s (%.0f%% of a core), peak RSS %d MiB\n", cpu.Seconds(), 100*cpu.Seconds()/(duration.Seconds()+2), rss/1024)
 }
