@@ -37,6 +37,18 @@ func (b *batchBuf) store(line []byte) []byte {
 	return c[start:len(c):len(c)]
 }
 
+// dropLast removes the last record and gives its bytes back to the arena,
+// so lines a sink filters out take no room in its batches.
+func (b *batchBuf) dropLast() {
+	r := b.Records[len(b.Records)-1]
+	b.Records = b.Records[:len(b.Records)-1]
+	b.Bytes -= len(r.Line)
+	c := b.chunks[len(b.chunks)-1]
+	if n := len(r.Line); n > 0 && len(c) >= n && &c[len(c)-n] == &r.Line[0] {
+		b.chunks[len(b.chunks)-1] = c[:len(c)-len(r.Line)]
+	}
+}
+
 // extend makes the batch cover file up to end.
 func (b *batchBuf) extend(file *sinks.FileRef, start, end int64) *sinks.Segment {
 	if n := len(b.Segments); n > 0 && b.Segments[n-1].File == file {

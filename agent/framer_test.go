@@ -168,3 +168,21 @@ func (p plainBytes) read(b []byte, off int64) (int, error) {
 	}
 	return copy(b, p[off:]), nil
 }
+
+// A dropped record gives its bytes back to the arena.
+func TestDropLastFreesArena(t *testing.T) {
+	var b batchBuf
+	file := &sinks.FileRef{ID: "f"}
+	for i, l := range []string{event(0), event(1)} {
+		b.Records = append(b.Records, sinks.Record{Line: b.store([]byte(l)), File: file, Offset: int64(i)})
+		b.Bytes += len(l)
+	}
+	before := len(b.chunks[0])
+	b.dropLast()
+	if len(b.Records) != 1 || b.Bytes != len(event(0)) || len(b.chunks[0]) != before-len(event(1)) {
+		t.Fatalf("after dropLast: %d records, %d bytes, arena %d (was %d)", len(b.Records), b.Bytes, len(b.chunks[0]), before)
+	}
+	if string(b.store([]byte("x"))) != "x" || string(b.Records[0].Line) != event(0) {
+		t.Fatal("the kept record or the arena was damaged")
+	}
+}

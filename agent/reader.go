@@ -355,8 +355,7 @@ func (r *reader) addLine(e *entry, off int64, line []byte) {
 			// Not shipped; the batch's segment still covers the line, so
 			// the cursor moves past it.
 			r.nDrop[i].Inc()
-			r.cur.Bytes -= len(rec.Line)
-			r.cur.Records = r.cur.Records[:len(r.cur.Records)-1]
+			r.cur.dropLast()
 			return
 		}
 	}
