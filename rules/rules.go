@@ -1,0 +1,435 @@
+// Package rules matches Kubernetes audit events against detection rules:
+// a built-in set for the requests an attacker makes (secret reads, RBAC
+// escalation, exec into pods, privileged pods, anonymous access, token
+// minting, impersonation, admission webhook changes, CSR approvals, bursts
+// of 403s) and rules written by users in the configuration.
+//
+// Matching is cheap for the events that match nothing: a rule first looks
+// at the fields the agent already extracted without decoding (verb,
+// resource, user, ...), and only a candidate that passes them is decoded
+// to check groups, the authorization decision or requestObject and
+// responseObject fields. Rules with field conditions on request or
+// response bodies only fire when the audit policy logs those bodies
+// (level Request or RequestResponse); such rules report NeedsBody.
+package rules
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/auditrail/auditrail/internal/auditjson"
+	"github.com/auditrail/auditrail/internal/units"
+)
+
+// Severities, from the most to the least urgent.
+var Severities = []string{"critical", "high", "medium", "low", "info"}
+
+// Spec is a rule as written in the configuration. Every matcher is a list
+// of globs ('*' any run of characters, '?' one character, a backslash
+// escapes the next one, so `\*` is a literal asterisk); an entry
+// starting with '!' excludes. An empty list matches anything; every
+// non-empty list must match.
+type Spec struct {
+	ID          string `yaml:"id"`
+	Severity    string `yaml:"severity"`
+	Description string `yaml:"description"`
+
+	Verbs        []string `yaml:"verbs"`
+	Resources    []string `yaml:"resources"`
+	Subresources []string `yaml:"subresources"`
+	APIGroups    []string `yaml:"apiGroups"`
+	Namespaces   []string `yaml:"namespaces"`
+	Names        []string `yaml:"names"`
+	Users        []string `yaml:"users"`
+	// Groups match the user's groups: an exclusion matching any group
+	// excludes, a plain pattern must match one group.
+	Groups      []string `yaml:"groups"`
+	Stages      []string `yaml:"stages"`
+	RequestURIs []string `yaml:"requestURIs"`
+	// Codes match responseStatus.code as text, e.g. "403" or "5??".
+	Codes []string `yaml:"codes"`
+	// Decision is allow or forbid: kube-apiserver's
+	// authorization.k8s.io/decision annotation, or, where it is missing,
+	// the response code.
+	Decision string `yaml:"decision"`
+	// Fields must all hold; of AnyFields, at least one.
+	Fields    []FieldSpec `yaml:"fields"`
+	AnyFields []FieldSpec `yaml:"anyFields"`
+	// Rate makes the rule fire only when one user's matching events reach
+	// Count within Window.
+	Rate *RateSpec `yaml:"rate"`
+}
+
+// FieldSpec is a condition on a dotted path into the event, such as
+// requestObject.spec.hostNetwork or user.extra. Arrays on the way are
+// searched element by element. With Values, one of the values found must
+// match one of the globs (booleans and numbers compare as their JSON
+// text); with Exists, the path must (or must not) lead to a non-null
+// value.
+type FieldSpec struct {
+	Path   string   `yaml:"path"`
+	Paths  []string `yaml:"paths"`
+	Values []string `yaml:"values"`
+	Exists *bool    `yaml:"exists"`
+}
+
+// RateSpec is a threshold per user.
+type RateSpec struct {
+	Count  int            `yaml:"count"`
+	Window units.Duration `yaml:"window"`
+}
+
+// Rule is a compiled Spec.
+type Rule struct {
+	ID          string
+	Severity    string
+	Description string
+	// NeedsBody is set when the rule looks into requestObject or
+	// responseObject, so it fires only if the audit policy logs them.
+	NeedsBody bool
+	// Rate is set for threshold rules; Set.Match never returns them.
+	Rate *Rate
+
+	verbs, resources, subresources, apiGroups, namespaces, names, users patterns
+	groups, stages, uris, codes                                         patterns
+	decision                                                            string
+	fields, anyFields                                                   []field
+}
+
+// Rate is a compiled RateSpec.
+type Rate struct {
+	Count  int
+	Window time.Duration
+}
+
+type field struct {
+	paths [][]string
+	// needles[i] is the quoted last key of paths[i]: a line without it
+	// cannot have a value there, which saves decoding it.
+	needles [][]byte
+	values patterns
+	exists *bool
+}
+
+// Compile checks s and returns the rule. Errors name the offending key.
+func Compile(s Spec) (*Rule, error) {
+	var errs []error
+	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if s.ID == "" {
+		add("id is required")
+	} else if strings.ContainsAny(s.ID, " ,\"") {
+		add("id %q must not contain spaces, commas or quotes", s.ID)
+	}
+	if !oneOf(s.Severity, Severities...) {
+		add("severity must be one of %s, got %q", strings.Join(Severities, ", "), s.Severity)
+	}
+	r := &Rule{ID: s.ID, Severity: s.Severity, Description: s.Description, decision: s.Decision}
+	for _, m := range []struct {
+		key  string
+		list []string
+		dst  *patterns
+	}{
+		{"verbs", s.Verbs, &r.verbs}, {"resources", s.Resources, &r.resources},
+		{"subresources", s.Subresources, &r.subresources}, {"apiGroups", s.APIGroups, &r.apiGroups},
+		{"namespaces", s.Namespaces, &r.namespaces}, {"names", s.Names, &r.names},
+		{"users", s.Users, &r.users}, {"groups", s.Groups, &r.groups}, {"stages", s.Stages, &r.stages},
+		{"requestURIs", s.RequestURIs, &r.uris}, {"codes", s.Codes, &r.codes},
+	} {
+		ps, err := compilePatterns(m.list)
+		if err != nil {
+			add("%s: %v", m.key, err)
+		}
+		*m.dst = ps
+	}
+	for _, res := range s.Resources {
+		if strings.Contains(res, "/") {
+			add("resources: %q: put the subresource under subresources", res)
+		}
+	}
+	if s.Decision != "" && s.Decision != "allow" && s.Decision != "forbid" {
+		add("decision must be allow or forbid, got %q", s.Decision)
+	}
+	for key, list := range map[string][]FieldSpec{"fields": s.Fields, "anyFields": s.AnyFields} {
+		for i, fs := range list {
+			f, body, err := compileField(fs)
+			if err != nil {
+				add("%s[%d]: %v", key, i, err)
+				continue
+			}
+			r.NeedsBody = r.NeedsBody || body
+			if key == "fields" {
+				r.fields = append(r.fields, f)
+			} else {
+				r.anyFields = append(r.anyFields, f)
+			}
+		}
+	}
+	if s.Rate != nil {
+		if s.Rate.Count < 2 || s.Rate.Window <= 0 {
+			add("rate: count must be at least 2 and window positive")
+		}
+		r.Rate = &Rate{Count: s.Rate.Count, Window: time.Duration(s.Rate.Window)}
+	}
+	if r.matchesEverything() {
+		add("matches every event; give it a matcher")
+	}
+	if err := errors.Join(errs...); err != nil {
+		name := s.ID
+		if name == "" {
+			name = "unnamed"
+		}
+		return nil, fmt.Errorf("rule %s: %w", name, err)
+	}
+	return r, nil
+}
+
+func compileField(fs FieldSpec) (field, bool, error) {
+	var f field
+	paths := fs.Paths
+	if fs.Path != "" {
+		paths = append([]string{fs.Path}, paths...)
+	}
+	if len(paths) == 0 {
+		return f, false, errors.New("path or paths is required")
+	}
+	if (len(fs.Values) == 0) == (fs.Exists == nil) {
+		return f, false, errors.New("give exactly one of values and exists")
+	}
+	body := false
+	for _, p := range paths {
+		parts := strings.Split(p, ".")
+		for _, part := range parts {
+			if part == "" {
+				return f, false, fmt.Errorf("bad path %q", p)
+			}
+		}
+		body = body || parts[0] == "requestObject" || parts[0] == "responseObject"
+		f.paths = append(f.paths, parts)
+		f.needles = append(f.needles, []byte(`"`+parts[len(parts)-1]+`"`))
+	}
+	vs, err := compilePatterns(fs.Values)
+	if err != nil {
+		return f, false, fmt.Errorf("values: %w", err)
+	}
+	f.values, f.exists = vs, fs.Exists
+	return f, body, nil
+}
+
+func (r *Rule) matchesEverything() bool {
+	for _, ps := range []*patterns{&r.verbs, &r.resources, &r.subresources, &r.apiGroups, &r.namespaces,
+		&r.names, &r.users, &r.groups, &r.stages, &r.uris, &r.codes} {
+		if !ps.empty() {
+			return false
+		}
+	}
+	return r.decision == "" && len(r.fields) == 0 && len(r.anyFields) == 0
+}
+
+// Matches reports whether ev, parsed from line, matches the rule's
+// conditions (for a rate rule: one event that counts toward the rate).
+func (r *Rule) Matches(line []byte, ev *auditjson.Event) bool {
+	var d doc
+	d.line = line
+	return r.matches(ev, &d)
+}
+
+func (r *Rule) matches(ev *auditjson.Event, d *doc) bool {
+	if !r.verbs.match(ev.Verb) || !r.resources.match(ev.Resource) || !r.subresources.match(ev.Subresource) ||
+		!r.apiGroups.match(ev.APIGroup) || !r.namespaces.match(ev.Namespace) || !r.names.match(ev.Name) ||
+		!r.users.match(ev.Username) || !r.stages.match(ev.Stage) || !r.uris.match(ev.RequestURI) {
+		return false
+	}
+	if !r.codes.empty() {
+		var buf [20]byte
+		code := buf[:0]
+		if ev.Code != 0 {
+			code = strconv.AppendInt(code, int64(ev.Code), 10)
+		}
+		if !r.codes.match(code) {
+			return false
+		}
+	}
+	if !r.groups.empty() && !r.groups.matchAny(d.strings("user", "groups")) {
+		return false
+	}
+	if r.decision != "" && d.decision(ev) != r.decision {
+		return false
+	}
+	for i := range r.fields {
+		if !r.fields[i].holds(d) {
+			return false
+		}
+	}
+	if len(r.anyFields) == 0 {
+		return true
+	}
+	for i := range r.anyFields {
+		if r.anyFields[i].holds(d) {
+			return true
+		}
+	}
+	return false
+}
+
+func (f *field) holds(d *doc) bool {
+	for i, p := range f.paths {
+		var vals [][]byte
+		if bytes.Contains(d.line, f.needles[i]) {
+			vals = d.leaves(p)
+		}
+		if f.exists != nil {
+			if (len(vals) > 0) == *f.exists {
+				return true
+			}
+			continue
+		}
+		if len(vals) > 0 && f.values.matchAny(vals) {
+			return true
+		}
+	}
+	return false
+}
+
+// doc decodes the event the first time a condition needs more than the
+// extracted fields.
+type doc struct {
+	line    []byte
+	decoded bool
+	m       map[string]any
+}
+
+func (d *doc) root() map[string]any {
+	if !d.decoded {
+		d.decoded = true
+		dec := json.NewDecoder(bytes.NewReader(d.line))
+		dec.UseNumber()
+		var m map[string]any
+		dec.Decode(&m) // an undecodable line has no fields
+		d.m = m
+	}
+	return d.m
+}
+
+// leaves returns the non-null values at path as text, descending into
+// arrays along the way and at the end.
+func (d *doc) leaves(path []string) [][]byte {
+	var out [][]byte
+	var walk func(v any, rest []string)
+	walk = func(v any, rest []string) {
+		switch t := v.(type) {
+		case nil:
+		case []any:
+			for _, e := range t {
+				walk(e, rest)
+			}
+		case map[string]any:
+			if len(rest) == 0 {
+				out = append(out, []byte("{}"))
+				return
+			}
+			walk(t[rest[0]], rest[1:])
+		default:
+			if len(rest) == 0 {
+				out = append(out, []byte(fmt.Sprint(t)))
+			}
+		}
+	}
+	walk(any(d.root()), path)
+	return out
+}
+
+func (d *doc) strings(path ...string) [][]byte { return d.leaves(path) }
+
+// decision is the authorizer's verdict: the annotation kube-apiserver
+// adds once authorization ran, or else what the response code implies.
+func (d *doc) decision(ev *auditjson.Event) string {
+	if v := d.leaves([]string{"annotations", "authorization.k8s.io/decision"}); len(v) == 1 {
+		return string(v[0])
+	}
+	switch {
+	case ev.Code == 403:
+		return "forbid"
+	case ev.Code > 0 && ev.Code < 400:
+		return "allow"
+	}
+	return ""
+}
+
+// Set is a list of rules evaluated together.
+type Set struct {
+	rules []*Rule
+}
+
+// NewSet compiles the built-in rules (unless builtin is false), minus the
+// ids in disable, and the user's specs. Errors name the rule.
+func NewSet(builtin bool, disable []string, specs []Spec) (*Set, error) {
+	var errs []error
+	s := &Set{}
+	ids := map[string]bool{}
+	off := map[string]bool{}
+	for _, id := range disable {
+		off[id] = true
+	}
+	if builtin {
+		for _, b := range Builtin() {
+			ids[b.ID] = true
+			if !off[b.ID] {
+				s.rules = append(s.rules, b)
+			}
+			delete(off, b.ID)
+		}
+	}
+	for id := range off {
+		errs = append(errs, fmt.Errorf("disable: %q is not a built-in rule", id))
+	}
+	for i, sp := range specs {
+		r, err := Compile(sp)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("rules[%d]: %w", i, err))
+			continue
+		}
+		if ids[r.ID] {
+			errs = append(errs, fmt.Errorf("rules[%d]: id %q is already used", i, r.ID))
+			continue
+		}
+		ids[r.ID] = true
+		s.rules = append(s.rules, r)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Rules returns the set's rules in evaluation order.
+func (s *Set) Rules() []*Rule { return s.rules }
+
+// Match appends to dst the rules ev matches. Rate rules are included only
+// if withRate is set: whether they fire depends on the events before.
+func (s *Set) Match(line []byte, ev *auditjson.Event, withRate bool, dst []*Rule) []*Rule {
+	var d doc
+	d.line = line
+	for _, r := range s.rules {
+		if r.Rate != nil && !withRate {
+			continue
+		}
+		if r.matches(ev, &d) {
+			dst = append(dst, r)
+		}
+	}
+	return dst
+}
+
+func oneOf(s string, opts ...string) bool {
+	for _, o := range opts {
+		if s == o {
+			return true
+		}
+	}
+	return false
+}

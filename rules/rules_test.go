@@ -1,0 +1,180 @@
+package rules
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/auditrail/auditrail/internal/auditjson"
+	"github.com/auditrail/auditrail/internal/units"
+)
+
+func TestGlob(t *testing.T) {
+	for _, c := range []struct {
+		pattern, s string
+		want       bool
+	}{
+		{"get", "get", true}, {"get", "gets", false}, {"", "", true}, {"", "x", false},
+		{"*", "", true}, {"*", "a/b", true}, {"system:*", "system:node:a", true}, {"system:*", "alice", false},
+		{"system:node:?", "system:node:a", true}, {"system:node:?", "system:node:ab", false},
+		{"*-controller", "system:serviceaccount:kube-system:job-controller", true},
+		{"a*b*c", "aXbYbZc", true}, {"a*b*c", "aXbYbZ", false},
+		{`\*`, "*", true}, {`\*`, "get", false}, {`pods/\?`, "pods/?", true}, {`pods/\?`, "pods/x", false},
+	} {
+		if got := newGlob(c.pattern).match([]byte(c.s)); got != c.want {
+			t.Errorf("%q matching %q = %v, want %v", c.pattern, c.s, got, c.want)
+		}
+	}
+}
+
+func TestPatternsExclusions(t *testing.T) {
+	ps, err := compilePatterns([]string{"system:*", "!system:node:*"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for s, want := range map[string]bool{"system:anonymous": true, "system:node:m1": false, "alice": false} {
+		if got := ps.match([]byte(s)); got != want {
+			t.Errorf("%s: %v, want %v", s, got, want)
+		}
+	}
+	only, _ := compilePatterns([]string{"!system:masters"})
+	if only.matchAny([][]byte{[]byte("devs"), []byte("system:masters")}) {
+		t.Error("an excluded group among others still matched")
+	}
+	if !only.matchAny([][]byte{[]byte("devs")}) || !only.matchAny(nil) {
+		t.Error("exclusion-only patterns must match what they do not exclude")
+	}
+}
+
+const event = `{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Request","auditID":"a1","stage":"ResponseComplete",` +
+	`"requestURI":"/api/v1/namespaces/prod/configmaps","verb":"create","user":{"username":"alice","groups":["devs","system:authenticated"]},` +
+	`"objectRef":{"resource":"configmaps","namespace":"prod","name":"cfg","apiVersion":"v1"},"responseStatus":{"metadata":{},"code":201},` +
+	`"requestObject":{"kind":"ConfigMap","metadata":{"labels":{"tier":"db"}},"data":{"mode":"debug","n":3,"on":true}},` +
+	`"stageTimestamp":"2026-11-21T10:00:00.000000Z","annotations":{"authorization.k8s.io/decision":"allow"}}`
+
+func match(t *testing.T, s Spec, line string) bool {
+	t.Helper()
+	if s.ID == "" {
+		s.ID = "r"
+	}
+	if s.Severity == "" {
+		s.Severity = "high"
+	}
+	r, err := Compile(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev auditjson.Event
+	if err := auditjson.Parse([]byte(line), &ev); err != nil {
+		t.Fatal(err)
+	}
+	return r.Matches([]byte(line), &ev)
+}
+
+func TestMatchers(t *testing.T) {
+	yes, no := true, false
+	for name, c := range map[string]struct {
+		spec Spec
+		want bool
+	}{
+		"verb":              {Spec{Verbs: []string{"create"}}, true},
+		"verb miss":         {Spec{Verbs: []string{"delete"}}, false},
+		"all lists":         {Spec{Verbs: []string{"create"}, Resources: []string{"configmaps"}, Namespaces: []string{"prod"}, Names: []string{"c*"}, Users: []string{"alice"}, Stages: []string{"ResponseComplete"}, APIGroups: []string{""}, Subresources: []string{""}}, true},
+		"one list misses":   {Spec{Verbs: []string{"create"}, Namespaces: []string{"dev"}}, false},
+		"group":             {Spec{Groups: []string{"devs"}}, true},
+		"group excluded":    {Spec{Verbs: []string{"create"}, Groups: []string{"!devs"}}, false},
+		"code":              {Spec{Codes: []string{"2??"}}, true},
+		"code miss":         {Spec{Codes: []string{"403"}}, false},
+		"decision":          {Spec{Decision: "allow"}, true},
+		"decision miss":     {Spec{Decision: "forbid"}, false},
+		"uri":               {Spec{RequestURIs: []string{"/api/v1/namespaces/*"}}, true},
+		"field value":       {Spec{Fields: []FieldSpec{{Path: "requestObject.data.mode", Values: []string{"debug"}}}}, true},
+		"field number":      {Spec{Fields: []FieldSpec{{Path: "requestObject.data.n", Values: []string{"3"}}}}, true},
+		"field bool":        {Spec{Fields: []FieldSpec{{Path: "requestObject.data.on", Values: []string{"true"}}}}, true},
+		"field array":       {Spec{Fields: []FieldSpec{{Path: "user.groups", Values: []string{"system:*"}}}}, true},
+		"field miss":        {Spec{Fields: []FieldSpec{{Path: "requestObject.data.mode", Values: []string{"prod"}}}}, false},
+		"field exists":      {Spec{Fields: []FieldSpec{{Path: "requestObject.metadata.labels", Exists: &yes}}}, true},
+		"field absent":      {Spec{Fields: []FieldSpec{{Path: "impersonatedUser", Exists: &no}}}, true},
+		"field not absent":  {Spec{Fields: []FieldSpec{{Path: "requestObject.data", Exists: &no}}}, false},
+		"all fields":        {Spec{Fields: []FieldSpec{{Path: "requestObject.data.mode", Values: []string{"debug"}}, {Path: "requestObject.data.n", Values: []string{"4"}}}}, false},
+		"any field":         {Spec{AnyFields: []FieldSpec{{Path: "requestObject.data.mode", Values: []string{"x"}}, {Path: "requestObject.data.n", Values: []string{"3"}}}}, true},
+		"any field of none": {Spec{AnyFields: []FieldSpec{{Path: "requestObject.data.mode", Values: []string{"x"}}, {Paths: []string{"a.b", "c"}, Exists: &yes}}}, false},
+	} {
+		if got := match(t, c.spec, event); got != c.want {
+			t.Errorf("%s: matched %v, want %v", name, got, c.want)
+		}
+	}
+}
+
+func TestDecisionFromCode(t *testing.T) {
+	noAnnotations := strings.Replace(event, `,"annotations":{"authorization.k8s.io/decision":"allow"}`, "", 1)
+	if !match(t, Spec{Decision: "allow"}, noAnnotations) {
+		t.Error("a 201 without annotation is not allowed")
+	}
+	denied := strings.Replace(noAnnotations, `"code":201`, `"code":403`, 1)
+	if !match(t, Spec{Decision: "forbid"}, denied) || match(t, Spec{Decision: "allow"}, denied) {
+		t.Error("a 403 without annotation is not forbidden")
+	}
+}
+
+func TestCompileErrorsNameTheRule(t *testing.T) {
+	for _, c := range []struct {
+		spec Spec
+		want string
+	}{
+		{Spec{ID: "x", Severity: "urgent", Verbs: []string{"get"}}, "rule x: severity must be one of"},
+		{Spec{Severity: "high", Verbs: []string{"get"}}, "rule unnamed: id is required"},
+		{Spec{ID: "x", Severity: "high"}, "rule x: matches every event"},
+		{Spec{ID: "x", Severity: "high", Resources: []string{"pods/exec"}}, "subresources"},
+		{Spec{ID: "x", Severity: "high", Users: []string{"!"}}, "users: bad pattern"},
+		{Spec{ID: "x", Severity: "high", Decision: "maybe"}, "decision must be allow or forbid"},
+		{Spec{ID: "x", Severity: "high", Fields: []FieldSpec{{Path: "a..b", Values: []string{"1"}}}}, "fields[0]: bad path"},
+		{Spec{ID: "x", Severity: "high", Fields: []FieldSpec{{Path: "a"}}}, "fields[0]: give exactly one of values and exists"},
+		{Spec{ID: "x", Severity: "high", Verbs: []string{"get"}, Rate: &RateSpec{Count: 1, Window: units.Duration(time.Second)}}, "rate: count"},
+	} {
+		_, err := Compile(c.spec)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Compile(%+v) = %v, want an error with %q", c.spec, err, c.want)
+		}
+	}
+	_, err := NewSet(true, []string{"no-such-rule"}, []Spec{{ID: "secret-read", Severity: "low", Verbs: []string{"get"}}})
+	if err == nil || !strings.Contains(err.Error(), `"no-such-rule" is not a built-in rule`) ||
+		!strings.Contains(err.Error(), `rules[0]: id "secret-read" is already used`) {
+		t.Errorf("NewSet errors = %v", err)
+	}
+}
+
+func TestSetDisableAndUserRules(t *testing.T) {
+	set, err := NewSet(true, []string{"secret-read"}, []Spec{{ID: "cm-debug", Severity: "low", Resources: []string{"configmaps"},
+		Fields: []FieldSpec{{Path: "requestObject.data.mode", Values: []string{"debug"}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, r := range set.Rules() {
+		ids = append(ids, r.ID)
+	}
+	if slices.Contains(ids, "secret-read") || !slices.Contains(ids, "cm-debug") || !slices.Contains(ids, "forbidden-burst") {
+		t.Errorf("rules = %v", ids)
+	}
+	var ev auditjson.Event
+	auditjson.Parse([]byte(event), &ev)
+	got := set.Match([]byte(event), &ev, false, nil)
+	if len(got) != 1 || got[0].ID != "cm-debug" || !got[0].NeedsBody {
+		t.Errorf("matched %v", got)
+	}
+}
+
+func BenchmarkSetNoMatch(b *testing.B) {
+	set, _ := NewSet(true, nil, nil)
+	line := []byte(event)
+	var ev auditjson.Event
+	auditjson.Parse(line, &ev)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(line)))
+	var dst []*Rule
+	for b.Loop() {
+		dst = set.Match(line, &ev, false, dst[:0])
+	}
+}
