@@ -112,7 +112,7 @@ func BuiltinSpecs() []Spec {
 		ID: "forbidden-burst", Severity: "medium",
 		Description: "Burst of forbidden (403) requests from one user: someone probing their permissions",
 		Stages:      []string{"ResponseComplete"}, Codes: []string{"403"},
-		Rate:        &RateSpec{Count: 10, Window: units.Duration(time.Minute)},
+		Rate: &RateSpec{Count: 10, Window: units.Duration(time.Minute)},
 	}}
 }
 

@@ -112,8 +112,8 @@ type field struct {
 	// needles[i] is the quoted last key of paths[i]: a line without it
 	// cannot have a value there, which saves decoding it.
 	needles [][]byte
-	values patterns
-	exists *bool
+	values  patterns
+	exists  *bool
 }
 
 // Compile checks s and returns the rule. Errors name the offending key.
