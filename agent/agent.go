@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/auditrail/auditrail/checkpoint"
+	"github.com/auditrail/auditrail/rules"
 	"github.com/auditrail/auditrail/sinks"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -74,6 +75,9 @@ type SinkOptions struct {
 	// of replacing their values with SHA-256 digests (see
 	// internal/redact).
 	KeepSecrets bool
+	// TagRules, when set, adds to each event record the ids of the
+	// detection rules it matches (sinks.Record.Rules).
+	TagRules *rules.Set
 }
 
 // Agent follows the audit log and ships it to every sink at its own pace.
@@ -188,6 +192,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		rd := newReader(so.Sink.Name(), reg, a.m, readerOptions{
 			log: a.log, now: a.opts.Now, maxLine: a.opts.MaxLineBytes, batch: so.Batch,
 			poll: a.opts.PollInterval, out: out, free: free, redact: !so.KeepSecrets, drop: so.Drop,
+			tag: so.TagRules,
 		})
 		wr := newWriter(so, reg, a.m, a.log, a.opts.Now, filepath.Join(a.opts.StateDir, "dead-letter"), out, free)
 		readers.Go(func() { rd.run(readCtx, drainCtx) })

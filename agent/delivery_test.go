@@ -4,11 +4,13 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/auditrail/auditrail/checkpoint"
+	"github.com/auditrail/auditrail/rules"
 	"github.com/auditrail/auditrail/sinks"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -248,4 +250,32 @@ func TestDropRules(t *testing.T) {
 	eventually(t, "the filtered sink's cursor at the end", func() bool {
 		return e.agent.reg.caughtUp()
 	})
+}
+
+// A sink with TagRules gets the ids of the rules each event matched; one
+// without gets none.
+func TestTagRules(t *testing.T) {
+	e := newEnv(t)
+	read := `{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"5f6a7b8c-0000-4000-8000-000000000006","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/prod/secrets/db","verb":"get","user":{"username":"alice@example.com","groups":["system:authenticated"]},"impersonatedUser":{"username":"bob"},"objectRef":{"resource":"secrets","namespace":"prod","name":"db","apiVersion":"v1"},"responseStatus":{"metadata":{},"code":200},"requestReceivedTimestamp":"2026-11-21T10:00:00.000000Z","stageTimestamp":"2026-11-21T10:00:00.001000Z","annotations":{"authorization.k8s.io/decision":"allow"}}`
+	appendLines(t, e.live, event(0), read, "not json")
+	set, err := rules.NewSet(true, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tagged, plain := &recSink{name: "es"}, &recSink{name: "s3"}
+	to := sinkOpts(tagged)
+	to.TagRules = set
+	e.startWith(e.options(), []SinkOptions{to, sinkOpts(plain)})
+	eventually(t, "3 lines in both sinks", func() bool { return len(tagged.records()) == 3 && len(plain.records()) == 3 })
+	var gotTags, plainTags []string
+	for i := range 3 {
+		gotTags = append(gotTags, tagged.records()[i].Rules)
+		plainTags = append(plainTags, plain.records()[i].Rules)
+	}
+	if want := []string{"", "secret-read,impersonation", ""}; !slices.Equal(gotTags, want) {
+		t.Errorf("tagged sink rules %q, want %q", gotTags, want)
+	}
+	if want := []string{"", "", ""}; !slices.Equal(plainTags, want) {
+		t.Errorf("untagged sink rules %q", plainTags)
+	}
 }

@@ -22,6 +22,7 @@ type got struct {
 	Kind   sinks.Kind
 	FileID string
 	Offset int64
+	Rules  string
 }
 
 // recSink records every accepted batch. fail, when set, decides per call
@@ -58,7 +59,8 @@ func (s *recSink) Write(ctx context.Context, b *sinks.Batch) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, r := range b.Records {
-		s.recs = append(s.recs, got{Line: string(r.Line), Kind: r.Kind, FileID: r.File.ID, Offset: r.Offset})
+		s.recs = append(s.recs, got{Line: string(r.Line), Kind: r.Kind, FileID: r.File.ID, Offset: r.Offset,
+			Rules: strings.Join(r.Rules, ",")})
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/auditrail/auditrail/internal/auditjson"
 	"github.com/auditrail/auditrail/internal/redact"
+	"github.com/auditrail/auditrail/rules"
 	"github.com/auditrail/auditrail/sinks"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -43,6 +44,10 @@ type reader struct {
 	redact bool
 	drop   []DropRule
 	nDrop  []prometheus.Counter
+	// tag, when set, matches events against detection rules and records
+	// the ids of those they match.
+	tag     *rules.Set
+	matched []*rules.Rule
 
 	nEvent, nUnparsed, nOversized, nGap, nEmpty prometheus.Counter
 	malformed                                   *prometheus.CounterVec
@@ -67,6 +72,7 @@ func newReader(sink string, reg *registry, m *metrics, o readerOptions) *reader 
 		redact:     o.redact,
 		drop:       o.drop,
 		nDrop:      dropCounters(m, sink, o.drop),
+		tag:        o.tag,
 	}
 }
 
@@ -88,6 +94,7 @@ type readerOptions struct {
 	free    <-chan *batchBuf
 	redact  bool
 	drop    []DropRule
+	tag     *rules.Set
 }
 
 // run reads until ctx is done, then hands the partial batch to the writer
@@ -359,6 +366,9 @@ func (r *reader) addLine(e *entry, off int64, line []byte) {
 			return
 		}
 	}
+	if r.tag != nil {
+		r.tagRules(rec)
+	}
 	if r.redact && redact.Candidate(rec.Line, rec.Event.Level) {
 		r.redactSecrets(rec)
 	}
@@ -367,6 +377,19 @@ func (r *reader) addLine(e *entry, off int64, line []byte) {
 			r.cur.extend(e.ref, off, off) // open the segment so the time lands on it
 		}
 		r.cur.lastTS = rec.Event.StageTimestamp
+	}
+}
+
+// tagRules records the ids of the rules rec matches; rate rules are left
+// to the alert destinations, which see the events before.
+func (r *reader) tagRules(rec *sinks.Record) {
+	r.matched = r.tag.Match(rec.Line, &rec.Event, false, r.matched[:0])
+	if len(r.matched) == 0 {
+		return
+	}
+	rec.Rules = make([]string, len(r.matched))
+	for i, m := range r.matched {
+		rec.Rules[i] = m.ID
 	}
 }
 

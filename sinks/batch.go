@@ -62,6 +62,10 @@ type Record struct {
 	// File is the source file; Offset is where the line starts in it.
 	File   *FileRef
 	Offset int64
+	// Rules are the ids of the detection rules the event matched, for
+	// sinks that tag records with them (Elasticsearch, Kafka); nil when
+	// none matched or the sink does not tag.
+	Rules []string
 }
 
 // Segment is a contiguous byte range of one source file covered by a batch.

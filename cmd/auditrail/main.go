@@ -20,7 +20,9 @@ import (
 
 	"github.com/auditrail/auditrail/agent"
 	"github.com/auditrail/auditrail/internal/config"
+	"github.com/auditrail/auditrail/rules"
 	"github.com/auditrail/auditrail/sinks"
+	"github.com/auditrail/auditrail/sinks/alert"
 	"github.com/auditrail/auditrail/sinks/discard"
 	"github.com/auditrail/auditrail/sinks/elasticsearch"
 	"github.com/auditrail/auditrail/sinks/file"
@@ -216,6 +218,10 @@ func agentOptions(c *config.Config, once bool, log *slog.Logger, reg prometheus.
 
 func buildSinks(ctx context.Context, c *config.Config, log *slog.Logger, reg prometheus.Registerer) ([]agent.SinkOptions, error) {
 	var out []agent.SinkOptions
+	set, err := c.Alerts.RuleSet()
+	if err != nil {
+		return nil, err
+	}
 	for _, sc := range c.Sinks {
 		var (
 			s   sinks.Sink
@@ -243,8 +249,12 @@ func buildSinks(ctx context.Context, c *config.Config, log *slog.Logger, reg pro
 			closeSinks(out)
 			return nil, err
 		}
+		var tag *rules.Set
+		if *c.Alerts.TagRecords && (sc.Type == "elasticsearch" || sc.Type == "kafka") {
+			tag = set
+		}
 		out = append(out, agent.SinkOptions{
-			Sink: s,
+			Sink: s, TagRules: tag,
 			Batch: agent.BatchOptions{MaxEvents: sc.Batch.MaxEvents, MaxBytes: int(sc.Batch.MaxBytes),
 				FlushInterval: time.Duration(sc.Batch.FlushInterval)},
 			Retry: agent.RetryOptions{InitialInterval: time.Duration(sc.Retry.InitialInterval),
@@ -252,6 +262,21 @@ func buildSinks(ctx context.Context, c *config.Config, log *slog.Logger, reg pro
 			MaxInFlight: sc.MaxInFlight,
 			KeepSecrets: !*sc.RedactSecrets,
 			Drop:        dropRules(sc.Drop),
+		})
+	}
+	for _, d := range c.Alerts.Destinations {
+		s, err := alert.New(ctx, &c.Alerts, set, d, version, log, reg)
+		if err != nil {
+			closeSinks(out)
+			return nil, err
+		}
+		out = append(out, agent.SinkOptions{
+			Sink:  s,
+			Batch: agent.BatchOptions{MaxEvents: 5000, MaxBytes: 4 << 20, FlushInterval: time.Duration(c.Alerts.FlushInterval)},
+			Retry: agent.RetryOptions{InitialInterval: 100 * time.Millisecond, MaxInterval: 10 * time.Second},
+			// One batch at a time: its alerts must be delivered before
+			// the next batch is evaluated.
+			MaxInFlight: 1,
 		})
 	}
 	return out, nil

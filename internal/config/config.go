@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/auditrail/auditrail/internal/units"
+	"github.com/auditrail/auditrail/sinks/alert"
 	"github.com/auditrail/auditrail/sinks/elasticsearch"
 	"github.com/auditrail/auditrail/sinks/file"
 	"github.com/auditrail/auditrail/sinks/kafka"
@@ -51,6 +52,8 @@ type Config struct {
 	Log     LogConfig  `yaml:"log"`
 	HTTP    HTTPConfig `yaml:"http"`
 	Sinks   []Sink     `yaml:"sinks"`
+	// Alerts configures detection rules and where their alerts go.
+	Alerts alert.Config `yaml:"alerts"`
 }
 
 // LogConfig configures the agent's own logs.
@@ -249,6 +252,7 @@ func (c *Config) applyDefaults() {
 	setDefault(&c.StartAt, "beginning")
 	setDefault(&c.Log.Level, "info")
 	setDefault(&c.Log.Format, "json")
+	c.Alerts.ApplyDefaults()
 	for i := range c.Sinks {
 		s := &c.Sinks[i]
 		setDefault(&s.Name, s.Type)
@@ -323,6 +327,12 @@ func (c *Config) Validate() error {
 	names := map[string]bool{}
 	for i := range c.Sinks {
 		errs = append(errs, c.Sinks[i].validate(fmt.Sprintf("sinks[%d]", i), names))
+	}
+	errs = append(errs, c.Alerts.Validate("alerts"))
+	for i, d := range c.Alerts.Destinations {
+		if names[alert.SinkName(d.Name)] {
+			add("alerts.destinations[%d].name %q: its cursor name %q is a sink's name", i, d.Name, alert.SinkName(d.Name))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -49,11 +49,13 @@ type Sink struct {
 
 	templated bool
 	// meta is the "auditrail" field added to every document, encoded once.
-	meta   []byte
-	source *source
-	body   bytes.Buffer
-	items  []item
-	retry  []item
+	meta []byte
+	// ruleMeta is meta with the rules of the record being encoded.
+	ruleMeta []byte
+	source   *source
+	body     bytes.Buffer
+	items    []item
+	retry    []item
 
 	indexed, conflicts, itemRetries, deadLettered prometheus.Counter
 }
@@ -259,9 +261,27 @@ func (s *Sink) appendItem(buf *bytes.Buffer, it item) {
 		if len(ts) == 0 {
 			ts = []byte(s.now().UTC().Format(time.RFC3339Nano))
 		}
-		appendWithTimestamp(buf, r.Line, ts, s.meta)
+		meta := s.meta
+		if len(r.Rules) > 0 {
+			s.ruleMeta = appendRules(append(s.ruleMeta[:0], s.meta...), r.Rules)
+			meta = s.ruleMeta
+		}
+		appendWithTimestamp(buf, r.Line, ts, meta)
 	}
 	buf.WriteByte('\n')
+}
+
+// appendRules adds a "rules" array to meta, which ends with the
+// auditrail object's closing brace.
+func appendRules(meta []byte, ids []string) []byte {
+	meta = meta[:len(meta)-1]
+	if meta[len(meta)-1] != '{' {
+		meta = append(meta, ',')
+	}
+	meta = append(meta, `"rules":`...)
+	b, _ := json.Marshal(ids)
+	meta = append(meta, b...)
+	return append(meta, '}')
 }
 
 // appendWithTimestamp writes the JSON object line with an @timestamp
@@ -414,7 +434,7 @@ var auditMapping = map[string]any{
 		"stageTimestamp":           map[string]any{"type": "date"},
 		"annotations":              map[string]any{"type": "flattened"},
 		"message":                  map[string]any{"type": "text"},
-		"auditrail":                map[string]any{"properties": keywords("cluster", "node", "agentVersion")},
+		"auditrail":                map[string]any{"properties": keywords("cluster", "node", "agentVersion", "rules")},
 		"reason":                   map[string]any{"type": "keyword"},
 	},
 }

@@ -160,6 +160,11 @@ func TestIndexesEveryRecordOnce(t *testing.T) {
 	index := tg.index("stream")
 	s := newSink(t, tg.config(index))
 	b := testBatch()
+	for i := 0; i < len(b.Records); i += 3 {
+		if b.Records[i].Kind == sinks.KindEvent {
+			b.Records[i].Rules = []string{"secret-read", "impersonation"}
+		}
+	}
 	if err := s.Write(context.Background(), b); err != nil {
 		t.Fatal(err)
 	}
@@ -175,6 +180,10 @@ func TestIndexesEveryRecordOnce(t *testing.T) {
 		}
 		if src, _ := d["auditrail"].(map[string]any); src["cluster"] != "prod-eu" || src["node"] != "master-1" || src["agentVersion"] != "v9.9.9" {
 			t.Errorf("record %d: auditrail field %v", i, d["auditrail"])
+		}
+		src, _ := d["auditrail"].(map[string]any)
+		if got := fmt.Sprint(src["rules"]); (r.Rules == nil && src["rules"] != nil) || (r.Rules != nil && got != "[secret-read impersonation]") {
+			t.Errorf("record %d: rules %v, want %v", i, src["rules"], r.Rules)
 		}
 		switch r.Kind {
 		case sinks.KindEvent:

@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -255,6 +256,9 @@ func (s *Sink) message(r *sinks.Record) kafka.Message {
 	add("cluster", []byte(s.cfg.Cluster))
 	add("node", []byte(s.cfg.Node))
 	add("agent-version", []byte(s.cfg.AgentVersion))
+	if len(r.Rules) > 0 {
+		add("auditrail-rules", []byte(strings.Join(r.Rules, ",")))
+	}
 	if len(r.Line)+len(m.Key)+512 > int(s.cfg.MaxMessageBytes) {
 		m.Value = s.stub(r)
 		add("auditrail-stub", []byte("oversized"))

@@ -91,6 +91,11 @@ func TestProducesEveryRecordWithKeyAndHeaders(t *testing.T) {
 	}
 	ls = append(ls, "not an event \xff")
 	b := sinktest.Batch(sinktest.File(1), 0, ls...)
+	for i := 0; i < len(b.Records); i += 4 {
+		if b.Records[i].Kind == sinks.KindEvent {
+			b.Records[i].Rules = []string{"secret-read", "pod-exec"}
+		}
+	}
 	if err := s.Write(context.Background(), b); err != nil {
 		t.Fatal(err)
 	}
@@ -126,6 +131,9 @@ func TestProducesEveryRecordWithKeyAndHeaders(t *testing.T) {
 		}
 		if header(m, "cluster") != "prod" || header(m, "node") != "master-1" || header(m, "agent-version") != "v9.9.9" {
 			t.Errorf("record %d: headers %v", i, m.Headers)
+		}
+		if want := strings.Join(rec.Rules, ","); header(m, "auditrail-rules") != want {
+			t.Errorf("record %d: auditrail-rules header %q, want %q", i, header(m, "auditrail-rules"), want)
 		}
 	}
 	for i := 0; i < 20; i++ {
