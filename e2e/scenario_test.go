@@ -252,20 +252,32 @@ func (s *Scenario) Metric(name string, match ...string) float64 {
 // OnDisk returns the keys of the events in the audit directory's files
 // now, plain or gzip'd.
 func (s *Scenario) OnDisk() map[string]bool {
-	s.T.Helper()
 	keys := map[string]bool{}
+	s.EachLine(func(line []byte) {
+		var ev event
+		if json.Unmarshal(line, &ev) == nil && ev.Kind == "Event" {
+			keys[Key(ev.AuditID, ev.Stage)] = true
+		}
+	})
+	return keys
+}
+
+// EachLine calls f with every line of the audit directory's files now,
+// plain or gzip'd, oldest file first.
+func (s *Scenario) EachLine(f func(line []byte)) {
+	s.T.Helper()
 	files, _ := filepath.Glob(filepath.Join(s.Dir, "audit*"))
 	sort.Strings(files)
 	for _, p := range files {
-		f, err := os.Open(p)
+		fh, err := os.Open(p)
 		if err != nil {
 			continue
 		}
-		var r io.Reader = f
+		var r io.Reader = fh
 		if strings.HasSuffix(p, ".gz") {
-			zr, err := gzip.NewReader(f)
+			zr, err := gzip.NewReader(fh)
 			if err != nil {
-				f.Close()
+				fh.Close()
 				continue
 			}
 			r = zr
@@ -273,14 +285,10 @@ func (s *Scenario) OnDisk() map[string]bool {
 		sc := bufio.NewScanner(r)
 		sc.Buffer(make([]byte, 1<<20), 64<<20)
 		for sc.Scan() {
-			var ev event
-			if json.Unmarshal(sc.Bytes(), &ev) == nil && ev.Kind == "Event" {
-				keys[Key(ev.AuditID, ev.Stage)] = true
-			}
+			f(sc.Bytes())
 		}
-		f.Close()
+		fh.Close()
 	}
-	return keys
 }
 
 func globCount(dir, pattern string) (int, error) {

@@ -160,3 +160,35 @@ func errorsUnwrapAll(err error) error {
 		err = u.Unwrap()
 	}
 }
+
+func TestAlertsSection(t *testing.T) {
+	base := "auditLogPath: /var/log/audit.log\nsinks: [{type: discard, name: alert-soc}]\n"
+	c, err := Parse([]byte("auditLogPath: /var/log/audit.log\nsinks: [{type: discard}]\n" + `
+alerts:
+  disable: [admission-webhook-change]
+  rules:
+    - {id: kube-system-cm, severity: low, resources: [configmaps], namespaces: [kube-system]}
+  destinations:
+    - {type: webhook, url: "https://soar.example/hook", secret: "${NOPE:-x}"}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := c.Alerts.Destinations[0]; d.Name != "webhook" || d.Secret != "x" || *c.Alerts.TagRecords != true ||
+		c.Alerts.RateLimit.Burst != 10 || c.Alerts.FlushInterval != units.Duration(200*time.Millisecond) {
+		t.Errorf("alerts = %+v", c.Alerts)
+	}
+	for yaml, want := range map[string]string{
+		"alerts: {rules: [{id: x, severity: low, verb: [get]}]}":                   "field verb not found",
+		"alerts: {rules: [{id: x, severity: loud, verbs: [get]}]}":                 "alerts.rules[0]: rule x: severity must be one of",
+		"alerts: {rules: [{id: x, severity: low, fields: [{path: a}]}]}":           "rule x: fields[0]: give exactly one of values and exists",
+		"alerts: {destinations: [{name: soc, type: webhook, url: 'https://x/'}]}":  `its cursor name "alert-soc" is a sink's name`,
+		"alerts: {flushInterval: 5s}":                                              "alerts.flushInterval must be positive and at most 1s",
+		"alerts: {destinations: [{name: k, type: kafka, kafka: {topic: alerts}}]}": "alerts.destinations[0].kafka.brokers",
+	} {
+		_, err := Parse([]byte(base + yaml))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: error %v, want %q", yaml, err, want)
+		}
+	}
+}
