@@ -20,7 +20,9 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/auditrail/auditrail/internal/auditjson"
 	"github.com/auditrail/auditrail/internal/units"
@@ -210,7 +212,7 @@ func compileField(fs FieldSpec) (field, bool, error) {
 		}
 		body = body || parts[0] == "requestObject" || parts[0] == "responseObject"
 		f.paths = append(f.paths, parts)
-		f.needles = append(f.needles, []byte(`"`+parts[len(parts)-1]+`"`))
+		f.needles = append(f.needles, intern(`"`+parts[len(parts)-1]+`"`))
 	}
 	vs, err := compilePatterns(fs.Values)
 	if err != nil {
@@ -233,8 +235,7 @@ func (r *Rule) matchesEverything() bool {
 // Matches reports whether ev, parsed from line, matches the rule's
 // conditions (for a rate rule: one event that counts toward the rate).
 func (r *Rule) Matches(line []byte, ev *auditjson.Event) bool {
-	var d doc
-	d.line = line
+	d := doc{line: line, ev: ev}
 	return r.matches(ev, &d)
 }
 
@@ -254,10 +255,10 @@ func (r *Rule) matches(ev *auditjson.Event, d *doc) bool {
 			return false
 		}
 	}
-	if !r.groups.empty() && !r.groups.matchAny(d.strings("user", "groups")) {
+	if !r.groups.empty() && !r.groups.matchAny(d.leaves(groupsPath, groupsNeedle)) {
 		return false
 	}
-	if r.decision != "" && d.decision(ev) != r.decision {
+	if r.decision != "" && decision(ev) != r.decision {
 		return false
 	}
 	for i := range r.fields {
@@ -278,10 +279,7 @@ func (r *Rule) matches(ev *auditjson.Event, d *doc) bool {
 
 func (f *field) holds(d *doc) bool {
 	for i, p := range f.paths {
-		var vals [][]byte
-		if bytes.Contains(d.line, f.needles[i]) {
-			vals = d.leaves(p)
-		}
+		vals := d.leaves(p, f.needles[i])
 		if f.exists != nil {
 			if (len(vals) > 0) == *f.exists {
 				return true
@@ -295,29 +293,63 @@ func (f *field) holds(d *doc) bool {
 	return false
 }
 
-// doc decodes the event the first time a condition needs more than the
-// extracted fields.
+// doc decodes what a condition needs beyond the extracted fields, once:
+// the request or response body alone for paths into them, else the whole
+// event.
 type doc struct {
-	line    []byte
-	decoded bool
-	m       map[string]any
+	line []byte
+	ev   *auditjson.Event
+	// found caches needle searches: many paths end in the same key.
+	found  [8]search
+	nfound int
+	// parts are the decoded whole event, requestObject, responseObject
+	// and impersonatedUser.
+	parts   [4]any
+	decoded [4]bool
 }
 
-func (d *doc) root() map[string]any {
-	if !d.decoded {
-		d.decoded = true
-		dec := json.NewDecoder(bytes.NewReader(d.line))
-		dec.UseNumber()
-		var m map[string]any
-		dec.Decode(&m) // an undecodable line has no fields
-		d.m = m
+const (
+	whole = iota
+	request
+	response
+	impersonated
+)
+
+// scope returns which part path starts in, the raw bytes of that part and
+// the path inside it.
+func (d *doc) scope(path []string) (int, []byte, []string) {
+	switch path[0] {
+	case "requestObject":
+		return request, d.ev.RequestObject, path[1:]
+	case "responseObject":
+		return response, d.ev.ResponseObject, path[1:]
+	case "impersonatedUser":
+		return impersonated, d.ev.ImpersonatedUser, path[1:]
 	}
-	return d.m
+	return whole, d.line, path
+}
+
+func (d *doc) part(i int, raw []byte) any {
+	if !d.decoded[i] {
+		d.decoded[i] = true
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.UseNumber()
+		var v any
+		dec.Decode(&v) // what does not decode has no fields
+		d.parts[i] = v
+	}
+	return d.parts[i]
 }
 
 // leaves returns the non-null values at path as text, descending into
-// arrays along the way and at the end.
-func (d *doc) leaves(path []string) [][]byte {
+// arrays along the way and at the end. needle, the quoted last key, must
+// occur in the raw part for the path to exist, which spares decoding
+// nearly every event.
+func (d *doc) leaves(path []string, needle []byte) [][]byte {
+	i, raw, rest := d.scope(path)
+	if len(raw) == 0 || (len(rest) > 0 && !d.has(i, raw, needle)) {
+		return nil
+	}
 	var out [][]byte
 	var walk func(v any, rest []string)
 	walk = func(v any, rest []string) {
@@ -339,19 +371,87 @@ func (d *doc) leaves(path []string) [][]byte {
 			}
 		}
 	}
-	walk(any(d.root()), path)
+	walk(d.part(i, raw), rest)
 	return out
 }
 
-func (d *doc) strings(path ...string) [][]byte { return d.leaves(path) }
+// has reports whether needle occurs in part i. For the whole event the
+// bodies are skipped: a path outside them cannot be inside them, and they
+// are most of the bytes.
+func (d *doc) has(i int, raw, needle []byte) bool {
+	for _, f := range d.found[:d.nfound] {
+		if f.part == i && &f.needle[0] == &needle[0] {
+			return f.ok
+		}
+	}
+	ok := d.search(i, raw, needle)
+	if d.nfound < len(d.found) {
+		d.found[d.nfound] = search{part: i, needle: needle, ok: ok}
+		d.nfound++
+	}
+	return ok
+}
+
+type search struct {
+	part   int
+	needle []byte
+	ok     bool
+}
+
+func (d *doc) search(i int, raw, needle []byte) bool {
+	if i != whole {
+		return bytes.Contains(raw, needle)
+	}
+	rest := raw
+	for _, body := range [][]byte{d.ev.RequestObject, d.ev.ResponseObject} {
+		off, ok := offsetIn(rest, body)
+		if !ok {
+			continue
+		}
+		if bytes.Contains(rest[:off], needle) {
+			return true
+		}
+		rest = rest[off+len(body):]
+	}
+	return bytes.Contains(rest, needle)
+}
+
+var (
+	internMu sync.Mutex
+	interned = map[string][]byte{}
+)
+
+// intern returns one shared slice per needle text, so that searches can
+// be cached by address.
+func intern(s string) []byte {
+	internMu.Lock()
+	defer internMu.Unlock()
+	b, ok := interned[s]
+	if !ok {
+		b = []byte(s)
+		interned[s] = b
+	}
+	return b
+}
+
+// offsetIn returns where sub, a sub-slice of b, starts in b.
+func offsetIn(b, sub []byte) (int, bool) {
+	if len(sub) == 0 || len(b) == 0 {
+		return 0, false
+	}
+	off := int(uintptr(unsafe.Pointer(unsafe.SliceData(sub))) - uintptr(unsafe.Pointer(unsafe.SliceData(b))))
+	if off < 0 || off+len(sub) > len(b) {
+		return 0, false
+	}
+	return off, true
+}
 
 // decision is the authorizer's verdict: the annotation kube-apiserver
 // adds once authorization ran, or else what the response code implies.
-func (d *doc) decision(ev *auditjson.Event) string {
-	if v := d.leaves([]string{"annotations", "authorization.k8s.io/decision"}); len(v) == 1 {
-		return string(v[0])
-	}
+func decision(ev *auditjson.Event) string {
 	switch {
+	case len(ev.Decision) > 0:
+		return string(ev.Decision)
 	case ev.Code == 403:
 		return "forbid"
 	case ev.Code > 0 && ev.Code < 400:
@@ -359,6 +459,11 @@ func (d *doc) decision(ev *auditjson.Event) string {
 	}
 	return ""
 }
+
+var (
+	groupsPath   = []string{"user", "groups"}
+	groupsNeedle = intern(`"groups"`)
+)
 
 // Set is a list of rules evaluated together.
 type Set struct {
@@ -412,8 +517,7 @@ func (s *Set) Rules() []*Rule { return s.rules }
 // Match appends to dst the rules ev matches. Rate rules are included only
 // if withRate is set: whether they fire depends on the events before.
 func (s *Set) Match(line []byte, ev *auditjson.Event, withRate bool, dst []*Rule) []*Rule {
-	var d doc
-	d.line = line
+	d := doc{line: line, ev: ev}
 	for _, r := range s.rules {
 		if r.Rate != nil && !withRate {
 			continue

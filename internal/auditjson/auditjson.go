@@ -31,6 +31,15 @@ type Event struct {
 	Namespace                []byte
 	Name                     []byte
 	APIGroup                 []byte
+	// Decision is the authorization.k8s.io/decision annotation: allow or
+	// forbid, empty before authorization ran.
+	Decision []byte
+	// RequestObject and ResponseObject are the raw JSON values of the
+	// bodies, when the event has them.
+	RequestObject  []byte
+	ResponseObject []byte
+	// ImpersonatedUser is the raw JSON value of impersonatedUser.
+	ImpersonatedUser []byte
 	// Code is responseStatus.code, 0 when absent.
 	Code int
 }
@@ -75,6 +84,7 @@ const (
 	userScope
 	objectRefScope
 	responseStatusScope
+	annotationsScope
 )
 
 type parser struct {
@@ -151,6 +161,22 @@ func (p *parser) field(s scope, key []byte, ev *Event) bool {
 			return p.object(objectRefScope, ev)
 		case "responseStatus":
 			return p.object(responseStatusScope, ev)
+		case "annotations":
+			return p.object(annotationsScope, ev)
+		case "requestObject", "responseObject", "impersonatedUser":
+			start := p.i
+			if !p.skip() {
+				return false
+			}
+			switch key[2] {
+			case 'q':
+				ev.RequestObject = p.b[start:p.i]
+			case 's':
+				ev.ResponseObject = p.b[start:p.i]
+			default:
+				ev.ImpersonatedUser = p.b[start:p.i]
+			}
+			return true
 		}
 	}
 	if s == responseStatusScope && string(key) == "code" {
@@ -188,6 +214,10 @@ func target(s scope, key []byte, ev *Event) *[]byte {
 	case userScope:
 		if string(key) == "username" {
 			return &ev.Username
+		}
+	case annotationsScope:
+		if string(key) == "authorization.k8s.io/decision" {
+			return &ev.Decision
 		}
 	case objectRefScope:
 		switch string(key) {

@@ -16,18 +16,22 @@ func TestParseEvent(t *testing.T) {
 		t.Fatal(err)
 	}
 	checks := map[string][2]string{
-		"kind":        {string(ev.Kind), "Event"},
-		"level":       {string(ev.Level), "Metadata"},
-		"auditID":     {string(ev.AuditID), "0f4c6b41-2f7b-4a4f-9a69-0d2b5c1c1a11"},
-		"stage":       {string(ev.Stage), "ResponseComplete"},
-		"verb":        {string(ev.Verb), "get"},
-		"username":    {string(ev.Username), "system:serviceaccount:kube-system:generic"},
-		"resource":    {string(ev.Resource), "secrets"},
-		"namespace":   {string(ev.Namespace), "kube-system"},
-		"name":        {string(ev.Name), "bootstrap-token-abc"},
-		"subresource": {string(ev.Subresource), ""},
-		"stageTs":     {string(ev.StageTimestamp), "2026-11-21T10:00:00.002000Z"},
-		"receivedTs":  {string(ev.RequestReceivedTimestamp), "2026-11-21T10:00:00.000000Z"},
+		"kind":         {string(ev.Kind), "Event"},
+		"level":        {string(ev.Level), "Metadata"},
+		"auditID":      {string(ev.AuditID), "0f4c6b41-2f7b-4a4f-9a69-0d2b5c1c1a11"},
+		"stage":        {string(ev.Stage), "ResponseComplete"},
+		"verb":         {string(ev.Verb), "get"},
+		"username":     {string(ev.Username), "system:serviceaccount:kube-system:generic"},
+		"resource":     {string(ev.Resource), "secrets"},
+		"namespace":    {string(ev.Namespace), "kube-system"},
+		"name":         {string(ev.Name), "bootstrap-token-abc"},
+		"subresource":  {string(ev.Subresource), ""},
+		"stageTs":      {string(ev.StageTimestamp), "2026-11-21T10:00:00.002000Z"},
+		"receivedTs":   {string(ev.RequestReceivedTimestamp), "2026-11-21T10:00:00.000000Z"},
+		"decision":     {string(ev.Decision), "allow"},
+		"request":      {string(ev.RequestObject), `{"kind":"Secret","data":{"k":"dj1cIn0ifQ=="},"metadata":{"name":"x\"y"}}`},
+		"response":     {string(ev.ResponseObject), ""},
+		"impersonated": {string(ev.ImpersonatedUser), ""},
 	}
 	for name, c := range checks {
 		if c[0] != c[1] {
@@ -42,13 +46,13 @@ func TestParseEvent(t *testing.T) {
 func TestParseNestedNamesDoNotLeak(t *testing.T) {
 	// "name" and "verb" inside requestObject must not be mistaken for the
 	// top-level or objectRef fields.
-	line := `{"requestObject":{"verb":"delete","objectRef":{"name":"evil"}},"verb":"get","objectRef":{"name":"good"}}`
+	line := `{"requestObject":{"verb":"delete","objectRef":{"name":"evil"},"annotations":{"authorization.k8s.io/decision":"forbid"}},"verb":"get","objectRef":{"name":"good"}}`
 	var ev Event
 	if err := Parse([]byte(line), &ev); err != nil {
 		t.Fatal(err)
 	}
-	if string(ev.Verb) != "get" || string(ev.Name) != "good" {
-		t.Fatalf("verb=%q name=%q", ev.Verb, ev.Name)
+	if string(ev.Verb) != "get" || string(ev.Name) != "good" || ev.Decision != nil {
+		t.Fatalf("verb=%q name=%q decision=%q", ev.Verb, ev.Name, ev.Decision)
 	}
 }
 
