@@ -291,9 +291,10 @@ func checkContainer(t *testing.T, c corev1.Container, vols []corev1.Volume, audi
 // agent would.
 func checkConfig(t *testing.T, raw, auditLog string) {
 	t.Helper()
-	for _, v := range []string{"NODE_NAME", "CLUSTER_NAME", "ES_API_KEY", "KAFKA_PASSWORD"} {
+	for _, v := range []string{"NODE_NAME", "CLUSTER_NAME", "ES_API_KEY", "KAFKA_PASSWORD", "ALERT_WEBHOOK_SECRET"} {
 		t.Setenv(v, "x")
 	}
+	t.Setenv("SLACK_WEBHOOK_URL", "https://hooks.slack.com/services/T0/B0/x")
 	c, err := config.Parse([]byte(raw))
 	if err != nil {
 		t.Fatalf("rendered config is invalid: %v\n%s", err, raw)
