@@ -135,38 +135,8 @@ func (s *Store) Save(st *State) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(s.dir, 0o700); err != nil {
-		return fmt.Errorf("create state directory: %w", err)
-	}
-	tmp := filepath.Join(s.dir, tmpPrefix)
-	if err := writeSync(tmp, b); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if testHookBeforeRename != nil {
-		testHookBeforeRename()
-	}
-	if err := os.Rename(tmp, s.Path()); err != nil {
+	if err := fsutil.WriteFileAtomic(s.Path(), b, testHookBeforeRename); err != nil {
 		return fmt.Errorf("commit checkpoint: %w", err)
-	}
-	return fsutil.SyncDir(s.dir)
-}
-
-func writeSync(path string, b []byte) error {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return fmt.Errorf("create checkpoint temp file: %w", err)
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return fmt.Errorf("write checkpoint temp file: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("sync checkpoint temp file: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("close checkpoint temp file: %w", err)
 	}
 	return nil
 }

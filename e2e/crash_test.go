@@ -30,6 +30,7 @@ func TestKillAndRestart(t *testing.T) {
 			s.WaitDelivered(90*time.Second, written)
 			s.StopAgent()
 			s.Report(s.Results("SIGKILL x10/"+name(compress), written))
+			s.AssertArchiveVerifies()
 			for sink, tr := range s.Sinks {
 				for kind, n := range tr.Received().Other {
 					t.Errorf("%s: %d unexpected non-event records of kind %q", sink, n, kind)

@@ -33,6 +33,7 @@ func TestSteadyLoad(t *testing.T) {
 			}
 			s.StopAgent()
 			s.Report(s.Results("steady/"+name(compress), written))
+			s.AssertArchiveVerifies()
 		})
 	}
 }

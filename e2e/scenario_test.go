@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"compress/gzip"
 	"context"
 	"encoding/json"
@@ -10,12 +11,15 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	s3sink "github.com/auditrail/auditrail/sinks/s3"
 )
 
 // Scenario is one end-to-end run: kube-apiserver's writer, the real agent
@@ -299,4 +303,36 @@ func globCount(dir, pattern string) (int, error) {
 func readFile(path string) (string, error) {
 	b, err := os.ReadFile(path)
 	return string(b), err
+}
+
+// VerifyArchive runs `auditrail verify` over the scenario's bucket and
+// returns its report; it fails the test when the command cannot run.
+func (s *Scenario) VerifyArchive() (report s3sink.Report, code int) {
+	s.T.Helper()
+	cmd := exec.Command(bin, "verify", "--config", s.Config, "--json")
+	cmd.Env = append(os.Environ(), AgentEnv()...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code = cmd.ProcessState.ExitCode()
+	if err != nil && code != 1 {
+		s.T.Fatalf("auditrail verify: %v\n%s", err, errb.String())
+	}
+	if err := json.Unmarshal(out.Bytes(), &report); err != nil {
+		s.T.Fatalf("verify report: %v\n%s", err, out.String())
+	}
+	return report, code
+}
+
+// AssertArchiveVerifies checks that the S3 archive has no findings: every
+// checksum, chain link and retention holds.
+func (s *Scenario) AssertArchiveVerifies() {
+	s.T.Helper()
+	rep, code := s.VerifyArchive()
+	if code != 0 || !rep.OK || rep.Objects == 0 {
+		s.T.Errorf("auditrail verify exited %d over %d objects: %+v", code, rep.Objects, rep.Findings)
+	}
+	for _, e := range rep.Epochs {
+		s.T.Logf("archive: chain %s epoch %s objects %d..%d", e.Chain, e.Epoch, e.FirstSeq, e.LastSeq)
+	}
 }

@@ -41,6 +41,8 @@ const usage = `auditrail ships Kubernetes audit logs off the node.
 Usage:
   auditrail run      [--config FILE] [--audit-log-path PATH] [--state-dir DIR] [--once]
   auditrail validate [--config FILE]
+  auditrail verify   [--config FILE [--sink NAME]] [--bucket B] [--prefix P] [--node N]
+                     [--from TIME] [--to TIME] [--min-retention DURATION] [--json]
   auditrail version
 
 Without --config, the embedded default is used: follow
@@ -62,6 +64,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runAgent(args[1:], stderr)
 	case "validate":
 		return validate(args[1:], stdout, stderr)
+	case "verify":
+		return verify(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, version)
 		return 0
@@ -231,7 +235,9 @@ func buildSinks(ctx context.Context, c *config.Config, log *slog.Logger, reg pro
 		case "file":
 			s, err = file.New(sc.Name, *sc.File)
 		case "s3":
-			s, err = s3.New(ctx, sc.Name, *sc.S3, log, reg)
+			c3 := *sc.S3
+			c3.StateDir = c.StateDir
+			s, err = s3.New(ctx, sc.Name, c3, log, reg)
 		case "elasticsearch":
 			c := *sc.Elasticsearch
 			c.AgentVersion = version

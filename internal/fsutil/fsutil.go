@@ -5,6 +5,7 @@ package fsutil
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 )
 
 // SyncDir fsyncs a directory, making the creation, rename or removal of its
@@ -17,6 +18,48 @@ func SyncDir(dir string) error {
 	defer d.Close()
 	if err := d.Sync(); err != nil {
 		return fmt.Errorf("sync directory %s: %w", dir, err)
+	}
+	return nil
+}
+
+// WriteFileAtomic replaces path with b: a temporary file in the same
+// directory, fsync, rename over path, fsync of the directory. After a
+// crash path holds the old or the new content, never a mix. beforeRename,
+// if not nil, runs between the fsync and the rename (for tests).
+func WriteFileAtomic(path string, b []byte, beforeRename func()) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create directory %s: %w", dir, err)
+	}
+	tmp := filepath.Join(dir, "."+filepath.Base(path)+".tmp")
+	if err := writeSync(tmp, b); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if beforeRename != nil {
+		beforeRename()
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("commit %s: %w", path, err)
+	}
+	return SyncDir(dir)
+}
+
+func writeSync(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", path, err)
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("sync %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", path, err)
 	}
 	return nil
 }

@@ -50,6 +50,9 @@ type Config struct {
 	TLS             tlsconfig.Config `yaml:"tls"`
 	// RequestTimeout bounds one upload attempt.
 	RequestTimeout units.Duration `yaml:"requestTimeout"`
+	// StateDir is where the hash chain's state is kept; set by the agent
+	// from its stateDir, not by the configuration.
+	StateDir string `yaml:"-"`
 }
 
 // ObjectLockConfig is the retention set on every object.

@@ -63,6 +63,9 @@ type Sink struct {
 	// first: after a start, and after an attempt whose outcome is unknown.
 	verifyNext bool
 
+	// chain links every object to the one before (see chain.go).
+	chain *chain
+
 	objects, skipped, parts prometheus.Counter
 	objectBytes             prometheus.Counter
 }
@@ -78,9 +81,16 @@ func New(ctx context.Context, name string, cfg Config, log *slog.Logger, reg pro
 	if err != nil {
 		return nil, fmt.Errorf("s3 sink %s: %w", name, err)
 	}
+	ch, err := loadChain(chainPath(cfg.StateDir, name), cfg.Node+"/"+name, time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("s3 sink %s: %w", name, err)
+	}
+	if ch.start == StartUnreadable {
+		log.Warn("S3 hash chain state unreadable; starting a new chain epoch", "sink", name, "epoch", ch.st.Epoch)
+	}
 	labels := prometheus.Labels{"sink": name}
 	s := &Sink{
-		name: name, cfg: cfg, client: client, log: log, now: time.Now, enc: enc, verifyNext: true,
+		name: name, cfg: cfg, client: client, log: log, now: time.Now, enc: enc, verifyNext: true, chain: ch,
 		objects: prometheus.NewCounter(prometheus.CounterOpts{Name: "auditrail_s3_objects_total",
 			Help: "Objects uploaded.", ConstLabels: labels}),
 		objectBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "auditrail_s3_object_bytes_total",
@@ -222,14 +232,21 @@ func (s *Sink) Write(ctx context.Context, b *sinks.Batch) error {
 	}
 	sum := sha256.Sum256(body)
 	obj := object{key: s.key(b, first), body: body, sha256: sum[:], batch: b, first: first}
+	obj.meta = s.metadata(obj)
+	s.chain.next(obj.meta)
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(s.cfg.RequestTimeout))
 	defer cancel()
 	if s.verifyNext {
-		same, err := s.alreadyThere(ctx, obj)
+		meta, same, err := s.alreadyThere(ctx, obj)
 		if err != nil {
 			return err
 		}
 		if same {
+			if s.chain.follows(meta) {
+				if err := s.chain.advance(obj.key, meta); err != nil {
+					return err
+				}
+			}
 			s.verifyNext = false
 			s.skipped.Inc()
 			s.log.Info("object already in S3 with the same checksum; not uploading it again",
@@ -246,6 +263,10 @@ func (s *Sink) Write(ctx context.Context, b *sinks.Batch) error {
 		s.verifyNext = true
 		return fmt.Errorf("upload %s: %w", obj.key, err)
 	}
+	if err := s.chain.advance(obj.key, obj.meta); err != nil {
+		s.verifyNext = true // uploaded: the retry finds it and records it
+		return err
+	}
 	s.verifyNext = false
 	s.objects.Inc()
 	s.objectBytes.Add(float64(len(body)))
@@ -258,27 +279,28 @@ type object struct {
 	sha256 []byte
 	batch  *sinks.Batch
 	first  time.Time
+	meta   map[string]string
 }
 
 // alreadyThere reports whether the key holds an object with the same
-// SHA-256.
-func (s *Sink) alreadyThere(ctx context.Context, o object) (bool, error) {
+// SHA-256, and returns its metadata.
+func (s *Sink) alreadyThere(ctx context.Context, o object) (map[string]string, bool, error) {
 	h, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(s.cfg.Bucket), Key: aws.String(o.key)})
 	if err != nil {
 		var re *awshttp.ResponseError
 		if errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotFound {
-			return false, nil
+			return nil, false, nil
 		}
-		return false, fmt.Errorf("look for %s: %w", o.key, err)
+		return nil, false, fmt.Errorf("look for %s: %w", o.key, err)
 	}
-	return h.Metadata["sha256"] == hex.EncodeToString(o.sha256), nil
+	return h.Metadata, h.Metadata[MetaSHA256] == hex.EncodeToString(o.sha256), nil
 }
 
 func (s *Sink) metadata(o object) map[string]string {
 	b := o.batch
 	first, last := b.Segments[0], b.Segments[len(b.Segments)-1]
 	return map[string]string{
-		"sha256":       hex.EncodeToString(o.sha256),
+		MetaSHA256:     hex.EncodeToString(o.sha256),
 		"records":      strconv.Itoa(len(b.Records)),
 		"source-file":  first.File.ID,
 		"source-range": fmt.Sprintf("%d-%d", first.Start, last.End),
@@ -309,7 +331,7 @@ func (s *Sink) putInput(o object) *s3.PutObjectInput {
 		ContentLength:             aws.Int64(int64(len(o.body))),
 		ContentType:               aws.String(s.enc.contentType),
 		ChecksumSHA256:            aws.String(base64.StdEncoding.EncodeToString(o.sha256)),
-		Metadata:                  s.metadata(o),
+		Metadata:                  o.meta,
 		ObjectLockMode:            mode,
 		ObjectLockRetainUntilDate: until,
 		ObjectLockLegalHoldStatus: hold,

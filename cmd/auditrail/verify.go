@@ -1,0 +1,150 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/auditrail/auditrail/internal/config"
+	"github.com/auditrail/auditrail/sinks/s3"
+)
+
+// verify checks the S3 archive's hash chains, checksums and retention. It
+// exits 0 when nothing is wrong, 1 on any finding and 2 when it cannot
+// run.
+func verify(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		cfgFile, sink, bucket, prefix, endpoint, region, node, from, to string
+		pathStyle, asJSON                                               bool
+		minRetention                                                    time.Duration
+	)
+	fs.StringVar(&cfgFile, "config", "", "agent configuration to take the S3 sink's bucket, endpoint and credentials from")
+	fs.StringVar(&sink, "sink", "", "name of the S3 sink in --config (default: the only one)")
+	fs.StringVar(&bucket, "bucket", "", "bucket (overrides --config)")
+	fs.StringVar(&prefix, "prefix", "", "key prefix (overrides --config)")
+	fs.StringVar(&endpoint, "endpoint", "", "S3-compatible endpoint (overrides --config)")
+	fs.StringVar(&region, "region", "", "region (overrides --config)")
+	fs.BoolVar(&pathStyle, "path-style", false, "address the bucket in the path")
+	fs.StringVar(&node, "node", "", "check only this node's objects")
+	fs.StringVar(&from, "from", "", "check objects from this time (RFC 3339), by the hour in their key")
+	fs.StringVar(&to, "to", "", "check objects before this time (RFC 3339)")
+	fs.DurationVar(&minRetention, "min-retention", -1, "Object Lock retention every object must have (default: the sink's objectLock.retention)")
+	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	var cfg s3.Config
+	requireLock := false
+	if cfgFile != "" {
+		c, err := loadConfig(&flags{config: cfgFile})
+		if err != nil {
+			fmt.Fprintf(stderr, "invalid configuration:\n%v\n", err)
+			return 2
+		}
+		sc, err := s3Sink(c, sink)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 2
+		}
+		cfg = *sc
+		requireLock = cfg.ObjectLock.Mode != ""
+		if minRetention < 0 {
+			minRetention = time.Duration(cfg.ObjectLock.Retention)
+		}
+	}
+	for _, o := range []struct {
+		dst *string
+		v   string
+	}{{&cfg.Bucket, bucket}, {&cfg.Prefix, prefix}, {&cfg.Endpoint, endpoint}, {&cfg.Region, region}} {
+		if o.v != "" {
+			*o.dst = o.v
+		}
+	}
+	cfg.ForcePathStyle = cfg.ForcePathStyle || pathStyle
+	if cfg.Bucket == "" {
+		fmt.Fprintln(stderr, "verify: --bucket or --config is required")
+		return 2
+	}
+	opts := s3.VerifyOptions{Node: node, MinRetention: max(minRetention, 0), RequireLock: requireLock || minRetention > 0}
+	for _, t := range []struct {
+		dst  *time.Time
+		v, n string
+	}{{&opts.From, from, "--from"}, {&opts.To, to, "--to"}} {
+		if t.v == "" {
+			continue
+		}
+		v, err := time.Parse(time.RFC3339, t.v)
+		if err != nil {
+			fmt.Fprintf(stderr, "verify: %s: %v\n", t.n, err)
+			return 2
+		}
+		*t.dst = v
+	}
+	cfg.ApplyDefaults()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	rep, err := s3.Verify(ctx, cfg, opts)
+	if err != nil {
+		fmt.Fprintf(stderr, "verify: %v\n", err)
+		return 2
+	}
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(rep)
+	} else {
+		printReport(stdout, rep)
+	}
+	if !rep.OK {
+		return 1
+	}
+	return 0
+}
+
+func s3Sink(c *config.Config, name string) (*s3.Config, error) {
+	var found *s3.Config
+	for _, sc := range c.Sinks {
+		if sc.Type != "s3" || (name != "" && sc.Name != name) {
+			continue
+		}
+		if found != nil {
+			return nil, fmt.Errorf("verify: the configuration has several S3 sinks; name one with --sink")
+		}
+		found = sc.S3
+	}
+	if found == nil {
+		return nil, fmt.Errorf("verify: no S3 sink %q in the configuration", name)
+	}
+	return found, nil
+}
+
+func printReport(w io.Writer, rep *s3.Report) {
+	fmt.Fprintf(w, "s3://%s/%s: %d objects, %d bytes\n", rep.Bucket, rep.Prefix, rep.Objects, rep.Bytes)
+	for _, e := range rep.Epochs {
+		fmt.Fprintf(w, "chain %s epoch %s: objects %d..%d (%d), events %s .. %s", e.Chain, e.Epoch, e.FirstSeq, e.LastSeq,
+			e.Objects, e.FirstEvent, e.LastEvent)
+		if e.Start != "" {
+			fmt.Fprintf(w, ", started: %s", e.Start)
+		}
+		fmt.Fprintln(w)
+	}
+	for _, f := range rep.Findings {
+		fmt.Fprintf(w, "FINDING %s: %s", f.Kind, f.Detail)
+		if f.Key != "" {
+			fmt.Fprintf(w, " (%s)", f.Key)
+		}
+		fmt.Fprintln(w)
+	}
+	if rep.OK {
+		fmt.Fprintln(w, "OK: every checksum, chain link and retention verified")
+	} else {
+		fmt.Fprintf(w, "%d findings\n", len(rep.Findings))
+	}
+}

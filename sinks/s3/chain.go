@@ -1,0 +1,130 @@
+package s3
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/auditrail/auditrail/internal/fsutil"
+)
+
+// Object metadata of the hash chain. Every object a sink uploads names its
+// place in the chain of that sink on that node: the chain's epoch, its
+// sequence number in the epoch and the SHA-256 of the previous object's
+// content. An epoch starts at sequence 1 with no previous object, and says
+// why in chain-start.
+const (
+	MetaChain      = "chain"       // "<node>/<sink>": whose chain
+	MetaEpoch      = "chain-epoch" // "<UTC start time>-<random>", sorts by start
+	MetaSeq        = "chain-seq"
+	MetaPrev       = "chain-prev" // hex SHA-256 of the previous object's content
+	MetaChainStart = "chain-start"
+	MetaSHA256     = "sha256" // hex SHA-256 of this object's content
+)
+
+// Reasons an epoch starts.
+const (
+	// StartNoState: the sink had no chain state: its first start, or the
+	// state directory was lost.
+	StartNoState = "no-state"
+	// StartUnreadable: the state file existed but could not be read.
+	StartUnreadable = "unreadable-state"
+)
+
+// chainState is what the sink keeps in its state file between uploads.
+type chainState struct {
+	Epoch  string `json:"epoch"`
+	Seq    int64  `json:"seq"`
+	SHA256 string `json:"sha256"`
+	Key    string `json:"key"`
+}
+
+// chain links the sink's objects. It is persisted after every upload,
+// atomically, so a restart continues the chain; without its file a new
+// epoch starts and says so.
+type chain struct {
+	path  string // empty: not persisted (tests, --once without state)
+	id    string
+	st    chainState
+	start string // reason for a new epoch, until its first object
+}
+
+func chainPath(stateDir, sink string) string {
+	if stateDir == "" {
+		return ""
+	}
+	return filepath.Join(stateDir, "s3-chain-"+sink+".json")
+}
+
+func loadChain(path, id string, now time.Time) (*chain, error) {
+	c := &chain{path: path, id: id}
+	if path != "" {
+		b, err := os.ReadFile(path)
+		switch {
+		case err == nil:
+			if json.Unmarshal(b, &c.st) == nil && c.st.Epoch != "" && c.st.Seq > 0 {
+				return c, nil
+			}
+			c.start = StartUnreadable
+		case errors.Is(err, os.ErrNotExist):
+			c.start = StartNoState
+		default:
+			return nil, fmt.Errorf("read chain state: %w", err)
+		}
+	} else {
+		c.start = StartNoState
+	}
+	c.st = chainState{Epoch: newEpoch(now)}
+	return c, nil
+}
+
+func newEpoch(now time.Time) string {
+	var r [4]byte
+	rand.Read(r[:])
+	return now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(r[:])
+}
+
+// next returns the metadata for the object after the last one.
+func (c *chain) next(meta map[string]string) {
+	meta[MetaChain] = c.id
+	meta[MetaEpoch] = c.st.Epoch
+	meta[MetaSeq] = strconv.FormatInt(c.st.Seq+1, 10)
+	meta[MetaPrev] = c.st.SHA256
+	if c.st.Seq == 0 {
+		meta[MetaChainStart] = c.start
+		delete(meta, MetaPrev)
+	}
+}
+
+// follows reports whether meta, found on an object already in S3, is
+// later in the current epoch than the last object recorded: an upload
+// whose outcome was unknown, or one from before a crash. Objects of other
+// epochs are not followed: after a lost state the chain restarts visibly.
+func (c *chain) follows(meta map[string]string) bool {
+	seq, err := strconv.ParseInt(meta[MetaSeq], 10, 64)
+	return err == nil && meta[MetaEpoch] == c.st.Epoch && seq > c.st.Seq
+}
+
+// advance records the object with meta (as sent, or as found in S3) as the
+// chain's last and persists it.
+func (c *chain) advance(key string, meta map[string]string) error {
+	seq, err := strconv.ParseInt(meta[MetaSeq], 10, 64)
+	if err != nil || meta[MetaEpoch] == "" {
+		return nil // an object from before the chain: nothing to follow
+	}
+	c.st = chainState{Epoch: meta[MetaEpoch], Seq: seq, SHA256: meta[MetaSHA256], Key: key}
+	if c.path == "" {
+		return nil
+	}
+	b, _ := json.Marshal(c.st)
+	if err := fsutil.WriteFileAtomic(c.path, b, nil); err != nil {
+		return fmt.Errorf("persist chain state: %w", err)
+	}
+	return nil
+}

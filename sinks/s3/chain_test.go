@@ -1,0 +1,169 @@
+package s3
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/auditrail/auditrail/internal/miniotest"
+	"github.com/auditrail/auditrail/sinks/sinktest"
+)
+
+// writeBatches writes n batches of one file through s, continuing at off,
+// and returns the offset after them.
+func writeBatches(t *testing.T, s *Sink, off int64, n int) int64 {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		b := sinktest.Batch(sinktest.File(1), off, sinktest.Events(int(off), 20, uint64(off))...)
+		if err := s.Write(context.Background(), b); err != nil {
+			t.Fatal(err)
+		}
+		off = b.Segments[0].End
+	}
+	return off
+}
+
+func verify(t *testing.T, cfg Config, opts VerifyOptions) *Report {
+	t.Helper()
+	rep, err := Verify(context.Background(), cfg, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+func kinds(rep *Report) map[string]int {
+	out := map[string]int{}
+	for _, f := range rep.Findings {
+		out[f.Kind]++
+	}
+	return out
+}
+
+func TestChainAcrossRestartsVerifies(t *testing.T) {
+	srv := miniotest.Start(t)
+	srv.Bucket("chain", true)
+	cfg := testConfig(srv, "chain")
+	cfg.ObjectLock.Mode = "GOVERNANCE"
+	cfg.StateDir = t.TempDir()
+	off := writeBatches(t, newSinkNamed(t, cfg, "s3"), 0, 4)
+	// A restart continues the chain from the state file.
+	writeBatches(t, newSinkNamed(t, cfg, "s3"), off, 3)
+	rep := verify(t, cfg, VerifyOptions{RequireLock: true, MinRetention: 24 * time.Hour})
+	if !rep.OK || rep.Objects != 7 || len(rep.Epochs) != 1 {
+		t.Fatalf("report: %+v", rep)
+	}
+	e := rep.Epochs[0]
+	if e.Chain != "master-1/s3" || e.FirstSeq != 1 || e.LastSeq != 7 || e.Start != StartNoState {
+		t.Errorf("epoch: %+v", e)
+	}
+	// A policy longer than the retention set is reported for every object.
+	rep = verify(t, cfg, VerifyOptions{MinRetention: 48 * time.Hour})
+	if k := kinds(rep); k["short-retention"] != 7 || len(k) != 1 {
+		t.Errorf("findings with a 48h policy: %v", k)
+	}
+}
+
+func TestVerifyNamesEveryTampering(t *testing.T) {
+	srv := miniotest.Start(t)
+	srv.Bucket("open", false)
+	cfg := testConfig(srv, "open")
+	cfg.ObjectLock = ObjectLockConfig{Required: aws.Bool(false)}
+	cfg.StateDir = t.TempDir()
+	off := writeBatches(t, newSinkNamed(t, cfg, "s3"), 0, 8)
+	if rep := verify(t, cfg, VerifyOptions{}); !rep.OK {
+		t.Fatalf("untouched archive: %+v", rep.Findings)
+	}
+	if rep := verify(t, cfg, VerifyOptions{RequireLock: true}); kinds(rep)["unlocked"] != 8 {
+		t.Errorf("unlocked objects with a lock required: %v", kinds(rep))
+	}
+	ctx := context.Background()
+	c := srv.Client()
+	bySeq := map[string]string{}
+	list, err := c.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String("open")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range list.Contents {
+		h, err := c.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String("open"), Key: o.Key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		bySeq[h.Metadata[MetaSeq]] = aws.ToString(o.Key)
+	}
+	get := func(key string) ([]byte, map[string]string) {
+		out, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String("open"), Key: aws.String(key)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer out.Body.Close()
+		b, _ := io.ReadAll(out.Body)
+		return b, out.Metadata
+	}
+	put := func(key string, body []byte, meta map[string]string) {
+		if _, err := c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("open"), Key: aws.String(key),
+			Body: bytes.NewReader(body), Metadata: meta}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Object 3 deleted.
+	if _, err := c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String("open"), Key: aws.String(bySeq["3"])}); err != nil {
+		t.Fatal(err)
+	}
+	// Object 5 altered: other content under the same metadata.
+	body5, meta5 := get(bySeq["5"])
+	put(bySeq["5"], append(body5[:len(body5):len(body5)], 0), meta5)
+	// Objects 6 and 7 reordered: each key gets the other's content and
+	// metadata.
+	body6, meta6 := get(bySeq["6"])
+	body7, meta7 := get(bySeq["7"])
+	put(bySeq["6"], body7, meta7)
+	put(bySeq["7"], body6, meta6)
+	// The state directory lost: the next object starts a new epoch.
+	if err := os.Remove(filepath.Join(cfg.StateDir, "s3-chain-s3.json")); err != nil {
+		t.Fatal(err)
+	}
+	writeBatches(t, newSinkNamed(t, cfg, "s3"), off, 1)
+
+	rep := verify(t, cfg, VerifyOptions{})
+	k := kinds(rep)
+	if rep.OK || k["missing"] != 1 || k["checksum-mismatch"] < 1 || k["misplaced"] != 2 || k["chain-restart"] != 1 || k["broken-link"] < 1 {
+		t.Errorf("findings %v:", k)
+		for _, f := range rep.Findings {
+			t.Logf("%+v", f)
+		}
+	}
+	for _, f := range rep.Findings {
+		if f.Kind == "missing" && (f.Seq != 3 || !strings.Contains(f.Detail, "objects 3 to 3")) {
+			t.Errorf("missing: %+v", f)
+		}
+		if f.Kind == "checksum-mismatch" && f.Key != bySeq["5"] {
+			t.Errorf("checksum mismatch on %s, only %s was altered", f.Key, bySeq["5"])
+		}
+	}
+	// Restricted to a node that does not exist, nothing is checked.
+	if rep := verify(t, cfg, VerifyOptions{Node: "master-2"}); rep.Objects != 0 || !rep.OK {
+		t.Errorf("other node: %+v", rep)
+	}
+}
+
+func newSinkNamed(t *testing.T, cfg Config, name string) *Sink {
+	t.Helper()
+	if err := cfg.Validate("s3"); err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(context.Background(), name, cfg, quiet(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(context.Background()) })
+	return s
+}
