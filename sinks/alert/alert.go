@@ -151,8 +151,11 @@ func (s *Sink) Write(ctx context.Context, b *sinks.Batch) error {
 		if !s.fresh(r) {
 			continue
 		}
-		if r.Kind == sinks.KindEvent {
+		switch r.Kind {
+		case sinks.KindEvent:
 			s.evaluate(r, now)
+		case sinks.KindGap:
+			s.gap(r, now)
 		}
 	}
 	s.summaries(now)
@@ -215,6 +218,41 @@ func (s *Sink) evaluate(r *sinks.Record, now time.Time) {
 		fillEvent(a, r)
 		s.queue = append(s.queue, a)
 	}
+}
+
+// GapRule is the rule an alert about a gap record names: audit data that
+// vanished from the node before it could be read (a file pruned,
+// truncated or overwritten, or a corrupt backup), which is how deleting or
+// rewriting the audit log on the node shows.
+var GapRule = &rules.Rule{ID: "audit-log-gap", Severity: "critical",
+	Description: "Audit data lost on the node before it was read: the log was pruned, truncated or rewritten"}
+
+func (s *Sink) gap(r *sinks.Record, now time.Time) {
+	key := r.File.ID + "@" + strconv.FormatInt(r.Offset, 10) + "\x00" + GapRule.ID
+	if !s.remember(key) {
+		return
+	}
+	if !s.allow(GapRule.ID, now) {
+		s.suppressed[GapRule]++
+		s.held.WithLabelValues(GapRule.ID).Inc()
+		return
+	}
+	var g struct {
+		Reason string `json:"reason"`
+		File   struct {
+			Path string `json:"path"`
+		} `json:"file"`
+		Bytes struct {
+			From, To int64
+		} `json:"bytes"`
+	}
+	json.Unmarshal(r.Line, &g)
+	a := s.newAlert(GapRule, key, now)
+	a.Description = fmt.Sprintf("%s: %s, bytes %d-%d of %s", GapRule.Description, g.Reason, g.Bytes.From, g.Bytes.To, g.File.Path)
+	a.Suppressed, s.suppressed[GapRule] = s.suppressed[GapRule], 0
+	a.Source = &Source{File: r.File.ID, Path: r.File.Path, Offset: r.Offset}
+	a.Event = json.RawMessage(append([]byte(nil), r.Line...))
+	s.queue = append(s.queue, a)
 }
 
 // remember records key and reports whether it is new.

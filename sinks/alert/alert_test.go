@@ -366,3 +366,21 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		}
 	}
 }
+
+func TestGapRecordRaisesCriticalAlert(t *testing.T) {
+	rc := newReceiver(t)
+	s := newTestSink(t, testConfig(Destination{Name: "soc", Type: "webhook", URL: rc.srv.URL, Secret: secret}))
+	gap := `{"kind":"AuditrailGap","apiVersion":"auditrail.io/v1","reason":"truncated","sink":"alert-soc","detectedAt":"2026-11-21T10:00:00Z","file":{"id":"2049-1001-0123456789abcdef","path":"/var/log/kubernetes/audit/audit.log"},"bytes":{"from":100,"to":5000,"toKnown":true},"time":{}}`
+	b := sinktest.Batch(sinktest.File(1), 0, lease(1), gap)
+	b.Records[1].Kind = sinks.KindGap
+	for range 2 {
+		if err := s.Write(context.Background(), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := rc.received()
+	if len(got) != 1 || got[0].Rule != "audit-log-gap" || got[0].Severity != "critical" ||
+		!strings.Contains(got[0].Description, "truncated, bytes 100-5000 of /var/log/kubernetes/audit/audit.log") {
+		t.Errorf("alerts for a gap record: %+v", got)
+	}
+}
