@@ -43,6 +43,16 @@ type chainState struct {
 	Seq    int64  `json:"seq"`
 	SHA256 string `json:"sha256"`
 	Key    string `json:"key"`
+	// Pending is the object being uploaded: recorded before the upload so
+	// that after a crash the sink looks for it before reusing its
+	// sequence number, which would fork the chain.
+	Pending *pendingObject `json:"pending,omitempty"`
+}
+
+type pendingObject struct {
+	Key    string `json:"key"`
+	Seq    int64  `json:"seq"`
+	SHA256 string `json:"sha256"`
 }
 
 // chain links the sink's objects. It is persisted after every upload,
@@ -111,14 +121,29 @@ func (c *chain) follows(meta map[string]string) bool {
 	return err == nil && meta[MetaEpoch] == c.st.Epoch && seq > c.st.Seq
 }
 
-// advance records the object with meta (as sent, or as found in S3) as the
-// chain's last and persists it.
-func (c *chain) advance(key string, meta map[string]string) error {
-	seq, err := strconv.ParseInt(meta[MetaSeq], 10, 64)
-	if err != nil || meta[MetaEpoch] == "" {
-		return nil // an object from before the chain: nothing to follow
+// intend records, durably, that the object with meta is about to be
+// uploaded at key.
+func (c *chain) intend(key string, meta map[string]string) error {
+	seq, _ := strconv.ParseInt(meta[MetaSeq], 10, 64)
+	c.st.Pending = &pendingObject{Key: key, Seq: seq, SHA256: meta[MetaSHA256]}
+	return c.persist()
+}
+
+// pending returns the upload recorded by intend whose outcome is unknown.
+func (c *chain) pending() *pendingObject { return c.st.Pending }
+
+// resolve settles the pending upload: meta is what S3 holds at its key,
+// nil if nothing. An object found there becomes the chain's last.
+func (c *chain) resolve(meta map[string]string) error {
+	p := c.st.Pending
+	c.st.Pending = nil
+	if meta != nil && meta[MetaEpoch] == c.st.Epoch && meta[MetaSeq] == strconv.FormatInt(p.Seq, 10) {
+		return c.advance(p.Key, meta)
 	}
-	c.st = chainState{Epoch: meta[MetaEpoch], Seq: seq, SHA256: meta[MetaSHA256], Key: key}
+	return c.persist()
+}
+
+func (c *chain) persist() error {
 	if c.path == "" {
 		return nil
 	}
@@ -127,4 +152,15 @@ func (c *chain) advance(key string, meta map[string]string) error {
 		return fmt.Errorf("persist chain state: %w", err)
 	}
 	return nil
+}
+
+// advance records the object with meta (as sent, or as found in S3) as the
+// chain's last and persists it.
+func (c *chain) advance(key string, meta map[string]string) error {
+	seq, err := strconv.ParseInt(meta[MetaSeq], 10, 64)
+	if err != nil || meta[MetaEpoch] == "" {
+		return nil // an object from before the chain: nothing to follow
+	}
+	c.st = chainState{Epoch: meta[MetaEpoch], Seq: seq, SHA256: meta[MetaSHA256], Key: key}
+	return c.persist()
 }

@@ -3,6 +3,7 @@ package s3
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"os"
 	"path/filepath"
@@ -166,4 +167,43 @@ func newSinkNamed(t *testing.T, cfg Config, name string) *Sink {
 	}
 	t.Cleanup(func() { s.Close(context.Background()) })
 	return s
+}
+
+// A crash after an upload and before the chain state recorded it must not
+// give the next object, whatever its key, the same sequence number.
+func TestCrashAfterUploadDoesNotForkTheChain(t *testing.T) {
+	srv := miniotest.Start(t)
+	srv.Bucket("crash", true)
+	cfg := testConfig(srv, "crash")
+	cfg.ObjectLock.Mode = "GOVERNANCE"
+	cfg.StateDir = t.TempDir()
+	state := filepath.Join(cfg.StateDir, "s3-chain-s3.json")
+	off := writeBatches(t, newSinkNamed(t, cfg, "s3"), 0, 2)
+	before, err := os.ReadFile(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newSinkNamed(t, cfg, "s3")
+	b := sinktest.Batch(sinktest.File(1), off, sinktest.Events(int(off), 30, 7)...)
+	if err := s.Write(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	// Roll the state back to just before that upload finished: what a
+	// SIGKILL between the PUT and the state commit leaves.
+	var st chainState
+	json.Unmarshal(before, &st)
+	st.Pending = &pendingObject{Key: s.chain.st.Key, Seq: 3, SHA256: s.chain.st.SHA256}
+	rolled, _ := json.Marshal(st)
+	if err := os.WriteFile(state, rolled, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// After the restart the agent re-reads more than before: another key.
+	bigger := sinktest.Batch(sinktest.File(1), off, sinktest.Events(int(off), 45, 7)...)
+	if err := newSinkNamed(t, cfg, "s3").Write(context.Background(), bigger); err != nil {
+		t.Fatal(err)
+	}
+	rep := verify(t, cfg, VerifyOptions{RequireLock: true})
+	if !rep.OK || len(rep.Epochs) != 1 || rep.Epochs[0].LastSeq != 4 {
+		t.Errorf("after a crash between upload and state commit: epochs %+v findings %+v", rep.Epochs, rep.Findings)
+	}
 }

@@ -225,6 +225,17 @@ func (s *Sink) Write(ctx context.Context, b *sinks.Batch) error {
 	if err := s.checkBucket(ctx); err != nil {
 		return err // retried: a definite failure is logged by the agent until fixed
 	}
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(s.cfg.RequestTimeout))
+	defer cancel()
+	if p := s.chain.pending(); p != nil {
+		meta, err := s.head(ctx, p.Key)
+		if err != nil {
+			return err
+		}
+		if err := s.chain.resolve(meta); err != nil {
+			return err
+		}
+	}
 	first := s.firstEventTime(b)
 	body, err := s.enc.encode(b)
 	if err != nil {
@@ -234,8 +245,6 @@ func (s *Sink) Write(ctx context.Context, b *sinks.Batch) error {
 	obj := object{key: s.key(b, first), body: body, sha256: sum[:], batch: b, first: first}
 	obj.meta = s.metadata(obj)
 	s.chain.next(obj.meta)
-	ctx, cancel := context.WithTimeout(ctx, time.Duration(s.cfg.RequestTimeout))
-	defer cancel()
 	if s.verifyNext {
 		meta, same, err := s.alreadyThere(ctx, obj)
 		if err != nil {
@@ -253,6 +262,9 @@ func (s *Sink) Write(ctx context.Context, b *sinks.Batch) error {
 				"sink", s.name, "key", obj.key)
 			return nil
 		}
+	}
+	if err := s.chain.intend(obj.key, obj.meta); err != nil {
+		return err
 	}
 	if int64(len(body)) > int64(s.cfg.MultipartThreshold) {
 		err = s.putMultipart(ctx, obj)
@@ -285,15 +297,27 @@ type object struct {
 // alreadyThere reports whether the key holds an object with the same
 // SHA-256, and returns its metadata.
 func (s *Sink) alreadyThere(ctx context.Context, o object) (map[string]string, bool, error) {
-	h, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(s.cfg.Bucket), Key: aws.String(o.key)})
+	meta, err := s.head(ctx, o.key)
+	if err != nil || meta == nil {
+		return nil, false, err
+	}
+	return meta, meta[MetaSHA256] == hex.EncodeToString(o.sha256), nil
+}
+
+// head returns the metadata of the object at key, nil if there is none.
+func (s *Sink) head(ctx context.Context, key string) (map[string]string, error) {
+	h, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(s.cfg.Bucket), Key: aws.String(key)})
 	if err != nil {
 		var re *awshttp.ResponseError
 		if errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotFound {
-			return nil, false, nil
+			return nil, nil
 		}
-		return nil, false, fmt.Errorf("look for %s: %w", o.key, err)
+		return nil, fmt.Errorf("look for %s: %w", key, err)
 	}
-	return h.Metadata, h.Metadata[MetaSHA256] == hex.EncodeToString(o.sha256), nil
+	if h.Metadata == nil {
+		return map[string]string{}, nil
+	}
+	return h.Metadata, nil
 }
 
 func (s *Sink) metadata(o object) map[string]string {

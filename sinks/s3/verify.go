@@ -210,7 +210,12 @@ func placed(key string, meta map[string]string) bool {
 
 // checkEpoch follows one epoch's links in sequence order.
 func checkEpoch(id, epoch string, first bool, objs []*verified, opts VerifyOptions, add func(Finding)) EpochReport {
-	sort.Slice(objs, func(i, j int) bool { return objs[i].seq < objs[j].seq })
+	sort.Slice(objs, func(i, j int) bool {
+		if objs[i].seq != objs[j].seq {
+			return objs[i].seq < objs[j].seq
+		}
+		return objs[i].lastMod.Before(objs[j].lastMod)
+	})
 	er := EpochReport{Chain: id, Epoch: epoch, FirstSeq: objs[0].seq, LastSeq: objs[len(objs)-1].seq, Objects: len(objs),
 		FirstEvent: objs[0].firstEvent, LastEvent: objs[len(objs)-1].meta["last-event"]}
 	windowed := !opts.From.IsZero() || !opts.To.IsZero()
