@@ -21,7 +21,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"time"
 
 	"github.com/auditrail/auditrail/rules"
@@ -95,7 +94,7 @@ type Sink struct {
 	now   func() time.Time
 	rates *rules.RateTracker
 
-	// seenFile and seenOff are the last record evaluated: a batch written
+	// seenSeq and seenOff are the last record evaluated: a batch written
 	// again after a failure is not evaluated twice.
 	seenSeq uint64
 	seenOff int64
@@ -200,23 +199,15 @@ func (s *Sink) evaluate(r *sinks.Record, now time.Time) {
 			}
 			count = n
 		}
-		key := string(ev.AuditID) + "\x00" + rule.ID
-		if len(ev.AuditID) == 0 {
-			key = r.File.ID + "@" + strconv.FormatInt(r.Offset, 10) + "\x00" + rule.ID
-		}
-		if !s.remember(key) {
+		a := s.admit(rule, r, now)
+		if a == nil {
 			continue
 		}
-		if !s.allow(rule.ID, now) {
-			s.suppressed[rule]++
-			s.held.WithLabelValues(rule.ID).Inc()
-			continue
-		}
-		a := s.newAlert(rule, key, now)
 		a.Count = count
-		a.Suppressed, s.suppressed[rule] = s.suppressed[rule], 0
-		fillEvent(a, r)
-		s.queue = append(s.queue, a)
+		a.Time = text(sinks.EventTime(r))
+		a.AuditID, a.Stage, a.Verb = text(ev.AuditID), text(ev.Stage), text(ev.Verb)
+		a.User, a.Resource, a.Subresource = text(ev.Username), text(ev.Resource), text(ev.Subresource)
+		a.Namespace, a.Name, a.RequestURI, a.Code = text(ev.Namespace), text(ev.Name), text(ev.RequestURI), ev.Code
 	}
 }
 
@@ -228,13 +219,8 @@ var GapRule = &rules.Rule{ID: "audit-log-gap", Severity: "critical",
 	Description: "Audit data lost on the node before it was read: the log was pruned, truncated or rewritten"}
 
 func (s *Sink) gap(r *sinks.Record, now time.Time) {
-	key := r.File.ID + "@" + strconv.FormatInt(r.Offset, 10) + "\x00" + GapRule.ID
-	if !s.remember(key) {
-		return
-	}
-	if !s.allow(GapRule.ID, now) {
-		s.suppressed[GapRule]++
-		s.held.WithLabelValues(GapRule.ID).Inc()
+	a := s.admit(GapRule, r, now)
+	if a == nil {
 		return
 	}
 	var g struct {
@@ -247,12 +233,30 @@ func (s *Sink) gap(r *sinks.Record, now time.Time) {
 		} `json:"bytes"`
 	}
 	json.Unmarshal(r.Line, &g)
-	a := s.newAlert(GapRule, key, now)
 	a.Description = fmt.Sprintf("%s: %s, bytes %d-%d of %s", GapRule.Description, g.Reason, g.Bytes.From, g.Bytes.To, g.File.Path)
-	a.Suppressed, s.suppressed[GapRule] = s.suppressed[GapRule], 0
+}
+
+// admit decides whether r raises an alert for rule: not if the same
+// auditID (or, without one, the same source position) already raised one,
+// nor if the rule's rate limit holds it back, which is counted. An
+// admitted alert is queued, carrying r's source and line and the count of
+// the rule's alerts held back since its last one.
+func (s *Sink) admit(rule *rules.Rule, r *sinks.Record, now time.Time) *Alert {
+	key := string(sinks.AppendKey(nil, r)) + "\x00" + rule.ID
+	if !s.remember(key) {
+		return nil
+	}
+	if !s.allow(rule.ID, now) {
+		s.suppressed[rule]++
+		s.held.WithLabelValues(rule.ID).Inc()
+		return nil
+	}
+	a := s.newAlert(rule, key, now)
+	a.Suppressed, s.suppressed[rule] = s.suppressed[rule], 0
 	a.Source = &Source{File: r.File.ID, Path: r.File.Path, Offset: r.Offset}
 	a.Event = json.RawMessage(append([]byte(nil), r.Line...))
 	s.queue = append(s.queue, a)
+	return a
 }
 
 // remember records key and reports whether it is new.
@@ -310,16 +314,6 @@ func (s *Sink) newAlert(rule *rules.Rule, key string, now time.Time) *Alert {
 		NeedsBody: rule.NeedsBody, Cluster: s.cfg.Cluster, Node: s.cfg.Node,
 		DetectedAt: now.UTC().Format(time.RFC3339Nano),
 	}
-}
-
-func fillEvent(a *Alert, r *sinks.Record) {
-	ev := &r.Event
-	a.Time = text(sinks.EventTime(r))
-	a.AuditID, a.Stage, a.Verb = text(ev.AuditID), text(ev.Stage), text(ev.Verb)
-	a.User, a.Resource, a.Subresource = text(ev.Username), text(ev.Resource), text(ev.Subresource)
-	a.Namespace, a.Name, a.RequestURI, a.Code = text(ev.Namespace), text(ev.Name), text(ev.RequestURI), ev.Code
-	a.Source = &Source{File: r.File.ID, Path: r.File.Path, Offset: r.Offset}
-	a.Event = json.RawMessage(append([]byte(nil), r.Line...))
 }
 
 // text decodes the contents of a JSON string as auditjson returns them.
