@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 	"unsafe"
 
@@ -212,7 +211,7 @@ func compileField(fs FieldSpec) (field, bool, error) {
 		}
 		body = body || parts[0] == "requestObject" || parts[0] == "responseObject"
 		f.paths = append(f.paths, parts)
-		f.needles = append(f.needles, intern(`"`+parts[len(parts)-1]+`"`))
+		f.needles = append(f.needles, []byte(`"`+parts[len(parts)-1]+`"`))
 	}
 	vs, err := compilePatterns(fs.Values)
 	if err != nil {
@@ -380,7 +379,7 @@ func (d *doc) leaves(path []string, needle []byte) [][]byte {
 // are most of the bytes.
 func (d *doc) has(i int, raw, needle []byte) bool {
 	for _, f := range d.found[:d.nfound] {
-		if f.part == i && &f.needle[0] == &needle[0] {
+		if f.part == i && bytes.Equal(f.needle, needle) {
 			return f.ok
 		}
 	}
@@ -416,24 +415,6 @@ func (d *doc) search(i int, raw, needle []byte) bool {
 	return bytes.Contains(rest, needle)
 }
 
-var (
-	internMu sync.Mutex
-	interned = map[string][]byte{}
-)
-
-// intern returns one shared slice per needle text, so that searches can
-// be cached by address.
-func intern(s string) []byte {
-	internMu.Lock()
-	defer internMu.Unlock()
-	b, ok := interned[s]
-	if !ok {
-		b = []byte(s)
-		interned[s] = b
-	}
-	return b
-}
-
 // offsetIn returns where sub, a sub-slice of b, starts in b.
 func offsetIn(b, sub []byte) (int, bool) {
 	if len(sub) == 0 || len(b) == 0 {
@@ -462,7 +443,7 @@ func decision(ev *auditjson.Event) string {
 
 var (
 	groupsPath   = []string{"user", "groups"}
-	groupsNeedle = intern(`"groups"`)
+	groupsNeedle = []byte(`"groups"`)
 )
 
 // Set is a list of rules evaluated together.

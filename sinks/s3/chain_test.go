@@ -55,9 +55,9 @@ func TestChainAcrossRestartsVerifies(t *testing.T) {
 	cfg := testConfig(srv, "chain")
 	cfg.ObjectLock.Mode = "GOVERNANCE"
 	cfg.StateDir = t.TempDir()
-	off := writeBatches(t, newSinkNamed(t, cfg, "s3"), 0, 4)
+	off := writeBatches(t, newSink(t, cfg), 0, 4)
 	// A restart continues the chain from the state file.
-	writeBatches(t, newSinkNamed(t, cfg, "s3"), off, 3)
+	writeBatches(t, newSink(t, cfg), off, 3)
 	rep := verify(t, cfg, VerifyOptions{RequireLock: true, MinRetention: 24 * time.Hour})
 	if !rep.OK || rep.Objects != 7 || len(rep.Epochs) != 1 {
 		t.Fatalf("report: %+v", rep)
@@ -79,7 +79,7 @@ func TestVerifyNamesEveryTampering(t *testing.T) {
 	cfg := testConfig(srv, "open")
 	cfg.ObjectLock = ObjectLockConfig{Required: aws.Bool(false)}
 	cfg.StateDir = t.TempDir()
-	off := writeBatches(t, newSinkNamed(t, cfg, "s3"), 0, 8)
+	off := writeBatches(t, newSink(t, cfg), 0, 8)
 	if rep := verify(t, cfg, VerifyOptions{}); !rep.OK {
 		t.Fatalf("untouched archive: %+v", rep.Findings)
 	}
@@ -132,7 +132,7 @@ func TestVerifyNamesEveryTampering(t *testing.T) {
 	if err := os.Remove(filepath.Join(cfg.StateDir, "s3-chain-s3.json")); err != nil {
 		t.Fatal(err)
 	}
-	writeBatches(t, newSinkNamed(t, cfg, "s3"), off, 1)
+	writeBatches(t, newSink(t, cfg), off, 1)
 
 	rep := verify(t, cfg, VerifyOptions{})
 	k := kinds(rep)
@@ -156,19 +156,6 @@ func TestVerifyNamesEveryTampering(t *testing.T) {
 	}
 }
 
-func newSinkNamed(t *testing.T, cfg Config, name string) *Sink {
-	t.Helper()
-	if err := cfg.Validate("s3"); err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(context.Background(), name, cfg, quiet(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close(context.Background()) })
-	return s
-}
-
 // A crash after an upload and before the chain state recorded it must not
 // give the next object, whatever its key, the same sequence number.
 func TestCrashAfterUploadDoesNotForkTheChain(t *testing.T) {
@@ -178,12 +165,12 @@ func TestCrashAfterUploadDoesNotForkTheChain(t *testing.T) {
 	cfg.ObjectLock.Mode = "GOVERNANCE"
 	cfg.StateDir = t.TempDir()
 	state := filepath.Join(cfg.StateDir, "s3-chain-s3.json")
-	off := writeBatches(t, newSinkNamed(t, cfg, "s3"), 0, 2)
+	off := writeBatches(t, newSink(t, cfg), 0, 2)
 	before, err := os.ReadFile(state)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := newSinkNamed(t, cfg, "s3")
+	s := newSink(t, cfg)
 	b := sinktest.Batch(sinktest.File(1), off, sinktest.Events(int(off), 30, 7)...)
 	if err := s.Write(context.Background(), b); err != nil {
 		t.Fatal(err)
@@ -199,7 +186,7 @@ func TestCrashAfterUploadDoesNotForkTheChain(t *testing.T) {
 	}
 	// After the restart the agent re-reads more than before: another key.
 	bigger := sinktest.Batch(sinktest.File(1), off, sinktest.Events(int(off), 45, 7)...)
-	if err := newSinkNamed(t, cfg, "s3").Write(context.Background(), bigger); err != nil {
+	if err := newSink(t, cfg).Write(context.Background(), bigger); err != nil {
 		t.Fatal(err)
 	}
 	rep := verify(t, cfg, VerifyOptions{RequireLock: true})

@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -119,8 +121,8 @@ func Verify(ctx context.Context, cfg Config, opts VerifyOptions) (*Report, error
 			chains[id][v.meta[MetaEpoch]] = append(chains[id][v.meta[MetaEpoch]], v)
 		}
 	}
-	for _, id := range sortedKeys(chains) {
-		for i, epoch := range sortedKeys(chains[id]) {
+	for _, id := range slices.Sorted(maps.Keys(chains)) {
+		for i, epoch := range slices.Sorted(maps.Keys(chains[id])) {
 			rep.Epochs = append(rep.Epochs, checkEpoch(id, epoch, i == 0, chains[id][epoch], opts, add))
 		}
 	}
@@ -244,13 +246,4 @@ func checkEpoch(id, epoch string, first bool, objs []*verified, opts VerifyOptio
 		}
 	}
 	return er
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
