@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -126,7 +127,7 @@ func Compile(s Spec) (*Rule, error) {
 	} else if strings.ContainsAny(s.ID, " ,\"") {
 		add("id %q must not contain spaces, commas or quotes", s.ID)
 	}
-	if !oneOf(s.Severity, Severities...) {
+	if !slices.Contains(Severities, s.Severity) {
 		add("severity must be one of %s, got %q", strings.Join(Severities, ", "), s.Severity)
 	}
 	r := &Rule{ID: s.ID, Severity: s.Severity, Description: s.Description, decision: s.Decision}
@@ -508,13 +509,4 @@ func (s *Set) Match(line []byte, ev *auditjson.Event, withRate bool, dst []*Rule
 		}
 	}
 	return dst
-}
-
-func oneOf(s string, opts ...string) bool {
-	for _, o := range opts {
-		if s == o {
-			return true
-		}
-	}
-	return false
 }
