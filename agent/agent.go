@@ -38,6 +38,9 @@ type Options struct {
 	// StartAt is "beginning" or "end": where to start on the first run,
 	// when there is no checkpoint.
 	StartAt string
+	// HeartbeatInterval is how long a sink may go without a record before
+	// it is sent a heartbeat record; 0 disables heartbeats.
+	HeartbeatInterval time.Duration
 	// Once stops the agent as soon as every sink has acknowledged
 	// everything on disk, instead of following the live file.
 	Once bool
@@ -133,26 +136,56 @@ func (a *Agent) Started() bool {
 	return a.ready
 }
 
+// How the agent found its state at start.
+const (
+	stateResumed = "resumed"
+	stateNone    = "none"
+	stateCorrupt = "corrupt"
+)
+
 // loadState reads the checkpoint. A corrupt one is moved aside and every
 // file on disk is read again: duplicates, never loss.
-func (a *Agent) loadState() (st *checkpoint.State, fresh bool, err error) {
+func (a *Agent) loadState() (st *checkpoint.State, how string, err error) {
 	if err := os.MkdirAll(a.opts.StateDir, 0o700); err != nil {
-		return nil, false, fmt.Errorf("create state directory: %w", err)
+		return nil, "", fmt.Errorf("create state directory: %w", err)
 	}
 	st, found, err := a.store.Load()
 	if errors.Is(err, checkpoint.ErrCorrupt) {
 		dst, qerr := a.store.Quarantine(a.opts.Now())
 		if qerr != nil {
-			return nil, false, qerr
+			return nil, "", qerr
 		}
 		a.log.Error("checkpoint cannot be trusted; it was moved aside and every audit file on disk will be read again (duplicates, no loss)",
 			"err", err, "movedTo", dst)
-		return &checkpoint.State{}, false, nil
+		return &checkpoint.State{}, stateCorrupt, nil
 	}
 	if err != nil {
-		return nil, false, err
+		return nil, "", err
 	}
-	return st, !found, nil
+	if !found {
+		return st, stateNone, nil
+	}
+	return st, stateResumed, nil
+}
+
+// announceStart queues the start record, and a tamper record when the
+// state was missing or corrupt, for every sink.
+func (a *Agent) announceStart(reg *registry, st *checkpoint.State, how string) {
+	now := a.opts.Now()
+	rec := startRecord{Kind: KindStartRecord, APIVersion: APIVersion, StartedAt: timestamp(now), State: how}
+	if !st.SavedAt.IsZero() {
+		rec.PreviousRunUntil = timestamp(st.SavedAt)
+		rec.DowntimeSeconds = max(now.Sub(st.SavedAt).Seconds(), 0)
+	}
+	reg.notify(sinks.KindHeartbeat, rec, now)
+	switch how {
+	case stateNone:
+		reg.notify(sinks.KindTamper, newTamper(tamperNoState, fmt.Sprintf(
+			"no checkpoint in %s: the agent's first start on this node, or its state directory was deleted", a.opts.StateDir), now), now)
+	case stateCorrupt:
+		reg.notify(sinks.KindTamper, newTamper(tamperCorruptState, fmt.Sprintf(
+			"the checkpoint in %s could not be trusted and was moved aside; every audit file on disk is read again", a.opts.StateDir), now), now)
+	}
 }
 
 // Run follows the audit log until ctx is cancelled, then shuts down in
@@ -161,15 +194,17 @@ func (a *Agent) loadState() (st *checkpoint.State, fresh bool, err error) {
 func (a *Agent) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	st, fresh, err := a.loadState()
+	st, how, err := a.loadState()
 	if err != nil {
 		return err
 	}
+	fresh := how == stateNone
 	names := make([]string, len(a.sinks))
 	for i, s := range a.sinks {
 		names[i] = s.Sink.Name()
 	}
-	reg := newRegistry(a.opts.AuditLogPath, names, a.opts.MaxOpenFiles, st, a.m, a.log)
+	reg := newRegistry(a.opts.AuditLogPath, names, a.opts.MaxOpenFiles, st, a.m, a.log, a.opts.Now)
+	a.announceStart(reg, st, how)
 	reg.scan()
 	if fresh && a.opts.StartAt == "end" {
 		reg.skipExisting()
@@ -192,7 +227,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		rd := newReader(so.Sink.Name(), reg, a.m, readerOptions{
 			log: a.log, now: a.opts.Now, maxLine: a.opts.MaxLineBytes, batch: so.Batch,
 			poll: a.opts.PollInterval, out: out, free: free, redact: !so.KeepSecrets, drop: so.Drop,
-			tag: so.TagRules,
+			tag: so.TagRules, heartbeat: a.opts.HeartbeatInterval,
 		})
 		wr := newWriter(so, reg, a.m, a.log, a.opts.Now, filepath.Join(a.opts.StateDir, "dead-letter"), out, free)
 		readers.Go(func() { rd.run(readCtx, drainCtx) })

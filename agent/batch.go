@@ -19,6 +19,9 @@ type batchBuf struct {
 	started time.Time
 	// lastTS is the stageTimestamp of the last event in the last segment.
 	lastTS []byte
+	// notices are the registry's notices among the records, acknowledged
+	// with the batch.
+	notices []*notice
 }
 
 func (b *batchBuf) empty() bool { return len(b.Records) == 0 && len(b.Segments) == 0 }
@@ -77,6 +80,8 @@ func (b *batchBuf) reset() {
 	b.Segments = b.Segments[:0]
 	b.Bytes = 0
 	b.lastTS = nil
+	clear(b.notices)
+	b.notices = b.notices[:0]
 	b.started = time.Time{}
 	if len(b.chunks) > 0 && cap(b.chunks[0]) == arenaChunk {
 		b.chunks = b.chunks[:1]

@@ -39,7 +39,7 @@ func (s *chunkSource) read(p []byte, off int64) (int, error) {
 // the offset up to which the batch's segment reaches.
 func frameAll(t testing.TB, data, sizes []byte, maxLine int) ([]sinks.Record, int64) {
 	m := newMetrics(nil)
-	reg := newRegistry("/nonexistent/audit.log", []string{"s"}, 1, &checkpoint.State{}, m, testLogger())
+	reg := newRegistry("/nonexistent/audit.log", []string{"s"}, 1, &checkpoint.State{}, m, testLogger(), time.Now)
 	free := make(chan *batchBuf, 1)
 	free <- &batchBuf{}
 	r := newReader("s", reg, m, readerOptions{
@@ -127,7 +127,7 @@ func BenchmarkFraming(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		m := newMetrics(nil)
-		reg := newRegistry("/nonexistent/audit.log", []string{"s"}, 1, &checkpoint.State{}, m, testLogger())
+		reg := newRegistry("/nonexistent/audit.log", []string{"s"}, 1, &checkpoint.State{}, m, testLogger(), time.Now)
 		out := make(chan *batchBuf, 1)
 		free := make(chan *batchBuf, 2)
 		free <- &batchBuf{}

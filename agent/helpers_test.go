@@ -67,10 +67,18 @@ func (s *recSink) Write(ctx context.Context, b *sinks.Batch) error {
 
 func (s *recSink) Close(context.Context) error { return nil }
 
+// records returns the records read from the audit files, leaving out the
+// tamper and heartbeat records (see ofKind).
 func (s *recSink) records() []got {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]got(nil), s.recs...)
+	var out []got
+	for _, r := range s.recs {
+		if r.Kind != sinks.KindTamper && r.Kind != sinks.KindHeartbeat {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // events returns the lines of KindEvent records.
@@ -85,8 +93,10 @@ func (s *recSink) events() []string {
 }
 
 func (s *recSink) ofKind(k sinks.Kind) []got {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	var out []got
-	for _, r := range s.records() {
+	for _, r := range s.recs {
 		if r.Kind == k {
 			out = append(out, r)
 		}

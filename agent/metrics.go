@@ -19,6 +19,7 @@ type metrics struct {
 	dropped         *prometheus.CounterVec
 	gaps            *prometheus.CounterVec
 	gapBytes        *prometheus.CounterVec
+	tamper          *prometheus.CounterVec
 	shippedRecords  *prometheus.CounterVec
 	shippedBytes    *prometheus.CounterVec
 	batches         *prometheus.CounterVec
@@ -50,7 +51,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		fileSize: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "auditrail_file_size_bytes",
 			Help: "Per audit file on disk, its size when last seen (uncompressed files)."}, []string{"file"}),
 		lines: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditrail_lines_read_total",
-			Help: "Records read for a sink, by kind (event, unparsed, oversized, gap)."}, []string{"sink", "kind"}),
+			Help: "Records read for a sink, by kind (event, unparsed, oversized, gap, tamper, heartbeat)."}, []string{"sink", "kind"}),
 		emptyLines: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditrail_lines_empty_total",
 			Help: "Empty lines skipped."}, sink),
 		malformed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditrail_lines_malformed_total",
@@ -63,6 +64,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Gap records emitted for data a sink could not read, by reason."}, []string{"sink", "reason"}),
 		gapBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditrail_gap_bytes_total",
 			Help: "Known bytes covered by gap records."}, sink),
+		tamper: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditrail_tamper_signals_total",
+			Help: "Changes on the node outside normal operation (audit files deleted or deleted out of order, state lost), by reason."}, []string{"reason"}),
 		shippedRecords: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditrail_sink_records_total",
 			Help: "Records acknowledged by the sink."}, sink),
 		shippedBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditrail_sink_bytes_total",
@@ -84,7 +87,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.sourceUp, m.rotations, m.filesDiscovered, m.openFiles, m.lagBytes, m.lagSeconds, m.fileOffset, m.fileSize, m.lines,
-			m.emptyLines, m.malformed, m.redacted, m.dropped, m.gaps, m.gapBytes, m.shippedRecords, m.shippedBytes, m.batches,
+			m.emptyLines, m.malformed, m.redacted, m.dropped, m.gaps, m.gapBytes, m.tamper, m.shippedRecords, m.shippedBytes, m.batches,
 			m.retries, m.failures, m.deadLetter, m.lastSuccess, m.commitDuration, m.commitErrors)
 	}
 	return m

@@ -49,7 +49,16 @@ type reader struct {
 	tag     *rules.Set
 	matched []*rules.Rule
 
+	// heartbeat is how long the sink may go without a record before the
+	// reader sends a heartbeat record; 0 disables them. lastAdded is when
+	// the reader last put a record in a batch.
+	heartbeat time.Duration
+	lastAdded time.Time
+	// noticeGen is the registry's notice count when last looked at.
+	noticeGen uint64
+
 	nEvent, nUnparsed, nOversized, nGap, nEmpty prometheus.Counter
+	lines                                       *prometheus.CounterVec
 	malformed                                   *prometheus.CounterVec
 	gaps                                        *prometheus.CounterVec
 	gapBytes                                    prometheus.Counter
@@ -64,6 +73,7 @@ func newReader(sink string, reg *registry, m *metrics, o readerOptions) *reader 
 		nUnparsed:  m.lines.WithLabelValues(sink, sinks.KindUnparsed.String()),
 		nOversized: m.lines.WithLabelValues(sink, sinks.KindOversized.String()),
 		nGap:       m.lines.WithLabelValues(sink, sinks.KindGap.String()),
+		lines:      m.lines.MustCurryWith(prometheus.Labels{"sink": sink}),
 		nEmpty:     m.emptyLines.WithLabelValues(sink),
 		malformed:  m.malformed.MustCurryWith(prometheus.Labels{"sink": sink}),
 		gaps:       m.gaps.MustCurryWith(prometheus.Labels{"sink": sink}),
@@ -73,6 +83,8 @@ func newReader(sink string, reg *registry, m *metrics, o readerOptions) *reader 
 		drop:       o.drop,
 		nDrop:      dropCounters(m, sink, o.drop),
 		tag:        o.tag,
+		heartbeat:  o.heartbeat,
+		lastAdded:  o.now(),
 	}
 }
 
@@ -95,6 +107,8 @@ type readerOptions struct {
 	redact  bool
 	drop    []DropRule
 	tag     *rules.Set
+	// heartbeat is the idle time after which a heartbeat record is sent.
+	heartbeat time.Duration
 }
 
 // run reads until ctx is done, then hands the partial batch to the writer
@@ -106,6 +120,9 @@ func (r *reader) run(ctx, drain context.Context) {
 	}
 	var after uint64
 	for ctx.Err() == nil {
+		if !r.addNotices(drain) {
+			break
+		}
 		e := r.reg.next(r.sink, after)
 		if e == nil {
 			if !r.wait(ctx, drain) {
@@ -136,6 +153,9 @@ func (r *reader) takeBatch(drain context.Context) bool {
 // flush hands the current batch to the writer and takes a fresh one.
 func (r *reader) flush(drain context.Context) bool {
 	r.cur.sealSegment()
+	if len(r.cur.Records) > 0 {
+		r.lastAdded = r.now()
+	}
 	select {
 	case r.out <- r.cur:
 	case <-drain.Done():
@@ -148,6 +168,13 @@ func (r *reader) flush(drain context.Context) bool {
 // wait blocks until the files may have changed, the poll interval passed,
 // or the current batch is due. It returns false when reading must stop.
 func (r *reader) wait(ctx, drain context.Context) bool {
+	if !r.addNotices(drain) {
+		return false
+	}
+	if r.heartbeat > 0 && r.cur.empty() && r.now().Sub(r.lastAdded) >= r.heartbeat {
+		r.addHeartbeat()
+		return r.flush(drain)
+	}
 	var due <-chan time.Time
 	if !r.cur.empty() {
 		d := r.batch.FlushInterval - r.now().Sub(r.cur.started)
@@ -159,6 +186,9 @@ func (r *reader) wait(ctx, drain context.Context) bool {
 		due = t.C
 	}
 	poll := time.NewTimer(r.poll)
+	if r.heartbeat > 0 {
+		poll.Reset(min(r.poll, max(r.heartbeat-r.now().Sub(r.lastAdded), time.Millisecond)))
+	}
 	defer poll.Stop()
 	select {
 	case <-ctx.Done():
@@ -227,6 +257,9 @@ func (r *reader) readFile(ctx, drain context.Context, e *entry) bool {
 	}
 	r.fr.reset(off, r.maxLine)
 	for ctx.Err() == nil {
+		if !r.addNotices(drain) {
+			return false
+		}
 		v := r.reg.view(e, r.sink)
 		if v.h != h && v.lost != "" {
 			return r.gap(drain, e, r.fr.pos, v)
@@ -322,11 +355,43 @@ func (r *reader) touch() {
 }
 
 func (r *reader) add(e *entry, off int64, line []byte, kind sinks.Kind) *sinks.Record {
+	return r.addRecord(e.ref, off, line, kind)
+}
+
+func (r *reader) addRecord(ref *sinks.FileRef, off int64, line []byte, kind sinks.Kind) *sinks.Record {
 	r.touch()
 	b := r.cur
-	b.Records = append(b.Records, sinks.Record{Line: b.store(line), Kind: kind, File: e.ref, Offset: off})
+	b.Records = append(b.Records, sinks.Record{Line: b.store(line), Kind: kind, File: ref, Offset: off})
 	b.Bytes += len(line)
 	return &b.Records[len(b.Records)-1]
+}
+
+// addNotices puts the registry's notices this sink has not been handed
+// into the batch. It returns false when reading must stop.
+func (r *reader) addNotices(drain context.Context) bool {
+	if gen := r.reg.noticeGen.Load(); gen == r.noticeGen {
+		return true
+	} else {
+		r.noticeGen = gen
+	}
+	for _, n := range r.reg.takeNotices(r.sink) {
+		r.addRecord(n.ref, 0, n.line, n.kind)
+		r.cur.notices = append(r.cur.notices, n)
+		r.lines.WithLabelValues(n.kind.String()).Inc()
+		if r.full() && !r.flush(drain) {
+			return false
+		}
+	}
+	return true
+}
+
+// addHeartbeat puts a heartbeat record into the (empty) batch.
+func (r *reader) addHeartbeat() {
+	now := r.now()
+	hb := heartbeatRecord{Kind: KindHeartbeatRecord, APIVersion: APIVersion, Sink: r.sink, At: timestamp(now), IdleSince: timestamp(r.lastAdded)}
+	ref := &sinks.FileRef{ID: newNoticeID(sinks.KindHeartbeat, now)}
+	r.addRecord(ref, 0, marshalRecord(hb), sinks.KindHeartbeat)
+	r.lines.WithLabelValues(sinks.KindHeartbeat.String()).Inc()
 }
 
 // redactSecrets replaces rec's line by one whose Secret and TokenRequest

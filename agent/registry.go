@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/auditrail/auditrail/checkpoint"
@@ -128,11 +129,16 @@ type registry struct {
 	// exported are the file ids with per-file gauges, to delete them when
 	// the files are gone.
 	exported map[string]bool
+	// notices wait for sinks to acknowledge them; noticeGen counts the
+	// notices made, so readers notice new ones without the lock.
+	notices   []*notice
+	noticeGen atomic.Uint64
+	now       func() time.Time
 }
 
-func newRegistry(livePath string, sinkNames []string, maxOpen int, st *checkpoint.State, m *metrics, log *slog.Logger) *registry {
+func newRegistry(livePath string, sinkNames []string, maxOpen int, st *checkpoint.State, m *metrics, log *slog.Logger, now func() time.Time) *registry {
 	r := &registry{
-		log: log, naming: newNaming(livePath), livePath: livePath, sinks: sinkNames,
+		log: log, now: now, naming: newNaming(livePath), livePath: livePath, sinks: sinkNames,
 		maxOpen: maxOpen, m: m, bySeq: make(map[uint64]*entry), nextSeq: st.NextSeq,
 	}
 	if r.nextSeq == 0 {
@@ -154,6 +160,7 @@ func newRegistry(livePath string, sinkNames []string, maxOpen int, st *checkpoin
 		r.bySeq[f.Seq] = e
 	}
 	sort.Slice(r.entries, func(i, j int) bool { return r.entries[i].ref.Seq < r.entries[j].ref.Seq })
+	r.loadNotices(st.Notices)
 	return r
 }
 
@@ -556,6 +563,27 @@ func (r *registry) markGoneLocked(e *entry) {
 		e.lost = lostPruned
 		r.log.Warn("audit file removed before every sink read it", "file", e.ref.ID, "path", e.path)
 	}
+	var t tamperRecord
+	switch {
+	case e.path == r.livePath:
+		t = newTamper(tamperDeleted, "the live audit log disappeared without being rotated: its content is under no name in the directory", r.now())
+	case r.olderPresentLocked(e):
+		t = newTamper(tamperDeletedOutOfOrder, "a rotated audit file disappeared while older ones remain; kube-apiserver prunes the oldest first", r.now())
+	default:
+		return
+	}
+	t.File, t.Size = &fileInfo{ID: e.ref.ID, Path: e.path}, e.size
+	r.notifyLocked(sinks.KindTamper, t, r.now())
+}
+
+// olderPresentLocked reports whether a file older than e is still on disk.
+func (r *registry) olderPresentLocked(e *entry) bool {
+	for _, o := range r.entries {
+		if o.ref.Seq < e.ref.Seq && !o.gone && o.path != r.livePath {
+			return true
+		}
+	}
+	return false
 }
 
 // detachLocked retires e because its inode now holds other content.
@@ -741,7 +769,8 @@ func (r *registry) ack(sink string, segs []sinks.Segment) {
 func (r *registry) snapshot() (*checkpoint.State, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	st := &checkpoint.State{NextSeq: r.nextSeq, Files: make([]checkpoint.File, 0, len(r.entries))}
+	st := &checkpoint.State{NextSeq: r.nextSeq, Files: make([]checkpoint.File, 0, len(r.entries)),
+		SavedAt: r.now().UTC(), Notices: r.exportNoticesLocked()}
 	lag := make(map[string]int64, len(r.sinks))
 	lastAcked := make(map[string]string, len(r.sinks))
 	for _, e := range r.entries {
@@ -875,6 +904,9 @@ func (r *registry) caughtUp() bool {
 }
 
 func (r *registry) caughtUpLocked() bool {
+	if len(r.notices) > 0 {
+		return false
+	}
 	for _, e := range r.entries {
 		for _, s := range r.sinks {
 			c := e.cursors[s]

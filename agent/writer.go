@@ -44,6 +44,7 @@ func (w *writer) run(ctx context.Context) {
 			return
 		}
 		w.reg.ack(w.name, b.Segments)
+		w.reg.ackNotices(w.name, b.notices)
 		if len(b.Records) > 0 {
 			w.m.shippedRecords.WithLabelValues(w.name).Add(float64(len(b.Records)))
 			w.m.shippedBytes.WithLabelValues(w.name).Add(float64(b.Bytes))

@@ -1,11 +1,36 @@
 package checkpoint
 
+import (
+	"encoding/json"
+	"time"
+)
+
 // State is everything the agent needs to resume after a restart.
 type State struct {
 	// NextSeq is the sequence number the next newly discovered file gets.
 	NextSeq uint64 `json:"nextSeq"`
 	// Files are the source files known to the agent, oldest first.
 	Files []File `json:"files"`
+	// SavedAt is when the agent committed this state. The next start
+	// reports the time since as how long the agent was not running.
+	SavedAt time.Time `json:"savedAt,omitzero"`
+	// Notices are records about the node the agent made and not every
+	// sink acknowledged yet: tamper signals and start records. They are
+	// delivered after a restart like unread lines.
+	Notices []Notice `json:"notices,omitempty"`
+}
+
+// Notice is a record not tied to a byte range of a source file.
+type Notice struct {
+	// ID is unique across the agent's runs and state losses; sinks derive
+	// idempotency keys from it.
+	ID string `json:"id"`
+	// Kind is the record kind's name: "tamper" or "heartbeat".
+	Kind string `json:"kind"`
+	// Record is the JSON line shipped.
+	Record json.RawMessage `json:"record"`
+	// Pending are the sinks that have not acknowledged it.
+	Pending []string `json:"pending"`
 }
 
 // File is one source file, identified by its device and inode and by a
@@ -49,7 +74,12 @@ type Cursor struct {
 
 // Clone returns a deep copy of s.
 func (s *State) Clone() *State {
-	c := &State{NextSeq: s.NextSeq, Files: make([]File, len(s.Files))}
+	c := &State{NextSeq: s.NextSeq, Files: make([]File, len(s.Files)), SavedAt: s.SavedAt}
+	for _, n := range s.Notices {
+		n.Record = append(json.RawMessage(nil), n.Record...)
+		n.Pending = append([]string(nil), n.Pending...)
+		c.Notices = append(c.Notices, n)
+	}
 	for i, f := range s.Files {
 		c.Files[i] = f
 		if f.Cursors != nil {

@@ -111,6 +111,11 @@ func (s *State) validate() error {
 			}
 		}
 	}
+	for _, n := range s.Notices {
+		if n.ID == "" || !json.Valid(n.Record) {
+			return fmt.Errorf("notice %q: no id or not a JSON record", n.ID)
+		}
+	}
 	return nil
 }
 

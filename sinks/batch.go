@@ -20,6 +20,17 @@ const (
 	// a file pruned or truncated before this sink read it. Line holds a
 	// JSON object describing the file, byte range and time range.
 	KindGap
+	// KindTamper is a record the agent made to report a change on the node
+	// outside normal operation: an audit file deleted rather than rotated,
+	// a rotated file deleted while older ones remain, the agent's state
+	// directory lost or unreadable. Line holds a JSON object saying what
+	// and when. It is not tied to a byte range: File is a per-record
+	// identity and Offset is 0.
+	KindTamper
+	// KindHeartbeat is a record the agent made to say it is running: at
+	// each start, and whenever a sink had nothing to ship for the
+	// heartbeat interval. Like KindTamper it is not tied to a byte range.
+	KindHeartbeat
 )
 
 // String returns the kind's name as used in metrics and marked records.
@@ -33,6 +44,10 @@ func (k Kind) String() string {
 		return "oversized"
 	case KindGap:
 		return "gap"
+	case KindTamper:
+		return "tamper"
+	case KindHeartbeat:
+		return "heartbeat"
 	}
 	return "unknown"
 }
@@ -80,7 +95,9 @@ type Segment struct {
 }
 
 // Batch is a group of records delivered to one sink in one Write call, with
-// the source ranges it covers. Records appear in file order.
+// the source ranges it covers. Records appear in file order; tamper and
+// heartbeat records, which cover no range, may come first. A batch of
+// only such records has no segments.
 type Batch struct {
 	Records  []Record
 	Segments []Segment

@@ -215,7 +215,8 @@ func agentOptions(c *config.Config, once bool, log *slog.Logger, reg prometheus.
 	return agent.Options{
 		AuditLogPath: c.AuditLogPath, StateDir: c.StateDir, MaxLineBytes: int(c.MaxLineBytes),
 		PollInterval: time.Duration(c.PollInterval), CheckpointInterval: time.Duration(c.CheckpointInterval),
-		DrainTimeout: time.Duration(c.DrainTimeout), MaxOpenFiles: c.MaxOpenFiles, StartAt: c.StartAt,
+		HeartbeatInterval: time.Duration(c.HeartbeatInterval),
+		DrainTimeout:      time.Duration(c.DrainTimeout), MaxOpenFiles: c.MaxOpenFiles, StartAt: c.StartAt,
 		Once: once, Logger: log, Registerer: reg,
 	}
 }

@@ -44,8 +44,11 @@ type Config struct {
 	MaxLineBytes       units.ByteSize `yaml:"maxLineBytes"`
 	PollInterval       units.Duration `yaml:"pollInterval"`
 	CheckpointInterval units.Duration `yaml:"checkpointInterval"`
-	DrainTimeout       units.Duration `yaml:"drainTimeout"`
-	MaxOpenFiles       int            `yaml:"maxOpenFiles"`
+	// HeartbeatInterval is how long a sink may go without a record before
+	// it is sent a heartbeat record.
+	HeartbeatInterval units.Duration `yaml:"heartbeatInterval"`
+	DrainTimeout      units.Duration `yaml:"drainTimeout"`
+	MaxOpenFiles      int            `yaml:"maxOpenFiles"`
 	// StartAt is where to start when there is no checkpoint: beginning or
 	// end.
 	StartAt string     `yaml:"startAt"`
@@ -247,6 +250,7 @@ func (c *Config) applyDefaults() {
 	setDefault(&c.MaxLineBytes, 16<<20)
 	setDefault(&c.PollInterval, units.Duration(time.Second))
 	setDefault(&c.CheckpointInterval, units.Duration(time.Second))
+	setDefault(&c.HeartbeatInterval, units.Duration(time.Minute))
 	setDefault(&c.DrainTimeout, units.Duration(25*time.Second))
 	setDefault(&c.MaxOpenFiles, 64)
 	setDefault(&c.StartAt, "beginning")
@@ -308,6 +312,9 @@ func (c *Config) Validate() error {
 		if d.v <= 0 {
 			add("%s must be positive", d.key)
 		}
+	}
+	if c.HeartbeatInterval < units.Duration(time.Second) {
+		add("heartbeatInterval must be at least 1s")
 	}
 	if c.MaxOpenFiles < 1 {
 		add("maxOpenFiles must be at least 1")

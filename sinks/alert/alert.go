@@ -147,6 +147,10 @@ func (s *Sink) Write(ctx context.Context, b *sinks.Batch) error {
 	now := s.now()
 	for i := range b.Records {
 		r := &b.Records[i]
+		if r.Kind == sinks.KindTamper {
+			s.tamper(r, now) // not tied to a source position: deduplicated by its id
+			continue
+		}
 		if !s.fresh(r) {
 			continue
 		}
@@ -234,6 +238,25 @@ func (s *Sink) gap(r *sinks.Record, now time.Time) {
 	}
 	json.Unmarshal(r.Line, &g)
 	a.Description = fmt.Sprintf("%s: %s, bytes %d-%d of %s", GapRule.Description, g.Reason, g.Bytes.From, g.Bytes.To, g.File.Path)
+}
+
+// TamperRule is the rule an alert about a tamper record names: a change on
+// the node outside normal operation, such as the live audit log deleted,
+// a rotated file deleted out of order, or the agent's state lost.
+var TamperRule = &rules.Rule{ID: "audit-trail-tamper", Severity: "high",
+	Description: "The audit trail on the node was changed outside normal operation"}
+
+func (s *Sink) tamper(r *sinks.Record, now time.Time) {
+	a := s.admit(TamperRule, r, now)
+	if a == nil {
+		return
+	}
+	var t struct {
+		Reason string `json:"reason"`
+		Detail string `json:"detail"`
+	}
+	json.Unmarshal(r.Line, &t)
+	a.Description = fmt.Sprintf("%s: %s: %s", TamperRule.Description, t.Reason, t.Detail)
 }
 
 // admit decides whether r raises an alert for rule: not if the same

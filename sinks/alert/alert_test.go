@@ -384,3 +384,26 @@ func TestGapRecordRaisesCriticalAlert(t *testing.T) {
 		t.Errorf("alerts for a gap record: %+v", got)
 	}
 }
+
+// A tamper record raises one high alert naming the reason, even when it
+// comes after records of later files, and only once when delivered again.
+func TestTamperRecordRaisesAlert(t *testing.T) {
+	rc := newReceiver(t)
+	s := newTestSink(t, testConfig(Destination{Name: "soc", Type: "webhook", URL: rc.srv.URL, Secret: secret}))
+	if err := s.Write(context.Background(), sinktest.Batch(sinktest.File(3), 0, lease(1))); err != nil {
+		t.Fatal(err)
+	}
+	tamper := `{"kind":"AuditrailTamper","apiVersion":"auditrail.io/v1","reason":"deleted","detectedAt":"2026-11-21T10:00:00Z","detail":"the live audit log disappeared without being rotated","file":{"id":"2049-1001-0123456789abcdef","path":"/var/log/kubernetes/audit/audit.log"}}`
+	b := &sinks.Batch{Records: []sinks.Record{{Line: []byte(tamper), Kind: sinks.KindTamper,
+		File: &sinks.FileRef{ID: "tamper-20261121T100000.000000000Z-0a0b0c0d0e0f"}}}}
+	for range 2 {
+		if err := s.Write(context.Background(), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := rc.received()
+	if len(got) != 1 || got[0].Rule != "audit-trail-tamper" || got[0].Severity != "high" ||
+		!strings.Contains(got[0].Description, "deleted: the live audit log disappeared") {
+		t.Errorf("alerts for a tamper record: %+v", got)
+	}
+}

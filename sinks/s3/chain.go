@@ -26,6 +26,12 @@ const (
 	MetaPrev       = "chain-prev" // hex SHA-256 of the previous object's content
 	MetaChainStart = "chain-start"
 	MetaSHA256     = "sha256" // hex SHA-256 of this object's content
+	// MetaRecordsSHA256 is the hex SHA-256 of the records, the object's
+	// uncompressed content after its manifest line.
+	MetaRecordsSHA256 = "records-sha256"
+	// MetaMarked lists the kinds of agent-made records in the object:
+	// gap, tamper, heartbeat, unparsed, oversized; empty for events only.
+	MetaMarked = "marked"
 )
 
 // Reasons an epoch starts.

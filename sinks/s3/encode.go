@@ -2,6 +2,7 @@ package s3
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"fmt"
 
 	"github.com/klauspost/compress/gzip"
@@ -17,7 +18,8 @@ type encoder struct {
 	contentType string
 	zw          *zstd.Encoder
 	gw          *gzip.Writer
-	raw, out    bytes.Buffer
+	recs, raw   bytes.Buffer
+	out         bytes.Buffer
 	zbuf        []byte
 }
 
@@ -44,14 +46,21 @@ func newEncoder(kind string) (*encoder, error) {
 	return e, nil
 }
 
-// encode returns the body for b. It stays valid until the next call.
-func (e *encoder) encode(b *sinks.Batch) ([]byte, error) {
-	e.raw.Reset()
-	e.raw.Grow(b.Bytes + len(b.Records))
+// encode returns the body for b: the line head returns for the SHA-256 of
+// the records, then the records. It stays valid until the next call.
+func (e *encoder) encode(b *sinks.Batch, head func(recordsSHA256 []byte) []byte) ([]byte, error) {
+	e.recs.Reset()
+	e.recs.Grow(b.Bytes + len(b.Records))
 	for i := range b.Records {
-		e.raw.Write(b.Records[i].Line)
-		e.raw.WriteByte('\n')
+		e.recs.Write(b.Records[i].Line)
+		e.recs.WriteByte('\n')
 	}
+	sum := sha256.Sum256(e.recs.Bytes())
+	e.raw.Reset()
+	e.raw.Grow(e.recs.Len() + 1024)
+	e.raw.Write(head(sum[:]))
+	e.raw.WriteByte('\n')
+	e.raw.Write(e.recs.Bytes())
 	switch e.kind {
 	case "zstd":
 		e.zbuf = e.zw.EncodeAll(e.raw.Bytes(), e.zbuf[:0])

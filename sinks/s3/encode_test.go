@@ -2,6 +2,8 @@ package s3
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
@@ -32,7 +34,7 @@ func BenchmarkEncode(b *testing.B) {
 			b.ReportAllocs()
 			var out int
 			for b.Loop() {
-				body, err := enc.encode(batch)
+				body, err := enc.encode(batch, testHead)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -47,16 +49,21 @@ func TestEncodeRoundTrip(t *testing.T) {
 	ls := sinktest.Events(0, 2000, 1)
 	batch := sinktest.Batch(sinktest.File(1), 0, ls...)
 	enc, _ := newEncoder("zstd")
+	sum := sha256.Sum256(ndjson(ls))
 	for i := 0; i < 3; i++ { // buffers are reused between calls
-		body, err := enc.encode(batch)
+		body, err := enc.encode(batch, testHead)
 		if err != nil {
 			t.Fatal(err)
 		}
 		d, _ := zstd.NewReader(nil)
 		raw, err := d.DecodeAll(body, nil)
 		d.Close()
-		if err != nil || !bytes.Equal(raw, ndjson(ls)) {
-			t.Fatalf("round trip %d: err %v, equal %v", i, err, bytes.Equal(raw, ndjson(ls)))
+		want := append([]byte(`{"records":"`+hex.EncodeToString(sum[:])+`"}`+"\n"), ndjson(ls)...)
+		if err != nil || !bytes.Equal(raw, want) {
+			t.Fatalf("round trip %d: err %v, equal %v", i, err, bytes.Equal(raw, want))
 		}
 	}
 }
+
+// testHead is a head line naming the records' digest.
+func testHead(sum []byte) []byte { return []byte(`{"records":"` + hex.EncodeToString(sum) + `"}`) }

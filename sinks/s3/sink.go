@@ -31,6 +31,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -237,14 +238,19 @@ func (s *Sink) Write(ctx context.Context, b *sinks.Batch) error {
 		}
 	}
 	first := s.firstEventTime(b)
-	body, err := s.enc.encode(b)
+	obj := object{key: s.key(b, first), batch: b, first: first}
+	obj.meta = s.metadata(b, first)
+	s.chain.next(obj.meta)
+	body, err := s.enc.encode(b, func(sum []byte) []byte {
+		obj.meta[MetaRecordsSHA256] = hex.EncodeToString(sum)
+		return newManifest(obj.meta).line()
+	})
 	if err != nil {
 		return sinks.Permanent(fmt.Errorf("compress batch: %w", err))
 	}
 	sum := sha256.Sum256(body)
-	obj := object{key: s.key(b, first), body: body, sha256: sum[:], batch: b, first: first}
-	obj.meta = s.metadata(obj)
-	s.chain.next(obj.meta)
+	obj.body, obj.sha256 = body, sum[:]
+	obj.meta[MetaSHA256] = hex.EncodeToString(sum[:])
 	if s.verifyNext {
 		meta, same, err := s.alreadyThere(ctx, obj)
 		if err != nil {
@@ -295,13 +301,15 @@ type object struct {
 }
 
 // alreadyThere reports whether the key holds an object with the same
-// SHA-256, and returns its metadata.
+// records, and returns its metadata.
 func (s *Sink) alreadyThere(ctx context.Context, o object) (map[string]string, bool, error) {
 	meta, err := s.head(ctx, o.key)
 	if err != nil || meta == nil {
 		return nil, false, err
 	}
-	return meta, meta[MetaSHA256] == hex.EncodeToString(o.sha256), nil
+	// The records decide, not the whole body: the manifest of a batch
+	// delivered again after a crash may name another place in the chain.
+	return meta, meta[MetaRecordsSHA256] == o.meta[MetaRecordsSHA256], nil
 }
 
 // head returns the metadata of the object at key, nil if there is none.
@@ -320,16 +328,45 @@ func (s *Sink) head(ctx context.Context, key string) (map[string]string, error) 
 	return h.Metadata, nil
 }
 
-func (s *Sink) metadata(o object) map[string]string {
-	b := o.batch
-	first, last := b.Segments[0], b.Segments[len(b.Segments)-1]
+// span returns the first and last source ranges of b. A batch of only
+// tamper and heartbeat records covers none: it is named after its first
+// record, whose identity is unique.
+func span(b *sinks.Batch) (first, last sinks.Segment) {
+	if len(b.Segments) == 0 {
+		seg := sinks.Segment{File: b.Records[0].File}
+		return seg, seg
+	}
+	return b.Segments[0], b.Segments[len(b.Segments)-1]
+}
+
+// marked lists the kinds of agent-made records in b (gap, tamper,
+// heartbeat, …), so that readers of the archive find them without
+// downloading every object.
+func marked(b *sinks.Batch) string {
+	var seen [8]bool
+	var out []string
+	for i := range b.Records {
+		k := b.Records[i].Kind
+		if k != sinks.KindEvent && int(k) < len(seen) && !seen[k] {
+			seen[k] = true
+			out = append(out, k.String())
+		}
+	}
+	slices.Sort(out)
+	return strings.Join(out, ",")
+}
+
+// metadata returns the object's metadata, without its place in the chain
+// and its SHA-256.
+func (s *Sink) metadata(b *sinks.Batch, firstEvent time.Time) map[string]string {
+	first, last := span(b)
 	return map[string]string{
-		MetaSHA256:     hex.EncodeToString(o.sha256),
+		MetaMarked:     marked(b),
 		"records":      strconv.Itoa(len(b.Records)),
 		"source-file":  first.File.ID,
 		"source-range": fmt.Sprintf("%d-%d", first.Start, last.End),
 		"source-files": strconv.Itoa(len(b.Segments)),
-		"first-event":  o.first.UTC().Format(time.RFC3339Nano),
+		"first-event":  firstEvent.UTC().Format(time.RFC3339Nano),
 		"last-event":   last.LastEventTime,
 	}
 }
@@ -449,7 +486,7 @@ func (s *Sink) key(b *sinks.Batch, first time.Time) string {
 		k.WriteString("node=" + s.cfg.Node + "/")
 	}
 	k.WriteString(first.Format("dt=2006-01-02/hour=15/20060102T150405.000000Z"))
-	head, tail := b.Segments[0], b.Segments[len(b.Segments)-1]
+	head, tail := span(b)
 	fmt.Fprintf(&k, "_%s_%020d-", head.File.ID, head.Start)
 	if tail.File != head.File {
 		fmt.Fprintf(&k, "%s_", tail.File.ID)

@@ -14,8 +14,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
-	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/zstd"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -62,32 +60,17 @@ func ndjson(ls []string) []byte {
 	return []byte(strings.Join(ls, "\n") + "\n")
 }
 
+// decode returns an object's records and checks its manifest.
 func decode(t *testing.T, key string, body []byte) []byte {
 	t.Helper()
-	switch {
-	case strings.HasSuffix(key, ".zst"):
-		d, err := zstd.NewReader(nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer d.Close()
-		out, err := d.DecodeAll(body, nil)
-		if err != nil {
-			t.Fatalf("%s: %v", key, err)
-		}
-		return out
-	case strings.HasSuffix(key, ".gz"):
-		zr, err := gzip.NewReader(bytes.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		out, err := io.ReadAll(zr)
-		if err != nil {
-			t.Fatalf("%s: %v", key, err)
-		}
-		return out
+	m, recs, err := ReadObject(key, body)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return body
+	if m.Seq < 1 || m.Chain == "" || m.Epoch == "" || m.Records != bytes.Count(recs, []byte{'\n'}) {
+		t.Errorf("%s: manifest %+v for %d lines", key, m, bytes.Count(recs, []byte{'\n'}))
+	}
+	return recs
 }
 
 // objects returns every object under the bucket, by key, decoded.
@@ -293,8 +276,8 @@ func TestMultipartUpload(t *testing.T) {
 	c := srv.Client()
 	got := objects(t, c, "big")
 	for key, body := range got {
-		if !bytes.Equal(body, ndjson(ls)) {
-			t.Errorf("%s: content differs (%d bytes, want %d)", key, len(body), len(ndjson(ls)))
+		if recs := decode(t, key, body); !bytes.Equal(recs, ndjson(ls)) {
+			t.Errorf("%s: content differs (%d bytes, want %d)", key, len(recs), len(ndjson(ls)))
 		}
 		h, err := c.HeadObject(context.Background(), &s3.HeadObjectInput{Bucket: aws.String("big"), Key: aws.String(key)})
 		if err != nil {
@@ -333,5 +316,40 @@ func TestUnreachableAtStart(t *testing.T) {
 	}
 	if n := len(objects(t, srv.Client(), "later")); n != 1 {
 		t.Fatalf("%d objects, want 1", n)
+	}
+}
+
+// A batch of only agent records (a heartbeat) covers no source range: it
+// is named after its record, and its metadata and manifest say what it
+// holds.
+func TestNoticeOnlyBatch(t *testing.T) {
+	srv := miniotest.Start(t)
+	srv.Bucket("notices", true)
+	s := newSink(t, testConfig(srv, "notices"))
+	hb := `{"kind":"AuditrailHeartbeat","apiVersion":"auditrail.io/v1","sink":"s3","at":"2026-11-21T10:00:00Z"}`
+	b := &sinks.Batch{Records: []sinks.Record{{Line: []byte(hb), Kind: sinks.KindHeartbeat,
+		File: &sinks.FileRef{ID: "heartbeat-20261121T100000.000000000Z-0a0b0c0d0e0f"}}}, Bytes: len(hb)}
+	if err := s.Write(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	got := objects(t, srv.Client(), "notices")
+	if len(got) != 1 {
+		t.Fatalf("%d objects, want 1", len(got))
+	}
+	for key, body := range got {
+		if !strings.Contains(key, "_heartbeat-20261121T100000.000000000Z-0a0b0c0d0e0f_00000000000000000000-00000000000000000000.ndjson.zst") {
+			t.Errorf("key %s", key)
+		}
+		h, err := srv.Client().HeadObject(context.Background(), &s3.HeadObjectInput{Bucket: aws.String("notices"), Key: aws.String(key)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Metadata[MetaMarked] != "heartbeat" {
+			t.Errorf("marked = %q, want heartbeat", h.Metadata[MetaMarked])
+		}
+		m, recs, err := ReadObject(key, body)
+		if err != nil || m.Marked != "heartbeat" || string(recs) != hb+"\n" {
+			t.Errorf("manifest %+v, records %q, err %v", m, recs, err)
+		}
 	}
 }

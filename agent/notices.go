@@ -1,0 +1,191 @@
+package agent
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"slices"
+	"time"
+
+	"github.com/auditrail/auditrail/checkpoint"
+	"github.com/auditrail/auditrail/sinks"
+)
+
+// notice is a record about the node or the agent, not tied to a byte range
+// of a source file: a tamper signal or a start record. It is kept, and
+// committed with the checkpoint, until every sink acknowledged it.
+// Guarded by registry.mu.
+type notice struct {
+	ref  *sinks.FileRef // ID is the notice's id; Seq is 0
+	kind sinks.Kind
+	line []byte
+	// pending are the sinks that have not acknowledged it; handed are
+	// those whose reader put it in a batch during this run.
+	pending map[string]bool
+	handed  map[string]bool
+}
+
+// newNoticeID returns an id unique across runs and state losses: the time
+// and random bits.
+func newNoticeID(kind sinks.Kind, now time.Time) string {
+	var b [6]byte
+	rand.Read(b[:])
+	return kind.String() + "-" + now.UTC().Format("20060102T150405.000000000Z") + "-" + hex.EncodeToString(b[:])
+}
+
+func parseKind(s string) (sinks.Kind, bool) {
+	for _, k := range []sinks.Kind{sinks.KindTamper, sinks.KindHeartbeat} {
+		if k.String() == s {
+			return k, true
+		}
+	}
+	return 0, false
+}
+
+// loadNotices restores the notices of a checkpoint, for the sinks that
+// are still configured.
+func (r *registry) loadNotices(ns []checkpoint.Notice) {
+	for _, n := range ns {
+		kind, ok := parseKind(n.Kind)
+		if !ok {
+			continue
+		}
+		nt := &notice{ref: &sinks.FileRef{ID: n.ID}, kind: kind, line: n.Record,
+			pending: make(map[string]bool), handed: make(map[string]bool)}
+		for _, s := range n.Pending {
+			if slices.Contains(r.sinks, s) {
+				nt.pending[s] = true
+			}
+		}
+		if len(nt.pending) > 0 {
+			r.notices = append(r.notices, nt)
+		}
+	}
+}
+
+// notify queues a record for every sink.
+func (r *registry) notify(kind sinks.Kind, rec any, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.notifyLocked(kind, rec, now)
+}
+
+func (r *registry) notifyLocked(kind sinks.Kind, rec any, now time.Time) {
+	n := &notice{ref: &sinks.FileRef{ID: newNoticeID(kind, now)}, kind: kind, line: marshalRecord(rec),
+		pending: make(map[string]bool, len(r.sinks)), handed: make(map[string]bool, len(r.sinks))}
+	for _, s := range r.sinks {
+		n.pending[s] = true
+	}
+	r.notices = append(r.notices, n)
+	if t, ok := rec.(tamperRecord); ok {
+		r.m.tamper.WithLabelValues(t.Reason).Inc()
+		r.log.Error("audit trail tampering signal", "reason", t.Reason, "detail", t.Detail)
+	}
+	r.dirty = true
+	r.noticeGen.Add(1)
+	r.broadcastLocked()
+}
+
+// takeNotices returns the notices sink has not been handed yet, and marks
+// them handed.
+func (r *registry) takeNotices(sink string) []*notice {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []*notice
+	for _, n := range r.notices {
+		if n.pending[sink] && !n.handed[sink] {
+			n.handed[sink] = true
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// ackNotices records that sink acknowledged ns.
+func (r *registry) ackNotices(sink string, ns []*notice) {
+	if len(ns) == 0 {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, n := range ns {
+		delete(n.pending, sink)
+	}
+	r.notices = slices.DeleteFunc(r.notices, func(n *notice) bool { return len(n.pending) == 0 })
+	r.dirty = true
+}
+
+func (r *registry) exportNoticesLocked() []checkpoint.Notice {
+	var out []checkpoint.Notice
+	for _, n := range r.notices {
+		cn := checkpoint.Notice{ID: n.ref.ID, Kind: n.kind.String(), Record: json.RawMessage(n.line)}
+		for _, s := range r.sinks {
+			if n.pending[s] {
+				cn.Pending = append(cn.Pending, s)
+			}
+		}
+		out = append(out, cn)
+	}
+	return out
+}
+
+// Kinds of the tamper and heartbeat records.
+const (
+	KindTamperRecord    = "AuditrailTamper"
+	KindHeartbeatRecord = "AuditrailHeartbeat"
+	KindStartRecord     = "AuditrailAgentStarted"
+)
+
+// Tamper reasons.
+const (
+	// The live audit file disappeared without being rotated: its content
+	// is under no name in the directory.
+	tamperDeleted = "deleted"
+	// A rotated file disappeared while an older one of the same log is
+	// still there: kube-apiserver prunes oldest first.
+	tamperDeletedOutOfOrder = "deleted-out-of-order"
+	// No checkpoint in the state directory: the agent's first start on
+	// the node, or its state was deleted.
+	tamperNoState = "no-state"
+	// The checkpoint could not be trusted and was moved aside.
+	tamperCorruptState = "corrupt-state"
+)
+
+// tamperRecord reports a change on the node outside normal operation.
+type tamperRecord struct {
+	Kind       string    `json:"kind"`
+	APIVersion string    `json:"apiVersion"`
+	Reason     string    `json:"reason"`
+	DetectedAt string    `json:"detectedAt"`
+	Detail     string    `json:"detail"`
+	File       *fileInfo `json:"file,omitempty"`
+	// Size is how many bytes the file held when last seen.
+	Size int64 `json:"size,omitempty"`
+}
+
+func newTamper(reason, detail string, now time.Time) tamperRecord {
+	return tamperRecord{Kind: KindTamperRecord, APIVersion: APIVersion, Reason: reason, DetectedAt: timestamp(now), Detail: detail}
+}
+
+// startRecord is delivered to every sink when the agent starts.
+type startRecord struct {
+	Kind       string `json:"kind"`
+	APIVersion string `json:"apiVersion"`
+	StartedAt  string `json:"startedAt"`
+	// State is "resumed", "none" or "corrupt".
+	State string `json:"state"`
+	// PreviousRunUntil is when the previous run last committed its state:
+	// the agent was not running between it and StartedAt.
+	PreviousRunUntil string  `json:"previousRunUntil,omitempty"`
+	DowntimeSeconds  float64 `json:"downtimeSeconds,omitempty"`
+}
+
+// heartbeatRecord says a sink had nothing to ship for a while.
+type heartbeatRecord struct {
+	Kind       string `json:"kind"`
+	APIVersion string `json:"apiVersion"`
+	Sink       string `json:"sink"`
+	At         string `json:"at"`
+	// IdleSince is when the sink was last handed a record.
+	IdleSince string `json:"idleSince"`
+}

@@ -1,0 +1,123 @@
+package s3
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+)
+
+// KindManifest is the kind of the manifest line that opens every object.
+const KindManifest = "AuditrailManifest"
+
+// Manifest is the first line of every object: its place in the hash chain
+// and what it holds, so that the chain can be checked from the content
+// alone, for example after the objects were copied out of S3 without their
+// metadata. The object's own SHA-256 cannot be inside it; RecordsSHA256
+// covers every byte after the manifest line, and the next object's Prev
+// covers the whole object.
+type Manifest struct {
+	Kind          string `json:"kind"`
+	APIVersion    string `json:"apiVersion"`
+	Chain         string `json:"chain"`
+	Epoch         string `json:"epoch"`
+	Seq           int64  `json:"seq"`
+	Prev          string `json:"prev,omitempty"`
+	ChainStart    string `json:"chainStart,omitempty"`
+	Records       int    `json:"records"`
+	RecordsSHA256 string `json:"recordsSHA256"`
+	SourceFile    string `json:"sourceFile"`
+	SourceRange   string `json:"sourceRange"`
+	FirstEvent    string `json:"firstEvent,omitempty"`
+	LastEvent     string `json:"lastEvent,omitempty"`
+	Marked        string `json:"marked,omitempty"`
+}
+
+// newManifest fills a manifest from the object's metadata (without its
+// SHA-256, which is not known yet).
+func newManifest(meta map[string]string) Manifest {
+	seq, _ := strconv.ParseInt(meta[MetaSeq], 10, 64)
+	records, _ := strconv.Atoi(meta["records"])
+	return Manifest{
+		Kind: KindManifest, APIVersion: "auditrail.io/v1",
+		Chain: meta[MetaChain], Epoch: meta[MetaEpoch], Seq: seq, Prev: meta[MetaPrev], ChainStart: meta[MetaChainStart],
+		Records: records, RecordsSHA256: meta[MetaRecordsSHA256],
+		SourceFile: meta["source-file"], SourceRange: meta["source-range"],
+		FirstEvent: meta["first-event"], LastEvent: meta["last-event"], Marked: meta[MetaMarked],
+	}
+}
+
+func (m Manifest) line() []byte {
+	b, _ := json.Marshal(m) // strings and numbers always marshal
+	return b
+}
+
+// mismatch reports which of the manifest's chain fields disagree with the
+// object's metadata, if any.
+func (m Manifest) mismatch(meta map[string]string) string {
+	switch {
+	case m.Chain != meta[MetaChain]:
+		return "chain"
+	case m.Epoch != meta[MetaEpoch]:
+		return "epoch"
+	case strconv.FormatInt(m.Seq, 10) != meta[MetaSeq]:
+		return "seq"
+	case m.Prev != meta[MetaPrev]:
+		return "prev"
+	}
+	return ""
+}
+
+// ReadObject decompresses an object's body, by the extension of its key,
+// and splits off its manifest line. It returns the records' bytes, which
+// are the lines as read from the source files, and checks them against
+// the manifest's RecordsSHA256.
+func ReadObject(key string, body []byte) (Manifest, []byte, error) {
+	var m Manifest
+	raw, err := decompress(key, body)
+	if err != nil {
+		return m, nil, fmt.Errorf("decompress %s: %w", key, err)
+	}
+	head, recs, ok := bytes.Cut(raw, []byte{'\n'})
+	if !ok || json.Unmarshal(head, &m) != nil || m.Kind != KindManifest {
+		return m, raw, fmt.Errorf("%s: %w", key, ErrNoManifest)
+	}
+	sum := sha256.Sum256(recs)
+	if got := hex.EncodeToString(sum[:]); got != m.RecordsSHA256 {
+		return m, recs, fmt.Errorf("%s: %w: records SHA-256 %s, manifest says %s", key, ErrRecordsMismatch, got, m.RecordsSHA256)
+	}
+	return m, recs, nil
+}
+
+// Errors of ReadObject.
+var (
+	ErrNoManifest      = errors.New("no manifest line")
+	ErrRecordsMismatch = errors.New("records do not match the manifest")
+)
+
+func decompress(key string, body []byte) ([]byte, error) {
+	switch {
+	case strings.HasSuffix(key, ".zst"):
+		d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			return nil, err
+		}
+		defer d.Close()
+		return d.DecodeAll(body, nil)
+	case strings.HasSuffix(key, ".gz"):
+		zr, err := gzip.NewReader(bytes.NewReader(body))
+		if err != nil {
+			return nil, err
+		}
+		return io.ReadAll(zr)
+	}
+	return body, nil
+}
