@@ -194,6 +194,43 @@ func (r *registry) broadcastLocked() {
 // could not be listed, in which case nothing may be concluded about files
 // having gone.
 func (r *registry) list() (cands []*candidate, problem string, ok bool) {
+	// A rotation between reading the directory and opening the live file
+	// would show the new live file without the backup the old one became,
+	// which would then be found later, after the live file, out of order.
+	// Listing again after opening reveals the backup's new name: retry
+	// until two listings agree.
+	for range 5 {
+		var names []string
+		cands, problem, ok, names = r.listOnce()
+		if !ok {
+			return cands, problem, ok
+		}
+		again, err := os.ReadDir(r.naming.dir)
+		if err != nil || sameNames(names, again) {
+			return cands, problem, ok
+		}
+		for _, c := range cands {
+			c.close()
+		}
+	}
+	cands, problem, ok, _ = r.listOnce()
+	return cands, problem, ok
+}
+
+func sameNames(names []string, ents []os.DirEntry) bool {
+	if len(names) != len(ents) {
+		return false
+	}
+	for i, e := range ents {
+		if names[i] != e.Name() {
+			return false
+		}
+	}
+	return true
+}
+
+// listOnce reads the directory once; names are the entries it listed.
+func (r *registry) listOnce() (cands []*candidate, problem string, ok bool, names []string) {
 	dir := r.naming.dir
 	ents, err := os.ReadDir(dir)
 	if testHookAfterReadDir != nil {
@@ -202,16 +239,17 @@ func (r *registry) list() (cands []*candidate, problem string, ok bool) {
 	if err != nil {
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
-			return nil, fmt.Sprintf("audit log directory %s does not exist", dir), false
+			return nil, fmt.Sprintf("audit log directory %s does not exist", dir), false, nil
 		case errors.Is(err, fs.ErrPermission):
-			return nil, fmt.Sprintf("audit log directory %s: permission denied (the agent needs read and search access, e.g. CAP_DAC_READ_SEARCH)", dir), false
+			return nil, fmt.Sprintf("audit log directory %s: permission denied (the agent needs read and search access, e.g. CAP_DAC_READ_SEARCH)", dir), false, nil
 		}
-		return nil, fmt.Sprintf("list audit log directory %s: %v", dir, err), false
+		return nil, fmt.Sprintf("list audit log directory %s: %v", dir, err), false, nil
 	}
 	held := r.heldFiles()
-	names := make(map[string]bool, len(ents))
+	listed := make(map[string]bool, len(ents))
 	for _, e := range ents {
-		names[e.Name()] = true
+		listed[e.Name()] = true
+		names = append(names, e.Name())
 	}
 	problem = fmt.Sprintf("audit log %s does not exist yet", r.livePath)
 	for _, de := range ents {
@@ -220,7 +258,7 @@ func (r *registry) list() (cands []*candidate, problem string, ok bool) {
 		if !match {
 			continue
 		}
-		if gz && names[strings.TrimSuffix(name, ".gz")] {
+		if gz && listed[strings.TrimSuffix(name, ".gz")] {
 			continue // still being compressed: trust it once the original is gone
 		}
 		path := filepath.Join(dir, name)
@@ -265,7 +303,7 @@ func (r *registry) list() (cands []*candidate, problem string, ok bool) {
 		cands = append(cands, c)
 	}
 	sort.SliceStable(cands, func(i, j int) bool { return cands[i].key.less(cands[j].key) })
-	return cands, problem, true
+	return cands, problem, true, names
 }
 
 func sameFile(fi os.FileInfo, dev, ino uint64) bool {
