@@ -6,7 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 
@@ -23,7 +25,7 @@ func verify(args []string, stdout, stderr io.Writer) int {
 	var (
 		cfgFile, sink, bucket, prefix, endpoint, region, node, from, to string
 		pathStyle, asJSON                                               bool
-		minRetention                                                    time.Duration
+		minRetention, maxGap                                            time.Duration
 	)
 	fs.StringVar(&cfgFile, "config", "", "agent configuration to take the S3 sink's bucket, endpoint and credentials from")
 	fs.StringVar(&sink, "sink", "", "name of the S3 sink in --config (default: the only one)")
@@ -36,6 +38,7 @@ func verify(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&from, "from", "", "check objects from this time (RFC 3339), by the hour in their key")
 	fs.StringVar(&to, "to", "", "check objects before this time (RFC 3339)")
 	fs.DurationVar(&minRetention, "min-retention", -1, "Object Lock retention every object must have (default: the sink's objectLock.retention)")
+	fs.DurationVar(&maxGap, "max-gap", -1, "longest time without an upload (events or heartbeats) and longest agent downtime that are not findings; 0 skips (default: 5m, or 5 heartbeat intervals of --config if longer)")
 	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -58,6 +61,12 @@ func verify(args []string, stdout, stderr io.Writer) int {
 		if minRetention < 0 {
 			minRetention = time.Duration(cfg.ObjectLock.Retention)
 		}
+		if maxGap < 0 {
+			maxGap = max(5*time.Minute, 5*time.Duration(c.HeartbeatInterval))
+		}
+	}
+	if maxGap < 0 {
+		maxGap = 5 * time.Minute
 	}
 	for _, o := range []struct {
 		dst *string
@@ -72,7 +81,7 @@ func verify(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "verify: --bucket or --config is required")
 		return 2
 	}
-	opts := s3.VerifyOptions{Node: node, MinRetention: max(minRetention, 0), RequireLock: requireLock || minRetention > 0}
+	opts := s3.VerifyOptions{Node: node, MinRetention: max(minRetention, 0), RequireLock: requireLock || minRetention > 0, MaxGap: maxGap}
 	for _, t := range []struct {
 		dst  *time.Time
 		v, n string
@@ -142,8 +151,11 @@ func printReport(w io.Writer, rep *s3.Report) {
 		}
 		fmt.Fprintln(w)
 	}
+	for _, k := range slices.Sorted(maps.Keys(rep.Marked)) {
+		fmt.Fprintf(w, "agent records %s: %d\n", k, rep.Marked[k])
+	}
 	if rep.OK {
-		fmt.Fprintln(w, "OK: every checksum, chain link and retention verified")
+		fmt.Fprintln(w, "OK: every checksum, manifest, chain link, time gap and retention verified")
 	} else {
 		fmt.Fprintf(w, "%d findings\n", len(rep.Findings))
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/auditrail/auditrail/internal/miniotest"
+	"github.com/auditrail/auditrail/sinks"
 	"github.com/auditrail/auditrail/sinks/sinktest"
 )
 
@@ -192,5 +194,80 @@ func TestCrashAfterUploadDoesNotForkTheChain(t *testing.T) {
 	rep := verify(t, cfg, VerifyOptions{RequireLock: true})
 	if !rep.OK || len(rep.Epochs) != 1 || rep.Epochs[0].LastSeq != 4 {
 		t.Errorf("after a crash between upload and state commit: epochs %+v findings %+v", rep.Epochs, rep.Findings)
+	}
+}
+
+// markedBatch returns a batch of agent records (not tied to a byte range)
+// followed by events of file 1 from off.
+func markedBatch(off int64, recs map[sinks.Kind]string, events int) *sinks.Batch {
+	b := sinktest.Batch(sinktest.File(1), off, sinktest.Events(int(off), events, uint64(off))...)
+	var head []sinks.Record
+	for _, k := range []sinks.Kind{sinks.KindHeartbeat, sinks.KindTamper, sinks.KindGap} {
+		if line, ok := recs[k]; ok {
+			head = append(head, sinks.Record{Line: []byte(line), Kind: k, File: &sinks.FileRef{ID: k.String() + "-" + strconv.FormatInt(off, 10)}})
+			b.Bytes += len(line)
+		}
+	}
+	b.Records = append(head, b.Records...)
+	return b
+}
+
+// Verify reads the agent's records in the archive and names what they
+// report: audit data lost on the node, tampering, downtime, and stretches
+// with no upload at all.
+func TestVerifyReportsAgentRecordsAndTimeGaps(t *testing.T) {
+	srv := miniotest.Start(t)
+	srv.Bucket("marked", true)
+	cfg := testConfig(srv, "marked")
+	cfg.ObjectLock.Mode = "GOVERNANCE"
+	cfg.StateDir = t.TempDir()
+	s := newSink(t, cfg)
+	write := func(b *sinks.Batch) int64 {
+		t.Helper()
+		if err := s.Write(context.Background(), b); err != nil {
+			t.Fatal(err)
+		}
+		return b.Segments[0].End
+	}
+	const (
+		firstStart = `{"kind":"AuditrailAgentStarted","apiVersion":"auditrail.io/v1","startedAt":"2026-11-21T10:00:00Z","state":"none"}`
+		noState    = `{"kind":"AuditrailTamper","apiVersion":"auditrail.io/v1","reason":"no-state","detectedAt":"2026-11-21T10:00:00Z","detail":"no checkpoint"}`
+		truncated  = `{"kind":"AuditrailGap","apiVersion":"auditrail.io/v1","reason":"truncated","sink":"s3","detectedAt":"2026-11-21T10:05:00Z","file":{"id":"2049-1001-0123456789abcdef","path":"/var/log/kubernetes/audit/audit.log"},"bytes":{"from":4096,"to":9000,"toKnown":false},"time":{"after":"2026-11-21T10:04:59Z"}}`
+		restart    = `{"kind":"AuditrailAgentStarted","apiVersion":"auditrail.io/v1","startedAt":"2026-11-21T10:20:00Z","state":"resumed","previousRunUntil":"2026-11-21T10:06:00Z","downtimeSeconds":840}`
+		deleted    = `{"kind":"AuditrailTamper","apiVersion":"auditrail.io/v1","reason":"deleted","detectedAt":"2026-11-21T10:20:01Z","detail":"the live audit log disappeared","file":{"id":"2049-1001-0123456789abcdef","path":"/var/log/kubernetes/audit/audit.log"}}`
+	)
+	off := write(markedBatch(0, map[sinks.Kind]string{sinks.KindHeartbeat: firstStart, sinks.KindTamper: noState}, 10))
+	off = write(markedBatch(off, map[sinks.Kind]string{sinks.KindGap: truncated}, 10))
+	time.Sleep(2500 * time.Millisecond) // S3 times have a resolution of one second
+	write(markedBatch(off, map[sinks.Kind]string{sinks.KindHeartbeat: restart, sinks.KindTamper: deleted}, 10))
+
+	rep := verify(t, cfg, VerifyOptions{RequireLock: true, MaxGap: time.Second})
+	k := kinds(rep)
+	if rep.OK || len(k) != 4 || k["source-gap"] != 1 || k["tamper"] != 1 || k["agent-stopped"] != 1 || k["time-gap"] != 1 {
+		t.Errorf("findings %v", k)
+	}
+	for _, f := range rep.Findings {
+		var want string
+		switch f.Kind {
+		case "source-gap":
+			want = "bytes 4096 to at least 9000 of /var/log/kubernetes/audit/audit.log (truncated"
+		case "tamper":
+			want = "deleted, detected 2026-11-21T10:20:01Z: the live audit log disappeared (/var/log/kubernetes/audit/audit.log)"
+		case "agent-stopped":
+			want = "not running for 14m0s, from 2026-11-21T10:06:00Z to 2026-11-21T10:20:00Z"
+		case "time-gap":
+			want = "not even a heartbeat"
+		}
+		if !strings.Contains(f.Detail, want) || f.Chain != "master-1/s3" {
+			t.Errorf("%s finding %+v, want detail with %q", f.Kind, f, want)
+		}
+	}
+	if m := rep.Marked; m["AuditrailAgentStarted"] != 2 || m["AuditrailTamper"] != 2 || m["AuditrailGap"] != 1 {
+		t.Errorf("marked records counted: %v", m)
+	}
+	// Without a gap limit the downtime and the pause are not findings;
+	// the records about the node still are.
+	if k := kinds(verify(t, cfg, VerifyOptions{})); len(k) != 2 || k["source-gap"] != 1 || k["tamper"] != 1 {
+		t.Errorf("findings without a gap limit: %v", k)
 	}
 }

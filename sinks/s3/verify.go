@@ -1,10 +1,13 @@
 package s3
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -31,13 +34,20 @@ type VerifyOptions struct {
 	MinRetention time.Duration
 	// RequireLock reports objects without an Object Lock mode.
 	RequireLock bool
+	// MaxGap is the longest time allowed between two consecutive uploads
+	// of a chain, and the longest downtime a start record may report,
+	// before they are findings; zero skips both checks. An agent sends a
+	// heartbeat when idle, so it should be well above the agent's
+	// heartbeatInterval.
+	MaxGap time.Duration
 }
 
 // Finding is one problem Verify found.
 type Finding struct {
-	// Kind is checksum-mismatch, misplaced, no-chain, missing,
-	// broken-link, duplicate-seq, chain-restart, unlocked or
-	// short-retention.
+	// Kind is checksum-mismatch, misplaced, no-chain, no-manifest,
+	// manifest-mismatch, missing, broken-link, duplicate-seq,
+	// chain-restart, time-gap, agent-stopped, source-gap, tamper,
+	// unlocked or short-retention.
 	Kind   string `json:"kind"`
 	Key    string `json:"key,omitempty"`
 	Chain  string `json:"chain,omitempty"`
@@ -66,7 +76,10 @@ type Report struct {
 	Bytes    int64         `json:"bytes"`
 	Epochs   []EpochReport `json:"epochs"`
 	Findings []Finding     `json:"findings"`
-	OK       bool          `json:"ok"`
+	// Marked counts the records the agent made, by kind: AuditrailGap,
+	// AuditrailTamper, AuditrailHeartbeat, AuditrailAgentStarted, …
+	Marked map[string]int `json:"marked"`
+	OK     bool           `json:"ok"`
 }
 
 type verified struct {
@@ -76,6 +89,31 @@ type verified struct {
 	seq        int64
 	lastMod    time.Time
 	firstEvent string
+	// marked are the agent's own records in the object.
+	marked []markedRecord
+}
+
+// markedRecord is what Verify reads of a record the agent made.
+type markedRecord struct {
+	Kind       string `json:"kind"`
+	Reason     string `json:"reason"`
+	Detail     string `json:"detail"`
+	DetectedAt string `json:"detectedAt"`
+	File       struct {
+		Path string `json:"path"`
+	} `json:"file"`
+	Bytes struct {
+		From    int64 `json:"from"`
+		To      int64 `json:"to"`
+		ToKnown bool  `json:"toKnown"`
+	} `json:"bytes"`
+	Time struct {
+		After  string `json:"after"`
+		Before string `json:"before"`
+	} `json:"time"`
+	StartedAt        string  `json:"startedAt"`
+	PreviousRunUntil string  `json:"previousRunUntil"`
+	DowntimeSeconds  float64 `json:"downtimeSeconds"`
 }
 
 // Verify walks the archive under cfg's bucket and prefix: it downloads
@@ -91,7 +129,7 @@ func Verify(ctx context.Context, cfg Config, opts VerifyOptions) (*Report, error
 	if prefix != "" {
 		prefix += "/"
 	}
-	rep := &Report{Bucket: cfg.Bucket, Prefix: prefix, Epochs: []EpochReport{}, Findings: []Finding{}}
+	rep := &Report{Bucket: cfg.Bucket, Prefix: prefix, Epochs: []EpochReport{}, Findings: []Finding{}, Marked: map[string]int{}}
 	add := func(f Finding) { rep.Findings = append(rep.Findings, f) }
 	chains := map[string]map[string][]*verified{} // chain → epoch → objects
 	pages := s3.NewListObjectsV2Paginator(client, &s3.ListObjectsV2Input{Bucket: aws.String(cfg.Bucket), Prefix: aws.String(prefix)})
@@ -113,6 +151,9 @@ func Verify(ctx context.Context, cfg Config, opts VerifyOptions) (*Report, error
 			rep.Bytes += aws.ToInt64(o.Size)
 			if v == nil {
 				continue
+			}
+			for _, m := range v.marked {
+				rep.Marked[m.Kind]++
 			}
 			id := v.meta[MetaChain]
 			if chains[id] == nil {
@@ -159,15 +200,27 @@ func verifyObject(ctx context.Context, client *s3.Client, bucket, key string, op
 	if err != nil {
 		return nil, fmt.Errorf("get %s: %w", key, err)
 	}
-	h := sha256.New()
-	_, err = io.Copy(h, out.Body)
+	body, err := io.ReadAll(out.Body)
 	out.Body.Close()
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", key, err)
 	}
-	sum := h.Sum(nil)
+	sum32 := sha256.Sum256(body)
+	sum := sum32[:]
 	v := &verified{key: key, sha: hex.EncodeToString(sum), meta: out.Metadata, lastMod: aws.ToTime(out.LastModified),
 		firstEvent: out.Metadata["first-event"]}
+	manifest, recs, err := ReadObject(key, body)
+	switch {
+	case errors.Is(err, ErrRecordsMismatch):
+		add(Finding{Kind: "checksum-mismatch", Key: key, Detail: err.Error()})
+	case err != nil:
+		add(Finding{Kind: "no-manifest", Key: key, Detail: err.Error()})
+	default:
+		if f := manifest.mismatch(out.Metadata); f != "" {
+			add(Finding{Kind: "manifest-mismatch", Key: key, Detail: fmt.Sprintf("the manifest line's %s differs from the object's metadata", f)})
+		}
+	}
+	v.marked = markedRecords(recs)
 	if want := out.Metadata[MetaSHA256]; want != v.sha {
 		add(Finding{Kind: "checksum-mismatch", Key: key, Detail: fmt.Sprintf("content SHA-256 %s, metadata says %q", v.sha, want)})
 	}
@@ -197,6 +250,27 @@ func verifyObject(ctx context.Context, client *s3.Client, bucket, key string, op
 	}
 	v.seq = seq
 	return v, nil
+}
+
+// markedRecords returns the records the agent made among recs.
+func markedRecords(recs []byte) []markedRecord {
+	var out []markedRecord
+	for len(recs) > 0 {
+		line := recs
+		if i := bytes.IndexByte(recs, '\n'); i >= 0 {
+			line, recs = recs[:i], recs[i+1:]
+		} else {
+			recs = nil
+		}
+		if !bytes.Contains(line, []byte(`"kind":"Auditrail`)) || !bytes.Contains(line, []byte(`"apiVersion":"auditrail.io/v1"`)) {
+			continue
+		}
+		var m markedRecord
+		if json.Unmarshal(line, &m) == nil && strings.HasPrefix(m.Kind, "Auditrail") {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // placed reports whether the key names the source file and start offset
@@ -231,8 +305,16 @@ func checkEpoch(id, epoch string, first bool, objs []*verified, opts VerifyOptio
 		add(Finding{Kind: "missing", Key: objs[0].key, Chain: id, Epoch: epoch, Seq: objs[0].seq,
 			Detail: fmt.Sprintf("objects 1 to %d of the epoch are missing", objs[0].seq-1)})
 	}
+	for _, o := range objs {
+		checkMarked(o, id, epoch, first && o.seq == 1, opts, add)
+	}
 	for i := 1; i < len(objs); i++ {
 		prev, cur := objs[i-1], objs[i]
+		if d := cur.lastMod.Sub(prev.lastMod); opts.MaxGap > 0 && d > opts.MaxGap {
+			add(Finding{Kind: "time-gap", Key: cur.key, Chain: id, Epoch: epoch, Seq: cur.seq,
+				Detail: fmt.Sprintf("nothing uploaded for %s, from %s to %s, not even a heartbeat: the agent was stopped or could not reach S3",
+					d.Round(time.Second), prev.lastMod.UTC().Format(time.RFC3339), cur.lastMod.UTC().Format(time.RFC3339))})
+		}
 		switch {
 		case cur.seq == prev.seq:
 			add(Finding{Kind: "duplicate-seq", Key: cur.key, Chain: id, Epoch: epoch, Seq: cur.seq,
@@ -246,4 +328,49 @@ func checkEpoch(id, epoch string, first bool, objs []*verified, opts VerifyOptio
 		}
 	}
 	return er
+}
+
+// checkMarked reports what the agent's own records in o say: data lost on
+// the node, tampering, and downtime. The no-state tamper record of the
+// first object of a chain's first epoch is the node's first start.
+func checkMarked(o *verified, chain, epoch string, chainStart bool, opts VerifyOptions, add func(Finding)) {
+	for _, m := range o.marked {
+		f := Finding{Key: o.key, Chain: chain, Epoch: epoch, Seq: o.seq}
+		switch m.Kind {
+		case "AuditrailGap":
+			to := strconv.FormatInt(m.Bytes.To, 10)
+			if !m.Bytes.ToKnown {
+				to = "at least " + to
+			}
+			f.Kind = "source-gap"
+			f.Detail = fmt.Sprintf("the agent could not read bytes %d to %s of %s (%s, detected %s); events between %s and %s may be missing",
+				m.Bytes.From, to, m.File.Path, m.Reason, m.DetectedAt, orUnknown(m.Time.After), orUnknown(m.Time.Before))
+		case "AuditrailTamper":
+			if m.Reason == "no-state" && chainStart {
+				continue
+			}
+			f.Kind = "tamper"
+			f.Detail = fmt.Sprintf("%s, detected %s: %s", m.Reason, m.DetectedAt, m.Detail)
+			if m.File.Path != "" {
+				f.Detail += " (" + m.File.Path + ")"
+			}
+		case "AuditrailAgentStarted":
+			down := time.Duration(m.DowntimeSeconds * float64(time.Second))
+			if opts.MaxGap <= 0 || down <= opts.MaxGap {
+				continue
+			}
+			f.Kind = "agent-stopped"
+			f.Detail = fmt.Sprintf("the agent was not running for %s, from %s to %s", down.Round(time.Second), m.PreviousRunUntil, m.StartedAt)
+		default:
+			continue
+		}
+		add(f)
+	}
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "(unknown)"
+	}
+	return s
 }
