@@ -20,6 +20,7 @@ type metrics struct {
 	gaps            *prometheus.CounterVec
 	gapBytes        *prometheus.CounterVec
 	tamper          *prometheus.CounterVec
+	holeBytes       *prometheus.CounterVec
 	shippedRecords  *prometheus.CounterVec
 	shippedBytes    *prometheus.CounterVec
 	batches         *prometheus.CounterVec
@@ -64,6 +65,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Gap records emitted for data a sink could not read, by reason."}, []string{"sink", "reason"}),
 		gapBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditrail_gap_bytes_total",
 			Help: "Known bytes covered by gap records."}, sink),
+		holeBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditrail_hole_bytes_total",
+			Help: "NUL bytes skipped where a line should start: the hole a writer without O_APPEND leaves after a truncation."}, sink),
 		tamper: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditrail_tamper_signals_total",
 			Help: "Changes on the node outside normal operation (audit files deleted or deleted out of order, state lost), by reason."}, []string{"reason"}),
 		shippedRecords: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditrail_sink_records_total",
@@ -87,7 +90,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.sourceUp, m.rotations, m.filesDiscovered, m.openFiles, m.lagBytes, m.lagSeconds, m.fileOffset, m.fileSize, m.lines,
-			m.emptyLines, m.malformed, m.redacted, m.dropped, m.gaps, m.gapBytes, m.tamper, m.shippedRecords, m.shippedBytes, m.batches,
+			m.emptyLines, m.malformed, m.redacted, m.dropped, m.gaps, m.gapBytes, m.tamper, m.holeBytes, m.shippedRecords, m.shippedBytes, m.batches,
 			m.retries, m.failures, m.deadLetter, m.lastSuccess, m.commitDuration, m.commitErrors)
 	}
 	return m

@@ -63,6 +63,7 @@ type reader struct {
 	gaps                                        *prometheus.CounterVec
 	gapBytes                                    prometheus.Counter
 	nRedacted                                   prometheus.Counter
+	holeBytes                                   prometheus.Counter
 }
 
 func newReader(sink string, reg *registry, m *metrics, o readerOptions) *reader {
@@ -79,6 +80,7 @@ func newReader(sink string, reg *registry, m *metrics, o readerOptions) *reader 
 		gaps:       m.gaps.MustCurryWith(prometheus.Labels{"sink": sink}),
 		gapBytes:   m.gapBytes.WithLabelValues(sink),
 		nRedacted:  m.redacted.WithLabelValues(sink),
+		holeBytes:  m.holeBytes.WithLabelValues(sink),
 		redact:     o.redact,
 		drop:       o.drop,
 		nDrop:      dropCounters(m, sink, o.drop),
@@ -301,6 +303,22 @@ func (r *reader) frame(drain context.Context, e *entry) bool {
 	fr := &r.fr
 	for {
 		data := fr.buf[fr.start:fr.end]
+		if fr.over == nil && len(data) > 0 && data[0] == 0 {
+			// NUL bytes where a line should start: the hole a writer
+			// without O_APPEND leaves after the file was truncated under
+			// it (kube-apiserver's lumberjack opens new files that way).
+			// They hold nothing; the truncation itself is reported.
+			n := 0
+			for n < len(data) && data[n] == 0 {
+				n++
+			}
+			start := fr.pos
+			fr.skip(n)
+			r.touch()
+			r.cur.extend(e.ref, start, fr.pos)
+			r.holeBytes.Add(float64(n))
+			continue
+		}
 		i := bytes.IndexByte(data, '\n')
 		if fr.over == nil && (i > fr.maxLine || (i < 0 && len(data) > fr.maxLine)) {
 			fr.startOver() // the line at fr.pos is above the limit

@@ -484,3 +484,39 @@ func TestGzipWhileHeldOpen(t *testing.T) {
 		}
 	}
 }
+
+// The live file truncated while the agent follows it, then written again
+// from the start (a writer with O_APPEND): the truncation is reported and
+// every line written after it is read.
+func TestTruncatedWhileRunning(t *testing.T) {
+	e := newEnv(t)
+	s := &recSink{name: "rec"}
+	appendLines(t, e.live, events(0, 20)...)
+	e.start(e.options(), s)
+	waitEvents(t, s, events(0, 20))
+	// The writer keeps its offset (no O_APPEND), as lumberjack does for
+	// the files it creates: its next write leaves a hole of NUL bytes.
+	w, err := os.OpenFile(e.live, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	size, _ := w.Seek(0, io.SeekEnd)
+	if err := os.Truncate(e.live, 0); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the truncation reported", func() bool { return len(s.ofKind(sinks.KindGap)) == 1 })
+	if _, err := w.WriteString(strings.Join(events(100, 103), "\n") + "\n"); err != nil {
+		t.Fatal(err)
+	}
+	waitEvents(t, s, append(events(0, 20), events(100, 103)...))
+	if g := s.ofKind(sinks.KindGap); len(g) != 1 || !strings.Contains(g[0].Line, `"reason":"truncated"`) {
+		t.Errorf("gap records %v", g)
+	}
+	if n := len(s.records()); n != 24 {
+		t.Errorf("%d records, want 20 events, a gap record and 3 events", n)
+	}
+	if got := counterValue(t, e.reg, "auditrail_hole_bytes_total"); got != float64(size) {
+		t.Errorf("hole bytes = %v, want %d", got, size)
+	}
+}

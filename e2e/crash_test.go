@@ -38,6 +38,14 @@ func TestKillAndRestart(t *testing.T) {
 				for _, g := range tr.Gaps() {
 					t.Logf("%s: %s", sink, g)
 				}
+				// SIGKILL loses no state: only the first start, which
+				// has none, is a tamper signal.
+				if tp := tr.Tampers(); len(tp) < 1 || !allContain(tp, `"reason":"no-state"`) {
+					t.Errorf("%s: tamper records %v, want the first start's no-state only", sink, tp)
+				}
+				if n := tr.Agent()["AuditrailAgentStarted"]; n < 11 {
+					t.Errorf("%s: %d start records for 11 starts", sink, n)
+				}
 			}
 			if r := s.W.Rotations(); r < 5 {
 				t.Errorf("only %d rotations happened; the scenario needs several", r)
@@ -69,4 +77,13 @@ func outage(t *testing.T) time.Duration {
 		return d
 	}
 	return 60 * time.Second
+}
+
+func allContain(ss []string, sub string) bool {
+	for _, s := range ss {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
 }

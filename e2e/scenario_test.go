@@ -86,6 +86,19 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
+// Configure appends top-level keys to the agent's configuration.
+func (s *Scenario) Configure(yaml string) {
+	s.T.Helper()
+	f, err := os.OpenFile(s.Config, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		s.T.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(yaml + "\n"); err != nil {
+		s.T.Fatal(err)
+	}
+}
+
 // StartAgent starts the agent.
 func (s *Scenario) StartAgent() {
 	s.T.Helper()
@@ -305,11 +318,12 @@ func readFile(path string) (string, error) {
 	return string(b), err
 }
 
-// VerifyArchive runs `auditrail verify` over the scenario's bucket and
-// returns its report; it fails the test when the command cannot run.
-func (s *Scenario) VerifyArchive() (report s3sink.Report, code int) {
+// VerifyArchive runs `auditrail verify` over the scenario's bucket, with
+// args added, and returns its report; it fails the test when the command
+// cannot run.
+func (s *Scenario) VerifyArchive(args ...string) (report s3sink.Report, code int) {
 	s.T.Helper()
-	cmd := exec.Command(bin, "verify", "--config", s.Config, "--json")
+	cmd := exec.Command(bin, append([]string{"verify", "--config", s.Config, "--json"}, args...)...)
 	cmd.Env = append(os.Environ(), AgentEnv()...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"log"
+	"maps"
 	"os"
 	"sort"
 	"strings"
@@ -163,10 +164,29 @@ type Tracker struct {
 	other map[string]int
 	stubs int
 	gaps  []string
+	// agent counts the records about the agent itself (manifests, start
+	// records, heartbeats); tampers are the tamper records.
+	agent   map[string]int
+	tampers []string
 }
 
 func newTracker() *Tracker {
-	return &Tracker{first: map[string]time.Time{}, count: map[string]int{}, other: map[string]int{}}
+	return &Tracker{first: map[string]time.Time{}, count: map[string]int{}, other: map[string]int{}, agent: map[string]int{}}
+}
+
+// Agent returns how many records about the agent itself were seen, by
+// kind: AuditrailManifest, AuditrailAgentStarted, AuditrailHeartbeat.
+func (t *Tracker) Agent() map[string]int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return maps.Clone(t.agent)
+}
+
+// Tampers returns the tamper records seen.
+func (t *Tracker) Tampers() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]string(nil), t.tampers...)
 }
 
 func (t *Tracker) saw(key string, now time.Time) {
@@ -255,6 +275,18 @@ func (t *Tracker) line(b []byte, now time.Time) {
 		t.stubs++
 		t.mu.Unlock()
 		t.saw(Key(ev.AuditID, ev.Stage), now)
+		return
+	}
+	switch ev.Kind {
+	case "AuditrailManifest", "AuditrailAgentStarted", "AuditrailHeartbeat":
+		t.mu.Lock()
+		t.agent[ev.Kind]++
+		t.mu.Unlock()
+		return
+	case "AuditrailTamper":
+		t.mu.Lock()
+		t.tampers = append(t.tampers, string(b))
+		t.mu.Unlock()
 		return
 	}
 	if err == nil && ev.Kind == "Event" && ev.AuditID == "" {
