@@ -231,11 +231,13 @@ func TestVerifyReportsAgentRecordsAndTimeGaps(t *testing.T) {
 	}
 	const (
 		firstStart = `{"kind":"AuditrailAgentStarted","apiVersion":"auditrail.io/v1","startedAt":"2026-11-21T10:00:00Z","state":"none"}`
-		noState    = `{"kind":"AuditrailTamper","apiVersion":"auditrail.io/v1","reason":"no-state","detectedAt":"2026-11-21T10:00:00Z","detail":"no checkpoint"}`
 		truncated  = `{"kind":"AuditrailGap","apiVersion":"auditrail.io/v1","reason":"truncated","sink":"s3","detectedAt":"2026-11-21T10:05:00Z","file":{"id":"2049-1001-0123456789abcdef","path":"/var/log/kubernetes/audit/audit.log"},"bytes":{"from":4096,"to":9000,"toKnown":false},"time":{"after":"2026-11-21T10:04:59Z"}}`
 		restart    = `{"kind":"AuditrailAgentStarted","apiVersion":"auditrail.io/v1","startedAt":"2026-11-21T10:20:00Z","state":"resumed","previousRunUntil":"2026-11-21T10:06:00Z","downtimeSeconds":840}`
 		deleted    = `{"kind":"AuditrailTamper","apiVersion":"auditrail.io/v1","reason":"deleted","detectedAt":"2026-11-21T10:20:01Z","detail":"the live audit log disappeared","file":{"id":"2049-1001-0123456789abcdef","path":"/var/log/kubernetes/audit/audit.log"}}`
 	)
+	// The first start's no-state record: made when the chain was born.
+	noState := `{"kind":"AuditrailTamper","apiVersion":"auditrail.io/v1","reason":"no-state","detectedAt":"` +
+		time.Now().UTC().Format(time.RFC3339Nano) + `","detail":"no checkpoint"}`
 	off := write(markedBatch(0, map[sinks.Kind]string{sinks.KindHeartbeat: firstStart, sinks.KindTamper: noState}, 10))
 	off = write(markedBatch(off, map[sinks.Kind]string{sinks.KindGap: truncated}, 10))
 	time.Sleep(2500 * time.Millisecond) // S3 times have a resolution of one second

@@ -491,8 +491,32 @@ func (s *Sink) key(b *sinks.Batch, first time.Time) string {
 	if tail.File != head.File {
 		fmt.Fprintf(&k, "%s_", tail.File.ID)
 	}
-	fmt.Fprintf(&k, "%020d%s", tail.End, s.enc.ext)
+	fmt.Fprintf(&k, "%020d", tail.End)
+	if len(b.Segments) > 0 {
+		k.WriteString(noticeTag(b))
+	}
+	k.WriteString(s.enc.ext)
 	return k.String()
+}
+
+// noticeTag distinguishes batches of the same byte range that carry
+// different tamper and heartbeat records (a range read again after a
+// restart, with that run's start record): "_n" and a digest of their ids,
+// or "" when there are none. Without it the second upload would replace
+// the first at its key.
+func noticeTag(b *sinks.Batch) string {
+	h := sha256.New()
+	n := 0
+	for i := range b.Records {
+		if k := b.Records[i].Kind; k == sinks.KindTamper || k == sinks.KindHeartbeat {
+			h.Write([]byte(b.Records[i].File.ID))
+			n++
+		}
+	}
+	if n == 0 {
+		return ""
+	}
+	return "_n" + hex.EncodeToString(h.Sum(nil)[:6])
 }
 
 // Close implements sinks.Sink.

@@ -305,8 +305,14 @@ func checkEpoch(id, epoch string, first bool, objs []*verified, opts VerifyOptio
 		add(Finding{Kind: "missing", Key: objs[0].key, Chain: id, Epoch: epoch, Seq: objs[0].seq,
 			Detail: fmt.Sprintf("objects 1 to %d of the epoch are missing", objs[0].seq-1)})
 	}
+	var born time.Time // the chain's first start, when this is its first epoch
+	if first {
+		if t, err := time.Parse("20060102T150405Z", strings.SplitN(epoch, "-", 2)[0]); err == nil {
+			born = t
+		}
+	}
 	for _, o := range objs {
-		checkMarked(o, id, epoch, first && o.seq == 1, opts, add)
+		checkMarked(o, id, epoch, born, opts, add)
 	}
 	for i := 1; i < len(objs); i++ {
 		prev, cur := objs[i-1], objs[i]
@@ -331,9 +337,10 @@ func checkEpoch(id, epoch string, first bool, objs []*verified, opts VerifyOptio
 }
 
 // checkMarked reports what the agent's own records in o say: data lost on
-// the node, tampering, and downtime. The no-state tamper record of the
-// first object of a chain's first epoch is the node's first start.
-func checkMarked(o *verified, chain, epoch string, chainStart bool, opts VerifyOptions, add func(Finding)) {
+// the node, tampering, and downtime. A no-state tamper record made when the
+// chain was born (the start of its first epoch, zero if this is not it) is
+// the node's first start, wherever a crash may have put it.
+func checkMarked(o *verified, chain, epoch string, born time.Time, opts VerifyOptions, add func(Finding)) {
 	for _, m := range o.marked {
 		f := Finding{Key: o.key, Chain: chain, Epoch: epoch, Seq: o.seq}
 		switch m.Kind {
@@ -346,7 +353,8 @@ func checkMarked(o *verified, chain, epoch string, chainStart bool, opts VerifyO
 			f.Detail = fmt.Sprintf("the agent could not read bytes %d to %s of %s (%s, detected %s); events between %s and %s may be missing",
 				m.Bytes.From, to, m.File.Path, m.Reason, m.DetectedAt, orUnknown(m.Time.After), orUnknown(m.Time.Before))
 		case "AuditrailTamper":
-			if m.Reason == "no-state" && chainStart {
+			if t, err := time.Parse(time.RFC3339Nano, m.DetectedAt); err == nil && m.Reason == "no-state" &&
+				!born.IsZero() && t.Sub(born).Abs() < time.Minute {
 				continue
 			}
 			f.Kind = "tamper"
