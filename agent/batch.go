@@ -16,6 +16,9 @@ const arenaChunk = 1 << 20
 type batchBuf struct {
 	sinks.Batch
 	chunks  [][]byte
+	// spare are emptied chunks kept for the next batches: a batch
+	// allocates only what it needs beyond its largest predecessor.
+	spare [][]byte
 	started time.Time
 	// lastTS is the stageTimestamp of the last event in the last segment.
 	lastTS []byte
@@ -30,7 +33,13 @@ func (b *batchBuf) empty() bool { return len(b.Records) == 0 && len(b.Segments) 
 func (b *batchBuf) store(line []byte) []byte {
 	n := len(b.chunks)
 	if n == 0 || cap(b.chunks[n-1])-len(b.chunks[n-1]) < len(line) {
-		b.chunks = append(b.chunks, make([]byte, 0, max(arenaChunk, len(line))))
+		var c []byte
+		if k := len(b.spare); k > 0 && len(line) <= arenaChunk {
+			c, b.spare = b.spare[k-1], b.spare[:k-1]
+		} else {
+			c = make([]byte, 0, max(arenaChunk, len(line)))
+		}
+		b.chunks = append(b.chunks, c)
 		n++
 	}
 	c := b.chunks[n-1]
@@ -72,7 +81,7 @@ func (b *batchBuf) sealSegment() {
 	b.lastTS = nil
 }
 
-// reset empties the batch for reuse, keeping one arena chunk.
+// reset empties the batch for reuse, keeping its arena chunks.
 func (b *batchBuf) reset() {
 	clear(b.Records)
 	b.Records = b.Records[:0]
@@ -83,12 +92,13 @@ func (b *batchBuf) reset() {
 	clear(b.notices)
 	b.notices = b.notices[:0]
 	b.started = time.Time{}
-	if len(b.chunks) > 0 && cap(b.chunks[0]) == arenaChunk {
-		b.chunks = b.chunks[:1]
-		b.chunks[0] = b.chunks[0][:0]
-	} else {
-		b.chunks = nil
+	for i, c := range b.chunks {
+		if cap(c) == arenaChunk { // a huge line's own chunk is given back
+			b.spare = append(b.spare, c[:0])
+		}
+		b.chunks[i] = nil
 	}
+	b.chunks = b.chunks[:0]
 	if cap(b.Records) > 1<<16 {
 		b.Records = nil
 	}

@@ -6,7 +6,8 @@
 # every run (MinIO, the ES API test server, a 3-broker kfake cluster); the
 # CPU measured is the agent's alone.
 # Usage: scripts/bench.sh [runs]   (CORPUS_DIR moves the cache, PIPELINES
-# picks pipelines: discard file s3 elasticsearch kafka all)
+# picks pipelines: discard file s3 elasticsearch kafka all; PROFILE_DIR
+# writes a CPU profile per run there)
 #        scripts/bench.sh latency [events/s] [duration]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -77,7 +78,9 @@ sinks:
 $(sink_yaml "$sink")
 CFG
     cat "$corpus"/* > /dev/null # warm the page cache
-    /usr/bin/time -f '%e %U %S %M' -o "$work/time" "$work/auditrail" run --once --config "$work/cfg.yaml"
+    prof=()
+    if [ -n "${PROFILE_DIR:-}" ]; then mkdir -p "$PROFILE_DIR"; prof=(--cpuprofile "$PROFILE_DIR/$sink-$i.pprof"); fi
+    /usr/bin/time -f '%e %U %S %M' -o "$work/time" "$work/auditrail" run --once --config "$work/cfg.yaml" "${prof[@]}"
     if [ -n "$servers" ]; then kill "$servers"; wait "$servers" || true; fi
     read -r wall user sys rss < "$work/time"
     awk -v s="$sink" -v w="$wall" -v u="$user" -v y="$sys" -v r="$rss" -v b="$bytes" -v e="$events" 'BEGIN {

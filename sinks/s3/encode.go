@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"fmt"
+	"hash"
+	"io"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
@@ -18,13 +20,13 @@ type encoder struct {
 	contentType string
 	zw          *zstd.Encoder
 	gw          *gzip.Writer
-	recs, raw   bytes.Buffer
 	out         bytes.Buffer
-	zbuf        []byte
+	sum         hash.Hash
+	sumBuf      [sha256.Size]byte
 }
 
 func newEncoder(kind string) (*encoder, error) {
-	e := &encoder{kind: kind}
+	e := &encoder{kind: kind, sum: sha256.New()}
 	switch kind {
 	case "zstd":
 		// One goroutine, the fastest level and a 1 MiB window: about 1 GB/s
@@ -47,37 +49,47 @@ func newEncoder(kind string) (*encoder, error) {
 }
 
 // encode returns the body for b: the line head returns for the SHA-256 of
-// the records, then the records. It stays valid until the next call.
+// the records, then the records, compressed as they are written, without
+// an uncompressed copy. It stays valid until the next call.
 func (e *encoder) encode(b *sinks.Batch, head func(recordsSHA256 []byte) []byte) ([]byte, error) {
-	e.recs.Reset()
-	e.recs.Grow(b.Bytes + len(b.Records))
+	e.sum.Reset()
 	for i := range b.Records {
-		e.recs.Write(b.Records[i].Line)
-		e.recs.WriteByte('\n')
+		e.sum.Write(b.Records[i].Line)
+		e.sum.Write(newline)
 	}
-	sum := sha256.Sum256(e.recs.Bytes())
-	e.raw.Reset()
-	e.raw.Grow(e.recs.Len() + 1024)
-	e.raw.Write(head(sum[:]))
-	e.raw.WriteByte('\n')
-	e.raw.Write(e.recs.Bytes())
+	manifest := head(e.sum.Sum(e.sumBuf[:0]))
+	e.out.Reset()
+	var w io.Writer = &e.out
 	switch e.kind {
 	case "zstd":
-		e.zbuf = e.zw.EncodeAll(e.raw.Bytes(), e.zbuf[:0])
-		return e.zbuf, nil
+		e.zw.Reset(&e.out)
+		w = e.zw
 	case "gzip":
-		e.out.Reset()
 		e.gw.Reset(&e.out)
-		if _, err := e.gw.Write(e.raw.Bytes()); err != nil {
-			return nil, err
-		}
-		if err := e.gw.Close(); err != nil {
-			return nil, err
-		}
-		return e.out.Bytes(), nil
+		w = e.gw
+	default:
+		e.out.Grow(len(manifest) + 1 + b.Bytes + len(b.Records))
 	}
-	return e.raw.Bytes(), nil
+	w.Write(manifest)
+	w.Write(newline)
+	for i := range b.Records {
+		w.Write(b.Records[i].Line)
+		w.Write(newline)
+	}
+	var err error
+	switch e.kind {
+	case "zstd":
+		err = e.zw.Close()
+	case "gzip":
+		err = e.gw.Close()
+	}
+	if err != nil {
+		return nil, err
+	}
+	return e.out.Bytes(), nil
 }
+
+var newline = []byte{'\n'}
 
 func (e *encoder) close() {
 	if e.zw != nil {
