@@ -15,10 +15,10 @@ const arenaChunk = 1 << 20
 // writer; how many exist bounds the sink's memory.
 type batchBuf struct {
 	sinks.Batch
-	chunks  [][]byte
+	chunks [][]byte
 	// spare are emptied chunks kept for the next batches: a batch
 	// allocates only what it needs beyond its largest predecessor.
-	spare [][]byte
+	spare   [][]byte
 	started time.Time
 	// lastTS is the stageTimestamp of the last event in the last segment.
 	lastTS []byte
