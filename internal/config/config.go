@@ -126,7 +126,7 @@ func (f fileSection) ApplyDefaults() {
 // batchDefaults are the batch bounds each sink type starts from: S3 makes
 // few large objects, the others many small requests.
 var batchDefaults = map[string]BatchConfig{
-	"s3": {MaxEvents: 1 << 20, MaxBytes: 16 << 20, FlushInterval: units.Duration(5 * time.Second)},
+	"s3": {MaxEvents: 1 << 20, MaxBytes: 8 << 20, FlushInterval: units.Duration(5 * time.Second)},
 }
 
 // DropRule matches events by glob patterns (path.Match) on verb,
@@ -262,13 +262,18 @@ func (c *Config) applyDefaults() {
 		setDefault(&s.Name, s.Type)
 		bd, ok := batchDefaults[s.Type]
 		if !ok {
-			bd = BatchConfig{MaxEvents: 5000, MaxBytes: 4 << 20, FlushInterval: units.Duration(time.Second)}
+			bd = BatchConfig{MaxEvents: 5000, MaxBytes: 2 << 20, FlushInterval: units.Duration(time.Second)}
 		}
 		setDefault(&s.Batch.MaxEvents, bd.MaxEvents)
 		setDefault(&s.Batch.MaxBytes, bd.MaxBytes)
 		setDefault(&s.Batch.FlushInterval, bd.FlushInterval)
 		setDefault(&s.Retry.InitialInterval, units.Duration(100*time.Millisecond))
 		setDefault(&s.Retry.MaxInterval, units.Duration(30*time.Second))
+		// An S3 batch is large and its upload takes a while; one queued
+		// behind it keeps the writer busy.
+		if s.Type == "s3" {
+			setDefault(&s.MaxInFlight, 1)
+		}
 		setDefault(&s.MaxInFlight, 2)
 		if s.RedactSecrets == nil {
 			t := true
