@@ -129,30 +129,29 @@ func BenchmarkFraming(b *testing.B) {
 		data = append(data, event(i)...)
 		data = append(data, '\n')
 	}
+	m := newMetrics(nil)
+	reg := newRegistry("/nonexistent/audit.log", []string{"s"}, 1, &checkpoint.State{}, m, testLogger(), time.Now)
+	out := make(chan *batchBuf, 1)
+	free := make(chan *batchBuf, 2)
+	free <- &batchBuf{}
+	free <- &batchBuf{}
+	r := newReader("s", reg, m, readerOptions{
+		log: testLogger(), now: time.Now, maxLine: 16 << 20, poll: time.Second,
+		batch: BatchOptions{MaxEvents: 5000, MaxBytes: 4 << 20, FlushInterval: time.Hour},
+		out:   out, free: free,
+	})
+	go func() {
+		for bb := range out {
+			bb.reset()
+			free <- bb
+		}
+	}()
+	defer close(out)
+	r.takeBatch(context.Background())
+	e := &entry{ref: &sinks.FileRef{Seq: 1, ID: "f"}}
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	for b.Loop() {
-		m := newMetrics(nil)
-		reg := newRegistry("/nonexistent/audit.log", []string{"s"}, 1, &checkpoint.State{}, m, testLogger(), time.Now)
-		out := make(chan *batchBuf, 1)
-		free := make(chan *batchBuf, 2)
-		free <- &batchBuf{}
-		free <- &batchBuf{}
-		r := newReader("s", reg, m, readerOptions{
-			log: testLogger(), now: time.Now, maxLine: 16 << 20, poll: time.Second,
-			batch: BatchOptions{MaxEvents: 5000, MaxBytes: 4 << 20, FlushInterval: time.Hour},
-			out:   out, free: free,
-		})
-		go func() {
-			for bb := range out {
-				bb.reset()
-				free <- bb
-			}
-		}()
-		r.takeBatch(context.Background())
-		e := &entry{ref: &sinks.FileRef{Seq: 1, ID: "f"}}
-		src := &chunkSource{data: data, sizes: []byte{255}, limit: len(data)}
-		src.sizes = nil
 		r.fr.reset(0, 16<<20)
 		for {
 			n, _ := r.fr.fill(plainBytes(data))
@@ -161,7 +160,6 @@ func BenchmarkFraming(b *testing.B) {
 			}
 			r.frame(context.Background(), e)
 		}
-		close(out)
 	}
 }
 

@@ -98,6 +98,21 @@ func (s *Servers) WriteConfig(path, auditLog, stateDir string) error {
 	return os.WriteFile(path, []byte(cfg), 0o644)
 }
 
+// SetS3Flush changes the S3 sink's flush interval in a configuration
+// written by WriteConfig.
+func SetS3Flush(path string, d time.Duration) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	const s3Batch = "batch: {maxBytes: 4MiB, flushInterval: 1s}"
+	if !bytes.Contains(b, []byte(s3Batch)) {
+		return errors.New("no S3 batch settings in " + path)
+	}
+	b = bytes.Replace(b, []byte(s3Batch), []byte("batch: {maxBytes: 4MiB, flushInterval: "+d.String()+"}"), 1)
+	return os.WriteFile(path, b, 0o644)
+}
+
 // logLevel is the agent's log level: AUDITRAIL_E2E_LOG_LEVEL, or info.
 func logLevel() string {
 	if l := os.Getenv("AUDITRAIL_E2E_LOG_LEVEL"); l != "" {
@@ -352,7 +367,7 @@ func (s *Servers) watchS3(ctx context.Context, tr *Tracker) {
 				done[*o.Key] = true
 			}
 		}
-		sleep(ctx, 500*time.Millisecond)
+		sleep(ctx, 100*time.Millisecond)
 	}
 }
 

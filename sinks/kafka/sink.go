@@ -49,6 +49,11 @@ type Sink struct {
 
 	msgs  []kafka.Message
 	retry []kafka.Message
+	// keys and headers back the messages of the batch being written;
+	// cluster, node and version are the constant header values.
+	keys                   []byte
+	headers                []kafka.Header
+	cluster, node, version []byte
 
 	produced, resent, stubs prometheus.Counter
 }
@@ -87,6 +92,7 @@ func New(ctx context.Context, name string, cfg Config, log *slog.Logger, reg pro
 	labels := prometheus.Labels{"sink": name}
 	s := &Sink{
 		name: name, cfg: cfg, log: log, sleep: sinks.Sleep,
+		cluster: []byte(cfg.Cluster), node: []byte(cfg.Node), version: []byte(cfg.AgentVersion),
 		w: &kafka.Writer{
 			Addr: kafka.TCP(cfg.Brokers...), Topic: cfg.Topic, Balancer: kafka.Murmur2Balancer{},
 			RequiredAcks: kafka.RequireAll, Compression: codec, Transport: tr,
@@ -177,6 +183,10 @@ func (s *Sink) Close(context.Context) error { return s.w.Close() }
 // Write produces every record of b and returns once all are acknowledged.
 func (s *Sink) Write(ctx context.Context, b *sinks.Batch) error {
 	s.msgs = s.msgs[:0]
+	// kafka-go is done with the previous batch's messages once
+	// WriteMessages returned: their buffers can be written over. A buffer
+	// that grows leaves the messages made so far on its old array.
+	s.keys, s.headers = s.keys[:0], s.headers[:0]
 	for i := range b.Records {
 		s.msgs = append(s.msgs, s.message(&b.Records[i]))
 	}
@@ -230,11 +240,17 @@ func cmpErr(first, e error) error {
 	return first
 }
 
-// message returns r as a Kafka message.
+// message returns r as a Kafka message. Its key and headers are carved
+// from per-batch buffers (s.keys, s.headers), reset by Write.
 func (s *Sink) message(r *sinks.Record) kafka.Message {
-	m := kafka.Message{Key: sinks.AppendKey(nil, r), Value: r.Line}
+	start := len(s.keys)
+	s.keys = sinks.AppendKey(s.keys, r)
+	m := kafka.Message{Key: s.keys[start:len(s.keys):len(s.keys)], Value: r.Line}
 	ev := &r.Event
-	h := make([]kafka.Header, 0, 8)
+	if cap(s.headers)-len(s.headers) < maxHeaders {
+		s.headers = make([]kafka.Header, 0, max(4096, 2*cap(s.headers)))
+	}
+	h := s.headers[len(s.headers):len(s.headers):len(s.headers)+maxHeaders]
 	add := func(k string, v []byte) {
 		if len(v) > 0 {
 			h = append(h, kafka.Header{Key: k, Value: v})
@@ -249,9 +265,9 @@ func (s *Sink) message(r *sinks.Record) kafka.Message {
 	} else {
 		add("auditrail-kind", []byte(r.Kind.String()))
 	}
-	add("cluster", []byte(s.cfg.Cluster))
-	add("node", []byte(s.cfg.Node))
-	add("agent-version", []byte(s.cfg.AgentVersion))
+	add("cluster", s.cluster)
+	add("node", s.node)
+	add("agent-version", s.version)
 	if len(r.Rules) > 0 {
 		add("auditrail-rules", []byte(strings.Join(r.Rules, ",")))
 	}
@@ -261,8 +277,12 @@ func (s *Sink) message(r *sinks.Record) kafka.Message {
 		s.stubs.Inc()
 	}
 	m.Headers = h
+	s.headers = s.headers[:len(s.headers)+len(h)]
 	return m
 }
+
+// maxHeaders is the most headers message adds.
+const maxHeaders = 10
 
 // stub stands in for a line too long for the topic.
 func (s *Sink) stub(r *sinks.Record) []byte {
