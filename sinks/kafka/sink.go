@@ -250,7 +250,7 @@ func (s *Sink) message(r *sinks.Record) kafka.Message {
 	if cap(s.headers)-len(s.headers) < maxHeaders {
 		s.headers = make([]kafka.Header, 0, max(4096, 2*cap(s.headers)))
 	}
-	h := s.headers[len(s.headers):len(s.headers):len(s.headers)+maxHeaders]
+	h := s.headers[len(s.headers) : len(s.headers) : len(s.headers)+maxHeaders]
 	add := func(k string, v []byte) {
 		if len(v) > 0 {
 			h = append(h, kafka.Header{Key: k, Value: v})
