@@ -1,9 +1,11 @@
 package agent
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"log/slog"
 	"slices"
 	"time"
 
@@ -79,7 +81,11 @@ func (r *registry) notifyLocked(kind sinks.Kind, rec any, now time.Time) {
 	r.notices = append(r.notices, n)
 	if t, ok := rec.(tamperRecord); ok {
 		r.m.tamper.WithLabelValues(t.Reason).Inc()
-		r.log.Error("audit trail tampering signal", "reason", t.Reason, "detail", t.Detail)
+		level := slog.LevelError
+		if t.Reason == tamperNoState {
+			level = slog.LevelWarn // also every node's first start
+		}
+		r.log.Log(context.Background(), level, "audit trail tampering signal", "reason", t.Reason, "detail", t.Detail)
 	}
 	r.dirty = true
 	r.noticeGen.Add(1)

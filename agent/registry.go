@@ -481,6 +481,11 @@ func (r *registry) verifyLocked(e *entry, c *candidate) string {
 		if !c.gz && len(prefix) < e.fpLen && int64(len(prefix)) == c.size {
 			return lostTruncated
 		}
+		if !c.gz && len(prefix) > 0 && len(bytes.Trim(prefix, "\x00")) == 0 {
+			// Truncated, then written again by a writer that kept its
+			// offset: the start is now a hole of NUL bytes.
+			return lostTruncated
+		}
 		return lostReplaced
 	}
 	if len(prefix) > e.fpLen {

@@ -520,3 +520,43 @@ func TestTruncatedWhileRunning(t *testing.T) {
 		t.Errorf("hole bytes = %v, want %d", got, size)
 	}
 }
+
+// A truncation the agent only sees once the writer has written again past
+// the hole is still reported as a truncation.
+func TestTruncatedAndRewrittenBeforeTheScan(t *testing.T) {
+	e := newEnv(t)
+	s := &recSink{name: "rec"}
+	appendLines(t, e.live, events(0, 20)...)
+	e.start(e.options(), s) // truncation and write come together, between two scans
+	waitEvents(t, s, events(0, 20))
+	w, err := os.OpenFile(e.live, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	w.Seek(0, io.SeekEnd)
+	if err := w.Truncate(0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.WriteString(strings.Join(events(100, 103), "\n") + "\n"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the truncation reported", func() bool { return len(s.ofKind(sinks.KindGap)) == 1 })
+	if g := s.ofKind(sinks.KindGap); !strings.Contains(g[0].Line, `"reason":"truncated"`) {
+		t.Errorf("gap record %s, want reason truncated", g[0].Line)
+	}
+	// The lines after the hole may arrive twice (read before and after the
+	// truncation was noticed), never less than once.
+	eventually(t, "the lines written after the truncation", func() bool {
+		got := map[string]bool{}
+		for _, l := range s.events() {
+			got[l] = true
+		}
+		for _, l := range events(100, 103) {
+			if !got[l] {
+				return false
+			}
+		}
+		return true
+	})
+}
