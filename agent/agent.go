@@ -172,7 +172,7 @@ func (a *Agent) loadState() (st *checkpoint.State, how string, err error) {
 // state was missing or corrupt, for every sink.
 func (a *Agent) announceStart(reg *registry, st *checkpoint.State, how string) {
 	now := a.opts.Now()
-	rec := startRecord{Kind: KindStartRecord, APIVersion: APIVersion, StartedAt: timestamp(now), State: how}
+	rec := sinks.StartRecord{Kind: sinks.StartRecordKind, APIVersion: sinks.RecordAPIVersion, StartedAt: timestamp(now), State: how}
 	if !st.SavedAt.IsZero() {
 		rec.PreviousRunUntil = timestamp(st.SavedAt)
 		rec.DowntimeSeconds = max(now.Sub(st.SavedAt).Seconds(), 0)
@@ -180,10 +180,10 @@ func (a *Agent) announceStart(reg *registry, st *checkpoint.State, how string) {
 	reg.notify(sinks.KindHeartbeat, rec, now)
 	switch how {
 	case stateNone:
-		reg.notify(sinks.KindTamper, newTamper(tamperNoState, fmt.Sprintf(
+		reg.notify(sinks.KindTamper, newTamper(sinks.TamperNoState, fmt.Sprintf(
 			"no checkpoint in %s: the agent's first start on this node, or its state directory was deleted", a.opts.StateDir), now), now)
 	case stateCorrupt:
-		reg.notify(sinks.KindTamper, newTamper(tamperCorruptState, fmt.Sprintf(
+		reg.notify(sinks.KindTamper, newTamper(sinks.TamperCorruptState, fmt.Sprintf(
 			"the checkpoint in %s could not be trusted and was moved aside; every audit file on disk is read again", a.opts.StateDir), now), now)
 	}
 }

@@ -70,7 +70,7 @@ func TestPermanentErrorGoesToDeadLetter(t *testing.T) {
 	m, _ := filepath.Glob(filepath.Join(e.state, "dead-letter", "rec", "*.ndjson"))
 	b, _ := os.ReadFile(m[0])
 	// The first batch also holds the start records, which go with it.
-	if !strings.HasSuffix(string(b), "\n"+strings.Join(events(0, 5), "\n")+"\n") || !strings.Contains(string(b), KindStartRecord) {
+	if !strings.HasSuffix(string(b), "\n"+strings.Join(events(0, 5), "\n")+"\n") || !strings.Contains(string(b), sinks.StartRecordKind) {
 		t.Fatalf("dead-letter content = %q", b)
 	}
 	appendLines(t, e.live, events(5, 8)...)

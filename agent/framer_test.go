@@ -106,7 +106,7 @@ func FuzzFramer(f *testing.F) {
 				t.Fatalf("record %d at offset %d, want %d", i, rec.Offset, offs[i])
 			}
 			if len(want[i]) > maxLine {
-				var st oversizedStub
+				var st sinks.OversizedStub
 				if rec.Kind != sinks.KindOversized || json.Unmarshal(rec.Line, &st) != nil ||
 					st.Size != int64(len(want[i])) || st.SHA256 != fingerprint(want[i]) {
 					t.Fatalf("record %d: want a stub for %d bytes, got %s", i, len(want[i]), rec.Line)

@@ -79,10 +79,10 @@ func (r *registry) notifyLocked(kind sinks.Kind, rec any, now time.Time) {
 		n.pending[s] = true
 	}
 	r.notices = append(r.notices, n)
-	if t, ok := rec.(tamperRecord); ok {
+	if t, ok := rec.(sinks.TamperRecord); ok {
 		r.m.tamper.WithLabelValues(t.Reason).Inc()
 		level := slog.LevelError
-		if t.Reason == tamperNoState {
+		if t.Reason == sinks.TamperNoState {
 			level = slog.LevelWarn // also every node's first start
 		}
 		r.log.Log(context.Background(), level, "audit trail tampering signal", "reason", t.Reason, "detail", t.Detail)
@@ -135,63 +135,6 @@ func (r *registry) exportNoticesLocked() []checkpoint.Notice {
 	return out
 }
 
-// Kinds of the tamper and heartbeat records.
-const (
-	KindTamperRecord    = "AuditrailTamper"
-	KindHeartbeatRecord = "AuditrailHeartbeat"
-	KindStartRecord     = "AuditrailAgentStarted"
-)
-
-// Tamper reasons.
-const (
-	// The live audit file disappeared without being rotated: its content
-	// is under no name in the directory.
-	tamperDeleted = "deleted"
-	// A rotated file disappeared while an older one of the same log is
-	// still there: kube-apiserver prunes oldest first.
-	tamperDeletedOutOfOrder = "deleted-out-of-order"
-	// No checkpoint in the state directory: the agent's first start on
-	// the node, or its state was deleted.
-	tamperNoState = "no-state"
-	// The checkpoint could not be trusted and was moved aside.
-	tamperCorruptState = "corrupt-state"
-)
-
-// tamperRecord reports a change on the node outside normal operation.
-type tamperRecord struct {
-	Kind       string    `json:"kind"`
-	APIVersion string    `json:"apiVersion"`
-	Reason     string    `json:"reason"`
-	DetectedAt string    `json:"detectedAt"`
-	Detail     string    `json:"detail"`
-	File       *fileInfo `json:"file,omitempty"`
-	// Size is how many bytes the file held when last seen.
-	Size int64 `json:"size,omitempty"`
-}
-
-func newTamper(reason, detail string, now time.Time) tamperRecord {
-	return tamperRecord{Kind: KindTamperRecord, APIVersion: APIVersion, Reason: reason, DetectedAt: timestamp(now), Detail: detail}
-}
-
-// startRecord is delivered to every sink when the agent starts.
-type startRecord struct {
-	Kind       string `json:"kind"`
-	APIVersion string `json:"apiVersion"`
-	StartedAt  string `json:"startedAt"`
-	// State is "resumed", "none" or "corrupt".
-	State string `json:"state"`
-	// PreviousRunUntil is when the previous run last committed its state:
-	// the agent was not running between it and StartedAt.
-	PreviousRunUntil string  `json:"previousRunUntil,omitempty"`
-	DowntimeSeconds  float64 `json:"downtimeSeconds,omitempty"`
-}
-
-// heartbeatRecord says a sink had nothing to ship for a while.
-type heartbeatRecord struct {
-	Kind       string `json:"kind"`
-	APIVersion string `json:"apiVersion"`
-	Sink       string `json:"sink"`
-	At         string `json:"at"`
-	// IdleSince is when the sink was last handed a record.
-	IdleSince string `json:"idleSince"`
+func newTamper(reason, detail string, now time.Time) sinks.TamperRecord {
+	return sinks.TamperRecord{Kind: sinks.TamperRecordKind, APIVersion: sinks.RecordAPIVersion, Reason: reason, DetectedAt: timestamp(now), Detail: detail}
 }

@@ -37,13 +37,13 @@ func TestStartRecords(t *testing.T) {
 		eventually(t, "start and tamper records in "+s.name, func() bool {
 			return len(s.ofKind(sinks.KindHeartbeat)) == 1 && len(s.ofKind(sinks.KindTamper)) == 1
 		})
-		st := notices[startRecord](t, s, sinks.KindHeartbeat)[0]
-		tr := notices[tamperRecord](t, s, sinks.KindTamper)[0]
-		if st.Kind != KindStartRecord || st.State != stateNone || st.PreviousRunUntil != "" {
+		st := notices[sinks.StartRecord](t, s, sinks.KindHeartbeat)[0]
+		tr := notices[sinks.TamperRecord](t, s, sinks.KindTamper)[0]
+		if st.Kind != sinks.StartRecordKind || st.State != stateNone || st.PreviousRunUntil != "" {
 			t.Errorf("%s: first start record %+v", s.name, st)
 		}
-		if tr.Kind != KindTamperRecord || tr.Reason != tamperNoState {
-			t.Errorf("%s: tamper record %+v, want reason %s", s.name, tr, tamperNoState)
+		if tr.Kind != sinks.TamperRecordKind || tr.Reason != sinks.TamperNoState {
+			t.Errorf("%s: tamper record %+v, want reason %s", s.name, tr, sinks.TamperNoState)
 		}
 	}
 	stop()
@@ -53,7 +53,7 @@ func TestStartRecords(t *testing.T) {
 	a2, b2 := &recSink{name: "a"}, &recSink{name: "b"}
 	e.start(e.options(), a2, b2)
 	eventually(t, "start record after restart", func() bool { return len(b2.ofKind(sinks.KindHeartbeat)) == 1 })
-	st := notices[startRecord](t, b2, sinks.KindHeartbeat)[0]
+	st := notices[sinks.StartRecord](t, b2, sinks.KindHeartbeat)[0]
 	if st.State != stateResumed || st.DowntimeSeconds < 0.3 || st.DowntimeSeconds > time.Since(stoppedAt).Seconds()+1 {
 		t.Errorf("restart record %+v, want resumed after about 0.3 s", st)
 	}
@@ -80,8 +80,8 @@ func TestCorruptStateIsATamperSignal(t *testing.T) {
 	s2 := &recSink{name: "s"}
 	e.start(e.options(), s2)
 	eventually(t, "tamper record", func() bool { return len(s2.ofKind(sinks.KindTamper)) == 1 })
-	if tr := notices[tamperRecord](t, s2, sinks.KindTamper)[0]; tr.Reason != tamperCorruptState {
-		t.Errorf("tamper record %+v, want reason %s", tr, tamperCorruptState)
+	if tr := notices[sinks.TamperRecord](t, s2, sinks.KindTamper)[0]; tr.Reason != sinks.TamperCorruptState {
+		t.Errorf("tamper record %+v, want reason %s", tr, sinks.TamperCorruptState)
 	}
 }
 
@@ -128,7 +128,7 @@ func TestDeletionsOutsideRotation(t *testing.T) {
 	appendLines(t, e.live, events(6, 8)...)
 	e.start(e.options(), s)
 	waitEvents(t, s, events(0, 8))
-	tampers := func() []tamperRecord { return notices[tamperRecord](t, s, sinks.KindTamper) }
+	tampers := func() []sinks.TamperRecord { return notices[sinks.TamperRecord](t, s, sinks.KindTamper) }
 	eventually(t, "the first start's tamper record", func() bool { return len(tampers()) == 1 })
 
 	if err := os.Remove(backups[0]); err != nil { // the oldest: normal pruning
@@ -142,15 +142,15 @@ func TestDeletionsOutsideRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "deleted-out-of-order", func() bool { return len(tampers()) == 2 })
-	if tr := tampers()[1]; tr.Reason != tamperDeletedOutOfOrder || tr.File == nil || tr.File.Path != backups[2] || tr.Size == 0 {
-		t.Errorf("tamper record %+v, want %s of %s", tr, tamperDeletedOutOfOrder, backups[2])
+	if tr := tampers()[1]; tr.Reason != sinks.TamperDeletedOutOfOrder || tr.File == nil || tr.File.Path != backups[2] || tr.Size == 0 {
+		t.Errorf("tamper record %+v, want %s of %s", tr, sinks.TamperDeletedOutOfOrder, backups[2])
 	}
 	if err := os.Remove(e.live); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "deleted", func() bool { return len(tampers()) == 3 })
-	if tr := tampers()[2]; tr.Reason != tamperDeleted || tr.File == nil || tr.File.Path != e.live {
-		t.Errorf("tamper record %+v, want %s of %s", tr, tamperDeleted, e.live)
+	if tr := tampers()[2]; tr.Reason != sinks.TamperDeleted || tr.File == nil || tr.File.Path != e.live {
+		t.Errorf("tamper record %+v, want %s of %s", tr, sinks.TamperDeleted, e.live)
 	}
 	if got := counterValue(t, e.reg, "auditrail_tamper_signals_total"); got != 3 {
 		t.Errorf("auditrail_tamper_signals_total = %v, want 3 (no-state, deleted-out-of-order, deleted)", got)
@@ -167,10 +167,10 @@ func TestHeartbeats(t *testing.T) {
 	appendLines(t, e.live, events(0, 2)...)
 	e.start(opts, s)
 	waitEvents(t, s, events(0, 2))
-	heartbeats := func() []heartbeatRecord {
-		var out []heartbeatRecord
-		for _, h := range notices[heartbeatRecord](t, s, sinks.KindHeartbeat) {
-			if h.Kind == KindHeartbeatRecord {
+	heartbeats := func() []sinks.HeartbeatRecord {
+		var out []sinks.HeartbeatRecord
+		for _, h := range notices[sinks.HeartbeatRecord](t, s, sinks.KindHeartbeat) {
+			if h.Kind == sinks.HeartbeatRecordKind {
 				out = append(out, h)
 			}
 		}

@@ -406,7 +406,7 @@ func (r *reader) addNotices(drain context.Context) bool {
 // addHeartbeat puts a heartbeat record into the (empty) batch.
 func (r *reader) addHeartbeat() {
 	now := r.now()
-	hb := heartbeatRecord{Kind: KindHeartbeatRecord, APIVersion: APIVersion, Sink: r.sink, At: timestamp(now), IdleSince: timestamp(r.lastAdded)}
+	hb := sinks.HeartbeatRecord{Kind: sinks.HeartbeatRecordKind, APIVersion: sinks.RecordAPIVersion, Sink: r.sink, At: timestamp(now), IdleSince: timestamp(r.lastAdded)}
 	ref := &sinks.FileRef{ID: newNoticeID(sinks.KindHeartbeat, now)}
 	r.addRecord(ref, 0, marshalRecord(hb), sinks.KindHeartbeat)
 	r.lines.WithLabelValues(sinks.KindHeartbeat.String()).Inc()
@@ -490,10 +490,10 @@ func malformedReason(err error) string {
 
 func (r *reader) addOversized(e *entry, complete bool) {
 	fr := &r.fr
-	stub := oversizedStub{
-		Kind: KindOversizedStub, APIVersion: APIVersion, AuditID: string(auditjson.FindAuditID(fr.overPrefix)),
+	stub := sinks.OversizedStub{
+		Kind: sinks.OversizedStubKind, APIVersion: sinks.RecordAPIVersion, AuditID: string(auditjson.FindAuditID(fr.overPrefix)),
 		Size: fr.overSize, Limit: r.maxLine, SHA256: hex.EncodeToString(fr.over.Sum(nil)), Complete: complete,
-		File: fileInfo{ID: e.ref.ID, Path: e.ref.Path}, Offset: fr.overStart, ReadAt: timestamp(r.now()),
+		File: sinks.FileInfo{ID: e.ref.ID, Path: e.ref.Path}, Offset: fr.overStart, ReadAt: timestamp(r.now()),
 	}
 	r.add(e, fr.overStart, marshalRecord(stub), sinks.KindOversized)
 	r.nOversized.Inc()
@@ -537,10 +537,10 @@ func (r *reader) gap(drain context.Context, e *entry, off int64, v fileView) boo
 		r.cur.extend(e.ref, off, off).Done = true
 		return true
 	}
-	var g gapRecord
-	g.Kind, g.APIVersion, g.Reason, g.Sink = KindGapRecord, APIVersion, reason, r.sink
+	var g sinks.GapRecord
+	g.Kind, g.APIVersion, g.Reason, g.Sink = sinks.GapRecordKind, sinks.RecordAPIVersion, reason, r.sink
 	g.DetectedAt = timestamp(r.now())
-	g.File = fileInfo{ID: e.ref.ID, Path: v.path}
+	g.File = sinks.FileInfo{ID: e.ref.ID, Path: v.path}
 	g.Bytes.From, g.Bytes.To, g.Bytes.ToKnown = off, max(off, v.size), v.final && reason == lostPruned
 	g.Time.After = v.lastTime
 	if next := r.reg.next(r.sink, e.ref.Seq); next != nil {

@@ -606,16 +606,16 @@ func (r *registry) markGoneLocked(e *entry) {
 		e.lost = lostPruned
 		r.log.Warn("audit file removed before every sink read it", "file", e.ref.ID, "path", e.path)
 	}
-	var t tamperRecord
+	var t sinks.TamperRecord
 	switch {
 	case e.path == r.livePath:
-		t = newTamper(tamperDeleted, "the live audit log disappeared without being rotated: its content is under no name in the directory", r.now())
+		t = newTamper(sinks.TamperDeleted, "the live audit log disappeared without being rotated: its content is under no name in the directory", r.now())
 	case r.olderPresentLocked(e):
-		t = newTamper(tamperDeletedOutOfOrder, "a rotated audit file disappeared while older ones remain; kube-apiserver prunes the oldest first", r.now())
+		t = newTamper(sinks.TamperDeletedOutOfOrder, "a rotated audit file disappeared while older ones remain; kube-apiserver prunes the oldest first", r.now())
 	default:
 		return
 	}
-	t.File, t.Size = &fileInfo{ID: e.ref.ID, Path: e.path}, e.size
+	t.File, t.Size = &sinks.FileInfo{ID: e.ref.ID, Path: e.path}, e.size
 	r.notifyLocked(sinks.KindTamper, t, r.now())
 }
 

@@ -148,12 +148,12 @@ func TestPrunedWhileDownReportsGap(t *testing.T) {
 	eventually(t, "gap record", func() bool { return len(s.ofKind(sinks.KindGap)) == 1 })
 	want := append(events(0, 10), events(20, 30)...)
 	waitEvents(t, s, want)
-	var g gapRecord
+	var g sinks.GapRecord
 	if err := json.Unmarshal([]byte(s.ofKind(sinks.KindGap)[0].Line), &g); err != nil {
 		t.Fatal(err)
 	}
 	firstPart := int64(len(strings.Join(events(0, 10), "\n")) + 1)
-	if g.Kind != KindGapRecord || g.Reason != "pruned" || g.Sink != "rec" {
+	if g.Kind != sinks.GapRecordKind || g.Reason != "pruned" || g.Sink != "rec" {
 		t.Errorf("gap = %+v", g)
 	}
 	if g.Bytes.From != firstPart || g.Bytes.To < firstPart {
@@ -220,7 +220,7 @@ func TestTruncatedWhileDown(t *testing.T) {
 	e.start(e.options(), s)
 	eventually(t, "gap", func() bool { return len(s.ofKind(sinks.KindGap)) == 1 })
 	waitEvents(t, s, events(0, 22))
-	var g gapRecord
+	var g sinks.GapRecord
 	json.Unmarshal([]byte(s.ofKind(sinks.KindGap)[0].Line), &g)
 	if g.Reason != lostTruncated {
 		t.Fatalf("gap reason %q, want truncated", g.Reason)
@@ -299,7 +299,7 @@ func TestHugeLines(t *testing.T) {
 	if len(stubs) != 1 {
 		t.Fatalf("%d stubs, want 1", len(stubs))
 	}
-	var st oversizedStub
+	var st sinks.OversizedStub
 	if err := json.Unmarshal([]byte(stubs[0].Line), &st); err != nil {
 		t.Fatal(err)
 	}

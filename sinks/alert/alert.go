@@ -227,15 +227,7 @@ func (s *Sink) gap(r *sinks.Record, now time.Time) {
 	if a == nil {
 		return
 	}
-	var g struct {
-		Reason string `json:"reason"`
-		File   struct {
-			Path string `json:"path"`
-		} `json:"file"`
-		Bytes struct {
-			From, To int64
-		} `json:"bytes"`
-	}
+	var g sinks.GapRecord
 	json.Unmarshal(r.Line, &g)
 	a.Description = fmt.Sprintf("%s: %s, bytes %d-%d of %s", GapRule.Description, g.Reason, g.Bytes.From, g.Bytes.To, g.File.Path)
 }
@@ -251,10 +243,7 @@ func (s *Sink) tamper(r *sinks.Record, now time.Time) {
 	if a == nil {
 		return
 	}
-	var t struct {
-		Reason string `json:"reason"`
-		Detail string `json:"detail"`
-	}
+	var t sinks.TamperRecord
 	json.Unmarshal(r.Line, &t)
 	a.Description = fmt.Sprintf("%s: %s: %s", TamperRule.Description, t.Reason, t.Detail)
 }

@@ -330,7 +330,7 @@ type fileRef struct {
 
 func (s *Sink) appendWrapped(buf *bytes.Buffer, r *sinks.Record, e *itemError) {
 	w := wrapped{
-		Timestamp: s.now().UTC().Format(time.RFC3339Nano), Kind: "AuditrailUnparsed", APIVersion: "auditrail.io/v1",
+		Timestamp: s.now().UTC().Format(time.RFC3339Nano), Kind: "AuditrailUnparsed", APIVersion: sinks.RecordAPIVersion,
 		Message: string(r.Line), File: fileRef{ID: r.File.ID, Path: r.File.Path}, Offset: r.Offset, Error: e,
 		Source: s.source,
 	}

@@ -297,7 +297,7 @@ func (s *Sink) stub(r *sinks.Record) []byte {
 		SHA256     string `json:"sha256"`
 		File       string `json:"file"`
 		Offset     int64  `json:"offset"`
-	}{"AuditrailOversizedLine", "auditrail.io/v1", string(r.Event.AuditID), string(r.Event.Stage),
+	}{sinks.OversizedStubKind, sinks.RecordAPIVersion, string(r.Event.AuditID), string(r.Event.Stage),
 		len(r.Line), int(s.cfg.MaxMessageBytes), hex.EncodeToString(sum[:]), r.File.ID, r.Offset})
 	return b
 }

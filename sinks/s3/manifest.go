@@ -13,6 +13,8 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/auditrail/auditrail/sinks"
 )
 
 // KindManifest is the kind of the manifest line that opens every object.
@@ -47,7 +49,7 @@ func newManifest(meta map[string]string) Manifest {
 	seq, _ := strconv.ParseInt(meta[MetaSeq], 10, 64)
 	records, _ := strconv.Atoi(meta["records"])
 	return Manifest{
-		Kind: KindManifest, APIVersion: "auditrail.io/v1",
+		Kind: KindManifest, APIVersion: sinks.RecordAPIVersion,
 		Chain: meta[MetaChain], Epoch: meta[MetaEpoch], Seq: seq, Prev: meta[MetaPrev], ChainStart: meta[MetaChainStart],
 		Records: records, RecordsSHA256: meta[MetaRecordsSHA256],
 		SourceFile: meta["source-file"], SourceRange: meta["source-range"],

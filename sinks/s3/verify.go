@@ -20,6 +20,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/auditrail/auditrail/sinks"
 )
 
 // VerifyOptions select what Verify checks.
@@ -93,27 +95,10 @@ type verified struct {
 	marked []markedRecord
 }
 
-// markedRecord is what Verify reads of a record the agent made.
+// markedRecord is a record the agent made, found in an object.
 type markedRecord struct {
-	Kind       string `json:"kind"`
-	Reason     string `json:"reason"`
-	Detail     string `json:"detail"`
-	DetectedAt string `json:"detectedAt"`
-	File       struct {
-		Path string `json:"path"`
-	} `json:"file"`
-	Bytes struct {
-		From    int64 `json:"from"`
-		To      int64 `json:"to"`
-		ToKnown bool  `json:"toKnown"`
-	} `json:"bytes"`
-	Time struct {
-		After  string `json:"after"`
-		Before string `json:"before"`
-	} `json:"time"`
-	StartedAt        string  `json:"startedAt"`
-	PreviousRunUntil string  `json:"previousRunUntil"`
-	DowntimeSeconds  float64 `json:"downtimeSeconds"`
+	kind string // the record's "kind": sinks.GapRecordKind, …
+	line []byte
 }
 
 // Verify walks the archive under cfg's bucket and prefix: it downloads
@@ -153,7 +138,7 @@ func Verify(ctx context.Context, cfg Config, opts VerifyOptions) (*Report, error
 				continue
 			}
 			for _, m := range v.marked {
-				rep.Marked[m.Kind]++
+				rep.Marked[m.kind]++
 			}
 			id := v.meta[MetaChain]
 			if chains[id] == nil {
@@ -262,12 +247,13 @@ func markedRecords(recs []byte) []markedRecord {
 		} else {
 			recs = nil
 		}
-		if !bytes.Contains(line, []byte(`"kind":"Auditrail`)) || !bytes.Contains(line, []byte(`"apiVersion":"auditrail.io/v1"`)) {
+		if !bytes.Contains(line, []byte(`"kind":"Auditrail`)) || !bytes.Contains(line, []byte(`"apiVersion":"`+sinks.RecordAPIVersion+`"`)) {
 			continue
 		}
-		var m markedRecord
-		if json.Unmarshal(line, &m) == nil && strings.HasPrefix(m.Kind, "Auditrail") {
-			out = append(out, m)
+		var head struct{ Kind string }
+		if json.Unmarshal(line, &head) == nil && strings.HasPrefix(head.Kind, "Auditrail") {
+			// A copy: the line is inside the whole decompressed object.
+			out = append(out, markedRecord{kind: head.Kind, line: bytes.Clone(line)})
 		}
 	}
 	return out
@@ -343,32 +329,38 @@ func checkEpoch(id, epoch string, first bool, objs []*verified, opts VerifyOptio
 func checkMarked(o *verified, chain, epoch string, born time.Time, opts VerifyOptions, add func(Finding)) {
 	for _, m := range o.marked {
 		f := Finding{Key: o.key, Chain: chain, Epoch: epoch, Seq: o.seq}
-		switch m.Kind {
-		case "AuditrailGap":
-			to := strconv.FormatInt(m.Bytes.To, 10)
-			if !m.Bytes.ToKnown {
+		switch m.kind {
+		case sinks.GapRecordKind:
+			var g sinks.GapRecord
+			json.Unmarshal(m.line, &g)
+			to := strconv.FormatInt(g.Bytes.To, 10)
+			if !g.Bytes.ToKnown {
 				to = "at least " + to
 			}
 			f.Kind = "source-gap"
 			f.Detail = fmt.Sprintf("the agent could not read bytes %d to %s of %s (%s, detected %s); events between %s and %s may be missing",
-				m.Bytes.From, to, m.File.Path, m.Reason, m.DetectedAt, orUnknown(m.Time.After), orUnknown(m.Time.Before))
-		case "AuditrailTamper":
-			if t, err := time.Parse(time.RFC3339Nano, m.DetectedAt); err == nil && m.Reason == "no-state" &&
+				g.Bytes.From, to, g.File.Path, g.Reason, g.DetectedAt, orUnknown(g.Time.After), orUnknown(g.Time.Before))
+		case sinks.TamperRecordKind:
+			var tr sinks.TamperRecord
+			json.Unmarshal(m.line, &tr)
+			if t, err := time.Parse(time.RFC3339Nano, tr.DetectedAt); err == nil && tr.Reason == sinks.TamperNoState &&
 				!born.IsZero() && t.Sub(born).Abs() < time.Minute {
 				continue
 			}
 			f.Kind = "tamper"
-			f.Detail = fmt.Sprintf("%s, detected %s: %s", m.Reason, m.DetectedAt, m.Detail)
-			if m.File.Path != "" {
-				f.Detail += " (" + m.File.Path + ")"
+			f.Detail = fmt.Sprintf("%s, detected %s: %s", tr.Reason, tr.DetectedAt, tr.Detail)
+			if tr.File != nil && tr.File.Path != "" {
+				f.Detail += " (" + tr.File.Path + ")"
 			}
-		case "AuditrailAgentStarted":
-			down := time.Duration(m.DowntimeSeconds * float64(time.Second))
+		case sinks.StartRecordKind:
+			var st sinks.StartRecord
+			json.Unmarshal(m.line, &st)
+			down := time.Duration(st.DowntimeSeconds * float64(time.Second))
 			if opts.MaxGap <= 0 || down <= opts.MaxGap {
 				continue
 			}
 			f.Kind = "agent-stopped"
-			f.Detail = fmt.Sprintf("the agent was not running for %s, from %s to %s", down.Round(time.Second), m.PreviousRunUntil, m.StartedAt)
+			f.Detail = fmt.Sprintf("the agent was not running for %s, from %s to %s", down.Round(time.Second), st.PreviousRunUntil, st.StartedAt)
 		default:
 			continue
 		}

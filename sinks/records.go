@@ -1,0 +1,117 @@
+package sinks
+
+// The records the agent makes itself, in place of or beside the audit
+// events: their JSON form, shared by the agent that writes them and by
+// what reads them back (alert destinations, `auditrail verify`).
+
+// RecordAPIVersion marks the records the agent makes, so that consumers can
+// tell them from audit events.
+const RecordAPIVersion = "auditrail.io/v1"
+
+// Values of the "kind" field of the agent's records.
+const (
+	GapRecordKind       = "AuditrailGap"
+	OversizedStubKind   = "AuditrailOversizedLine"
+	TamperRecordKind    = "AuditrailTamper"
+	HeartbeatRecordKind = "AuditrailHeartbeat"
+	StartRecordKind     = "AuditrailAgentStarted"
+)
+
+// Reasons of tamper records.
+const (
+	// TamperDeleted: the live audit file disappeared without being
+	// rotated; its content is under no name in the directory.
+	TamperDeleted = "deleted"
+	// TamperDeletedOutOfOrder: a rotated file disappeared while an older
+	// one of the same log is still there; kube-apiserver prunes oldest
+	// first.
+	TamperDeletedOutOfOrder = "deleted-out-of-order"
+	// TamperNoState: no checkpoint in the state directory: the agent's
+	// first start on the node, or its state was deleted.
+	TamperNoState = "no-state"
+	// TamperCorruptState: the checkpoint could not be trusted and was
+	// moved aside.
+	TamperCorruptState = "corrupt-state"
+)
+
+// FileInfo names a source file in the agent's records.
+type FileInfo struct {
+	ID   string `json:"id"`
+	Path string `json:"path"`
+}
+
+// GapRecord reports data a sink could not read (KindGap).
+type GapRecord struct {
+	Kind       string   `json:"kind"`
+	APIVersion string   `json:"apiVersion"`
+	Reason     string   `json:"reason"`
+	Sink       string   `json:"sink"`
+	DetectedAt string   `json:"detectedAt"`
+	File       FileInfo `json:"file"`
+	// Bytes is the lost byte range. ToKnown is false when the file may have
+	// grown after the agent last saw it, so To is a lower bound.
+	Bytes struct {
+		From    int64 `json:"from"`
+		To      int64 `json:"to"`
+		ToKnown bool  `json:"toKnown"`
+	} `json:"bytes"`
+	// Time bounds the events that may be missing: after the last event the
+	// sink acknowledged from the file, before the first event of the next
+	// readable file.
+	Time struct {
+		After  string `json:"after,omitempty"`
+		Before string `json:"before,omitempty"`
+	} `json:"time"`
+}
+
+// OversizedStub stands in for a line above the size limit (KindOversized).
+type OversizedStub struct {
+	Kind       string   `json:"kind"`
+	APIVersion string   `json:"apiVersion"`
+	AuditID    string   `json:"auditID,omitempty"`
+	Size       int64    `json:"size"`
+	Limit      int      `json:"limit"`
+	SHA256     string   `json:"sha256"`
+	Complete   bool     `json:"complete"`
+	File       FileInfo `json:"file"`
+	Offset     int64    `json:"offset"`
+	ReadAt     string   `json:"readAt"`
+}
+
+// TamperRecord reports a change on the node outside normal operation
+// (KindTamper).
+type TamperRecord struct {
+	Kind       string    `json:"kind"`
+	APIVersion string    `json:"apiVersion"`
+	Reason     string    `json:"reason"`
+	DetectedAt string    `json:"detectedAt"`
+	Detail     string    `json:"detail"`
+	File       *FileInfo `json:"file,omitempty"`
+	// Size is how many bytes the file held when last seen.
+	Size int64 `json:"size,omitempty"`
+}
+
+// StartRecord is delivered to every sink when the agent starts
+// (KindHeartbeat).
+type StartRecord struct {
+	Kind       string `json:"kind"`
+	APIVersion string `json:"apiVersion"`
+	StartedAt  string `json:"startedAt"`
+	// State is "resumed", "none" or "corrupt".
+	State string `json:"state"`
+	// PreviousRunUntil is when the previous run last committed its state:
+	// the agent was not running between it and StartedAt.
+	PreviousRunUntil string  `json:"previousRunUntil,omitempty"`
+	DowntimeSeconds  float64 `json:"downtimeSeconds,omitempty"`
+}
+
+// HeartbeatRecord says a sink had nothing to ship for a while
+// (KindHeartbeat).
+type HeartbeatRecord struct {
+	Kind       string `json:"kind"`
+	APIVersion string `json:"apiVersion"`
+	Sink       string `json:"sink"`
+	At         string `json:"at"`
+	// IdleSince is when the sink was last handed a record.
+	IdleSince string `json:"idleSince"`
+}
