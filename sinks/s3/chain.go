@@ -100,10 +100,13 @@ func loadChain(path, id string, now time.Time) (*chain, error) {
 	return c, nil
 }
 
+// epochLayout is the start time at the head of an epoch's name.
+const epochLayout = "20060102T150405Z"
+
 func newEpoch(now time.Time) string {
 	var r [4]byte
 	rand.Read(r[:])
-	return now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(r[:])
+	return now.UTC().Format(epochLayout) + "-" + hex.EncodeToString(r[:])
 }
 
 // next returns the metadata for the object after the last one.

@@ -10,6 +10,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
@@ -105,14 +106,19 @@ var (
 	ErrRecordsMismatch = errors.New("records do not match the manifest")
 )
 
+// zstdDecoder is shared by every ReadObject: DecodeAll may be called
+// concurrently, and a decoder is costly to set up for each object.
+var zstdDecoder = sync.OnceValues(func() (*zstd.Decoder, error) {
+	return zstd.NewReader(nil, zstd.WithDecoderConcurrency(1))
+})
+
 func decompress(key string, body []byte) ([]byte, error) {
 	switch {
 	case strings.HasSuffix(key, ".zst"):
-		d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1))
+		d, err := zstdDecoder()
 		if err != nil {
 			return nil, err
 		}
-		defer d.Close()
 		return d.DecodeAll(body, nil)
 	case strings.HasSuffix(key, ".gz"):
 		zr, err := gzip.NewReader(bytes.NewReader(body))

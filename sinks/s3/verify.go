@@ -293,7 +293,7 @@ func checkEpoch(id, epoch string, first bool, objs []*verified, opts VerifyOptio
 	}
 	var born time.Time // the chain's first start, when this is its first epoch
 	if first {
-		if t, err := time.Parse("20060102T150405Z", strings.SplitN(epoch, "-", 2)[0]); err == nil {
+		if t, err := time.Parse(epochLayout, strings.SplitN(epoch, "-", 2)[0]); err == nil {
 			born = t
 		}
 	}
