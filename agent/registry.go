@@ -198,11 +198,11 @@ func (r *registry) list() (cands []*candidate, problem string, ok bool) {
 	// would show the new live file without the backup the old one became,
 	// which would then be found later, after the live file, out of order.
 	// Listing again after opening reveals the backup's new name: retry
-	// until two listings agree.
-	for range 5 {
+	// until two listings agree, and take the sixth listing as it is.
+	for attempt := 1; ; attempt++ {
 		var names []string
 		cands, problem, ok, names = r.listOnce()
-		if !ok {
+		if !ok || attempt == 6 {
 			return cands, problem, ok
 		}
 		again, err := os.ReadDir(r.naming.dir)
@@ -213,8 +213,6 @@ func (r *registry) list() (cands []*candidate, problem string, ok bool) {
 			c.close()
 		}
 	}
-	cands, problem, ok, _ = r.listOnce()
-	return cands, problem, ok
 }
 
 func sameNames(names []string, ents []os.DirEntry) bool {
