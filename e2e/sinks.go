@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -34,6 +35,8 @@ type Servers struct {
 	Bucket string
 	Index  string
 	Topic  string
+	// S3Flush is the S3 sink's flush interval in WriteConfig; 1s if zero.
+	S3Flush time.Duration
 }
 
 // StartServers starts MinIO with an Object Lock bucket, the ES test server
@@ -65,7 +68,7 @@ func (s *Servers) WriteConfig(path, auditLog, stateDir string) error {
 		"sinks:",
 		"  - name: s3",
 		"    type: s3",
-		"    batch: {maxBytes: 4MiB, flushInterval: 1s}",
+		"    batch: {maxBytes: 4MiB, flushInterval: " + cmp.Or(s.S3Flush, time.Second).String() + "}",
 		"    retry: {initialInterval: 100ms, maxInterval: 2s}",
 		"    s3:",
 		"      bucket: " + s.Bucket,
@@ -96,21 +99,6 @@ func (s *Servers) WriteConfig(path, auditLog, stateDir string) error {
 		"      requestTimeout: 10s",
 	}, "\n") + "\n"
 	return os.WriteFile(path, []byte(cfg), 0o644)
-}
-
-// SetS3Flush changes the S3 sink's flush interval in a configuration
-// written by WriteConfig.
-func SetS3Flush(path string, d time.Duration) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	const s3Batch = "batch: {maxBytes: 4MiB, flushInterval: 1s}"
-	if !bytes.Contains(b, []byte(s3Batch)) {
-		return errors.New("no S3 batch settings in " + path)
-	}
-	b = bytes.Replace(b, []byte(s3Batch), []byte("batch: {maxBytes: 4MiB, flushInterval: "+d.String()+"}"), 1)
-	return os.WriteFile(path, b, 0o644)
 }
 
 // logLevel is the agent's log level: AUDITRAIL_E2E_LOG_LEVEL, or info.

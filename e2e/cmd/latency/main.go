@@ -46,10 +46,8 @@ func main() {
 	os.MkdirAll(auditDir, 0o700)
 	live := filepath.Join(auditDir, "audit.log")
 	cfg := filepath.Join(dir, "auditrail.yaml")
+	srv.S3Flush = *s3Flush
 	if err := srv.WriteConfig(cfg, live, filepath.Join(dir, "state")); err != nil {
-		r.Fatal(err)
-	}
-	if err := e2e.SetS3Flush(cfg, *s3Flush); err != nil {
 		r.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
