@@ -173,19 +173,28 @@ func TestPrunedWhileDownReportsGap(t *testing.T) {
 	}
 }
 
+// rotateBehindSlowSink starts an agent with a fast sink and a blocked slow
+// one, and rotates the live file once the fast sink has read it: the slow
+// sink is behind on the backup.
+func rotateBehindSlowSink(t *testing.T, e *env) (fast, slow *recSink, backup string) {
+	t.Helper()
+	slow = &recSink{name: "slow", block: make(chan struct{})}
+	fast = &recSink{name: "fast"}
+	appendLines(t, e.live, events(0, 300)...)
+	e.start(e.options(), fast, slow)
+	waitEvents(t, fast, events(0, 300))
+	backup = lumberjackName(e.dir, time.Now())
+	os.Rename(e.live, backup)
+	appendLines(t, e.live, events(300, 310)...)
+	waitEvents(t, fast, events(0, 310))
+	return fast, slow, backup
+}
+
 // A backup pruned while a slow sink is behind but the agent holds it open:
 // nothing is lost.
 func TestPrunedWhileOpenIsStillRead(t *testing.T) {
 	e := newEnv(t)
-	slow := &recSink{name: "slow", block: make(chan struct{})}
-	fast := &recSink{name: "fast"}
-	appendLines(t, e.live, events(0, 300)...)
-	e.start(e.options(), fast, slow)
-	waitEvents(t, fast, events(0, 300))
-	backup := lumberjackName(e.dir, time.Now())
-	os.Rename(e.live, backup)
-	appendLines(t, e.live, events(300, 310)...)
-	waitEvents(t, fast, events(0, 310))
+	_, slow, backup := rotateBehindSlowSink(t, e)
 	os.Remove(backup)
 	time.Sleep(200 * time.Millisecond) // let scans see it gone
 	close(slow.block)
@@ -459,15 +468,7 @@ func TestGzipInodeReusedWhileDown(t *testing.T) {
 // same file on every scan, and reads nothing twice.
 func TestGzipWhileHeldOpen(t *testing.T) {
 	e := newEnv(t)
-	slow := &recSink{name: "slow", block: make(chan struct{})}
-	fast := &recSink{name: "fast"}
-	appendLines(t, e.live, events(0, 300)...)
-	e.start(e.options(), fast, slow)
-	waitEvents(t, fast, events(0, 300))
-	backup := lumberjackName(e.dir, time.Now())
-	os.Rename(e.live, backup)
-	appendLines(t, e.live, events(300, 310)...)
-	waitEvents(t, fast, events(0, 310))
+	fast, slow, backup := rotateBehindSlowSink(t, e)
 	gzipFile(t, backup)
 	time.Sleep(300 * time.Millisecond) // several scans with the .gz in place
 	os.Rename(e.live, lumberjackName(e.dir, time.Now()))
@@ -485,23 +486,34 @@ func TestGzipWhileHeldOpen(t *testing.T) {
 	}
 }
 
-// The live file truncated while the agent follows it, then written again
-// from the start (a writer with O_APPEND): the truncation is reported and
-// every line written after it is read.
-func TestTruncatedWhileRunning(t *testing.T) {
-	e := newEnv(t)
-	s := &recSink{name: "rec"}
+// followWithWriter ships 20 events to a sink and returns a writer on the
+// live file at its end, which keeps its offset (no O_APPEND), as lumberjack
+// does for the files it creates: after a truncation its next write leaves a
+// hole of NUL bytes.
+func followWithWriter(t *testing.T, e *env) (s *recSink, w *os.File, size int64) {
+	t.Helper()
+	s = &recSink{name: "rec"}
 	appendLines(t, e.live, events(0, 20)...)
 	e.start(e.options(), s)
 	waitEvents(t, s, events(0, 20))
-	// The writer keeps its offset (no O_APPEND), as lumberjack does for
-	// the files it creates: its next write leaves a hole of NUL bytes.
 	w, err := os.OpenFile(e.live, os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer w.Close()
-	size, _ := w.Seek(0, io.SeekEnd)
+	t.Cleanup(func() { w.Close() })
+	size, err = w.Seek(0, io.SeekEnd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, w, size
+}
+
+// The live file truncated while the agent follows it, then written again
+// by a writer that kept its offset: the truncation is reported and every
+// line written after it is read.
+func TestTruncatedWhileRunning(t *testing.T) {
+	e := newEnv(t)
+	s, w, size := followWithWriter(t, e)
 	if err := os.Truncate(e.live, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -525,16 +537,8 @@ func TestTruncatedWhileRunning(t *testing.T) {
 // the hole is still reported as a truncation.
 func TestTruncatedAndRewrittenBeforeTheScan(t *testing.T) {
 	e := newEnv(t)
-	s := &recSink{name: "rec"}
-	appendLines(t, e.live, events(0, 20)...)
-	e.start(e.options(), s) // truncation and write come together, between two scans
-	waitEvents(t, s, events(0, 20))
-	w, err := os.OpenFile(e.live, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	w.Seek(0, io.SeekEnd)
+	s, w, _ := followWithWriter(t, e)
+	// Truncation and write come together, between two scans.
 	if err := w.Truncate(0); err != nil {
 		t.Fatal(err)
 	}
