@@ -43,6 +43,19 @@ func verify(t *testing.T, cfg Config, opts VerifyOptions) *Report {
 	return rep
 }
 
+// chainConfig starts MinIO with a locked bucket and returns a sink
+// configuration for it, GOVERNANCE retention, with a state directory for
+// the chain.
+func chainConfig(t *testing.T, bucket string) Config {
+	t.Helper()
+	srv := miniotest.Start(t)
+	srv.Bucket(bucket, true)
+	cfg := testConfig(srv, bucket)
+	cfg.ObjectLock.Mode = "GOVERNANCE"
+	cfg.StateDir = t.TempDir()
+	return cfg
+}
+
 func kinds(rep *Report) map[string]int {
 	out := map[string]int{}
 	for _, f := range rep.Findings {
@@ -52,11 +65,7 @@ func kinds(rep *Report) map[string]int {
 }
 
 func TestChainAcrossRestartsVerifies(t *testing.T) {
-	srv := miniotest.Start(t)
-	srv.Bucket("chain", true)
-	cfg := testConfig(srv, "chain")
-	cfg.ObjectLock.Mode = "GOVERNANCE"
-	cfg.StateDir = t.TempDir()
+	cfg := chainConfig(t, "chain")
 	off := writeBatches(t, newSink(t, cfg), 0, 4)
 	// A restart continues the chain from the state file.
 	writeBatches(t, newSink(t, cfg), off, 3)
@@ -161,11 +170,7 @@ func TestVerifyNamesEveryTampering(t *testing.T) {
 // A crash after an upload and before the chain state recorded it must not
 // give the next object, whatever its key, the same sequence number.
 func TestCrashAfterUploadDoesNotForkTheChain(t *testing.T) {
-	srv := miniotest.Start(t)
-	srv.Bucket("crash", true)
-	cfg := testConfig(srv, "crash")
-	cfg.ObjectLock.Mode = "GOVERNANCE"
-	cfg.StateDir = t.TempDir()
+	cfg := chainConfig(t, "crash")
 	state := filepath.Join(cfg.StateDir, "s3-chain-s3.json")
 	off := writeBatches(t, newSink(t, cfg), 0, 2)
 	before, err := os.ReadFile(state)
@@ -216,11 +221,7 @@ func markedBatch(off int64, recs map[sinks.Kind]string, events int) *sinks.Batch
 // report: audit data lost on the node, tampering, downtime, and stretches
 // with no upload at all.
 func TestVerifyReportsAgentRecordsAndTimeGaps(t *testing.T) {
-	srv := miniotest.Start(t)
-	srv.Bucket("marked", true)
-	cfg := testConfig(srv, "marked")
-	cfg.ObjectLock.Mode = "GOVERNANCE"
-	cfg.StateDir = t.TempDir()
+	cfg := chainConfig(t, "marked")
 	s := newSink(t, cfg)
 	write := func(b *sinks.Batch) int64 {
 		t.Helper()

@@ -218,8 +218,8 @@ func TestRefusesBucketWithoutObjectLock(t *testing.T) {
 	}
 }
 
-// A batch delivered again after a restart is recognised by its key and
-// checksum and not uploaded a second time.
+// A batch delivered again after a restart is recognised by its key and the
+// digest of its records and not uploaded a second time.
 func TestReplayIsNotUploadedTwice(t *testing.T) {
 	srv := miniotest.Start(t)
 	srv.Bucket("replay", true)
