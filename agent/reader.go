@@ -387,11 +387,11 @@ func (r *reader) addRecord(ref *sinks.FileRef, off int64, line []byte, kind sink
 // addNotices puts the registry's notices this sink has not been handed
 // into the batch. It returns false when reading must stop.
 func (r *reader) addNotices(drain context.Context) bool {
-	if gen := r.reg.noticeGen.Load(); gen == r.noticeGen {
+	gen := r.reg.noticeGen.Load()
+	if gen == r.noticeGen {
 		return true
-	} else {
-		r.noticeGen = gen
 	}
+	r.noticeGen = gen
 	for _, n := range r.reg.takeNotices(r.sink) {
 		r.addRecord(n.ref, 0, n.line, n.kind)
 		r.cur.notices = append(r.cur.notices, n)

@@ -29,6 +29,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -244,7 +245,7 @@ func (s *Sink) Write(ctx context.Context, b *sinks.Batch) error {
 		}
 	}
 	first := s.firstEventTime(b)
-	obj := object{key: s.key(b, first), batch: b, first: first}
+	obj := object{key: s.key(b, first)}
 	obj.meta = s.metadata(b, first)
 	s.chain.next(obj.meta)
 	body, err := s.enc.encode(b, func(sum []byte) []byte {
@@ -301,8 +302,6 @@ type object struct {
 	key    string
 	body   []byte
 	sha256 []byte
-	batch  *sinks.Batch
-	first  time.Time
 	meta   map[string]string
 }
 
@@ -515,7 +514,7 @@ func noticeTag(b *sinks.Batch) string {
 	n := 0
 	for i := range b.Records {
 		if k := b.Records[i].Kind; k == sinks.KindTamper || k == sinks.KindHeartbeat {
-			h.Write([]byte(b.Records[i].File.ID))
+			io.WriteString(h, b.Records[i].File.ID)
 			n++
 		}
 	}
