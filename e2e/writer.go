@@ -1,10 +1,10 @@
 package e2e
 
 import (
+	"cmp"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -24,10 +24,12 @@ import (
 // --audit-log-path, --audit-log-maxsize, --audit-log-maxbackup and
 // --audit-log-compress, and remembers every auditID+stage it wrote.
 type Writer struct {
-	lj      *lumberjack.Logger
-	backend audit.Backend
-	rng     *rand.Rand
-	bigMax  int
+	lj       *lumberjack.Logger
+	backend  audit.Backend
+	rng      *rand.Rand
+	bigMax   int
+	bigEvery int
+	random   bool
 
 	mu        sync.Mutex
 	written   map[string]time.Time
@@ -47,18 +49,27 @@ type WriterConfig struct {
 	// BigMB, when set, sizes the rare very large events up to this many
 	// MiB (it must stay below MaxSizeMB: lumberjack refuses larger writes).
 	BigMB int
+	// BigEvery makes one request in BigEvery, on average, a very large
+	// event (a long list at the RequestResponse level); 0 means 500.
+	BigEvery int
+	// RandomBodies fills request and response bodies with random
+	// characters instead of Kubernetes objects: a worst case for
+	// compression.
+	RandomBodies bool
 }
 
 // NewWriter returns a writer that appends to cfg.Path.
 func NewWriter(cfg WriterConfig) *Writer {
 	lj := &lumberjack.Logger{Filename: cfg.Path, MaxSize: cfg.MaxSizeMB, MaxBackups: cfg.MaxBackups, Compress: cfg.Compress}
 	return &Writer{
-		lj:      lj,
-		backend: auditlog.NewBackend(lj, auditlog.FormatJson, auditv1.SchemeGroupVersion),
-		rng:     rand.New(rand.NewPCG(cfg.Seed, 1)),
-		bigMax:  max(cfg.BigMB<<20, 856<<10),
-		written: make(map[string]time.Time),
-		path:    cfg.Path,
+		lj:       lj,
+		backend:  auditlog.NewBackend(lj, auditlog.FormatJson, auditv1.SchemeGroupVersion),
+		rng:      rand.New(rand.NewPCG(cfg.Seed, 1)),
+		bigMax:   max(cfg.BigMB<<20, 856<<10),
+		bigEvery: cmp.Or(cfg.BigEvery, 500),
+		random:   cfg.RandomBodies,
+		written:  make(map[string]time.Time),
+		path:     cfg.Path,
 	}
 }
 
@@ -142,31 +153,32 @@ func (w *Writer) event(n int) *auditinternal.Event {
 		RequestReceivedTimestamp: metav1.NewMicroTime(now),
 		Annotations:              map[string]string{"authorization.k8s.io/decision": "allow"},
 	}
+	res := ev.ObjectRef.Resource
 	switch p := r.IntN(1000); {
-	case p < 2: // a very large RequestResponse event
+	case r.IntN(w.bigEvery) == 0: // a very large RequestResponse event: a long list
 		ev.Level = auditinternal.LevelRequestResponse
-		ev.ResponseObject = rawObject(r, 256<<10+r.IntN(w.bigMax-256<<10)) // lumberjack refuses single writes above MaxSize
+		ev.ResponseObject = w.body(res, 256<<10+r.IntN(w.bigMax-256<<10), now) // lumberjack refuses single writes above MaxSize
+	case res == "secrets" && p%100 != 0:
+		// Secrets are logged at the Metadata level, as audit policies
+		// recommend; a few bodies remain for the redaction to work on.
 	case p < 150:
 		ev.Level = auditinternal.LevelRequestResponse
-		ev.RequestObject = rawObject(r, 1<<10+r.IntN(4<<10))
-		ev.ResponseObject = rawObject(r, 1<<10+r.IntN(4<<10))
+		ev.RequestObject = w.body(res, 1<<10+r.IntN(4<<10), now)
+		ev.ResponseObject = w.body(res, 1<<10+r.IntN(4<<10), now)
 	case p < 300:
 		ev.Level = auditinternal.LevelRequest
-		ev.RequestObject = rawObject(r, 512+r.IntN(2<<10))
+		ev.RequestObject = w.body(res, 512+r.IntN(2<<10), now)
 	}
 	return ev
 }
 
-func rawObject(r *rand.Rand, size int) *runtime.Unknown {
-	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
-	var b strings.Builder
-	b.Grow(size + 64)
-	b.WriteString(`{"kind":"ConfigMap","apiVersion":"v1","data":{"blob":"`)
-	for b.Len() < size {
-		b.WriteByte(alphabet[r.IntN(len(alphabet))])
+// body returns a request or response body of about size bytes for a
+// request on resource.
+func (w *Writer) body(resource string, size int, now time.Time) *runtime.Unknown {
+	if w.random {
+		return randomObject(w.rng, size)
 	}
-	b.WriteString(`"}}`)
-	return &runtime.Unknown{Raw: []byte(b.String()), ContentType: runtime.ContentTypeJSON}
+	return bodyFor(w.rng, resource, size, now)
 }
 
 // WriteRaw writes b to the audit log through lumberjack, as it stands:

@@ -5,9 +5,12 @@
 # RSS. The network sinks ship to servers on 127.0.0.1 started fresh for
 # every run (MinIO, the ES API test server, a 3-broker kfake cluster); the
 # CPU measured is the agent's alone.
-# Usage: scripts/bench.sh [runs]   (CORPUS_DIR moves the cache, PIPELINES
-# picks pipelines: discard file s3 elasticsearch kafka all; PROFILE_DIR
-# writes a CPU profile per run there)
+# Usage: scripts/bench.sh [runs]
+#   CORPUS_DIR moves the cache; CORPUS_BODIES=random fills request and
+#   response bodies with random characters, a worst case for compression,
+#   instead of Kubernetes objects; PIPELINES picks pipelines (discard file
+#   s3 elasticsearch kafka all); PROFILE_DIR writes a CPU profile per run
+#   there.
 #        scripts/bench.sh latency [events/s] [duration]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,13 +27,14 @@ if [ "${1:-}" = latency ]; then
 fi
 
 runs=${1:-3}
-corpus=${CORPUS_DIR:-$PWD/testdata-cache/corpus-1g}
+bodies=${CORPUS_BODIES:-k8s}
+corpus=${CORPUS_DIR:-$PWD/testdata-cache/corpus-1g-$bodies}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 if [ ! -f "$corpus/audit.log" ]; then
   echo "generating corpus in $corpus (once)"
-  (cd e2e && go run ./cmd/gencorpus -dir "$corpus" -mb 1024 -maxsize-mb 100 -seed 11)
+  (cd e2e && go run ./cmd/gencorpus -dir "$corpus" -mb 1024 -maxsize-mb 100 -seed 11 -random-bodies="$([ "$bodies" = random ] && echo true || echo false)")
 fi
 ./scripts/build.sh "$work/auditrail" bench
 ./scripts/tools.sh

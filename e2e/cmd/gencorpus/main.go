@@ -19,13 +19,15 @@ func main() {
 	maxSize := flag.Int("maxsize-mb", 100, "rotate at this size, as --audit-log-maxsize")
 	compress := flag.Bool("compress", false, "gzip rotated files, as --audit-log-compress")
 	seed := flag.Uint64("seed", 1, "random seed")
+	random := flag.Bool("random-bodies", false, "fill bodies with random characters (a worst case for compression) instead of Kubernetes objects")
+	bigEvery := flag.Int("big-every", 10000, "make one request in this many a very large event (a long list)")
 	flag.Parse()
 	if err := os.MkdirAll(*dir, 0o755); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	path := filepath.Join(*dir, "audit.log")
-	w := e2e.NewWriter(e2e.WriterConfig{Path: path, MaxSizeMB: *maxSize, MaxBackups: 100000, Compress: *compress, Seed: *seed})
+	w := e2e.NewWriter(e2e.WriterConfig{Path: path, MaxSizeMB: *maxSize, MaxBackups: 100000, Compress: *compress, Seed: *seed, BigEvery: *bigEvery, RandomBodies: *random})
 	for i := 0; ; i++ {
 		if *requests > 0 && i >= *requests {
 			break
