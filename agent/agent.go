@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -82,6 +83,9 @@ type SinkOptions struct {
 	// detection rules it matches (sinks.Record.Rules).
 	TagRules *rules.Set
 }
+
+// blockCacheBytes bounds the file data the readers share (see block).
+const blockCacheBytes = 32 << 20
 
 // Agent follows the audit log and ships it to every sink at its own pace.
 type Agent struct {
@@ -216,6 +220,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	readCtx, stopReading := context.WithCancel(context.Background())
 	drainCtx, stopDraining := context.WithCancel(context.Background())
 	defer stopDraining()
+	var tag *rules.Set
+	for _, so := range a.sinks {
+		tag = cmp.Or(tag, so.TagRules)
+	}
+	var blocks *blockCache
+	if len(a.sinks) > 1 {
+		blocks = newBlockCache(a.opts.MaxLineBytes, blockCacheBytes, tag, a.m)
+	}
 	var watchers, readers, writers sync.WaitGroup
 	watchers.Go(func() { a.watch(readCtx, reg) })
 	for _, so := range a.sinks {
@@ -227,7 +239,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		rd := newReader(so.Sink.Name(), reg, a.m, readerOptions{
 			log: a.log, now: a.opts.Now, maxLine: a.opts.MaxLineBytes, batch: so.Batch,
 			poll: a.opts.PollInterval, out: out, free: free, redact: !so.KeepSecrets, drop: so.Drop,
-			tag: so.TagRules, heartbeat: a.opts.HeartbeatInterval,
+			tag: so.TagRules, heartbeat: a.opts.HeartbeatInterval, blocks: blocks,
 		})
 		wr := newWriter(so, reg, a.m, a.log, a.opts.Now, filepath.Join(a.opts.StateDir, "dead-letter"), out, free)
 		readers.Go(func() { rd.run(readCtx, drainCtx) })

@@ -21,6 +21,7 @@ type metrics struct {
 	gapBytes        *prometheus.CounterVec
 	tamper          *prometheus.CounterVec
 	holeBytes       *prometheus.CounterVec
+	blockReads      *prometheus.CounterVec
 	shippedRecords  *prometheus.CounterVec
 	shippedBytes    *prometheus.CounterVec
 	batches         *prometheus.CounterVec
@@ -67,6 +68,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Known bytes covered by gap records."}, sink),
 		holeBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditrail_hole_bytes_total",
 			Help: "NUL bytes skipped where a line should start: the hole a writer without O_APPEND leaves after a truncation."}, sink),
+		blockReads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditrail_reader_blocks_total",
+			Help: "Blocks of lines the sinks' readers took, by how: read (read, framed and parsed from the file) or shared (taken from another sink's reader)."}, []string{"how"}),
 		tamper: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditrail_tamper_signals_total",
 			Help: "Changes on the node outside normal operation (audit files deleted or deleted out of order, state lost), by reason."}, []string{"reason"}),
 		shippedRecords: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditrail_sink_records_total",
@@ -90,7 +93,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.sourceUp, m.rotations, m.filesDiscovered, m.openFiles, m.lagBytes, m.lagSeconds, m.fileOffset, m.fileSize, m.lines,
-			m.emptyLines, m.malformed, m.redacted, m.dropped, m.gaps, m.gapBytes, m.tamper, m.holeBytes, m.shippedRecords, m.shippedBytes, m.batches,
+			m.emptyLines, m.malformed, m.redacted, m.dropped, m.gaps, m.gapBytes, m.tamper, m.holeBytes, m.blockReads, m.shippedRecords, m.shippedBytes, m.batches,
 			m.retries, m.failures, m.deadLetter, m.lastSuccess, m.commitDuration, m.commitErrors)
 	}
 	return m

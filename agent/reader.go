@@ -40,6 +40,9 @@ type reader struct {
 
 	cur *batchBuf
 	fr  framer
+	// blocks, when set, shares read and parsed lines with the other
+	// sinks' readers.
+	blocks *blockCache
 
 	redact bool
 	drop   []DropRule
@@ -87,6 +90,7 @@ func newReader(sink string, reg *registry, m *metrics, o readerOptions) *reader 
 		tag:        o.tag,
 		heartbeat:  o.heartbeat,
 		lastAdded:  o.now(),
+		blocks:     o.blocks,
 	}
 }
 
@@ -111,6 +115,7 @@ type readerOptions struct {
 	tag     *rules.Set
 	// heartbeat is the idle time after which a heartbeat record is sent.
 	heartbeat time.Duration
+	blocks    *blockCache
 }
 
 // run reads until ctx is done, then hands the partial batch to the writer
@@ -274,10 +279,24 @@ func (r *reader) readFile(ctx, drain context.Context, e *entry) bool {
 			}
 			src = plainSource{h}
 		}
+		if r.blocks != nil && !h.gz && r.fr.start == r.fr.end && r.fr.over == nil {
+			if b, i := r.blocks.get(e, r.fr.pos, src); b != nil {
+				if !r.consume(drain, e, b, i) {
+					return false
+				}
+				continue
+			}
+		}
 		n, err := r.fr.fill(src)
 		if n > 0 {
+			before := r.fr.pos
 			if !r.frame(drain, e) {
 				return false
+			}
+			if r.blocks != nil && !h.gz && r.fr.over == nil && r.fr.pos > before && r.fr.end-r.fr.start < blockSize/2 {
+				// Only the start of a line is left: read it again with the
+				// next block rather than frame the rest of the file alone.
+				r.fr.start, r.fr.end = 0, 0
 			}
 			continue
 		}
@@ -361,6 +380,47 @@ func (r *reader) frame(drain context.Context, e *entry) bool {
 	return true
 }
 
+// consume turns the lines of b from the i-th on into records, as frame
+// does, pointing into b's bytes rather than copying them.
+func (r *reader) consume(drain context.Context, e *entry, b *block, i int) bool {
+	lines := b.lines
+	if r.tag != nil && r.tag == r.blocks.tag {
+		lines = b.tagged(r.tag)
+	}
+	for ; i < len(lines); i++ {
+		l := &lines[i]
+		start := b.start + int64(l.off)
+		if l.n == 0 {
+			r.nEmpty.Inc()
+			r.touch()
+		} else {
+			r.touch()
+			cur := r.cur
+			cur.Records = append(cur.Records, sinks.Record{Line: l.line(b), Kind: sinks.KindEvent, Event: l.ev, File: e.ref, Offset: start})
+			cur.Bytes += l.n
+			rec := &cur.Records[len(cur.Records)-1]
+			var tags []string
+			switch {
+			case l.err != nil || r.tag == nil:
+			case r.tag == r.blocks.tag:
+				tags = l.rules // set by b.tagged
+			default:
+				tags = r.matchRules(rec)
+			}
+			r.event(e, start, rec, l.err, l.secret, tags)
+		}
+		r.cur.extend(e.ref, start, start+int64(l.n)+1)
+		r.fr.pos = start + int64(l.n) + 1
+		if r.full() && !r.flush(drain) {
+			return false
+		}
+	}
+	if !r.cur.empty() && r.now().Sub(r.cur.started) >= r.batch.FlushInterval {
+		return r.flush(drain)
+	}
+	return true
+}
+
 func (r *reader) full() bool {
 	return len(r.cur.Records) >= r.batch.MaxEvents || r.cur.Bytes >= r.batch.MaxBytes
 }
@@ -433,7 +493,20 @@ func (r *reader) redactSecrets(rec *sinks.Record) {
 
 func (r *reader) addLine(e *entry, off int64, line []byte) {
 	rec := r.add(e, off, line, sinks.KindEvent)
-	if err := auditjson.Parse(rec.Line, &rec.Event); err != nil {
+	err := auditjson.Parse(rec.Line, &rec.Event)
+	secret := err == nil && r.redact && redact.Candidate(rec.Line, rec.Event.Level)
+	var tags []string
+	if err == nil && r.tag != nil {
+		tags = r.matchRules(rec)
+	}
+	r.event(e, off, rec, err, secret, tags)
+}
+
+// event finishes rec, the record of a line parsed with the result err:
+// counts it, drops it if a drop rule says so, tags it with rules (when the
+// sink tags records) and redacts it if secret (when the sink redacts).
+func (r *reader) event(e *entry, off int64, rec *sinks.Record, err error, secret bool, rules []string) {
+	if err != nil {
 		rec.Kind = sinks.KindUnparsed
 		r.nUnparsed.Inc()
 		r.malformed.WithLabelValues(malformedReason(err)).Inc()
@@ -450,9 +523,9 @@ func (r *reader) addLine(e *entry, off int64, line []byte) {
 		}
 	}
 	if r.tag != nil {
-		r.tagRules(rec)
+		rec.Rules = rules
 	}
-	if r.redact && redact.Candidate(rec.Line, rec.Event.Level) {
+	if r.redact && secret {
 		r.redactSecrets(rec)
 	}
 	if len(rec.Event.StageTimestamp) > 0 {
@@ -463,17 +536,18 @@ func (r *reader) addLine(e *entry, off int64, line []byte) {
 	}
 }
 
-// tagRules records the ids of the rules rec matches; rate rules are left
+// matchRules returns the ids of the rules rec matches; rate rules are left
 // to the alert destinations, which see the events before.
-func (r *reader) tagRules(rec *sinks.Record) {
+func (r *reader) matchRules(rec *sinks.Record) []string {
 	r.matched = r.tag.Match(rec.Line, &rec.Event, false, r.matched[:0])
 	if len(r.matched) == 0 {
-		return
+		return nil
 	}
-	rec.Rules = make([]string, len(r.matched))
+	ids := make([]string, len(r.matched))
 	for i, m := range r.matched {
-		rec.Rules[i] = m.ID
+		ids[i] = m.ID
 	}
+	return ids
 }
 
 func malformedReason(err error) string {

@@ -11,6 +11,7 @@
 #   instead of Kubernetes objects; PIPELINES picks pipelines (discard file
 #   s3 elasticsearch kafka all); PROFILE_DIR writes a CPU profile per run
 #   there.
+#        scripts/bench.sh sustain [MB/s] [MB]
 #        scripts/bench.sh latency [events/s] [duration]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +25,18 @@ if [ "${1:-}" = latency ]; then
   ./scripts/build.sh "$work/auditrail" bench
   (cd e2e && go run ./cmd/latency -bin "$work/auditrail" -rate "${2:-5000}" -duration "${3:-60s}")
   exit
+fi
+
+# scripts/bench.sh sustain [MB/s] [MB]: the agent follows a live log that
+# e2e/cmd/replay appends the corpus to at a fixed rate (rotating every
+# 100 MB), with all three sinks at their default batch sizes; reports
+# whether it kept up and what it cost.
+mode=bulk
+if [ "${1:-}" = sustain ]; then
+  mode=sustain
+  rate=${2:-116}
+  limit=${3:-0}
+  set -- 1
 fi
 
 runs=${1:-3}
@@ -62,6 +75,47 @@ Y
   all) sink_yaml s3; sink_yaml elasticsearch; sink_yaml kafka ;;
   esac
 }
+
+if [ "$mode" = sustain ]; then
+  (cd e2e && go build -o "$work/replay" ./cmd/replay)
+  "$work/sinkservers" -env "$work/env" -dir "$work" > "$work/servers.log" 2>&1 &
+  servers=$!
+  for _ in $(seq 300); do [ -s "$work/env" ] && break; sleep 0.1; done
+  set -a; . "$work/env"; set +a
+  mkdir -p "$work/live"
+  port=$((20000 + RANDOM % 20000))
+  cat > "$work/cfg.yaml" <<CFG
+auditLogPath: $work/live/audit.log
+stateDir: $work/state
+log: {level: warn}
+http: {address: "127.0.0.1:$port"}
+sinks:
+$(sink_yaml all)
+CFG
+  cat "$corpus"/* > /dev/null # warm the page cache
+  prof=()
+  if [ -n "${PROFILE_DIR:-}" ]; then mkdir -p "$PROFILE_DIR"; prof=(--cpuprofile "$PROFILE_DIR/sustain.pprof"); fi
+  /usr/bin/time -f '%e %U %S %M' -o "$work/time" "$work/auditrail" run --config "$work/cfg.yaml" "${prof[@]}" &
+  agent=$!
+  trap 'pkill -P "$agent"; kill "$servers" 2> /dev/null; rm -rf "$work"' EXIT
+  for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/healthz" > /dev/null && break; sleep 0.1; done
+  "$work/replay" -from "$corpus" -live "$work/live/audit.log" -mbps "$rate" -mb "$limit" | tee "$work/replay.out"
+  stopped=$(date +%s.%N)
+  lag() { curl -fs "http://127.0.0.1:$port/metrics" | awk '/^auditrail_sink_lag_bytes/ {s += $2} END {print s + 0}'; }
+  sleep 1.5 # a scan and a checkpoint see the final size
+  while [ "$(lag)" != 0 ]; do sleep 0.2; done
+  drained=$(date +%s.%N)
+  curl -fs "http://127.0.0.1:$port/metrics" | grep '^auditrail_reader_blocks_total' || true
+  pkill -TERM -P "$agent"; wait "$agent" || true # the agent, under time
+  kill "$servers"; wait "$servers" || true
+  read -r wall user sys rss < <(tail -1 "$work/time")
+  bytes=$(awk '{print $2}' "$work/replay.out")
+  awk -v w="$wall" -v u="$user" -v y="$sys" -v r="$rss" -v b="$bytes" -v t0="$stopped" -v t1="$drained" 'BEGIN {
+    d = t1 - t0
+    c = u + y; printf "sustained: %.0f MB, caught up %.1f s after the writer stopped; agent %.2f CPU s (%.0f%% of a core over %.0f s), %.2f CPU s/GB, peak RSS %.0f MiB\n",
+      b/1e6, d, c, 100*c/w, w, c/(b/1e9), r/1024 }'
+  exit
+fi
 
 printf '%-14s %6s %8s %8s %10s %10s %10s\n' pipeline wall_s cpu_s MB/s events/s cpu_s/GB rss_MiB
 for sink in ${PIPELINES:-discard file s3 elasticsearch kafka all}; do

@@ -9,7 +9,9 @@ package auditjson
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"math/bits"
 	"unicode/utf8"
 )
 
@@ -242,25 +244,48 @@ func (p *parser) str() ([]byte, bool) {
 		return nil, false
 	}
 	start := p.i + 1
-	j := start
-	for {
-		k := bytes.IndexByte(p.b[j:], '"')
-		if k < 0 {
-			return nil, false
-		}
-		j += k
-		// The quote is escaped if preceded by an odd number of backslashes.
-		n := 0
-		for m := j - 1; m >= start && p.b[m] == '\\'; m-- {
-			n++
-		}
-		if n%2 == 0 {
-			break
-		}
-		j++
+	j := stringEnd(p.b, start)
+	if j < 0 {
+		return nil, false
 	}
 	p.i = j + 1
 	return p.b[start:j], true
+}
+
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// stringEnd returns the index of the quote that ends the string whose
+// contents start at b[i], or -1 if it does not end. It looks at eight bytes
+// at a time for a quote or a backslash: the strings of audit events are
+// mostly short, too short for bytes.IndexByte to pay off, and escapes are
+// rare.
+func stringEnd(b []byte, i int) int {
+	for {
+		for i+8 <= len(b) {
+			x := binary.LittleEndian.Uint64(b[i:])
+			q, e := x^(ones*'"'), x^(ones*'\\')
+			// The lowest byte flagged is exactly the first zero byte of q
+			// or e (higher flags may be borrows).
+			if m := ((q - ones) &^ q & highs) | ((e - ones) &^ e & highs); m != 0 {
+				i += bits.TrailingZeros64(m) >> 3
+				break
+			}
+			i += 8
+		}
+		for i < len(b) && b[i] != '"' && b[i] != '\\' {
+			i++
+		}
+		if i >= len(b) {
+			return -1
+		}
+		if b[i] == '"' {
+			return i
+		}
+		i += 2 // a backslash escapes the next byte
+	}
 }
 
 // skip skips any JSON value at p.i, checking bracket balance.
@@ -291,24 +316,25 @@ func (p *parser) skip() bool {
 
 // skipContainer skips a nested object or array, tracking depth and strings.
 func (p *parser) skipContainer() bool {
-	depth := 0
-	for p.i < len(p.b) {
-		switch p.b[p.i] {
+	b, i, depth := p.b, p.i, 0
+	for i < len(b) {
+		switch b[i] {
 		case '"':
-			if _, ok := p.str(); !ok {
+			j := stringEnd(b, i+1)
+			if j < 0 {
 				return false
 			}
-			continue
+			i = j
 		case '{', '[':
 			depth++
 		case '}', ']':
 			depth--
 			if depth == 0 {
-				p.i++
+				p.i = i + 1
 				return true
 			}
 		}
-		p.i++
+		i++
 	}
 	return false
 }

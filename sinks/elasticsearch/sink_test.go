@@ -414,3 +414,18 @@ func TestAppendWithTimestamp(t *testing.T) {
 		}
 	}
 }
+
+func TestAllCreated(t *testing.T) {
+	for body, want := range map[string]bool{
+		`{"took":3,"errors":false,"items":[{"create":{"status":201}}]}`:                                        true,
+		`{"errors":false,"items":[{"create":{"status":201}}]}`:                                                 true,
+		`{"errors":true,"items":[{"create":{"status":429,"error":{"reason":"\"errors\":false"}}}]}`:            false,
+		`{"items":[{"create":{"status":409,"error":{"type":"x","reason":"\"errors\":false"}}}],"errors":true}`: false,
+		`{"items":[{"create":{"status":201}}],"errors":false}`:                                                 false, // decoded in full
+		`{"errors" : false, "items": []}`:                                                                      false, // decoded in full
+	} {
+		if got := allCreated([]byte(body)); got != want {
+			t.Errorf("allCreated(%s) = %v, want %v", body, got, want)
+		}
+	}
+}

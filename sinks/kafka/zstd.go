@@ -10,7 +10,9 @@ import (
 
 // zstdCodec replaces kafka-go's zstd codec: the fastest level with a 1 MiB
 // window, which is as large as a producer batch gets, instead of the
-// default 8 MiB window that every pooled encoder keeps allocated.
+// default 8 MiB window that every pooled encoder keeps allocated, and
+// without zstd's own content checksum: a Kafka record batch carries a
+// CRC-32C of its records.
 type zstdCodec struct {
 	encoders sync.Pool // *zstd.Encoder
 	decoders sync.Pool // *zstd.Decoder
@@ -32,7 +34,7 @@ func (c *zstdCodec) NewWriter(w io.Writer) io.WriteCloser {
 	if enc == nil {
 		var err error
 		enc, err = zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1),
-			zstd.WithWindowSize(1<<20), zstd.WithZeroFrames(true))
+			zstd.WithWindowSize(1<<20), zstd.WithZeroFrames(true), zstd.WithEncoderCRC(false))
 		if err != nil {
 			return errWriteCloser{err}
 		}
