@@ -280,3 +280,77 @@ func TestTagRules(t *testing.T) {
 		t.Errorf("untagged sink rules %q", plainTags)
 	}
 }
+
+// Sinks at the same position share the blocks they read: every block is
+// read from the file once, and what one sink's reader took from a block is
+// what the other's took, line for line, around the lines a block does not
+// hold (above the size limit, a NUL hole) and that each reader frames
+// itself.
+func TestSinksShareBlocks(t *testing.T) {
+	e := newEnv(t)
+	var lines []string
+	lines = append(lines, events(0, 2000)...)
+	lines = append(lines, "", "not json", strings.Repeat("x", 8<<10), "\x00\x00"+event(2000))
+	lines = append(lines, events(2001, 4000)...)
+	appendLines(t, e.live, lines...)
+	a, b := &recSink{name: "a"}, &recSink{name: "b"}
+	opts := e.options()
+	opts.MaxLineBytes = 4 << 10
+	e.start(opts, a, b)
+	want := append(events(0, 2000), events(2000, 4000)...)
+	waitEvents(t, a, want)
+	waitEvents(t, b, want)
+	ra, rb := a.records(), b.records()
+	if len(ra) != len(rb) {
+		t.Fatalf("a has %d records, b %d", len(ra), len(rb))
+	}
+	for i := range ra {
+		x, y := ra[i], rb[i]
+		if x.Kind == sinks.KindOversized {
+			x.Line, y.Line = "", "" // stubs say when they were made
+		}
+		if x != y {
+			t.Fatalf("record %d: a %s %s@%d %.80q, b %s %s@%d %.80q", i, x.Kind, x.FileID, x.Offset, x.Line, y.Kind, y.FileID, y.Offset, y.Line)
+		}
+	}
+	offsets := make(map[string]int64)
+	var off int64
+	for _, l := range lines {
+		offsets[l] = off
+		off += int64(len(l)) + 1
+	}
+	for _, r := range ra {
+		if want, ok := offsets[r.Line]; ok && r.Offset != want {
+			t.Errorf("%s %.60q at offset %d, want %d", r.Kind, r.Line, r.Offset, want)
+		}
+	}
+	if n := len(a.ofKind(sinks.KindOversized)) + len(a.ofKind(sinks.KindUnparsed)); n != 2 {
+		t.Errorf("%d oversized and unparsed records, want 2", n)
+	}
+	read, shared := labeledValue(t, e.reg, "auditrail_reader_blocks_total", "how", "read"),
+		labeledValue(t, e.reg, "auditrail_reader_blocks_total", "how", "shared")
+	if read == 0 || shared != read {
+		t.Errorf("blocks read %v, shared %v: want every block read once and shared once", read, shared)
+	}
+}
+
+func labeledValue(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == label && lp.GetValue() == value {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
