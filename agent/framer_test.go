@@ -36,8 +36,9 @@ func (s *chunkSource) read(p []byte, off int64) (int, error) {
 }
 
 // frameAll runs the reader's framing over data and returns the records and
-// the offset up to which the batch's segment reaches.
-func frameAll(t testing.TB, data, sizes []byte, maxLine int) ([]sinks.Record, int64) {
+// the offset up to which the batch's segment reaches. With shared, lines
+// are taken from blocks where they can be, as when several sinks read.
+func frameAll(t testing.TB, data, sizes []byte, maxLine int, shared bool) ([]sinks.Record, int64) {
 	m := newMetrics(nil)
 	reg := newRegistry("/nonexistent/audit.log", []string{"s"}, 1, &checkpoint.State{}, m, testLogger(), time.Now)
 	free := make(chan *batchBuf, 1)
@@ -52,13 +53,11 @@ func frameAll(t testing.TB, data, sizes []byte, maxLine int) ([]sinks.Record, in
 	src := &chunkSource{data: data, sizes: sizes, limit: len(data)}
 	r.fr.reset(0, maxLine)
 	r.fr.buf = make([]byte, 16) // small, to exercise growth and compaction
+	if shared {
+		r.blocks = newBlockCache(maxLine, 1<<20, nil, m)
+	}
 	for {
-		n, err := r.fr.fill(src)
-		if n > 0 {
-			r.frame(context.Background(), e)
-			continue
-		}
-		if err != nil {
+		if n, _, _ := r.step(context.Background(), e, src, false); n == 0 {
 			break
 		}
 	}
@@ -78,47 +77,53 @@ func FuzzFramer(f *testing.F) {
 	f.Add(bytes.Repeat([]byte("0123456789abcdefghijklmnopqrstuvwxyz\n"), 20), []byte{2, 63, 5})
 	f.Fuzz(func(t *testing.T, data, sizes []byte) {
 		const maxLine = 40
-		recs, end := frameAll(t, data, sizes, maxLine)
-		var want [][]byte
-		lines := bytes.Split(data, []byte("\n"))
-		rest := lines[len(lines)-1] // the part after the last newline is incomplete
-		lines = lines[:len(lines)-1]
-		var off, wantEnd int64
-		var offs []int64
-		for _, l := range lines {
-			// NUL bytes at the start of a line are a hole, skipped.
-			hole := len(l) - len(bytes.TrimLeft(l, "\x00"))
-			if len(l) > hole {
-				want = append(want, l[hole:])
-				offs = append(offs, off+int64(hole))
+		for _, shared := range []bool{false, true} {
+			recs, end := frameAll(t, data, sizes, maxLine, shared)
+			fatalf := func(format string, args ...any) {
+				t.Helper()
+				t.Fatalf("shared blocks %v: "+format, append([]any{shared}, args...)...)
 			}
-			off += int64(len(l)) + 1
-			wantEnd = off
-		}
-		if hole := len(rest) - len(bytes.TrimLeft(rest, "\x00")); hole > 0 {
-			wantEnd = off + int64(hole)
-		}
-		if len(recs) != len(want) {
-			t.Fatalf("%d records, want %d", len(recs), len(want))
-		}
-		for i, rec := range recs {
-			if rec.Offset != offs[i] {
-				t.Fatalf("record %d at offset %d, want %d", i, rec.Offset, offs[i])
-			}
-			if len(want[i]) > maxLine {
-				var st sinks.OversizedStub
-				if rec.Kind != sinks.KindOversized || json.Unmarshal(rec.Line, &st) != nil ||
-					st.Size != int64(len(want[i])) || st.SHA256 != fingerprint(want[i]) {
-					t.Fatalf("record %d: want a stub for %d bytes, got %s", i, len(want[i]), rec.Line)
+			var want [][]byte
+			lines := bytes.Split(data, []byte("\n"))
+			rest := lines[len(lines)-1] // the part after the last newline is incomplete
+			lines = lines[:len(lines)-1]
+			var off, wantEnd int64
+			var offs []int64
+			for _, l := range lines {
+				// NUL bytes at the start of a line are a hole, skipped.
+				hole := len(l) - len(bytes.TrimLeft(l, "\x00"))
+				if len(l) > hole {
+					want = append(want, l[hole:])
+					offs = append(offs, off+int64(hole))
 				}
-				continue
+				off += int64(len(l)) + 1
+				wantEnd = off
 			}
-			if !bytes.Equal(rec.Line, want[i]) {
-				t.Fatalf("record %d = %q, want %q", i, rec.Line, want[i])
+			if hole := len(rest) - len(bytes.TrimLeft(rest, "\x00")); hole > 0 {
+				wantEnd = off + int64(hole)
 			}
-		}
-		if end != wantEnd {
-			t.Fatalf("segment ends at %d, want %d", end, wantEnd)
+			if len(recs) != len(want) {
+				fatalf("%d records, want %d", len(recs), len(want))
+			}
+			for i, rec := range recs {
+				if rec.Offset != offs[i] {
+					fatalf("record %d at offset %d, want %d", i, rec.Offset, offs[i])
+				}
+				if len(want[i]) > maxLine {
+					var st sinks.OversizedStub
+					if rec.Kind != sinks.KindOversized || json.Unmarshal(rec.Line, &st) != nil ||
+						st.Size != int64(len(want[i])) || st.SHA256 != fingerprint(want[i]) {
+						fatalf("record %d: want a stub for %d bytes, got %s", i, len(want[i]), rec.Line)
+					}
+					continue
+				}
+				if !bytes.Equal(rec.Line, want[i]) {
+					fatalf("record %d = %q, want %q", i, rec.Line, want[i])
+				}
+			}
+			if end != wantEnd {
+				fatalf("segment ends at %d, want %d", end, wantEnd)
+			}
 		}
 	})
 }

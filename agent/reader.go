@@ -279,25 +279,11 @@ func (r *reader) readFile(ctx, drain context.Context, e *entry) bool {
 			}
 			src = plainSource{h}
 		}
-		if r.blocks != nil && !h.gz && r.fr.start == r.fr.end && r.fr.over == nil {
-			if b, i := r.blocks.get(e, r.fr.pos, src); b != nil {
-				if !r.consume(drain, e, b, i) {
-					return false
-				}
-				continue
-			}
+		n, ok, err := r.step(drain, e, src, h.gz)
+		if !ok {
+			return false
 		}
-		n, err := r.fr.fill(src)
 		if n > 0 {
-			before := r.fr.pos
-			if !r.frame(drain, e) {
-				return false
-			}
-			if r.blocks != nil && !h.gz && r.fr.over == nil && r.fr.pos > before && r.fr.end-r.fr.start < blockSize/2 {
-				// Only the start of a line is left: read it again with the
-				// next block rather than frame the rest of the file alone.
-				r.fr.start, r.fr.end = 0, 0
-			}
 			continue
 		}
 		if err != nil && !errors.Is(err, io.EOF) {
@@ -315,6 +301,36 @@ func (r *reader) readFile(ctx, drain context.Context, e *entry) bool {
 		}
 	}
 	return false
+}
+
+// step turns the next lines of e at the reader's position into records:
+// from a shared block when one holds them, else framed from the reader's
+// own buffer. It returns how many bytes it read or took (0 at the end of
+// what the file holds), false when reading must stop, and the read error.
+func (r *reader) step(drain context.Context, e *entry, src source, gz bool) (int, bool, error) {
+	fr := &r.fr
+	shared := r.blocks != nil && !gz
+	if shared && fr.start == fr.end && fr.over == nil {
+		if b, i := r.blocks.get(e, fr.pos, src); b != nil {
+			before := fr.pos
+			ok := r.consume(drain, e, b, i)
+			return int(fr.pos - before), ok, nil
+		}
+	}
+	n, err := fr.fill(src)
+	if n == 0 {
+		return 0, true, err
+	}
+	before := fr.pos
+	if !r.frame(drain, e) {
+		return n, false, err
+	}
+	if shared && fr.over == nil && fr.pos > before && fr.end-fr.start < blockSize/2 {
+		// Only the start of a line is left: read it again with the next
+		// block rather than frame the rest of the file alone.
+		fr.start, fr.end = 0, 0
+	}
+	return n, true, err
 }
 
 // frame turns the complete lines in the buffer into records.
