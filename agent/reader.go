@@ -115,7 +115,8 @@ type readerOptions struct {
 	tag     *rules.Set
 	// heartbeat is the idle time after which a heartbeat record is sent.
 	heartbeat time.Duration
-	blocks    *blockCache
+	// blocks is shared by every sink's reader; nil with a single sink.
+	blocks *blockCache
 }
 
 // run reads until ctx is done, then hands the partial batch to the writer
@@ -406,11 +407,10 @@ func (r *reader) consume(drain context.Context, e *entry, b *block, i int) bool 
 	for ; i < len(lines); i++ {
 		l := &lines[i]
 		start := b.start + int64(l.off)
+		r.touch()
 		if l.n == 0 {
 			r.nEmpty.Inc()
-			r.touch()
 		} else {
-			r.touch()
 			cur := r.cur
 			cur.Records = append(cur.Records, sinks.Record{Line: l.line(b), Kind: sinks.KindEvent, Event: l.ev, File: e.ref, Offset: start})
 			cur.Bytes += l.n
