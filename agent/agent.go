@@ -85,7 +85,7 @@ type SinkOptions struct {
 }
 
 // blockCacheBytes bounds the file data the readers share (see block).
-const blockCacheBytes = 16 << 20
+const blockCacheBytes = 4 << 20
 
 // Agent follows the audit log and ships it to every sink at its own pace.
 type Agent struct {
