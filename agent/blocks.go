@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bytes"
+	"sort"
 	"sync"
 
 	"github.com/auditrail/auditrail/internal/auditjson"
@@ -49,12 +50,7 @@ func (b *block) tagged(set *rules.Set) []blockLine {
 			if l.n == 0 || l.err != nil {
 				continue
 			}
-			if matched = set.Match(l.line(b), &l.ev, false, matched[:0]); len(matched) > 0 {
-				l.rules = make([]string, len(matched))
-				for j, m := range matched {
-					l.rules[j] = m.ID
-				}
-			}
+			l.rules, matched = ruleIDs(set, l.line(b), &l.ev, matched)
 		}
 	})
 	return b.lines
@@ -143,17 +139,9 @@ func (c *blockCache) findLocked(e *entry, off int64) (*block, int) {
 			continue
 		}
 		rel := int(off - b.start)
-		lo, hi := 0, len(b.lines)
-		for lo < hi {
-			mid := (lo + hi) / 2
-			if b.lines[mid].off < rel {
-				lo = mid + 1
-			} else {
-				hi = mid
-			}
-		}
-		if lo < len(b.lines) && b.lines[lo].off == rel {
-			return b, lo
+		i := sort.Search(len(b.lines), func(i int) bool { return b.lines[i].off >= rel })
+		if i < len(b.lines) && b.lines[i].off == rel {
+			return b, i
 		}
 	}
 	return nil, 0

@@ -391,10 +391,7 @@ func (r *reader) frame(drain context.Context, e *entry) bool {
 			return false
 		}
 	}
-	if !r.cur.empty() && r.now().Sub(r.cur.started) >= r.batch.FlushInterval {
-		return r.flush(drain)
-	}
-	return true
+	return r.flushIfDue(drain)
 }
 
 // consume turns the lines of b from the i-th on into records, as frame
@@ -415,15 +412,17 @@ func (r *reader) consume(drain context.Context, e *entry, b *block, i int) bool 
 			cur.Records = append(cur.Records, sinks.Record{Line: l.line(b), Kind: sinks.KindEvent, Event: l.ev, File: e.ref, Offset: start})
 			cur.Bytes += l.n
 			rec := &cur.Records[len(cur.Records)-1]
-			var tags []string
-			switch {
-			case l.err != nil || r.tag == nil:
-			case r.tag == r.blocks.tag:
-				tags = l.rules // set by b.tagged
-			default:
-				tags = r.matchRules(rec)
+			if r.keep(rec, l.err) {
+				var tags []string
+				switch {
+				case r.tag == nil:
+				case r.tag == r.blocks.tag:
+					tags = l.rules // set by b.tagged
+				default:
+					tags, r.matched = ruleIDs(r.tag, rec.Line, &rec.Event, r.matched)
+				}
+				r.finishEvent(e, start, rec, l.secret, tags)
 			}
-			r.event(e, start, rec, l.err, l.secret, tags)
 		}
 		r.cur.extend(e.ref, start, start+int64(l.n)+1)
 		r.fr.pos = start + int64(l.n) + 1
@@ -431,6 +430,12 @@ func (r *reader) consume(drain context.Context, e *entry, b *block, i int) bool 
 			return false
 		}
 	}
+	return r.flushIfDue(drain)
+}
+
+// flushIfDue hands the batch to the writer if its flush interval has
+// passed. It returns false when reading must stop.
+func (r *reader) flushIfDue(drain context.Context) bool {
 	if !r.cur.empty() && r.now().Sub(r.cur.started) >= r.batch.FlushInterval {
 		return r.flush(drain)
 	}
@@ -509,24 +514,26 @@ func (r *reader) redactSecrets(rec *sinks.Record) {
 
 func (r *reader) addLine(e *entry, off int64, line []byte) {
 	rec := r.add(e, off, line, sinks.KindEvent)
-	err := auditjson.Parse(rec.Line, &rec.Event)
-	secret := err == nil && r.redact && redact.Candidate(rec.Line, rec.Event.Level)
-	var tags []string
-	if err == nil && r.tag != nil {
-		tags = r.matchRules(rec)
+	if !r.keep(rec, auditjson.Parse(rec.Line, &rec.Event)) {
+		return
 	}
-	r.event(e, off, rec, err, secret, tags)
+	var tags []string
+	if r.tag != nil {
+		tags, r.matched = ruleIDs(r.tag, rec.Line, &rec.Event, r.matched)
+	}
+	r.finishEvent(e, off, rec, r.redact && redact.Candidate(rec.Line, rec.Event.Level), tags)
 }
 
-// event finishes rec, the record of a line parsed with the result err:
-// counts it, drops it if a drop rule says so, tags it with rules (when the
-// sink tags records) and redacts it if secret (when the sink redacts).
-func (r *reader) event(e *entry, off int64, rec *sinks.Record, err error, secret bool, rules []string) {
+// keep counts rec, the record of a line parsed with the result err, and
+// reports whether it is an event to finish with finishEvent: a line that
+// did not parse is shipped as unparsed, and an event a drop rule matches
+// is taken out of the batch.
+func (r *reader) keep(rec *sinks.Record, err error) bool {
 	if err != nil {
 		rec.Kind = sinks.KindUnparsed
 		r.nUnparsed.Inc()
 		r.malformed.WithLabelValues(malformedReason(err)).Inc()
-		return
+		return false
 	}
 	r.nEvent.Inc()
 	for i := range r.drop {
@@ -535,12 +542,17 @@ func (r *reader) event(e *entry, off int64, rec *sinks.Record, err error, secret
 			// the cursor moves past it.
 			r.nDrop[i].Inc()
 			r.cur.dropLast()
-			return
+			return false
 		}
 	}
-	if r.tag != nil {
-		rec.Rules = rules
-	}
+	return true
+}
+
+// finishEvent tags the kept event rec with the ids of the rules it
+// matches (nil unless the sink tags records), redacts it if it may hold
+// secrets and the sink redacts, and records its time on the segment.
+func (r *reader) finishEvent(e *entry, off int64, rec *sinks.Record, secret bool, rules []string) {
+	rec.Rules = rules
 	if r.redact && secret {
 		r.redactSecrets(rec)
 	}
@@ -552,18 +564,19 @@ func (r *reader) event(e *entry, off int64, rec *sinks.Record, err error, secret
 	}
 }
 
-// matchRules returns the ids of the rules rec matches; rate rules are left
-// to the alert destinations, which see the events before.
-func (r *reader) matchRules(rec *sinks.Record) []string {
-	r.matched = r.tag.Match(rec.Line, &rec.Event, false, r.matched[:0])
-	if len(r.matched) == 0 {
-		return nil
+// ruleIDs returns the ids of the rules of set that an event matches, and
+// buf, which holds the matches, for reuse. Rate rules are left to the
+// alert destinations, which see the events before.
+func ruleIDs(set *rules.Set, line []byte, ev *auditjson.Event, buf []*rules.Rule) ([]string, []*rules.Rule) {
+	buf = set.Match(line, ev, false, buf[:0])
+	if len(buf) == 0 {
+		return nil, buf
 	}
-	ids := make([]string, len(r.matched))
-	for i, m := range r.matched {
+	ids := make([]string, len(buf))
+	for i, m := range buf {
 		ids[i] = m.ID
 	}
-	return ids
+	return ids, buf
 }
 
 func malformedReason(err error) string {
