@@ -178,10 +178,10 @@ func (s *Sink) bulk(ctx context.Context, items []item) ([]item, error) {
 		return nil, fmt.Errorf("bulk request: HTTP %d: %.300s", res.StatusCode, body)
 	}
 	var r bulkResponse
-	if allCreated(body) {
-		r.Errors = false
-	} else if err := json.Unmarshal(body, &r); err != nil {
-		return nil, fmt.Errorf("decode bulk response: %w", err)
+	if !allCreated(body) {
+		if err := json.Unmarshal(body, &r); err != nil {
+			return nil, fmt.Errorf("decode bulk response: %w", err)
+		}
 	}
 	if !r.Errors {
 		for _, it := range items {
