@@ -76,12 +76,26 @@ Y
   esac
 }
 
-if [ "$mode" = sustain ]; then
-  (cd e2e && go build -o "$work/replay" ./cmd/replay)
+# start_servers starts MinIO, the Elasticsearch API test server and a kfake
+# cluster on 127.0.0.1 and exports their addresses; $servers is its pid.
+start_servers() {
   "$work/sinkservers" -env "$work/env" -dir "$work" > "$work/servers.log" 2>&1 &
   servers=$!
   for _ in $(seq 300); do [ -s "$work/env" ] && break; sleep 0.1; done
   set -a; . "$work/env"; set +a
+}
+
+# before_run NAME warms the page cache and sets prof to the flags that
+# write run NAME's CPU profile into PROFILE_DIR, if set.
+before_run() {
+  cat "$corpus"/* > /dev/null
+  prof=()
+  if [ -n "${PROFILE_DIR:-}" ]; then mkdir -p "$PROFILE_DIR"; prof=(--cpuprofile "$PROFILE_DIR/$1.pprof"); fi
+}
+
+if [ "$mode" = sustain ]; then
+  (cd e2e && go build -o "$work/replay" ./cmd/replay)
+  start_servers
   mkdir -p "$work/live"
   port=$((20000 + RANDOM % 20000))
   cat > "$work/cfg.yaml" <<CFG
@@ -92,9 +106,7 @@ http: {address: "127.0.0.1:$port"}
 sinks:
 $(sink_yaml all)
 CFG
-  cat "$corpus"/* > /dev/null # warm the page cache
-  prof=()
-  if [ -n "${PROFILE_DIR:-}" ]; then mkdir -p "$PROFILE_DIR"; prof=(--cpuprofile "$PROFILE_DIR/sustain.pprof"); fi
+  before_run sustain
   /usr/bin/time -f '%e %U %S %M' -o "$work/time" "$work/auditrail" run --config "$work/cfg.yaml" "${prof[@]}" &
   agent=$!
   trap 'pkill -P "$agent"; kill "$servers" 2> /dev/null; rm -rf "$work"' EXIT
@@ -123,10 +135,7 @@ for sink in ${PIPELINES:-discard file s3 elasticsearch kafka all}; do
     rm -rf "$work/state" "$work/out" "$work/env"
     servers=""
     if [ "$sink" != discard ] && [ "$sink" != file ]; then
-      "$work/sinkservers" -env "$work/env" -dir "$work" > "$work/servers.log" 2>&1 &
-      servers=$!
-      for _ in $(seq 300); do [ -s "$work/env" ] && break; sleep 0.1; done
-      set -a; . "$work/env"; set +a
+      start_servers
     fi
     cat > "$work/cfg.yaml" <<CFG
 auditLogPath: $corpus/audit.log
@@ -135,9 +144,7 @@ log: {level: warn}
 sinks:
 $(sink_yaml "$sink")
 CFG
-    cat "$corpus"/* > /dev/null # warm the page cache
-    prof=()
-    if [ -n "${PROFILE_DIR:-}" ]; then mkdir -p "$PROFILE_DIR"; prof=(--cpuprofile "$PROFILE_DIR/$sink-$i.pprof"); fi
+    before_run "$sink-$i"
     /usr/bin/time -f '%e %U %S %M' -o "$work/time" "$work/auditrail" run --once --config "$work/cfg.yaml" "${prof[@]}"
     if [ -n "$servers" ]; then kill "$servers"; wait "$servers" || true; fi
     read -r wall user sys rss < "$work/time"
