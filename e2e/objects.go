@@ -177,11 +177,12 @@ func secret(r *rand.Rand, b *strings.Builder, now time.Time) {
 }
 
 func lease(r *rand.Rand, b *strings.Builder, now time.Time) {
+	micro := now.UTC().Format("2006-01-02T15:04:05.000000Z")
 	b.WriteString(`{"kind":"Lease","apiVersion":"coordination.k8s.io/v1",`)
 	meta(r, b, fmt.Sprintf("master-%d", 1+r.IntN(3)), "kube-node-lease", now)
 	fmt.Fprintf(b, `,"ownerReferences":[{"apiVersion":"v1","kind":"Node","name":"master-1","uid":%q}]},`+
 		`"spec":{"holderIdentity":"master-%d_%s","leaseDurationSeconds":40,"acquireTime":"%s","renewTime":"%s","leaseTransitions":%d}}`,
-		uid(r), 1+r.IntN(3), uid(r), now.UTC().Format("2006-01-02T15:04:05.000000Z"), now.UTC().Format("2006-01-02T15:04:05.000000Z"), r.IntN(10))
+		uid(r), 1+r.IntN(3), uid(r), micro, micro, r.IntN(10))
 }
 
 // randomObject returns a ConfigMap of size bytes whose data is random
