@@ -11,10 +11,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime/pprof"
+	runtimepprof "runtime/pprof"
 	"syscall"
 	"time"
 
@@ -178,8 +179,8 @@ func runAgent(args []string, stderr io.Writer) int {
 			log.Error("create CPU profile", "err", err)
 			return 1
 		}
-		pprof.StartCPUProfile(pf)
-		defer func() { pprof.StopCPUProfile(); pf.Close() }()
+		runtimepprof.StartCPUProfile(pf)
+		defer func() { runtimepprof.StopCPUProfile(); pf.Close() }()
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -197,7 +198,7 @@ func runAgent(args []string, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if cfg.HTTP.Address != "" {
-		srv, err := serveHTTP(cfg.HTTP.Address, reg, a, log)
+		srv, err := serveHTTP(cfg.HTTP, reg, a, log)
 		if err != nil {
 			log.Error("start HTTP listener", "address", cfg.HTTP.Address, "err", err)
 			return 1
@@ -304,8 +305,15 @@ func closeSinks(opts []agent.SinkOptions) {
 }
 
 // serveHTTP serves /metrics, /healthz and /readyz.
-func serveHTTP(addr string, reg *prometheus.Registry, a *agent.Agent, log *slog.Logger) (*http.Server, error) {
+func serveHTTP(c config.HTTPConfig, reg *prometheus.Registry, a *agent.Agent, log *slog.Logger) (*http.Server, error) {
 	mux := http.NewServeMux()
+	if c.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
@@ -315,11 +323,11 @@ func serveHTTP(addr string, reg *prometheus.Registry, a *agent.Agent, log *slog.
 		}
 		io.WriteString(w, "ready\n")
 	})
-	ln, err := net.Listen("tcp", addr)
+	ln, err := net.Listen("tcp", c.Address)
 	if err != nil {
 		return nil, err
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Addr: ln.Addr().String(), Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("HTTP listener stopped", "err", err)

@@ -69,6 +69,9 @@ type LogConfig struct {
 type HTTPConfig struct {
 	// Address to listen on, e.g. ":9808". Empty disables the listener.
 	Address string `yaml:"address"`
+	// Pprof serves Go's runtime profiles under /debug/pprof/ on the same
+	// listener. Off by default: profiles cost CPU while they are taken.
+	Pprof bool `yaml:"pprof"`
 }
 
 // Sink is one destination.
