@@ -16,8 +16,8 @@ const arenaChunk = 1 << 20
 type batchBuf struct {
 	sinks.Batch
 	chunks [][]byte
-	// spare are emptied chunks kept for the next batches: a batch
-	// allocates only what it needs beyond its largest predecessor.
+	// spare are emptied chunks kept for the next batch: as many as the
+	// last batch used.
 	spare   [][]byte
 	started time.Time
 	// lastTS is the stageTimestamp of the last event in the last segment.
@@ -92,13 +92,22 @@ func (b *batchBuf) reset() {
 	clear(b.notices)
 	b.notices = b.notices[:0]
 	b.started = time.Time{}
+	used := 0
 	for i, c := range b.chunks {
 		if cap(c) == arenaChunk { // a huge line's own chunk is given back
 			b.spare = append(b.spare, c[:0])
+			used++
 		}
 		b.chunks[i] = nil
 	}
 	b.chunks = b.chunks[:0]
+	// Keep as many chunks as this batch used: most lines point into shared
+	// blocks, and chunks kept for a burst of copied lines would otherwise
+	// stay for good.
+	if len(b.spare) > used {
+		clear(b.spare[used:])
+		b.spare = b.spare[:used]
+	}
 	if cap(b.Records) > 1<<16 {
 		b.Records = nil
 	}

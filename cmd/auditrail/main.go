@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	runtimepprof "runtime/pprof"
 	"syscall"
 	"time"
@@ -52,6 +53,13 @@ directory.
 `
 
 func main() {
+	// Most of the agent's heap is batches of lines waiting for their sink:
+	// collecting when the heap has grown by half instead of doubled takes
+	// a third off the peak for no measurable CPU (docs/benchmarks.md).
+	// GOGC in the environment still decides.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(50)
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

@@ -129,7 +129,7 @@ func (f fileSection) ApplyDefaults() {
 // batchDefaults are the batch bounds each sink type starts from: S3 makes
 // few large objects, the others many small requests.
 var batchDefaults = map[string]BatchConfig{
-	"s3": {MaxEvents: 1 << 20, MaxBytes: 8 << 20, FlushInterval: units.Duration(5 * time.Second)},
+	"s3": {MaxEvents: 1 << 20, MaxBytes: 4 << 20, FlushInterval: units.Duration(5 * time.Second)},
 }
 
 // DropRule matches events by glob patterns (path.Match) on verb,
@@ -272,12 +272,9 @@ func (c *Config) applyDefaults() {
 		setDefault(&s.Batch.FlushInterval, bd.FlushInterval)
 		setDefault(&s.Retry.InitialInterval, units.Duration(100*time.Millisecond))
 		setDefault(&s.Retry.MaxInterval, units.Duration(30*time.Second))
-		// An S3 batch is large and its upload takes a while; one queued
-		// behind it keeps the writer busy.
-		if s.Type == "s3" {
-			setDefault(&s.MaxInFlight, 1)
-		}
-		setDefault(&s.MaxInFlight, 2)
+		// One batch queued behind the one being written keeps the writer
+		// busy: the reader fills batches faster than any sink takes them.
+		setDefault(&s.MaxInFlight, 1)
 		if s.RedactSecrets == nil {
 			t := true
 			s.RedactSecrets = &t

@@ -64,6 +64,29 @@ sinks:
 	}
 }
 
+// The batch defaults bound each sink's memory: maxInFlight + 2 batches of
+// up to maxBytes of lines.
+func TestSinkBatchDefaults(t *testing.T) {
+	c, err := Parse([]byte(`
+auditLogPath: /a/audit.log
+sinks:
+  - {type: discard}
+  - {type: s3, s3: {bucket: b, region: r, cluster: c, node: n, objectLock: {mode: GOVERNANCE, retention: 1h}}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range c.Sinks {
+		want := units.ByteSize(2 << 20)
+		if s.Type == "s3" {
+			want = 4 << 20
+		}
+		if s.Batch.MaxBytes != want || s.MaxInFlight != 1 {
+			t.Errorf("%s: maxBytes %d, maxInFlight %d; want %d, 1", s.Type, s.Batch.MaxBytes, s.MaxInFlight, want)
+		}
+	}
+}
+
 // Every bad config names the key at fault.
 func TestParseErrorsNameTheKey(t *testing.T) {
 	base := "auditLogPath: /a/audit.log\nsinks:\n  - type: file\n    file: {directory: /tmp/x}\n"

@@ -8,9 +8,10 @@ import (
 	"github.com/segmentio/kafka-go/compress"
 )
 
-// zstdCodec replaces kafka-go's zstd codec: the fastest level with a 1 MiB
-// window, which is as large as a producer batch gets, instead of the
-// default 8 MiB window that every pooled encoder keeps allocated, and
+// zstdCodec replaces kafka-go's zstd codec: the fastest level with a 256
+// KiB window instead of the default 8 MiB window that every pooled encoder
+// keeps allocated (audit events repeat themselves at short range: a 1 MiB
+// window shrinks the benchmark corpus 0.5% more), and
 // without zstd's own content checksum: a Kafka record batch carries a
 // CRC-32C of its records.
 type zstdCodec struct {
@@ -34,7 +35,7 @@ func (c *zstdCodec) NewWriter(w io.Writer) io.WriteCloser {
 	if enc == nil {
 		var err error
 		enc, err = zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1),
-			zstd.WithWindowSize(1<<20), zstd.WithZeroFrames(true), zstd.WithEncoderCRC(false))
+			zstd.WithWindowSize(256<<10), zstd.WithZeroFrames(true), zstd.WithEncoderCRC(false))
 		if err != nil {
 			return errWriteCloser{err}
 		}
