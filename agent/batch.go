@@ -6,9 +6,15 @@ import (
 	"github.com/auditrail/auditrail/sinks"
 )
 
-// arenaChunk is the size of the blocks a batch copies lines into. Lines are
-// never moved once stored, so records can point into the arena.
-const arenaChunk = 1 << 20
+// A batch copies the lines it does not share with other sinks into chunks
+// of its arena, from arenaMinChunk doubling up to arenaChunk: most lines
+// point into shared blocks, and a batch that copies a few redacted lines
+// should not hold a megabyte for them. Lines are never moved once stored,
+// so records can point into the arena.
+const (
+	arenaMinChunk = 64 << 10
+	arenaChunk    = 1 << 20
+)
 
 // batchBuf is a batch under construction together with the memory its
 // records point into. Batches are recycled between a sink's reader and
@@ -16,8 +22,7 @@ const arenaChunk = 1 << 20
 type batchBuf struct {
 	sinks.Batch
 	chunks [][]byte
-	// spare are emptied chunks kept for the next batch: as many as the
-	// last batch used.
+	// spare are the emptied chunks of the last batch, for the next one.
 	spare   [][]byte
 	started time.Time
 	// lastTS is the stageTimestamp of the last event in the last segment.
@@ -33,13 +38,11 @@ func (b *batchBuf) empty() bool { return len(b.Records) == 0 && len(b.Segments) 
 func (b *batchBuf) store(line []byte) []byte {
 	n := len(b.chunks)
 	if n == 0 || cap(b.chunks[n-1])-len(b.chunks[n-1]) < len(line) {
-		var c []byte
-		if k := len(b.spare); k > 0 && len(line) <= arenaChunk {
-			c, b.spare = b.spare[k-1], b.spare[:k-1]
-		} else {
-			c = make([]byte, 0, max(arenaChunk, len(line)))
+		size := arenaMinChunk
+		if n > 0 {
+			size = min(2*cap(b.chunks[n-1]), arenaChunk)
 		}
-		b.chunks = append(b.chunks, c)
+		b.chunks = append(b.chunks, b.chunk(max(size, len(line))))
 		n++
 	}
 	c := b.chunks[n-1]
@@ -47,6 +50,25 @@ func (b *batchBuf) store(line []byte) []byte {
 	c = append(c, line...)
 	b.chunks[n-1] = c
 	return c[start:len(c):len(c)]
+}
+
+// chunk returns the smallest spare chunk of at least size bytes, or a new
+// one.
+func (b *batchBuf) chunk(size int) []byte {
+	best := -1
+	for i, c := range b.spare {
+		if cap(c) >= size && (best < 0 || cap(c) < cap(b.spare[best])) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return make([]byte, 0, size)
+	}
+	c := b.spare[best]
+	last := len(b.spare) - 1
+	b.spare[best], b.spare[last] = b.spare[last], nil
+	b.spare = b.spare[:last]
+	return c
 }
 
 // dropLast removes the last record and gives its bytes back to the arena,
@@ -92,22 +114,18 @@ func (b *batchBuf) reset() {
 	clear(b.notices)
 	b.notices = b.notices[:0]
 	b.started = time.Time{}
-	used := 0
+	// Keep the chunks this batch used, and only those: most lines point
+	// into shared blocks, and chunks kept for a burst of copied lines
+	// would otherwise stay for good.
+	clear(b.spare)
+	b.spare = b.spare[:0]
 	for i, c := range b.chunks {
-		if cap(c) == arenaChunk { // a huge line's own chunk is given back
+		if cap(c) <= arenaChunk { // a huge line's own chunk is given back
 			b.spare = append(b.spare, c[:0])
-			used++
 		}
 		b.chunks[i] = nil
 	}
 	b.chunks = b.chunks[:0]
-	// Keep as many chunks as this batch used: most lines point into shared
-	// blocks, and chunks kept for a burst of copied lines would otherwise
-	// stay for good.
-	if len(b.spare) > used {
-		clear(b.spare[used:])
-		b.spare = b.spare[:used]
-	}
 	if cap(b.Records) > 1<<16 {
 		b.Records = nil
 	}

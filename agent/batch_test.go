@@ -5,27 +5,37 @@ import (
 	"testing"
 )
 
-func TestBatchArenaKeepsWhatTheLastBatchUsed(t *testing.T) {
+func TestBatchArena(t *testing.T) {
 	var b batchBuf
-	line := bytes.Repeat([]byte("x"), arenaChunk/2+1) // one line per chunk
-	for range 3 {
-		b.store(line)
+	small := bytes.Repeat([]byte("s"), 1000)
+	got := b.store(small)
+	if !bytes.Equal(got, small) || len(b.chunks) != 1 || cap(b.chunks[0]) != arenaMinChunk {
+		t.Fatalf("a small line took %d chunks of %d bytes", len(b.chunks), cap(b.chunks[0]))
 	}
-	huge := b.store(make([]byte, 2*arenaChunk))
-	if len(huge) != 2*arenaChunk || len(b.chunks) != 4 {
-		t.Fatalf("stored into %d chunks", len(b.chunks))
+	// Chunks double up to arenaChunk; a line above it has its own.
+	for cap(b.chunks[len(b.chunks)-1]) < arenaChunk {
+		b.store(small)
+	}
+	if n := len(b.chunks); n != 5 { // 64, 128, 256, 512 KiB, 1 MiB
+		t.Fatalf("%d chunks to reach %d bytes, want 5", n, arenaChunk)
+	}
+	huge := bytes.Repeat([]byte("h"), 2*arenaChunk)
+	if got := b.store(huge); !bytes.Equal(got, huge) {
+		t.Fatal("huge line not stored whole")
+	}
+	if !bytes.Equal(got, small) {
+		t.Fatal("a stored line changed")
 	}
 	b.reset()
-	if len(b.spare) != 3 {
-		t.Fatalf("after a batch of three chunks and a huge line: %d spare chunks, want 3", len(b.spare))
+	if len(b.spare) != 5 {
+		t.Fatalf("%d spare chunks after a batch of five chunks and a huge line, want 5", len(b.spare))
 	}
-	b.store([]byte("a"))
-	if len(b.spare) != 2 {
-		t.Fatalf("%d spare chunks after taking one, want 2", len(b.spare))
-	}
+	// A batch that copies one small line takes the smallest chunk and
+	// keeps only that one.
+	b.store(small)
 	b.reset()
-	if len(b.spare) != 1 {
-		t.Fatalf("after a batch of one chunk: %d spare chunks, want 1", len(b.spare))
+	if len(b.spare) != 1 || cap(b.spare[0]) != arenaMinChunk {
+		t.Fatalf("after a batch of one line: %d spare chunks, want 1 of %d bytes", len(b.spare), arenaMinChunk)
 	}
 	b.reset()
 	if len(b.spare) != 0 {
