@@ -314,8 +314,11 @@ func (p *parser) skip() bool {
 	}
 }
 
-// skipContainer skips a nested object or array, tracking depth and strings.
-func (p *parser) skipContainer() bool {
+// skipStrings skips a nested object or array a byte at a time, jumping
+// over strings with stringEnd; skipContainer uses it where masks64 has no
+// vector version. A backslash escapes the byte after it, inside strings or
+// out (where it is invalid JSON anyway), as in skipContainer.
+func (p *parser) skipStrings() bool {
 	b, i, depth := p.b, p.i, 0
 	for i < len(b) {
 		switch b[i] {
@@ -325,6 +328,8 @@ func (p *parser) skipContainer() bool {
 				return false
 			}
 			i = j
+		case '\\':
+			i++
 		case '{', '[':
 			depth++
 		case '}', ']':

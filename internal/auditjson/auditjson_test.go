@@ -131,3 +131,79 @@ func BenchmarkParse(b *testing.B) {
 		}
 	}
 }
+
+// skipScalar is the byte-by-byte reference for skipContainer: a backslash
+// escapes the next byte, in a string or not.
+func skipScalar(b []byte) (int, bool) {
+	depth := 0
+	for i := 0; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			for i++; i < len(b) && b[i] != '"'; i++ {
+				if b[i] == '\\' {
+					i++
+				}
+			}
+			if i >= len(b) {
+				return 0, false
+			}
+		case '{', '[':
+			depth++
+		case '}', ']':
+			depth--
+			if depth == 0 {
+				return i + 1, true
+			}
+		}
+	}
+	return 0, false
+}
+
+func FuzzSkipContainer(f *testing.F) {
+	f.Add([]byte(sample))
+	f.Add([]byte(`{"a":"\\"}"}`))
+	f.Add([]byte(`[{"x":"]}"},[]] trailing`))
+	f.Add([]byte(strings.Repeat(`{"k":"\"`, 20) + strings.Repeat(`"}`, 20)))
+	f.Add([]byte(`{"` + strings.Repeat("a", 62) + `\` + `"}"}`))
+	f.Add([]byte(`{"` + strings.Repeat("a", 61) + `\` + `"}"}`))
+	f.Add([]byte(`{"` + strings.Repeat("a", 60) + `\\\` + `"}"}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) == 0 || (b[0] != '{' && b[0] != '[') {
+			return
+		}
+		want, wantOK := skipScalar(b)
+		p := parser{b: b}
+		ok := p.skipContainer()
+		if ok != wantOK || (ok && p.i != want) {
+			t.Fatalf("skipContainer(%q) = %d, %v; want %d, %v", b, p.i, ok, want, wantOK)
+		}
+		p = parser{b: b}
+		ok = p.skipStrings()
+		if ok != wantOK || (ok && p.i != want) {
+			t.Fatalf("skipStrings(%q) = %d, %v; want %d, %v", b, p.i, ok, want, wantOK)
+		}
+	})
+}
+
+// Strings, escapes and brackets at every offset around the 64-byte blocks.
+func TestSkipContainerAtEveryOffset(t *testing.T) {
+	for pre := 0; pre < 140; pre++ {
+		for _, mid := range []string{`"}"`, `"\\"`, `"\""`, `"a\\\"]"`, `[]`, `{"x":[1,{}]}`, `"` + strings.Repeat(`\\`, 40) + `"`} {
+			body := `{"p":"` + strings.Repeat("x", pre) + `","m":` + mid + `,"q":[` + strings.Repeat("1,", pre%70) + `2]}`
+			in := []byte(body + `,"after":1}`)
+			if want, ok := skipScalar(in); !ok || want != len(body) {
+				t.Fatalf("reference: %q -> %d, %v", body, want, ok)
+			}
+			p := parser{b: in}
+			if !p.skipContainer() || p.i != len(body) {
+				t.Fatalf("skipContainer(%q) = %d; want %d", in, p.i, len(body))
+			}
+			p = parser{b: in[:len(body)-1]}
+			if p.skipContainer() {
+				t.Fatalf("skipContainer(%q) accepted an unterminated container", in[:len(body)-1])
+			}
+		}
+	}
+}

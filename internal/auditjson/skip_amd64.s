@@ -1,0 +1,71 @@
+//go:build amd64 && !purego
+
+#include "textflag.h"
+
+DATA quoteBytes<>+0x00(SB)/8, $0x2222222222222222
+DATA quoteBytes<>+0x08(SB)/8, $0x2222222222222222
+GLOBL quoteBytes<>(SB), RODATA|NOPTR, $16
+
+DATA backslashBytes<>+0x00(SB)/8, $0x5c5c5c5c5c5c5c5c
+DATA backslashBytes<>+0x08(SB)/8, $0x5c5c5c5c5c5c5c5c
+GLOBL backslashBytes<>(SB), RODATA|NOPTR, $16
+
+DATA openBytes<>+0x00(SB)/8, $0x7b7b7b7b7b7b7b7b
+DATA openBytes<>+0x08(SB)/8, $0x7b7b7b7b7b7b7b7b
+GLOBL openBytes<>(SB), RODATA|NOPTR, $16
+
+DATA closeBytes<>+0x00(SB)/8, $0x7d7d7d7d7d7d7d7d
+DATA closeBytes<>+0x08(SB)/8, $0x7d7d7d7d7d7d7d7d
+GLOBL closeBytes<>(SB), RODATA|NOPTR, $16
+
+DATA caseBytes<>+0x00(SB)/8, $0x2020202020202020
+DATA caseBytes<>+0x08(SB)/8, $0x2020202020202020
+GLOBL caseBytes<>(SB), RODATA|NOPTR, $16
+
+// CHUNK compares the 16 bytes at off(SI) and ORs their masks, shifted left
+// by shift, into R8 (quotes), R9 (backslashes), R10 (opening brackets) and
+// R11 (closing brackets). '[' and ']' are '{' and '}' without 0x20.
+#define CHUNK(off, shift) \
+	MOVOU off(SI), X0 \
+	MOVOU X0, X1 \
+	PCMPEQB X8, X1 \
+	PMOVMSKB X1, AX \
+	MOVOU X0, X2 \
+	PCMPEQB X9, X2 \
+	PMOVMSKB X2, BX \
+	POR X12, X0 \
+	MOVOU X0, X3 \
+	PCMPEQB X10, X3 \
+	PMOVMSKB X3, CX \
+	PCMPEQB X11, X0 \
+	PMOVMSKB X0, DX \
+	SHLQ $shift, AX \
+	SHLQ $shift, BX \
+	SHLQ $shift, CX \
+	SHLQ $shift, DX \
+	ORQ AX, R8 \
+	ORQ BX, R9 \
+	ORQ CX, R10 \
+	ORQ DX, R11
+
+// func masks64(b *[64]byte) (quotes, backslashes, opens, closes uint64)
+TEXT ·masks64(SB), NOSPLIT, $0-40
+	MOVQ b+0(FP), SI
+	MOVOU quoteBytes<>(SB), X8
+	MOVOU backslashBytes<>(SB), X9
+	MOVOU openBytes<>(SB), X10
+	MOVOU closeBytes<>(SB), X11
+	MOVOU caseBytes<>(SB), X12
+	XORQ R8, R8
+	XORQ R9, R9
+	XORQ R10, R10
+	XORQ R11, R11
+	CHUNK(0, 0)
+	CHUNK(16, 16)
+	CHUNK(32, 32)
+	CHUNK(48, 48)
+	MOVQ R8, quotes+8(FP)
+	MOVQ R9, backslashes+16(FP)
+	MOVQ R10, opens+24(FP)
+	MOVQ R11, closes+32(FP)
+	RET
