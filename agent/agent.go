@@ -70,7 +70,8 @@ type SinkOptions struct {
 	Sink  sinks.Sink
 	Batch BatchOptions
 	Retry RetryOptions
-	// MaxInFlight is how many batches may wait for the writer; it bounds
+	// MaxInFlight is how many batches may wait for the writer beyond the
+	// one it writes and the one the reader fills (0: none); it bounds
 	// the sink's memory.
 	MaxInFlight int
 	// Drop lists the rules whose events this sink does not receive.

@@ -77,6 +77,10 @@ type blockCache struct {
 	tag *rules.Set
 
 	scratch sync.Pool // *[]byte of blockSize
+	// lineScratch holds a block's lines while it is parsed; the block
+	// keeps an exact copy, as cached blocks are most of what the agent
+	// holds.
+	lineScratch sync.Pool // *[]blockLine
 
 	mu       sync.Mutex
 	blocks   []*block // oldest first
@@ -180,7 +184,11 @@ func (c *blockCache) read(e *entry, off int64, src source) *block {
 		data = bytes.Clone(data)
 		c.scratch.Put(buf)
 	}
-	b := &block{e: e, start: off, data: data, lines: make([]blockLine, 0, len(data)/1024+1)}
+	lines, _ := c.lineScratch.Get().(*[]blockLine)
+	if lines == nil {
+		lines = new([]blockLine)
+	}
+	b := &block{e: e, start: off, data: data, lines: (*lines)[:0]}
 	for pos := 0; pos < len(data); {
 		if data[pos] == 0 {
 			break
@@ -201,6 +209,10 @@ func (c *blockCache) read(e *entry, off int64, src source) *block {
 		}
 		l.secret = redact.Candidate(line, l.ev.Level)
 	}
+	*lines = b.lines
+	b.lines = append([]blockLine(nil), b.lines...)
+	clear(*lines)
+	c.lineScratch.Put(lines)
 	if len(b.lines) == 0 {
 		return nil
 	}

@@ -140,7 +140,7 @@ func sinkOpts(s sinks.Sink) SinkOptions {
 		Sink:        s,
 		Batch:       BatchOptions{MaxEvents: 100, MaxBytes: 1 << 20, FlushInterval: 20 * time.Millisecond},
 		Retry:       RetryOptions{InitialInterval: 5 * time.Millisecond, MaxInterval: 50 * time.Millisecond},
-		MaxInFlight: 2,
+		MaxInFlight: 0,
 	}
 }
 

@@ -272,9 +272,10 @@ func (c *Config) applyDefaults() {
 		setDefault(&s.Batch.FlushInterval, bd.FlushInterval)
 		setDefault(&s.Retry.InitialInterval, units.Duration(100*time.Millisecond))
 		setDefault(&s.Retry.MaxInterval, units.Duration(30*time.Second))
-		// One batch queued behind the one being written keeps the writer
-		// busy: the reader fills batches faster than any sink takes them.
-		setDefault(&s.MaxInFlight, 1)
+		// maxInFlight defaults to 0: the reader fills the next batch while
+		// the writer writes one and hands it over directly, which keeps
+		// the writer busy, as the reader fills batches faster than any
+		// sink takes them.
 		if s.RedactSecrets == nil {
 			t := true
 			s.RedactSecrets = &t
@@ -374,8 +375,8 @@ func (s *Sink) validate(key string, names map[string]bool) error {
 	if s.Retry.InitialInterval <= 0 || s.Retry.MaxInterval < s.Retry.InitialInterval {
 		add("retry.initialInterval must be positive and not above retry.maxInterval")
 	}
-	if s.MaxInFlight < 1 {
-		add("maxInFlight must be at least 1")
+	if s.MaxInFlight < 0 {
+		add("maxInFlight must not be negative")
 	}
 	rules := map[string]bool{}
 	for i, r := range s.Drop {

@@ -81,8 +81,8 @@ sinks:
 		if s.Type == "s3" {
 			want = 4 << 20
 		}
-		if s.Batch.MaxBytes != want || s.MaxInFlight != 1 {
-			t.Errorf("%s: maxBytes %d, maxInFlight %d; want %d, 1", s.Type, s.Batch.MaxBytes, s.MaxInFlight, want)
+		if s.Batch.MaxBytes != want || s.MaxInFlight != 0 {
+			t.Errorf("%s: maxBytes %d, maxInFlight %d; want %d, 0", s.Type, s.Batch.MaxBytes, s.MaxInFlight, want)
 		}
 	}
 }
