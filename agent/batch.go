@@ -3,6 +3,7 @@ package agent
 import (
 	"time"
 
+	"github.com/auditrail/auditrail/internal/auditjson"
 	"github.com/auditrail/auditrail/sinks"
 )
 
@@ -30,6 +31,24 @@ type batchBuf struct {
 	// notices are the registry's notices among the records, acknowledged
 	// with the batch.
 	notices []*notice
+	// events hold the parsed fields of the records whose lines the batch
+	// copied, in chunks of eventChunk: records of shared blocks point
+	// into the block instead.
+	events  [][]auditjson.Event
+	nEvents int
+}
+
+const eventChunk = 128
+
+// newEvent returns an empty event that stays in place until reset.
+func (b *batchBuf) newEvent() *auditjson.Event {
+	i := b.nEvents / eventChunk
+	if i == len(b.events) {
+		b.events = append(b.events, make([]auditjson.Event, eventChunk))
+	}
+	ev := &b.events[i][b.nEvents%eventChunk]
+	b.nEvents++
+	return ev
 }
 
 func (b *batchBuf) empty() bool { return len(b.Records) == 0 && len(b.Segments) == 0 }
@@ -76,6 +95,10 @@ func (b *batchBuf) chunk(size int) []byte {
 func (b *batchBuf) dropLast() {
 	r := b.Records[len(b.Records)-1]
 	b.Records = b.Records[:len(b.Records)-1]
+	if n := b.nEvents - 1; n >= 0 && r.Event == &b.events[n/eventChunk][n%eventChunk] {
+		*r.Event = auditjson.Event{}
+		b.nEvents = n
+	}
 	b.Bytes -= len(r.Line)
 	c := b.chunks[len(b.chunks)-1]
 	if n := len(r.Line); n > 0 && len(c) >= n && &c[len(c)-n] == &r.Line[0] {
@@ -114,6 +137,10 @@ func (b *batchBuf) reset() {
 	clear(b.notices)
 	b.notices = b.notices[:0]
 	b.started = time.Time{}
+	for i := 0; i*eventChunk < b.nEvents; i++ {
+		clear(b.events[i])
+	}
+	b.nEvents = 0
 	// Keep the chunks this batch used, and only those: most lines point
 	// into shared blocks, and chunks kept for a burst of copied lines
 	// would otherwise stay for good.

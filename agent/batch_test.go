@@ -3,6 +3,8 @@ package agent
 import (
 	"bytes"
 	"testing"
+
+	"github.com/auditrail/auditrail/sinks"
 )
 
 func TestBatchArena(t *testing.T) {
@@ -40,5 +42,27 @@ func TestBatchArena(t *testing.T) {
 	b.reset()
 	if len(b.spare) != 0 {
 		t.Fatalf("after an empty batch: %d spare chunks, want 0", len(b.spare))
+	}
+}
+
+// Events parsed into a batch are given back when their record is dropped,
+// so a sink whose drop rules take most lines holds no more than it ships.
+func TestBatchEventsGivenBackOnDrop(t *testing.T) {
+	var b batchBuf
+	for range 10 * eventChunk {
+		b.Records = append(b.Records, sinks.Record{Line: b.store([]byte("x")), Event: b.newEvent()})
+		b.Records[len(b.Records)-1].Event.AuditID = []byte("id")
+		b.dropLast()
+	}
+	if b.nEvents != 0 || len(b.events) != 1 {
+		t.Fatalf("after dropping every record: %d events in %d chunks", b.nEvents, len(b.events))
+	}
+	ev := b.newEvent()
+	if ev.AuditID != nil {
+		t.Fatal("a given back event was not cleared")
+	}
+	b.reset()
+	if b.nEvents != 0 || len(b.events[0][0].AuditID) != 0 {
+		t.Fatal("reset kept events")
 	}
 }

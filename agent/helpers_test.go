@@ -7,11 +7,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/auditrail/auditrail/internal/auditjson"
 	"github.com/auditrail/auditrail/sinks"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -59,8 +61,29 @@ func (s *recSink) Write(ctx context.Context, b *sinks.Batch) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, r := range b.Records {
+		if err := checkEvent(&r); err != nil {
+			return sinks.Permanent(err)
+		}
 		s.recs = append(s.recs, got{Line: string(r.Line), Kind: r.Kind, FileID: r.File.ID, Offset: r.Offset,
 			Rules: strings.Join(r.Rules, ",")})
+	}
+	return nil
+}
+
+// checkEvent reports a record whose parsed fields are not those of its
+// own line: records of different sinks share events, and a sink that
+// redacts has its own.
+func checkEvent(r *sinks.Record) error {
+	if (r.Event != nil) != (r.Kind == sinks.KindEvent) {
+		return fmt.Errorf("%s record at %d: event %v", r.Kind, r.Offset, r.Event)
+	}
+	if r.Event == nil {
+		return nil
+	}
+	var want auditjson.Event
+	auditjson.Parse(r.Line, &want)
+	if !reflect.DeepEqual(*r.Event, want) {
+		return fmt.Errorf("record at %d: event fields are not its line's: %.80q", r.Offset, r.Line)
 	}
 	return nil
 }

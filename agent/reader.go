@@ -409,7 +409,7 @@ func (r *reader) consume(drain context.Context, e *entry, b *block, i int) bool 
 			r.nEmpty.Inc()
 		} else {
 			cur := r.cur
-			cur.Records = append(cur.Records, sinks.Record{Line: l.line(b), Kind: sinks.KindEvent, Event: l.ev, File: e.ref, Offset: start})
+			cur.Records = append(cur.Records, sinks.Record{Line: l.line(b), Kind: sinks.KindEvent, Event: &l.ev, File: e.ref, Offset: start})
 			cur.Bytes += l.n
 			rec := &cur.Records[len(cur.Records)-1]
 			if r.keep(rec, l.err) {
@@ -419,7 +419,7 @@ func (r *reader) consume(drain context.Context, e *entry, b *block, i int) bool 
 				case r.tag == r.blocks.tag:
 					tags = l.rules // set by b.tagged
 				default:
-					tags, r.matched = ruleIDs(r.tag, rec.Line, &rec.Event, r.matched)
+					tags, r.matched = ruleIDs(r.tag, rec.Line, rec.Event, r.matched)
 				}
 				r.finishEvent(e, start, rec, l.secret, tags)
 			}
@@ -508,18 +508,20 @@ func (r *reader) redactSecrets(rec *sinks.Record) {
 	}
 	r.cur.Bytes += len(out) - len(rec.Line)
 	rec.Line = r.cur.store(out)
-	auditjson.Parse(rec.Line, &rec.Event) // the same event, re-encoded: it parses
+	rec.Event = r.cur.newEvent()
+	auditjson.Parse(rec.Line, rec.Event) // the same event, re-encoded: it parses
 	r.nRedacted.Add(float64(n))
 }
 
 func (r *reader) addLine(e *entry, off int64, line []byte) {
 	rec := r.add(e, off, line, sinks.KindEvent)
-	if !r.keep(rec, auditjson.Parse(rec.Line, &rec.Event)) {
+	rec.Event = r.cur.newEvent()
+	if !r.keep(rec, auditjson.Parse(rec.Line, rec.Event)) {
 		return
 	}
 	var tags []string
 	if r.tag != nil {
-		tags, r.matched = ruleIDs(r.tag, rec.Line, &rec.Event, r.matched)
+		tags, r.matched = ruleIDs(r.tag, rec.Line, rec.Event, r.matched)
 	}
 	r.finishEvent(e, off, rec, r.redact && redact.Candidate(rec.Line, rec.Event.Level), tags)
 }
@@ -530,14 +532,14 @@ func (r *reader) addLine(e *entry, off int64, line []byte) {
 // is taken out of the batch.
 func (r *reader) keep(rec *sinks.Record, err error) bool {
 	if err != nil {
-		rec.Kind = sinks.KindUnparsed
+		rec.Kind, rec.Event = sinks.KindUnparsed, nil
 		r.nUnparsed.Inc()
 		r.malformed.WithLabelValues(malformedReason(err)).Inc()
 		return false
 	}
 	r.nEvent.Inc()
 	for i := range r.drop {
-		if r.drop[i].matches(&rec.Event) {
+		if r.drop[i].matches(rec.Event) {
 			// Not shipped; the batch's segment still covers the line, so
 			// the cursor moves past it.
 			r.nDrop[i].Inc()

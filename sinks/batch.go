@@ -71,9 +71,10 @@ type Record struct {
 	// Line is the record's bytes without the trailing newline.
 	Line []byte
 	Kind Kind
-	// Event holds the parsed fields of a KindEvent record; they are
-	// sub-slices of Line.
-	Event auditjson.Event
+	// Event holds the parsed fields of a KindEvent record, sub-slices of
+	// Line; it is nil for the other kinds. The records of one line in
+	// different sinks' batches may share it: it must not be modified.
+	Event *auditjson.Event
 	// File is the source file; Offset is where the line starts in it.
 	File   *FileRef
 	Offset int64

@@ -9,7 +9,7 @@ import (
 // source file identity and offset ("<file id>@<offset>"), which stay the
 // same when the record is delivered again after a crash.
 func AppendID(dst []byte, r *Record) []byte {
-	if r.Kind == KindEvent && len(r.Event.AuditID) > 0 {
+	if r.Kind == KindEvent && r.Event != nil && len(r.Event.AuditID) > 0 {
 		dst = append(dst, r.Event.AuditID...)
 		if len(r.Event.Stage) > 0 {
 			dst = append(dst, '-')
@@ -26,7 +26,7 @@ func AppendID(dst []byte, r *Record) []byte {
 // stage of one request stays together, or for a record without one the
 // source file identity and offset.
 func AppendKey(dst []byte, r *Record) []byte {
-	if r.Kind == KindEvent && len(r.Event.AuditID) > 0 {
+	if r.Kind == KindEvent && r.Event != nil && len(r.Event.AuditID) > 0 {
 		return append(dst, r.Event.AuditID...)
 	}
 	dst = append(dst, r.File.ID...)
@@ -37,7 +37,7 @@ func AppendKey(dst []byte, r *Record) []byte {
 // EventTime returns the record's stageTimestamp, falling back to
 // requestReceivedTimestamp; nil for records that are not events.
 func EventTime(r *Record) []byte {
-	if r.Kind != KindEvent {
+	if r.Kind != KindEvent || r.Event == nil {
 		return nil
 	}
 	if len(r.Event.StageTimestamp) > 0 {

@@ -192,7 +192,7 @@ func (s *Sink) fresh(r *sinks.Record) bool {
 }
 
 func (s *Sink) evaluate(r *sinks.Record, now time.Time) {
-	ev := &r.Event
+	ev := r.Event
 	s.matches = s.set.Match(r.Line, ev, true, s.matches[:0])
 	for _, rule := range s.matches {
 		count := 0

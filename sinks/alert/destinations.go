@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/auditrail/auditrail/internal/auditjson"
 	"github.com/auditrail/auditrail/rules"
 	"github.com/auditrail/auditrail/sinks"
 	"github.com/auditrail/auditrail/sinks/kafka"
@@ -209,10 +210,10 @@ func (d *kafkaDest) send(ctx context.Context, alerts []*Alert) (int, error) {
 	b.Records, b.Bytes = b.Records[:0], 0
 	for _, a := range alerts {
 		line, _ := json.Marshal(a)
-		r := sinks.Record{Line: line, Kind: sinks.KindEvent, File: alertFile}
-		r.Event.AuditID = []byte(a.ID)
-		r.Event.Stage, r.Event.Verb = []byte(a.Stage), []byte(a.Verb)
-		r.Event.Resource, r.Event.Namespace, r.Event.Username = []byte(a.Resource), []byte(a.Namespace), []byte(a.User)
+		r := sinks.Record{Line: line, Kind: sinks.KindEvent, File: alertFile, Event: &auditjson.Event{
+			AuditID: []byte(a.ID), Stage: []byte(a.Stage), Verb: []byte(a.Verb),
+			Resource: []byte(a.Resource), Namespace: []byte(a.Namespace), Username: []byte(a.User),
+		}}
 		r.Rules = []string{a.Rule}
 		b.Records = append(b.Records, r)
 		b.Bytes += len(line)

@@ -246,7 +246,7 @@ func (s *Sink) message(r *sinks.Record) kafka.Message {
 	start := len(s.keys)
 	s.keys = sinks.AppendKey(s.keys, r)
 	m := kafka.Message{Key: s.keys[start:len(s.keys):len(s.keys)], Value: r.Line}
-	ev := &r.Event
+	ev := r.Event
 	if cap(s.headers)-len(s.headers) < maxHeaders {
 		s.headers = make([]kafka.Header, 0, max(4096, 2*cap(s.headers)))
 	}
@@ -256,7 +256,7 @@ func (s *Sink) message(r *sinks.Record) kafka.Message {
 			h = append(h, kafka.Header{Key: k, Value: v})
 		}
 	}
-	if r.Kind == sinks.KindEvent {
+	if r.Kind == sinks.KindEvent && ev != nil {
 		add("stage", ev.Stage)
 		add("verb", ev.Verb)
 		add("resource", ev.Resource)
@@ -287,6 +287,10 @@ const maxHeaders = 10
 // stub stands in for a line too long for the topic.
 func (s *Sink) stub(r *sinks.Record) []byte {
 	sum := sha256.Sum256(r.Line)
+	var id, stage string
+	if r.Event != nil {
+		id, stage = string(r.Event.AuditID), string(r.Event.Stage)
+	}
 	b, _ := json.Marshal(struct {
 		Kind       string `json:"kind"`
 		APIVersion string `json:"apiVersion"`
@@ -297,7 +301,7 @@ func (s *Sink) stub(r *sinks.Record) []byte {
 		SHA256     string `json:"sha256"`
 		File       string `json:"file"`
 		Offset     int64  `json:"offset"`
-	}{sinks.OversizedStubKind, sinks.RecordAPIVersion, string(r.Event.AuditID), string(r.Event.Stage),
+	}{sinks.OversizedStubKind, sinks.RecordAPIVersion, id, stage,
 		len(r.Line), int(s.cfg.MaxMessageBytes), hex.EncodeToString(sum[:]), r.File.ID, r.Offset})
 	return b
 }

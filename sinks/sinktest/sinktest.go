@@ -16,9 +16,9 @@ func Batch(file *sinks.FileRef, start int64, lines ...string) *sinks.Batch {
 	b := &sinks.Batch{}
 	off := start
 	for _, l := range lines {
-		r := sinks.Record{Line: []byte(l), Kind: sinks.KindEvent, File: file, Offset: off}
-		if err := auditjson.Parse(r.Line, &r.Event); err != nil {
-			r.Kind = sinks.KindUnparsed
+		r := sinks.Record{Line: []byte(l), Kind: sinks.KindEvent, Event: new(auditjson.Event), File: file, Offset: off}
+		if err := auditjson.Parse(r.Line, r.Event); err != nil {
+			r.Kind, r.Event = sinks.KindUnparsed, nil
 		}
 		b.Records = append(b.Records, r)
 		b.Bytes += len(l)
