@@ -49,6 +49,11 @@ func TestRetryThenSucceed(t *testing.T) {
 	if v := counterValue(t, e.reg, "auditrail_sink_retries_total"); v != 3 {
 		t.Fatalf("retries = %v, want 3", v)
 	}
+	// Every attempt is timed, failed or not.
+	eventually(t, "a timed write attempt per batch and retry", func() bool {
+		attempts, batches := counterValue(t, e.reg, "auditrail_sink_write_duration_seconds"), counterValue(t, e.reg, "auditrail_sink_batches_total")
+		return batches > 0 && attempts == batches+3
+	})
 }
 
 // A permanent error routes the batch to the dead-letter directory; the
@@ -134,6 +139,8 @@ func TestStartAtEnd(t *testing.T) {
 	waitEvents(t, s, events(10, 12))
 }
 
+// counterValue sums the values of the counters or gauges called name, or
+// the sample counts of the histograms.
 func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
@@ -151,6 +158,9 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 			}
 			if g := m.GetGauge(); g != nil {
 				sum += g.GetValue()
+			}
+			if h := m.GetHistogram(); h != nil {
+				sum += float64(h.GetSampleCount())
 			}
 		}
 	}

@@ -30,6 +30,7 @@ type metrics struct {
 	deadLetter      *prometheus.CounterVec
 	lastSuccess     *prometheus.GaugeVec
 	commitDuration  prometheus.Histogram
+	writeDuration   *prometheus.HistogramVec
 	commitErrors    prometheus.Counter
 }
 
@@ -86,6 +87,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Records written to the dead-letter directory."}, sink),
 		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "auditrail_sink_last_success_timestamp_seconds",
 			Help: "Unix time of the sink's last acknowledged batch."}, sink),
+		writeDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "auditrail_sink_write_duration_seconds",
+			Help: "Time of one write attempt of a batch to the sink, successful or not.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}, sink),
 		commitDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "auditrail_checkpoint_commit_duration_seconds",
 			Help: "Time to commit the checkpoint.", Buckets: prometheus.ExponentialBuckets(0.0005, 4, 8)}),
 		commitErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "auditrail_checkpoint_commit_errors_total",
@@ -94,7 +97,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	if reg != nil {
 		reg.MustRegister(m.sourceUp, m.rotations, m.filesDiscovered, m.openFiles, m.lagBytes, m.lagSeconds, m.fileOffset, m.fileSize, m.lines,
 			m.emptyLines, m.malformed, m.redacted, m.dropped, m.gaps, m.gapBytes, m.tamper, m.holeBytes, m.blockReads, m.shippedRecords, m.shippedBytes, m.batches,
-			m.retries, m.failures, m.deadLetter, m.lastSuccess, m.commitDuration, m.commitErrors)
+			m.retries, m.failures, m.deadLetter, m.lastSuccess, m.writeDuration, m.commitDuration, m.commitErrors)
 	}
 	return m
 }

@@ -64,8 +64,11 @@ func (w *writer) deliver(ctx context.Context, b *batchBuf) bool {
 		return true
 	}
 	bo := backoff{opts: w.retry}
+	took := w.m.writeDuration.WithLabelValues(w.name)
 	for {
+		start := time.Now()
 		err := w.sink.Write(ctx, &b.Batch)
+		took.Observe(time.Since(start).Seconds())
 		if err == nil {
 			return true
 		}
