@@ -346,11 +346,15 @@ func (s *Servers) watchS3(ctx context.Context, tr *Tracker) {
 				if err != nil {
 					continue
 				}
-				now := time.Now()
+				// When MinIO stored the object, not when it was listed.
+				stored := time.Now()
+				if o.LastModified != nil && o.LastModified.Nanosecond() != 0 {
+					stored = *o.LastModified
+				}
 				sc := bufio.NewScanner(bytes.NewReader(raw))
 				sc.Buffer(make([]byte, 1<<20), 64<<20)
 				for sc.Scan() {
-					tr.line(sc.Bytes(), now)
+					tr.line(sc.Bytes(), stored)
 				}
 				done[*o.Key] = true
 			}
@@ -362,11 +366,10 @@ func (s *Servers) watchS3(ctx context.Context, tr *Tracker) {
 func (s *Servers) watchES(ctx context.Context, tr *Tracker) {
 	next := 0
 	for ctx.Err() == nil {
-		var docs []json.RawMessage
-		docs, next = s.ES.DocsSince(s.Index, next)
-		now := time.Now()
-		for _, doc := range docs {
-			tr.line(doc, now)
+		docs, created, n := s.ES.DocsSince(s.Index, next)
+		next = n
+		for i, doc := range docs {
+			tr.line(doc, created[i]) // when the server accepted it, not when it was polled
 		}
 		sleep(ctx, 100*time.Millisecond)
 	}

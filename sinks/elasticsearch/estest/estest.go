@@ -21,6 +21,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Server is a running test server.
@@ -31,6 +32,8 @@ type Server struct {
 	docs map[string]map[string]json.RawMessage
 	// order lists each index's ids in the order they were created.
 	order map[string][]string
+	// created holds when each of them was created, in the same order.
+	created map[string][]time.Time
 	// requestFaults are statuses to answer whole _bulk requests with,
 	// in order, before serving normally.
 	requestFaults []int
@@ -43,7 +46,7 @@ type Server struct {
 
 // New starts a server on 127.0.0.1.
 func New() *Server {
-	s := &Server{docs: map[string]map[string]json.RawMessage{}, order: map[string][]string{}, templates: map[string]json.RawMessage{}}
+	s := &Server{docs: map[string]map[string]json.RawMessage{}, order: map[string][]string{}, created: map[string][]time.Time{}, templates: map[string]json.RawMessage{}}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
 	return s
 }
@@ -51,7 +54,7 @@ func New() *Server {
 // NewTLS starts a server that speaks HTTPS with a self-signed
 // certificate; Certificate() returns it.
 func NewTLS() *Server {
-	s := &Server{docs: map[string]map[string]json.RawMessage{}, order: map[string][]string{}, templates: map[string]json.RawMessage{}}
+	s := &Server{docs: map[string]map[string]json.RawMessage{}, order: map[string][]string{}, created: map[string][]time.Time{}, templates: map[string]json.RawMessage{}}
 	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
 	s.Server.Config.ErrorLog = log.New(io.Discard, "", 0) // handshakes the tests make fail
 	s.Server.StartTLS()
@@ -100,16 +103,17 @@ func (s *Server) Docs(index string) map[string]json.RawMessage {
 }
 
 // DocsSince returns the documents created in index after the first from,
-// in creation order, and the position to ask from next time: a cheap way
-// to follow an index.
-func (s *Server) DocsSince(index string, from int) (docs []json.RawMessage, next int) {
+// in creation order, when each was created, and the position to ask from
+// next time: a cheap way to follow an index.
+func (s *Server) DocsSince(index string, from int) (docs []json.RawMessage, created []time.Time, next int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ids := s.order[index]
-	for _, id := range ids[min(from, len(ids)):] {
+	from = min(from, len(ids))
+	for _, id := range ids[from:] {
 		docs = append(docs, s.docs[index][id])
 	}
-	return docs, len(ids)
+	return docs, append([]time.Time(nil), s.created[index][from:]...), len(ids)
 }
 
 // LastAuthorization returns the Authorization header of the last request.
@@ -272,6 +276,7 @@ func (s *Server) item(op, index, id string, doc json.RawMessage) result {
 	}
 	if _, exists := s.docs[index][id]; !exists {
 		s.order[index] = append(s.order[index], id)
+		s.created[index] = append(s.created[index], time.Now())
 	}
 	s.docs[index][id] = doc
 	res.Status = 201
