@@ -9,8 +9,9 @@
 #   CORPUS_DIR moves the cache; CORPUS_BODIES=random fills request and
 #   response bodies with random characters, a worst case for compression,
 #   instead of Kubernetes objects; PIPELINES picks pipelines (discard file
-#   s3 elasticsearch kafka all); PROFILE_DIR writes a CPU profile per run
-#   there.
+#   s3 elasticsearch kafka all, and kafka-none all-kafka-none: Kafka
+#   without compression, as Fluent Bit ships by default); PROFILE_DIR
+#   writes a CPU profile per run there.
 #        scripts/bench.sh sustain [MB/s] [MB]
 #        scripts/bench.sh latency [events/s] [duration]
 set -euo pipefail
@@ -72,7 +73,9 @@ Y
   ;;
   elasticsearch) printf '  - {name: es, type: elasticsearch, elasticsearch: {addresses: ["%s"]}}\n' "$ES_URL" ;;
   kafka) printf '  - {name: kafka, type: kafka, kafka: {brokers: ["%s"], topic: k8s-audit}}\n' "${KAFKA_BROKERS//,/\",\"}" ;;
+  kafka-none) printf '  - {name: kafka, type: kafka, kafka: {brokers: ["%s"], topic: k8s-audit, compression: none}}\n' "${KAFKA_BROKERS//,/\",\"}" ;;
   all) sink_yaml s3; sink_yaml elasticsearch; sink_yaml kafka ;;
+  all-kafka-none) sink_yaml s3; sink_yaml elasticsearch; sink_yaml kafka-none ;;
   esac
 }
 
@@ -130,7 +133,7 @@ CFG
 fi
 
 printf '%-14s %6s %8s %8s %10s %10s %10s\n' pipeline wall_s cpu_s MB/s events/s cpu_s/GB rss_MiB
-for sink in ${PIPELINES:-discard file s3 elasticsearch kafka all}; do
+for sink in ${PIPELINES:-discard file s3 elasticsearch kafka all all-kafka-none}; do
   for i in $(seq "$runs"); do
     rm -rf "$work/state" "$work/out" "$work/env"
     servers=""

@@ -21,6 +21,8 @@ go vet ./...
 
 echo "== unit and integration tests (race detector)"
 go test -race -count=1 ./...
+# The portable JSON skipper that architectures without masks64 use.
+go test -count=1 -tags purego ./internal/auditjson
 
 # By default each target runs a number of inputs, not a duration: a
 # duration races Go 1.26's fuzzing coordinator at its deadline (go.dev/issue/75804)
@@ -29,6 +31,7 @@ go test -race -count=1 ./...
 echo "== fuzz (${FUZZTIME:-a fixed number of inputs} per target)"
 fuzz() { go test -run '^$' -fuzz "^$1\$" -fuzztime "${FUZZTIME:-$2}" "$3"; }
 fuzz FuzzParse 200000x ./internal/auditjson
+fuzz FuzzSkipContainer 300000x ./internal/auditjson
 fuzz FuzzDecode 300000x ./checkpoint
 fuzz FuzzFramer 20000x ./agent
 
