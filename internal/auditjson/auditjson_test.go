@@ -1,8 +1,11 @@
 package auditjson
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
+	"os"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -203,6 +206,38 @@ func TestSkipContainerAtEveryOffset(t *testing.T) {
 			p = parser{b: in[:len(body)-1]}
 			if p.skipContainer() {
 				t.Fatalf("skipContainer(%q) accepted an unterminated container", in[:len(body)-1])
+			}
+		}
+	}
+}
+
+// BenchmarkParseCorpus parses the first 32 MiB of the audit log named by
+// AUDITRAIL_BENCH_CORPUS, such as scripts/bench.sh's cached corpus:
+//
+//	AUDITRAIL_BENCH_CORPUS=$PWD/testdata-cache/corpus-1g-k8s/audit.log go test -bench ParseCorpus ./internal/auditjson
+func BenchmarkParseCorpus(b *testing.B) {
+	path := os.Getenv("AUDITRAIL_BENCH_CORPUS")
+	if path == "" {
+		b.Skip("AUDITRAIL_BENCH_CORPUS is not set")
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	data := make([]byte, 32<<20)
+	n, err := io.ReadFull(f, data)
+	if err != nil && err != io.ErrUnexpectedEOF {
+		b.Fatal(err)
+	}
+	data = data[:bytes.LastIndexByte(data[:n], '\n')]
+	lines := bytes.Split(data, []byte{'\n'})
+	b.SetBytes(int64(len(data)))
+	var ev Event
+	for b.Loop() {
+		for _, l := range lines {
+			if err := Parse(l, &ev); err != nil {
+				b.Fatalf("%v: %.100q", err, l)
 			}
 		}
 	}
