@@ -11,9 +11,8 @@ import (
 // zstdCodec replaces kafka-go's zstd codec: the fastest level with a 256
 // KiB window instead of the default 8 MiB window that every pooled encoder
 // keeps allocated (audit events repeat themselves at short range: a 1 MiB
-// window shrinks the benchmark corpus 0.5% more), and
-// without zstd's own content checksum: a Kafka record batch carries a
-// CRC-32C of its records.
+// window shrinks the benchmark corpus 0.5% more), and without zstd's own
+// content checksum: a Kafka record batch carries a CRC-32C of its records.
 type zstdCodec struct {
 	encoders sync.Pool // *zstd.Encoder
 	decoders sync.Pool // *zstd.Decoder

@@ -33,9 +33,8 @@ func newEncoder(kind string) (*encoder, error) {
 		// GB/s per core on audit events (BenchmarkEncode), several times
 		// the speed of the default window with the low-memory option, and
 		// within 0.5% of the ratio of a 1 MiB window, which needs four
-		// times the memory. No
-		// content checksum: S3 checks the object's SHA-256, and the
-		// manifest holds the SHA-256 of the records.
+		// times the memory. No content checksum: S3 checks the object's
+		// SHA-256, and the manifest holds the SHA-256 of the records.
 		zw, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1),
 			zstd.WithWindowSize(256<<10), zstd.WithEncoderCRC(false))
 		if err != nil {

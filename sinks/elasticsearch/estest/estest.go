@@ -30,10 +30,8 @@ type Server struct {
 
 	mu   sync.Mutex
 	docs map[string]map[string]json.RawMessage
-	// order lists each index's ids in the order they were created.
-	order map[string][]string
-	// created holds when each of them was created, in the same order.
-	created map[string][]time.Time
+	// order lists each index's documents in the order they were created.
+	order map[string][]created
 	// requestFaults are statuses to answer whole _bulk requests with,
 	// in order, before serving normally.
 	requestFaults []int
@@ -46,7 +44,7 @@ type Server struct {
 
 // New starts a server on 127.0.0.1.
 func New() *Server {
-	s := &Server{docs: map[string]map[string]json.RawMessage{}, order: map[string][]string{}, created: map[string][]time.Time{}, templates: map[string]json.RawMessage{}}
+	s := &Server{docs: map[string]map[string]json.RawMessage{}, order: map[string][]created{}, templates: map[string]json.RawMessage{}}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
 	return s
 }
@@ -54,7 +52,7 @@ func New() *Server {
 // NewTLS starts a server that speaks HTTPS with a self-signed
 // certificate; Certificate() returns it.
 func NewTLS() *Server {
-	s := &Server{docs: map[string]map[string]json.RawMessage{}, order: map[string][]string{}, created: map[string][]time.Time{}, templates: map[string]json.RawMessage{}}
+	s := &Server{docs: map[string]map[string]json.RawMessage{}, order: map[string][]created{}, templates: map[string]json.RawMessage{}}
 	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
 	s.Server.Config.ErrorLog = log.New(io.Discard, "", 0) // handshakes the tests make fail
 	s.Server.StartTLS()
@@ -108,12 +106,18 @@ func (s *Server) Docs(index string) map[string]json.RawMessage {
 func (s *Server) DocsSince(index string, from int) (docs []json.RawMessage, created []time.Time, next int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ids := s.order[index]
-	from = min(from, len(ids))
-	for _, id := range ids[from:] {
-		docs = append(docs, s.docs[index][id])
+	order := s.order[index]
+	for _, c := range order[min(from, len(order)):] {
+		docs = append(docs, s.docs[index][c.id])
+		created = append(created, c.at)
 	}
-	return docs, append([]time.Time(nil), s.created[index][from:]...), len(ids)
+	return docs, created, len(order)
+}
+
+// created is a document's id and when it was created.
+type created struct {
+	id string
+	at time.Time
 }
 
 // LastAuthorization returns the Authorization header of the last request.
@@ -275,8 +279,7 @@ func (s *Server) item(op, index, id string, doc json.RawMessage) result {
 		return fail(409, "version_conflict_engine_exception", "["+id+"]: version conflict, document already exists")
 	}
 	if _, exists := s.docs[index][id]; !exists {
-		s.order[index] = append(s.order[index], id)
-		s.created[index] = append(s.created[index], time.Now())
+		s.order[index] = append(s.order[index], created{id, time.Now()})
 	}
 	s.docs[index][id] = doc
 	res.Status = 201
