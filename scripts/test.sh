@@ -21,7 +21,7 @@ go vet ./...
 
 echo "== unit and integration tests (race detector)"
 go test -race -count=1 ./...
-# The portable JSON skipper that architectures without masks64 use.
+# The byte-at-a-time parser, which architectures without a vector masks64 use.
 go test -count=1 -tags purego ./internal/auditjson
 
 # By default each target runs a number of inputs, not a duration: a

@@ -58,23 +58,57 @@ var (
 // Parse extracts the event fields from line, which must not include its
 // trailing newline. On error the fields parsed so far may be set.
 func Parse(line []byte, ev *Event) error {
+	return parse(line, ev, blockParse)
+}
+
+// parse is Parse, looking at 64-byte blocks with masks64 when blocks is
+// set and a byte at a time otherwise.
+func parse(line []byte, ev *Event, blocks bool) error {
 	*ev = Event{}
 	if n := len(line); n > 0 && line[n-1] == '\r' {
 		return ErrCRLF
 	}
+	if !blocks {
+		if err := checkBytes(line); err != nil {
+			return err
+		}
+	}
+	p := parser{b: line, blocks: blocks, base: -64}
+	ok := p.object(topLevel, ev)
+	if ok {
+		p.space()
+		ok = p.i == len(p.b)
+	}
+	if !ok {
+		if err := checkBytes(line); err != nil {
+			*ev = Event{}
+			return err
+		}
+		return ErrSyntax
+	}
+	if blocks {
+		// Every block has been scanned for NULs and invalid UTF-8.
+		for p.advance() {
+		}
+		if p.nul {
+			*ev = Event{}
+			return ErrNUL
+		}
+		if p.badUTF8 {
+			*ev = Event{}
+			return ErrInvalidUTF8
+		}
+	}
+	return nil
+}
+
+// checkBytes reports a NUL byte or invalid UTF-8 in line.
+func checkBytes(line []byte) error {
 	if bytes.IndexByte(line, 0) >= 0 {
 		return ErrNUL
 	}
 	if !utf8.Valid(line) {
 		return ErrInvalidUTF8
-	}
-	p := parser{b: line}
-	if !p.object(topLevel, ev) {
-		return ErrSyntax
-	}
-	p.space()
-	if p.i != len(p.b) {
-		return ErrSyntax
 	}
 	return nil
 }
@@ -92,9 +126,85 @@ const (
 type parser struct {
 	b []byte
 	i int
+
+	// blocks selects masks64's view of the line: the fields below hold
+	// the masks of the 64-byte block at base, the one that holds i or
+	// lies before it. Blocks start at multiples of 64 and are scanned in
+	// order, each once.
+	blocks  bool
+	base    int
+	quotes  uint64 // quotes, without those a backslash escapes
+	opens   uint64 // { and [, without escaped ones
+	closes  uint64 // } and ], without escaped ones
+	carry   uint64 // 1 when the block's last byte escapes the next block's first
+	nul     bool   // a block had a NUL
+	badUTF8 bool   // a block had invalid UTF-8
+	utf8End int    // the end of the last multi-byte character decoded
+}
+
+// spaces pads the last block of a line.
+var spaces = [64]byte(bytes.Repeat([]byte{' '}, 64))
+
+// advance scans the next block of the line, padded with spaces past its
+// end; it returns false when there is none.
+func (p *parser) advance() bool {
+	b, base := p.b, p.base+64
+	if base >= len(b) {
+		return false
+	}
+	p.base = base
+	var blk *[64]byte
+	var pad [64]byte
+	if len(b)-base >= 64 {
+		blk = (*[64]byte)(b[base : base+64])
+	} else {
+		pad = spaces
+		copy(pad[:], b[base:])
+		blk = &pad
+	}
+	var quotes, backslashes, opens, closes, high, nul uint64
+	if hasAVX2 {
+		quotes, backslashes, opens, closes, high, nul = masks64AVX2(blk)
+	} else {
+		quotes, backslashes, opens, closes, high, nul = masks64(blk)
+	}
+	if nul != 0 {
+		p.nul = true
+	}
+	if high != 0 {
+		p.checkUTF8(base, high)
+	}
+	if backslashes|p.carry != 0 {
+		var esc uint64
+		esc, p.carry = escapedBytes(backslashes, p.carry)
+		quotes &^= esc
+		opens &^= esc
+		closes &^= esc
+	}
+	p.quotes, p.opens, p.closes = quotes, opens, closes
+	return true
+}
+
+// checkUTF8 decodes the characters that start at the non-ASCII bytes of
+// the block at base, marked in high, skipping the bytes of characters
+// decoded already: every byte of a multi-byte character is >= 0x80, so
+// this decodes every such character of the line once.
+func (p *parser) checkUTF8(base int, high uint64) {
+	for ; high != 0 && !p.badUTF8; high &= high - 1 {
+		i := base + bits.TrailingZeros64(high)
+		if i < p.utf8End {
+			continue
+		}
+		r, n := utf8.DecodeRune(p.b[i:])
+		p.badUTF8 = r == utf8.RuneError && n == 1
+		p.utf8End = i + n
+	}
 }
 
 func (p *parser) space() {
+	if p.i < len(p.b) && p.b[p.i] > ' ' {
+		return // encoding/json writes no spaces
+	}
 	for p.i < len(p.b) {
 		switch p.b[p.i] {
 		case ' ', '\t', '\n', '\r':
@@ -244,7 +354,12 @@ func (p *parser) str() ([]byte, bool) {
 		return nil, false
 	}
 	start := p.i + 1
-	j := stringEnd(p.b, start)
+	var j int
+	if p.blocks {
+		j = p.quoteFrom(start)
+	} else {
+		j = stringEnd(p.b, start)
+	}
 	if j < 0 {
 		return nil, false
 	}
@@ -288,6 +403,104 @@ func stringEnd(b []byte, i int) int {
 	}
 }
 
+// quoteFrom returns the index of the first unescaped quote at or after
+// b[i], or -1 if there is none: with the opening quote at b[i-1], the
+// quote that ends the string. The strings of audit events are mostly a few
+// dozen bytes long, so this is mostly a shift of the current block's mask.
+func (p *parser) quoteFrom(i int) int {
+	for {
+		for i-p.base >= 64 {
+			if !p.advance() {
+				return -1
+			}
+		}
+		if m := p.quotes >> uint(i-p.base); m != 0 {
+			return i + bits.TrailingZeros64(m)
+		}
+		i = p.base + 64
+	}
+}
+
+// skipContainer skips a nested object or array, tracking depth and strings.
+func (p *parser) skipContainer() bool {
+	if p.blocks {
+		return p.skipBlocks()
+	}
+	return p.skipStrings()
+}
+
+// skipBlocks skips a nested object or array 64 bytes at a time. Request
+// and response bodies are most of an event's bytes, and most of their
+// strings are a dozen bytes long, too short for a per-string scan to pay
+// off. A prefix XOR of a block's quotes marks the bytes inside strings,
+// and the brackets outside strings are counted, walked one by one only in
+// the block where the depth may return to zero.
+func (p *parser) skipBlocks() bool {
+	i, depth := p.i, 0
+	var inString uint64 // all ones while a string continues into the next block
+	for {
+		for i-p.base >= 64 {
+			if !p.advance() {
+				return false
+			}
+		}
+		from := ^uint64(0) << uint(i-p.base)
+		quotes, opens, closes := p.quotes&from, p.opens&from, p.closes&from
+		inside := prefixXOR(quotes) ^ inString
+		inString = uint64(int64(inside) >> 63)
+		opens &^= inside
+		closes &^= inside
+		if nc := bits.OnesCount64(closes); depth > nc {
+			depth += bits.OnesCount64(opens) - nc
+		} else {
+			for m := opens | closes; m != 0; m &= m - 1 {
+				k := bits.TrailingZeros64(m)
+				if opens>>k&1 != 0 {
+					depth++
+					continue
+				}
+				depth--
+				if depth == 0 {
+					p.i = p.base + k + 1
+					return true
+				}
+			}
+		}
+		i = p.base + 64
+	}
+}
+
+// escapedBytes returns the mask of the bytes that the backslashes of a
+// block escape, given carry, 1 when the block's first byte is escaped, and
+// whether the block's last byte escapes the next block's first. A
+// backslash escapes the byte after it, in a string or out (where it is
+// invalid JSON anyway), as stringEnd and skipStrings do.
+func escapedBytes(backslashes, carry uint64) (escaped, carryOut uint64) {
+	escaped = carry
+	backslashes &^= carry // an escaped backslash escapes nothing
+	for backslashes != 0 {
+		k := bits.TrailingZeros64(backslashes)
+		if k == 63 {
+			return escaped, 1
+		}
+		escaped |= 2 << k
+		backslashes &^= 3 << k
+	}
+	return escaped, 0
+}
+
+// prefixXOR sets bit k to the XOR of bits 0..k of x: with x the quotes,
+// the bytes from an opening quote up to its closing quote.
+func prefixXOR(x uint64) uint64 {
+	x ^= x << 1
+	x ^= x << 2
+	x ^= x << 4
+	x ^= x << 8
+	x ^= x << 16
+	x ^= x << 32
+	return x
+}
+
 // skip skips any JSON value at p.i, checking bracket balance.
 func (p *parser) skip() bool {
 	if p.i >= len(p.b) {
@@ -315,8 +528,7 @@ func (p *parser) skip() bool {
 }
 
 // skipStrings skips a nested object or array a byte at a time, jumping
-// over strings with stringEnd; skipContainer uses it where masks64 has no
-// vector version. A backslash escapes the byte after it, inside strings or
+// over strings with stringEnd. A backslash escapes the byte after it, inside strings or
 // out (where it is invalid JSON anyway), as in skipContainer.
 func (p *parser) skipStrings() bool {
 	b, i, depth := p.b, p.i, 0

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -72,9 +74,12 @@ func TestParseRejects(t *testing.T) {
 		"invalid utf8":    {"{\"a\":\"\xff\xfe\"}", ErrInvalidUTF8},
 		"nul":             {"{\"a\":\"\x00\"}", ErrNUL},
 		"crlf":            {`{"a":1}` + "\r", ErrCRLF},
-		"empty":           {"", ErrSyntax},
-		"missing value":   {`{"a":}`, ErrSyntax},
-		"missing colon":   {`{"a" 1}`, ErrSyntax},
+		// Bytes past the last string, in blocks no string reached.
+		"nul after the last string":  {`{"a":` + strings.Repeat("1", 70) + "\x00}", ErrNUL},
+		"utf8 after the last string": {`{"a":` + strings.Repeat("1", 70) + "\xff}", ErrInvalidUTF8},
+		"empty":                      {"", ErrSyntax},
+		"missing value":              {`{"a":}`, ErrSyntax},
+		"missing colon":              {`{"a" 1}`, ErrSyntax},
 	}
 	for name, c := range cases {
 		var ev Event
@@ -103,14 +108,21 @@ func TestFindAuditID(t *testing.T) {
 }
 
 // FuzzParse checks that Parse never panics, accepts every JSON object that
-// encoding/json accepts, and extracts the same auditID.
+// encoding/json accepts, and extracts the same auditID; and that looking at
+// 64-byte blocks and a byte at a time give the same result.
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(sample))
 	f.Add([]byte(`{"auditID":"a\"b","user":{"username":1}}`))
 	f.Add([]byte(`{"responseStatus":{"code":"x"}}`))
+	f.Add([]byte(`{"verb":"` + strings.Repeat("a", 55) + `\\\"","auditID":"x"}`))
+	f.Add([]byte(`{"verb":"` + strings.Repeat("a", 120) + "\x00" + `","auditID":"x"}`))
+	f.Add([]byte(`{"verb":"` + strings.Repeat("a", 120) + "\xff" + `","auditID":"x"}    `))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var ev Event
-		err := Parse(b, &ev)
+		var ev, scalar Event
+		err := parse(b, &ev, true)
+		if serr := parse(b, &scalar, false); err != serr || !reflect.DeepEqual(ev, scalar) {
+			t.Fatalf("%q: blocks give %v %+v, a byte at a time %v %+v", b, err, ev, serr, scalar)
+		}
 		var m map[string]any
 		if json.Valid(b) && utf8.Valid(b) && json.Unmarshal(b, &m) == nil && !strings.HasSuffix(string(b), "\r") {
 			if err != nil {
@@ -177,10 +189,10 @@ func FuzzSkipContainer(f *testing.F) {
 			return
 		}
 		want, wantOK := skipScalar(b)
-		p := parser{b: b}
-		ok := p.skipContainer()
+		p := parser{b: b, blocks: true, base: -64}
+		ok := p.skipBlocks()
 		if ok != wantOK || (ok && p.i != want) {
-			t.Fatalf("skipContainer(%q) = %d, %v; want %d, %v", b, p.i, ok, want, wantOK)
+			t.Fatalf("skipBlocks(%q) = %d, %v; want %d, %v", b, p.i, ok, want, wantOK)
 		}
 		p = parser{b: b}
 		ok = p.skipStrings()
@@ -199,13 +211,80 @@ func TestSkipContainerAtEveryOffset(t *testing.T) {
 			if want, ok := skipScalar(in); !ok || want != len(body) {
 				t.Fatalf("reference: %q -> %d, %v", body, want, ok)
 			}
-			p := parser{b: in}
-			if !p.skipContainer() || p.i != len(body) {
-				t.Fatalf("skipContainer(%q) = %d; want %d", in, p.i, len(body))
+			for _, blocks := range []bool{true, false} {
+				p := parser{b: in, blocks: blocks, base: -64}
+				if !p.skipContainer() || p.i != len(body) {
+					t.Fatalf("skipContainer(%q), blocks %v = %d; want %d", in, blocks, p.i, len(body))
+				}
+				p = parser{b: in[:len(body)-1], blocks: blocks, base: -64}
+				if p.skipContainer() {
+					t.Fatalf("skipContainer(%q), blocks %v accepted an unterminated container", in[:len(body)-1], blocks)
+				}
 			}
-			p = parser{b: in[:len(body)-1]}
-			if p.skipContainer() {
-				t.Fatalf("skipContainer(%q) accepted an unterminated container", in[:len(body)-1])
+		}
+	}
+}
+
+// Escapes, non-ASCII bytes and NULs at every offset around the 64-byte
+// blocks, in the top-level strings that Parse extracts.
+func TestParseAtEveryOffset(t *testing.T) {
+	type want struct {
+		verb string
+		err  error
+	}
+	mids := map[string]want{
+		`a\"b`:            {`a\"b`, nil},
+		`\\`:              {`\\`, nil},
+		`x\\\"y`:          {`x\\\"y`, nil},
+		"caf\\u00e9 café": {"caf\\u00e9 café", nil},
+		"\x00":            {"", ErrNUL},
+		"\xff\xfe":        {"", ErrInvalidUTF8},
+	}
+	for pre := 0; pre < 140; pre++ {
+		for mid, w := range mids {
+			line := []byte(`{"kind":"Event","requestURI":"` + strings.Repeat("u", pre) + `","verb":"` + mid + `","requestObject":{"s":"}\""},"auditID":"id-1"}` + strings.Repeat(" ", pre%3))
+			for _, blocks := range []bool{true, false} {
+				var ev Event
+				err := parse(line, &ev, blocks)
+				if err != w.err || string(ev.Verb) != w.verb || (err == nil && string(ev.AuditID) != "id-1") {
+					t.Fatalf("parse(%q), blocks %v: %v, verb %q, auditID %q; want %v, verb %q", line, blocks, err, ev.Verb, ev.AuditID, w.err, w.verb)
+				}
+			}
+		}
+	}
+}
+
+func TestMasks64(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	alphabet := []byte(`"\{}[]az :,` + "\x00\x7f\x80\xff\x5b\x7b\x3b")
+	var b [64]byte
+	for n := range 20000 {
+		for k := range b {
+			b[k] = alphabet[r.IntN(len(alphabet))]
+			if n%2 == 1 && (b[k] >= 0x80 || b[k] == 0) {
+				b[k] = 'z' // half of the blocks have no odd bytes
+			}
+		}
+		var want [5]uint64
+		wantNUL := false
+		for k, c := range b {
+			for m, set := range []string{`"`, `\`, `{[`, `}]`} {
+				if strings.IndexByte(set, c) >= 0 {
+					want[m] |= 1 << k
+				}
+			}
+			if c >= 0x80 {
+				want[4] |= 1 << k
+			}
+			wantNUL = wantNUL || c == 0
+		}
+		for name, masks := range map[string]func(*[64]byte) (uint64, uint64, uint64, uint64, uint64, uint64){"masks64": masks64, "masks64AVX2": masks64AVX2} {
+			if name == "masks64AVX2" && !hasAVX2 {
+				continue
+			}
+			q, e, o, c, h, nul := masks(&b)
+			if got := [5]uint64{q, e, o, c, h}; got != want || (nul != 0) != wantNUL {
+				t.Fatalf("%s(%q) = %x, NUL %x; want %x, NUL %v", name, b, got, nul, want, wantNUL)
 			}
 		}
 	}
