@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -126,6 +127,31 @@ func TestNothingToRedact(t *testing.T) {
 		out, n := redactLine(t, line)
 		if n != 0 || out != line {
 			t.Errorf("%s: changed (%d values): %s", name, n, out)
+		}
+	}
+}
+
+// mentionsSecret finds the needles wherever they are, against the 32-byte
+// steps and the 42-byte tail of the vector search, and not their look-alikes.
+func TestMentionsSecret(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	filler := []byte("SsTt ecret okenRequest Secre TokenReques Sxxxxt Txxxxxxxxxxt")
+	for n := range 3000 {
+		b := make([]byte, r.IntN(300))
+		for k := range b {
+			b[k] = filler[r.IntN(len(filler))]
+		}
+		needle := ""
+		if n%3 != 0 && len(b) >= 12 {
+			needle = []string{"Secret", "TokenRequest"}[n%2]
+			copy(b[r.IntN(len(b)-len(needle)+1):], needle)
+		}
+		want := bytes.Contains(b, []byte("Secret")) || bytes.Contains(b, []byte("TokenRequest"))
+		if needle != "" && !want {
+			t.Fatalf("planted %q not found by bytes.Contains", needle)
+		}
+		if got := mentionsSecret(b); got != want {
+			t.Fatalf("mentionsSecret(%q) = %v, want %v", b, got, want)
 		}
 	}
 }
