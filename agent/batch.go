@@ -36,6 +36,17 @@ type batchBuf struct {
 	// into the block instead.
 	events  [][]auditjson.Event
 	nEvents int
+	// blocks are the shared blocks the records point into, held until
+	// reset.
+	blocks []*block
+}
+
+// hold keeps b until the batch is reset.
+func (b *batchBuf) hold(blk *block) {
+	if n := len(b.blocks); n == 0 || b.blocks[n-1] != blk {
+		blk.hold()
+		b.blocks = append(b.blocks, blk)
+	}
 }
 
 const eventChunk = 128
@@ -141,6 +152,11 @@ func (b *batchBuf) reset() {
 		clear(b.events[i])
 	}
 	b.nEvents = 0
+	for i, blk := range b.blocks {
+		blk.release()
+		b.blocks[i] = nil
+	}
+	b.blocks = b.blocks[:0]
 	// Keep the chunks this batch used, and only those: most lines point
 	// into shared blocks, and chunks kept for a burst of copied lines
 	// would otherwise stay for good.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/auditrail/auditrail/internal/auditjson"
 	"github.com/auditrail/auditrail/internal/redact"
@@ -11,21 +12,64 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// blockSize is how much a block reads at most.
-const blockSize = 256 << 10
+// blockSize is how much a block reads at most, and blockLines how many
+// lines it holds at most: a line's parsed fields take about 500 bytes, so
+// a block of empty or tiny lines would otherwise take 250 times its size.
+const (
+	blockSize  = 256 << 10
+	blockLines = 2048
+)
+
+// freeBlocks is how many emptied buffers and line tables of each kind the
+// cache keeps for the next blocks.
+const freeBlocks = 16
 
 // block is a run of complete lines of one file, read and parsed once and
 // shared by every sink's reader that comes by the same offset: sinks that
 // keep up with each other read, frame and parse each line once, and their
 // batches point into the same bytes instead of holding copies. A block is
 // never modified after it is built.
+//
+// A block counts its holders: the cache, the readers it was handed to and
+// the batches that point into it. The last one to let go gives its buffers
+// back to the cache for the next block, so that reading does not allocate
+// and the collector has little to do. Sinks keep no record after their
+// Write returned, and a batch lets go when its writer resets it.
 type block struct {
+	c          *blockCache
 	e          *entry
 	start, end int64 // the file range: complete lines, newlines included
 	data       []byte
 	lines      []blockLine
+	buf        *[]byte // the read buffer data is in; nil for a copy
+	table      *[]blockLine
+	refs       atomic.Int32
 	// tagOnce sets the lines' rules, for the sinks that tag records.
 	tagOnce sync.Once
+}
+
+// hold adds a holder.
+func (b *block) hold() { b.refs.Add(1) }
+
+// release lets go of the block; the last holder gives its buffers back.
+func (b *block) release() {
+	if n := b.refs.Add(-1); n > 0 {
+		return
+	} else if n < 0 {
+		panic("agent: block released more often than held")
+	}
+	b.free()
+}
+
+// free gives the block's buffers back to the cache.
+func (b *block) free() {
+	if b.buf != nil {
+		b.c.putBuf(b.buf)
+	}
+	clear(b.lines)
+	*b.table = b.lines[:0]
+	b.c.putTable(b.table)
+	b.data, b.lines, b.buf, b.table = nil, nil, nil, nil
 }
 
 // blockLine is one line of a block: data[off:off+n] without its newline.
@@ -76,11 +120,11 @@ type blockCache struct {
 	// those sinks to take it.
 	tag *rules.Set
 
-	scratch sync.Pool // *[]byte of blockSize
-	// lineScratch holds a block's lines while it is parsed; the block
-	// keeps an exact copy, as cached blocks are most of what the agent
-	// holds.
-	lineScratch sync.Pool // *[]blockLine
+	// freeBufs and freeTables hold the read buffers (blockSize bytes)
+	// and line tables of released blocks.
+	freeBufs   chan *[]byte
+	freeTables chan *[]blockLine
+	bufsMade   atomic.Int64 // read buffers allocated
 
 	mu       sync.Mutex
 	blocks   []*block // oldest first
@@ -93,20 +137,56 @@ type blockCache struct {
 func newBlockCache(maxLine, maxBytes int, tag *rules.Set, m *metrics) *blockCache {
 	return &blockCache{
 		maxLine: maxLine, maxBytes: maxBytes, tag: tag, inflight: make(map[blockKey]chan struct{}),
-		scratch: sync.Pool{New: func() any { b := make([]byte, blockSize); return &b }},
-		hits:    m.blockReads.WithLabelValues("shared"), misses: m.blockReads.WithLabelValues("read"),
+		freeBufs: make(chan *[]byte, freeBlocks), freeTables: make(chan *[]blockLine, freeBlocks),
+		hits: m.blockReads.WithLabelValues("shared"), misses: m.blockReads.WithLabelValues("read"),
+	}
+}
+
+func (c *blockCache) getBuf() *[]byte {
+	select {
+	case b := <-c.freeBufs:
+		return b
+	default:
+		c.bufsMade.Add(1)
+		b := make([]byte, blockSize)
+		return &b
+	}
+}
+
+func (c *blockCache) putBuf(b *[]byte) {
+	select {
+	case c.freeBufs <- b:
+	default:
+	}
+}
+
+func (c *blockCache) getTable() *[]blockLine {
+	select {
+	case t := <-c.freeTables:
+		return t
+	default:
+		return new([]blockLine)
+	}
+}
+
+func (c *blockCache) putTable(t *[]blockLine) {
+	select {
+	case c.freeTables <- t:
+	default:
 	}
 }
 
 // get returns a block of e holding the line that starts at off, and the
 // index of that line, reading the block from src when no cached block has
-// it. It returns nil when there is no complete line at off that a block
-// can hold; the caller then frames from its own buffer.
+// it. The caller holds the block and must release it. It returns nil when
+// there is no complete line at off that a block can hold; the caller then
+// frames from its own buffer.
 func (c *blockCache) get(e *entry, off int64, src source) (*block, int) {
 	key := blockKey{e, off}
 	for {
 		c.mu.Lock()
 		if b, i := c.findLocked(e, off); b != nil {
+			b.hold()
 			c.mu.Unlock()
 			c.hits.Inc()
 			return b, i
@@ -126,6 +206,7 @@ func (c *blockCache) get(e *entry, off int64, src source) (*block, int) {
 	close(c.inflight[key])
 	delete(c.inflight, key)
 	if b != nil {
+		b.refs.Store(2) // the cache and the caller
 		c.addLocked(b)
 	}
 	c.mu.Unlock()
@@ -157,6 +238,7 @@ func (c *blockCache) addLocked(b *block) {
 	n := 0
 	for c.bytes > c.maxBytes && n < len(c.blocks)-1 {
 		c.bytes -= len(c.blocks[n].data)
+		c.blocks[n].release()
 		c.blocks[n] = nil
 		n++
 	}
@@ -166,30 +248,28 @@ func (c *blockCache) addLocked(b *block) {
 }
 
 // read builds the block at off: the complete lines among the next
-// blockSize bytes, up to the first line a block does not hold (empty
-// lines are held; a line starting with NUL, or longer than the limit, is
-// not).
+// blockSize bytes, up to blockLines of them and up to the first line a
+// block does not hold (empty lines are held; a line starting with NUL, or
+// longer than the limit, is not).
 func (c *blockCache) read(e *entry, off int64, src source) *block {
-	buf := c.scratch.Get().(*[]byte)
+	buf := c.getBuf()
 	n, _ := src.read(*buf, off)
 	data := (*buf)[:n]
 	k := bytes.LastIndexByte(data, '\n')
 	if k < 0 {
-		c.scratch.Put(buf)
+		c.putBuf(buf)
 		return nil
 	}
 	// The block keeps a full buffer; of a short read (the end of the live
 	// file) it keeps a copy of what it holds, not a whole buffer.
 	if data = data[:k+1]; len(data) < blockSize/2 {
 		data = bytes.Clone(data)
-		c.scratch.Put(buf)
+		c.putBuf(buf)
+		buf = nil
 	}
-	lines, _ := c.lineScratch.Get().(*[]blockLine)
-	if lines == nil {
-		lines = new([]blockLine)
-	}
-	b := &block{e: e, start: off, data: data, lines: (*lines)[:0]}
-	for pos := 0; pos < len(data); {
+	table := c.getTable()
+	b := &block{c: c, e: e, start: off, data: data, lines: (*table)[:0], buf: buf, table: table}
+	for pos := 0; pos < len(data) && len(b.lines) < blockLines; {
 		if data[pos] == 0 {
 			break
 		}
@@ -209,11 +289,8 @@ func (c *blockCache) read(e *entry, off int64, src source) *block {
 		}
 		l.secret = redact.Candidate(line, l.ev.Level)
 	}
-	*lines = b.lines
-	b.lines = append([]blockLine(nil), b.lines...)
-	clear(*lines)
-	c.lineScratch.Put(lines)
 	if len(b.lines) == 0 {
+		b.free()
 		return nil
 	}
 	last := b.lines[len(b.lines)-1]

@@ -315,6 +315,7 @@ func (r *reader) step(drain context.Context, e *entry, src source, gz bool) (int
 		if b, i := r.blocks.get(e, fr.pos, src); b != nil {
 			before := fr.pos
 			ok := r.consume(drain, e, b, i)
+			b.release()
 			return int(fr.pos - before), ok, nil
 		}
 	}
@@ -395,7 +396,8 @@ func (r *reader) frame(drain context.Context, e *entry) bool {
 }
 
 // consume turns the lines of b from the i-th on into records, as frame
-// does, pointing into b's bytes rather than copying them.
+// does, pointing into b's bytes rather than copying them: each batch that
+// does holds b until it is reset.
 func (r *reader) consume(drain context.Context, e *entry, b *block, i int) bool {
 	lines := b.lines
 	if r.tag != nil && r.tag == r.blocks.tag {
@@ -409,6 +411,7 @@ func (r *reader) consume(drain context.Context, e *entry, b *block, i int) bool 
 			r.nEmpty.Inc()
 		} else {
 			cur := r.cur
+			cur.hold(b)
 			cur.Records = append(cur.Records, sinks.Record{Line: l.line(b), Kind: sinks.KindEvent, Event: &l.ev, File: e.ref, Offset: start})
 			cur.Bytes += l.n
 			rec := &cur.Records[len(cur.Records)-1]
