@@ -10,16 +10,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// bytesSource is a file's content in memory.
-type bytesSource []byte
-
-func (s bytesSource) read(p []byte, off int64) (int, error) {
-	if off >= int64(len(s)) {
-		return 0, nil
-	}
-	return copy(p, s[off:]), nil
-}
-
 // Blocks give their buffers back once the cache and every batch let go of
 // them, and not before: reading a file many times the size of what is held
 // at once allocates only what is held, and every line a batch points to
@@ -29,7 +19,7 @@ func TestBlocksGiveBuffersBack(t *testing.T) {
 	for i := 0; file.Len() < 64*blockSize; i++ {
 		fmt.Fprintf(&file, `{"auditID":"%08d","verb":"get","requestURI":"/api/v1/%s"}`+"\n", i, strings.Repeat("x", i%3000))
 	}
-	src := bytesSource(file.Bytes())
+	src := plainBytes(file.Bytes())
 	c := newBlockCache(1<<20, 4*blockSize, nil, newMetrics(prometheus.NewRegistry()))
 	e := &entry{}
 	// Three batches in turn, as a sink's reader and writer use them: a
@@ -86,7 +76,7 @@ func TestBlocksGiveBuffersBack(t *testing.T) {
 // A block holds at most blockLines lines, so that a file of empty or tiny
 // lines cannot make a block's parsed fields hundreds of times its size.
 func TestBlockLineLimit(t *testing.T) {
-	src := bytesSource(strings.Repeat("{}\n", 3*blockLines))
+	src := plainBytes(strings.Repeat("{}\n", 3*blockLines))
 	c := newBlockCache(1<<20, 4*blockSize, nil, newMetrics(prometheus.NewRegistry()))
 	e := &entry{}
 	var off int64

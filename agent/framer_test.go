@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"os"
 	"testing"
 	"time"
 
@@ -128,8 +129,27 @@ func FuzzFramer(f *testing.F) {
 	})
 }
 
+// BenchmarkFraming measures a reader turning a read buffer into framed,
+// parsed, redaction-checked records in batches, on 8 MB of small events.
+// With AUDITRAIL_BENCH_CORPUS set to an audit log, such as scripts/bench.sh's
+// cached corpus, it frames the first 64 MiB of that log instead:
+//
+//	AUDITRAIL_BENCH_CORPUS=$PWD/testdata-cache/corpus-1g-k8s/audit.log go test -run '^$' -bench Framing ./agent
 func BenchmarkFraming(b *testing.B) {
 	var data []byte
+	if path := os.Getenv("AUDITRAIL_BENCH_CORPUS"); path != "" {
+		f, err := os.Open(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		data = make([]byte, 64<<20)
+		n, err := io.ReadFull(f, data)
+		f.Close()
+		if err != nil && err != io.ErrUnexpectedEOF {
+			b.Fatal(err)
+		}
+		data = data[:bytes.LastIndexByte(data[:n], '\n')+1]
+	}
 	for i := 0; len(data) < 8<<20; i++ {
 		data = append(data, event(i)...)
 		data = append(data, '\n')
