@@ -9,8 +9,9 @@
 #   CORPUS_DIR moves the cache; CORPUS_BODIES=random fills request and
 #   response bodies with random characters, a worst case for compression,
 #   instead of Kubernetes objects; PIPELINES picks pipelines (discard file
-#   s3 elasticsearch kafka all, and kafka-none all-kafka-none: Kafka
-#   without compression, as Fluent Bit ships by default); PROFILE_DIR
+#   s3 elasticsearch kafka all; kafka-none all-kafka-none: Kafka
+#   without compression, as Fluent Bit ships by default; kafka-lz4
+#   all-kafka-lz4: Kafka with lz4); PROFILE_DIR
 #   writes a CPU profile per run there.
 #        scripts/bench.sh sustain [MB/s] [MB]
 #        scripts/bench.sh latency [events/s] [duration]
@@ -74,8 +75,10 @@ Y
   elasticsearch) printf '  - {name: es, type: elasticsearch, elasticsearch: {addresses: ["%s"]}}\n' "$ES_URL" ;;
   kafka) printf '  - {name: kafka, type: kafka, kafka: {brokers: ["%s"], topic: k8s-audit}}\n' "${KAFKA_BROKERS//,/\",\"}" ;;
   kafka-none) printf '  - {name: kafka, type: kafka, kafka: {brokers: ["%s"], topic: k8s-audit, compression: none}}\n' "${KAFKA_BROKERS//,/\",\"}" ;;
+  kafka-lz4) printf '  - {name: kafka, type: kafka, kafka: {brokers: ["%s"], topic: k8s-audit, compression: lz4}}\n' "${KAFKA_BROKERS//,/\",\"}" ;;
   all) sink_yaml s3; sink_yaml elasticsearch; sink_yaml kafka ;;
   all-kafka-none) sink_yaml s3; sink_yaml elasticsearch; sink_yaml kafka-none ;;
+  all-kafka-lz4) sink_yaml s3; sink_yaml elasticsearch; sink_yaml kafka-lz4 ;;
   esac
 }
 
