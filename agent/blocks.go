@@ -22,7 +22,7 @@ const (
 
 // freeBlocks is how many emptied buffers and line tables of each kind the
 // cache keeps for the next blocks.
-const freeBlocks = 32
+const freeBlocks = 16
 
 // block is a run of complete lines of one file, read and parsed once and
 // shared by every sink's reader that comes by the same offset: sinks that
