@@ -153,20 +153,13 @@ func (p *parser) advance() bool {
 		return false
 	}
 	p.base = base
-	var blk *[64]byte
-	var pad [64]byte
-	if len(b)-base >= 64 {
-		blk = (*[64]byte)(b[base : base+64])
-	} else {
-		pad = spaces
-		copy(pad[:], b[base:])
-		blk = &pad
-	}
 	var quotes, backslashes, opens, closes, high, nul uint64
-	if hasAVX2 {
-		quotes, backslashes, opens, closes, high, nul = masks64AVX2(blk)
+	if len(b)-base < 64 {
+		quotes, backslashes, opens, closes, high, nul = lastMasks(b[base:])
+	} else if hasAVX2 {
+		quotes, backslashes, opens, closes, high, nul = masks64AVX2((*[64]byte)(b[base : base+64]))
 	} else {
-		quotes, backslashes, opens, closes, high, nul = masks64(blk)
+		quotes, backslashes, opens, closes, high, nul = masks64((*[64]byte)(b[base : base+64]))
 	}
 	if nul != 0 {
 		p.nul = true
@@ -183,6 +176,16 @@ func (p *parser) advance() bool {
 	}
 	p.quotes, p.opens, p.closes = quotes, opens, closes
 	return true
+}
+
+// lastMasks returns the masks of b, the last bytes of a line, padded with
+// spaces to a block.
+//
+//go:noinline
+func lastMasks(b []byte) (quotes, backslashes, opens, closes, high, nul uint64) {
+	pad := spaces
+	copy(pad[:], b)
+	return masks64(&pad)
 }
 
 // checkUTF8 decodes the characters that start at the non-ASCII bytes of
