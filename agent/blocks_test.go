@@ -59,8 +59,8 @@ func TestBlocksGiveBuffersBack(t *testing.T) {
 	for i := range batches {
 		check(&batches[i])
 	}
-	// Held at once: 4 cached blocks, 3 batches of 3 blocks; and up to
-	// freeBlocks kept.
+	// Held at once: 4 cached blocks, 3 batches of 3 blocks, and the
+	// block being read.
 	if made := c.bufsMade.Load(); made > 4+9+1 {
 		t.Errorf("%d read buffers made for %d blocks' worth of file; want at most 14", made, len(src)/blockSize)
 	}
