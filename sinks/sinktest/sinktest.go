@@ -37,7 +37,7 @@ func File(seq uint64) *sinks.FileRef {
 // stage, and a padding field that makes it about size bytes long.
 func Event(n int, stage string, size int) string {
 	head := fmt.Sprintf(`{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"%08x-0000-4000-8000-%012x","stage":%q,"requestURI":"/api/v1/namespaces/kube-system/secrets/s-%d","verb":"get","user":{"username":"alice@example.com","groups":["system:authenticated"]},"objectRef":{"resource":"secrets","namespace":"kube-system","name":"s-%d","apiVersion":"v1"},"responseStatus":{"metadata":{},"code":200},"requestReceivedTimestamp":"2026-11-21T10:00:00.000000Z","stageTimestamp":"2026-11-21T10:%02d:%02d.%06dZ","annotations":{"pad":"`,
-		uint32(n*2654435761), n, stage, n, n, (n/60)%60, n%60, n%1000000)
+		uint32(n)*2654435761, n, stage, n, n, (n/60)%60, n%60, n%1000000)
 	pad := max(size-len(head)-3, 0)
 	return head + strings.Repeat("x", pad) + `"}}`
 }
