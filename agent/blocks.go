@@ -41,8 +41,7 @@ type block struct {
 	start, end int64 // the file range: complete lines, newlines included
 	data       []byte
 	lines      []blockLine
-	buf        *[]byte // the read buffer data is in; nil for a copy
-	table      *[]blockLine
+	buf        []byte // the whole read buffer data is in; nil for a copy
 	refs       atomic.Int32
 	// tagOnce sets the lines' rules, for the sinks that tag records.
 	tagOnce sync.Once
@@ -64,12 +63,33 @@ func (b *block) release() {
 // free gives the block's buffers back to the cache.
 func (b *block) free() {
 	if b.buf != nil {
-		b.c.putBuf(b.buf)
+		b.c.freeBufs.put(b.buf)
 	}
 	clear(b.lines)
-	*b.table = b.lines[:0]
-	b.c.putTable(b.table)
-	b.data, b.lines, b.buf, b.table = nil, nil, nil, nil
+	b.c.freeTables.put(b.lines[:0])
+	b.data, b.lines, b.buf = nil, nil, nil
+}
+
+// freeList keeps emptied buffers for reuse, up to its capacity.
+type freeList[T any] chan T
+
+// get returns a kept buffer, or false if there is none.
+func (f freeList[T]) get() (T, bool) {
+	select {
+	case v := <-f:
+		return v, true
+	default:
+		var zero T
+		return zero, false
+	}
+}
+
+// put keeps v unless the list is full.
+func (f freeList[T]) put(v T) {
+	select {
+	case f <- v:
+	default:
+	}
 }
 
 // blockLine is one line of a block: data[off:off+n] without its newline.
@@ -122,8 +142,8 @@ type blockCache struct {
 
 	// freeBufs and freeTables hold the read buffers (blockSize bytes)
 	// and line tables of released blocks.
-	freeBufs   chan *[]byte
-	freeTables chan *[]blockLine
+	freeBufs   freeList[[]byte]
+	freeTables freeList[[]blockLine]
 	bufsMade   atomic.Int64 // read buffers allocated
 
 	mu       sync.Mutex
@@ -137,43 +157,18 @@ type blockCache struct {
 func newBlockCache(maxLine, maxBytes int, tag *rules.Set, m *metrics) *blockCache {
 	return &blockCache{
 		maxLine: maxLine, maxBytes: maxBytes, tag: tag, inflight: make(map[blockKey]chan struct{}),
-		freeBufs: make(chan *[]byte, freeBlocks), freeTables: make(chan *[]blockLine, freeBlocks),
+		freeBufs: make(freeList[[]byte], freeBlocks), freeTables: make(freeList[[]blockLine], freeBlocks),
 		hits: m.blockReads.WithLabelValues("shared"), misses: m.blockReads.WithLabelValues("read"),
 	}
 }
 
-func (c *blockCache) getBuf() *[]byte {
-	select {
-	case b := <-c.freeBufs:
+// readBuf returns a read buffer of blockSize bytes.
+func (c *blockCache) readBuf() []byte {
+	if b, ok := c.freeBufs.get(); ok {
 		return b
-	default:
-		c.bufsMade.Add(1)
-		b := make([]byte, blockSize)
-		return &b
 	}
-}
-
-func (c *blockCache) putBuf(b *[]byte) {
-	select {
-	case c.freeBufs <- b:
-	default:
-	}
-}
-
-func (c *blockCache) getTable() *[]blockLine {
-	select {
-	case t := <-c.freeTables:
-		return t
-	default:
-		return new([]blockLine)
-	}
-}
-
-func (c *blockCache) putTable(t *[]blockLine) {
-	select {
-	case c.freeTables <- t:
-	default:
-	}
+	c.bufsMade.Add(1)
+	return make([]byte, blockSize)
 }
 
 // get returns a block of e holding the line that starts at off, and the
@@ -252,23 +247,23 @@ func (c *blockCache) addLocked(b *block) {
 // block does not hold (empty lines are held; a line starting with NUL, or
 // longer than the limit, is not).
 func (c *blockCache) read(e *entry, off int64, src source) *block {
-	buf := c.getBuf()
-	n, _ := src.read(*buf, off)
-	data := (*buf)[:n]
+	buf := c.readBuf()
+	n, _ := src.read(buf, off)
+	data := buf[:n]
 	k := bytes.LastIndexByte(data, '\n')
 	if k < 0 {
-		c.putBuf(buf)
+		c.freeBufs.put(buf)
 		return nil
 	}
 	// The block keeps a full buffer; of a short read (the end of the live
 	// file) it keeps a copy of what it holds, not a whole buffer.
 	if data = data[:k+1]; len(data) < blockSize/2 {
 		data = bytes.Clone(data)
-		c.putBuf(buf)
+		c.freeBufs.put(buf)
 		buf = nil
 	}
-	table := c.getTable()
-	b := &block{c: c, e: e, start: off, data: data, lines: (*table)[:0], buf: buf, table: table}
+	table, _ := c.freeTables.get() // nil when none is kept
+	b := &block{c: c, e: e, start: off, data: data, lines: table, buf: buf}
 	for pos := 0; pos < len(data) && len(b.lines) < blockLines; {
 		if data[pos] == 0 {
 			break
