@@ -80,9 +80,14 @@ func parse(line []byte, ev *Event, blocks bool) error {
 		ok = p.i == len(p.b)
 	}
 	if !ok {
-		if err := checkBytes(line); err != nil {
-			*ev = Event{}
-			return err
+		// The blocks may not have reached a NUL or invalid UTF-8 that
+		// makes the line wrong before its syntax does; without blocks
+		// they were checked first.
+		if blocks {
+			if err := checkBytes(line); err != nil {
+				*ev = Event{}
+				return err
+			}
 		}
 		return ErrSyntax
 	}
