@@ -114,8 +114,13 @@ type field struct {
 	// needles[i] is the quoted last key of paths[i]: a line without it
 	// cannot have a value there, which saves decoding it.
 	needles [][]byte
-	values  patterns
-	exists  *bool
+	// prefixes[i], if not nil, is the start of needles[i] that other
+	// needles of the rule share ("host of "hostPID" and "hostPath"): one
+	// search lists where it occurs, and each of those needles is then
+	// looked for only there.
+	prefixes [][]byte
+	values   patterns
+	exists   *bool
 }
 
 // Compile checks s and returns the rule. Errors name the offending key.
@@ -171,6 +176,7 @@ func Compile(s Spec) (*Rule, error) {
 			}
 		}
 	}
+	r.sharePrefixes()
 	if s.Rate != nil {
 		if s.Rate.Count < 2 || s.Rate.Window <= 0 {
 			add("rate: count must be at least 2 and window positive")
@@ -222,6 +228,38 @@ func compileField(fs FieldSpec) (field, bool, error) {
 	return f, body, nil
 }
 
+// minPrefix is the length of the needle prefixes searched for: the quote
+// and four bytes of the key.
+const minPrefix = 5
+
+// sharePrefixes sets the prefixes of the needles of r's fields: the first
+// minPrefix bytes of a needle that another needle of the rule starts with
+// too.
+func (r *Rule) sharePrefixes() {
+	var fields []*field
+	for i := range r.fields {
+		fields = append(fields, &r.fields[i])
+	}
+	for i := range r.anyFields {
+		fields = append(fields, &r.anyFields[i])
+	}
+	for _, f := range fields {
+		f.prefixes = make([][]byte, len(f.needles))
+		for i, n := range f.needles {
+			if len(n) <= minPrefix {
+				continue
+			}
+			for _, g := range fields {
+				for _, m := range g.needles {
+					if len(m) > minPrefix && !bytes.Equal(n, m) && bytes.Equal(n[:minPrefix], m[:minPrefix]) {
+						f.prefixes[i] = n[:minPrefix:minPrefix]
+					}
+				}
+			}
+		}
+	}
+}
+
 func (r *Rule) matchesEverything() bool {
 	for _, ps := range []*patterns{&r.verbs, &r.resources, &r.subresources, &r.apiGroups, &r.namespaces,
 		&r.names, &r.users, &r.groups, &r.stages, &r.uris, &r.codes} {
@@ -255,7 +293,7 @@ func (r *Rule) matches(ev *auditjson.Event, d *doc) bool {
 			return false
 		}
 	}
-	if !r.groups.empty() && !r.groups.matchAny(d.leaves(groupsPath, groupsNeedle)) {
+	if !r.groups.empty() && !r.groups.matchAny(d.leaves(groupsPath, nil, groupsNeedle)) {
 		return false
 	}
 	if r.decision != "" && decision(ev) != r.decision {
@@ -279,7 +317,7 @@ func (r *Rule) matches(ev *auditjson.Event, d *doc) bool {
 
 func (f *field) holds(d *doc) bool {
 	for i, p := range f.paths {
-		vals := d.leaves(p, f.needles[i])
+		vals := d.leaves(p, f.prefixes[i], f.needles[i])
 		if f.exists != nil {
 			if (len(vals) > 0) == *f.exists {
 				return true
@@ -302,6 +340,9 @@ type doc struct {
 	// found caches needle searches: many paths end in the same key.
 	found  [8]search
 	nfound int
+	// spots caches where needle prefixes occur.
+	spots  [4]spots
+	nspots int
 	// parts are the decoded whole event, requestObject, responseObject
 	// and impersonatedUser.
 	parts   [4]any
@@ -344,10 +385,11 @@ func (d *doc) part(i int, raw []byte) any {
 // leaves returns the non-null values at path as text, descending into
 // arrays along the way and at the end. needle, the quoted last key, must
 // occur in the raw part for the path to exist, which spares decoding
-// nearly every event.
-func (d *doc) leaves(path []string, needle []byte) [][]byte {
+// nearly every event; so must prefix, when not nil, a start of needle
+// that other paths share.
+func (d *doc) leaves(path []string, prefix, needle []byte) [][]byte {
 	i, raw, rest := d.scope(path)
-	if len(raw) == 0 || (len(rest) > 0 && !d.has(i, raw, needle)) {
+	if len(raw) == 0 || (len(rest) > 0 && !d.has(i, raw, prefix, needle)) {
 		return nil
 	}
 	var out [][]byte
@@ -377,8 +419,19 @@ func (d *doc) leaves(path []string, needle []byte) [][]byte {
 
 // has reports whether needle occurs in part i. For the whole event the
 // bodies are skipped: a path outside them cannot be inside them, and they
-// are most of the bytes.
-func (d *doc) has(i int, raw, needle []byte) bool {
+// are most of the bytes. prefix, if not nil, starts needle and other
+// needles: where it occurs is searched once for all of them.
+func (d *doc) has(i int, raw, prefix, needle []byte) bool {
+	if prefix != nil {
+		if sp := d.prefixSpots(i, raw, prefix); sp != nil && sp.n <= len(sp.at) {
+			for _, at := range sp.at[:sp.n] {
+				if bytes.HasPrefix(raw[at.off:at.end], needle) {
+					return true
+				}
+			}
+			return false
+		}
+	}
 	for _, f := range d.found[:d.nfound] {
 		if f.part == i && bytes.Equal(f.needle, needle) {
 			return f.ok
@@ -398,22 +451,98 @@ type search struct {
 	ok     bool
 }
 
-func (d *doc) search(i int, raw, needle []byte) bool {
-	if i != whole {
-		return bytes.Contains(raw, needle)
-	}
-	rest := raw
-	for _, body := range [][]byte{d.ev.RequestObject, d.ev.ResponseObject} {
-		off, ok := offsetIn(rest, body)
-		if !ok {
-			continue
+// spots lists where a needle prefix occurs in a part: at[:n], each with
+// the end of the span searched, or n > len(at) when it occurs more often.
+type spots struct {
+	part   int
+	prefix []byte
+	n      int
+	at     [16]struct{ off, end int }
+}
+
+// prefixSpots returns where prefix occurs in part i, or nil when the doc
+// keeps no more lists.
+func (d *doc) prefixSpots(i int, raw, prefix []byte) *spots {
+	for k := range d.nspots {
+		if sp := &d.spots[k]; sp.part == i && bytes.Equal(sp.prefix, prefix) {
+			return sp
 		}
-		if bytes.Contains(rest[:off], needle) {
+	}
+	if d.nspots == len(d.spots) {
+		return nil
+	}
+	sp := &d.spots[d.nspots]
+	d.nspots++
+	sp.part, sp.prefix, sp.n = i, prefix, 0
+	spans, n := d.spans(i, raw)
+	for _, s := range spans[:n] {
+		for pos := s[0]; pos < s[1]; {
+			k := indexQuoted(raw[pos:s[1]], prefix)
+			if k < 0 {
+				break
+			}
+			if sp.n == len(sp.at) {
+				sp.n++
+				return sp
+			}
+			sp.at[sp.n].off, sp.at[sp.n].end = pos+k, s[1]
+			sp.n++
+			pos += k + 1
+		}
+	}
+	return sp
+}
+
+func (d *doc) search(i int, raw, needle []byte) bool {
+	spans, n := d.spans(i, raw)
+	for _, s := range spans[:n] {
+		if indexQuoted(raw[s[0]:s[1]], needle) >= 0 {
 			return true
 		}
-		rest = rest[off+len(body):]
 	}
-	return bytes.Contains(rest, needle)
+	return false
+}
+
+// indexQuoted returns the index of the first needle in s, or -1. needle
+// starts with a quote, the most common byte of JSON, which defeats the
+// first-byte scan of bytes.Index: it looks for the rest instead and checks
+// the quote before.
+func indexQuoted(s, needle []byte) int {
+	if len(needle) < 2 || needle[0] != '"' {
+		return bytes.Index(s, needle)
+	}
+	for pos := 1; pos < len(s); {
+		k := bytes.Index(s[pos:], needle[1:])
+		if k < 0 {
+			return -1
+		}
+		if s[pos+k-1] == '"' {
+			return pos + k - 1
+		}
+		pos += k + 1
+	}
+	return -1
+}
+
+// spans returns the ranges of raw, part i, that searches cover: all of
+// it, or for the whole event all but the request and response bodies.
+func (d *doc) spans(i int, raw []byte) (spans [3][2]int, n int) {
+	if i != whole {
+		spans[0] = [2]int{0, len(raw)}
+		return spans, 1
+	}
+	start := 0
+	for _, body := range [][]byte{d.ev.RequestObject, d.ev.ResponseObject} {
+		off, ok := offsetIn(raw, body)
+		if !ok || off < start {
+			continue
+		}
+		spans[n] = [2]int{start, off}
+		n++
+		start = off + len(body)
+	}
+	spans[n] = [2]int{start, len(raw)}
+	return spans, n + 1
 }
 
 // offsetIn returns where sub, a sub-slice of b, starts in b.

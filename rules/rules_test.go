@@ -178,3 +178,62 @@ func BenchmarkSetNoMatch(b *testing.B) {
 		dst = set.Match(line, &ev, false, dst[:0])
 	}
 }
+
+// TestSharedNeedlePrefixes covers the needles of a rule that start alike
+// ("hostPID", "hostPath"): they are looked for where their shared prefix
+// occurs, however often it does, and not inside the bodies for paths
+// outside them.
+func TestSharedNeedlePrefixes(t *testing.T) {
+	yes := true
+	spec := Spec{AnyFields: []FieldSpec{
+		{Paths: []string{"requestObject.spec.hostPID", "requestObject.spec.hostIPC"}, Values: []string{"true"}},
+		{Path: "requestObject.spec.volumes.hostPath", Exists: &yes},
+		{Path: "hostNetwork", Values: []string{"true"}},
+	}}
+	withBody := func(body string) string {
+		return strings.Replace(event, `"requestObject":{"kind":"ConfigMap","metadata":{"labels":{"tier":"db"}},"data":{"mode":"debug","n":3,"on":true}}`,
+			`"requestObject":`+body, 1)
+	}
+	ports := func(n int) string {
+		var b strings.Builder
+		for i := range n {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(`{"hostPort":80,"hostIP":"10.0.0.1"}`)
+		}
+		return b.String()
+	}
+	for name, c := range map[string]struct {
+		line string
+		want bool
+	}{
+		"prefix only":       {withBody(`{"spec":{"containers":[{"ports":[` + ports(3) + `]}]}}`), false},
+		"needle":            {withBody(`{"spec":{"containers":[{"ports":[` + ports(3) + `]}],"hostPID":true}}`), true},
+		"needle false":      {withBody(`{"spec":{"containers":[{"ports":[` + ports(3) + `]}],"hostPID":false}}`), false},
+		"second needle":     {withBody(`{"spec":{"hostIPC":true}}`), true},
+		"other field":       {withBody(`{"spec":{"volumes":[{"name":"v","hostPath":{"path":"/"}}]}}`), true},
+		"after many spots":  {withBody(`{"spec":{"containers":[{"ports":[` + ports(40) + `]}],"hostPID":true}}`), true},
+		"many spots, none":  {withBody(`{"spec":{"containers":[{"ports":[` + ports(40) + `]}],"hostPID":false}}`), false},
+		"top level":         {strings.Replace(event, `"verb":"create"`, `"verb":"create","hostNetwork":true`, 1), true},
+		"top level in body": {withBody(`{"hostNetwork":true}`), false},
+		"escaped quote":     {withBody(`{"spec":{"note":"\"hostPID\"","hostIPC":false}}`), false},
+	} {
+		if got := match(t, spec, c.line); got != c.want {
+			t.Errorf("%s: matched %v, want %v", name, got, c.want)
+		}
+	}
+}
+
+func TestIndexQuoted(t *testing.T) {
+	needles := []string{`"hostPID"`, `"host`, `"`, `""`, `"a"`, `x"`}
+	texts := []string{``, `"`, `""`, `"hostPID"`, `hostPID"`, `x"hostPID"`, `"host"hostPID"`, `h"host`,
+		`{"a":"b","hostIP":"1","hostPID":true}`, `""a"`, `"a"a"`, `abc`, `\"hostPID\"`}
+	for _, n := range needles {
+		for _, s := range texts {
+			if got, want := indexQuoted([]byte(s), []byte(n)), strings.Index(s, n); got != want {
+				t.Errorf("indexQuoted(%q, %q) = %d, want %d", s, n, got, want)
+			}
+		}
+	}
+}
