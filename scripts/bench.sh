@@ -76,9 +76,11 @@ Y
   kafka) printf '  - {name: kafka, type: kafka, kafka: {brokers: ["%s"], topic: k8s-audit}}\n' "${KAFKA_BROKERS//,/\",\"}" ;;
   kafka-none) printf '  - {name: kafka, type: kafka, kafka: {brokers: ["%s"], topic: k8s-audit, compression: none}}\n' "${KAFKA_BROKERS//,/\",\"}" ;;
   kafka-lz4) printf '  - {name: kafka, type: kafka, kafka: {brokers: ["%s"], topic: k8s-audit, compression: lz4}}\n' "${KAFKA_BROKERS//,/\",\"}" ;;
+  kafka-snappy) printf '  - {name: kafka, type: kafka, kafka: {brokers: ["%s"], topic: k8s-audit, compression: snappy}}\n' "${KAFKA_BROKERS//,/\",\"}" ;;
   all) sink_yaml s3; sink_yaml elasticsearch; sink_yaml kafka ;;
   all-kafka-none) sink_yaml s3; sink_yaml elasticsearch; sink_yaml kafka-none ;;
   all-kafka-lz4) sink_yaml s3; sink_yaml elasticsearch; sink_yaml kafka-lz4 ;;
+  all-kafka-snappy) sink_yaml s3; sink_yaml elasticsearch; sink_yaml kafka-snappy ;;
   esac
 }
 
