@@ -11,7 +11,8 @@
 #   instead of Kubernetes objects; PIPELINES picks pipelines (discard file
 #   s3 elasticsearch kafka all; kafka-none all-kafka-none: Kafka
 #   without compression, as Fluent Bit ships by default; kafka-lz4
-#   all-kafka-lz4: Kafka with lz4); PROFILE_DIR
+#   all-kafka-lz4, kafka-snappy all-kafka-snappy: Kafka with lz4 or
+#   snappy); PROFILE_DIR
 #   writes a CPU profile per run there.
 #        scripts/bench.sh sustain [MB/s] [MB]
 #        scripts/bench.sh latency [events/s] [duration]
