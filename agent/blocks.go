@@ -70,6 +70,8 @@ func (b *block) free() {
 	b.data, b.lines, b.buf = nil, nil, nil
 }
 
+var newline = []byte{'\n'}
+
 // freeList keeps emptied buffers for reuse, up to its capacity.
 type freeList[T any] chan T
 
@@ -242,6 +244,16 @@ func (c *blockCache) addLocked(b *block) {
 	}
 }
 
+// table returns an empty line table for n lines: a kept one if it is
+// large enough, else a new one. Sizing tables beforehand, rather than
+// growing them by doubling, keeps them close to what they hold.
+func (c *blockCache) table(n int) []blockLine {
+	if t, ok := c.freeTables.get(); ok && cap(t) >= n {
+		return t
+	}
+	return make([]blockLine, 0, (n+63)&^63)
+}
+
 // read builds the block at off: the complete lines among the next
 // blockSize bytes, up to blockLines of them and up to the first line a
 // block does not hold (empty lines are held; a line starting with NUL, or
@@ -262,8 +274,8 @@ func (c *blockCache) read(e *entry, off int64, src source) *block {
 		c.freeBufs.put(buf)
 		buf = nil
 	}
-	table, _ := c.freeTables.get() // nil when none is kept
-	b := &block{c: c, e: e, start: off, data: data, lines: table, buf: buf}
+	b := &block{c: c, e: e, start: off, data: data, buf: buf}
+	b.lines = c.table(min(bytes.Count(data, newline), blockLines))
 	for pos := 0; pos < len(data) && len(b.lines) < blockLines; {
 		if data[pos] == 0 {
 			break
