@@ -156,6 +156,15 @@ func (s *Sink) Write(ctx context.Context, b *sinks.Batch) error {
 // bulk sends items once and returns those to send again: rejected with 429
 // or 5xx, or rejected for good and now due for the dead-letter index.
 func (s *Sink) bulk(ctx context.Context, items []item) ([]item, error) {
+	// Sized for the batch beforehand: growing by doubling would leave up to
+	// twice the body allocated for every later batch.
+	n := 0
+	for _, it := range items {
+		n += len(it.rec.Line) + itemOverhead
+	}
+	if s.body.Cap() < n {
+		s.body = *bytes.NewBuffer(make([]byte, 0, n+n/8))
+	}
 	s.body.Reset()
 	for _, it := range items {
 		s.appendItem(&s.body, it)
@@ -253,6 +262,10 @@ type bulkItem struct {
 }
 
 // appendItem appends the action and document lines of it.
+// itemOverhead is about what appendItem adds to a line: the action line
+// and the fields the sink adds.
+const itemOverhead = 256
+
 func (s *Sink) appendItem(buf *bytes.Buffer, it item) {
 	r := it.rec
 	index := s.index(r)
