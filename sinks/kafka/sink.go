@@ -95,7 +95,8 @@ func New(ctx context.Context, name string, cfg Config, log *slog.Logger, reg pro
 		cluster: []byte(cfg.Cluster), node: []byte(cfg.Node), version: []byte(cfg.AgentVersion),
 		w: &kafka.Writer{
 			Addr: kafka.TCP(cfg.Brokers...), Topic: cfg.Topic, Balancer: kafka.Murmur2Balancer{},
-			RequiredAcks: kafka.RequireAll, Compression: codec, Transport: tr,
+			RequiredAcks: kafka.RequireAll, Compression: codec,
+			Transport:   &metadataCache{RoundTripper: tr, topic: cfg.Topic, now: time.Now},
 			MaxAttempts: 3, WriteBackoffMin: 50 * time.Millisecond, WriteBackoffMax: time.Second,
 			BatchSize: 1000, BatchBytes: int64(cfg.MaxMessageBytes), BatchTimeout: 2 * time.Millisecond,
 			WriteTimeout: time.Duration(cfg.RequestTimeout), ReadTimeout: time.Duration(cfg.RequestTimeout),
