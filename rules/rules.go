@@ -579,6 +579,45 @@ var (
 // Set is a list of rules evaluated together.
 type Set struct {
 	rules []*Rule
+	// byResource holds, for each resource some rules name exactly, the
+	// rules an event on that resource may match, in order; other holds
+	// them for every other resource. Most rules name their resources, so
+	// an event is tried against a few rules instead of all.
+	byResource map[string][]*Rule
+	other      []*Rule
+}
+
+// index sets byResource and other.
+func (s *Set) index() {
+	exact := func(r *Rule) bool {
+		if len(r.resources.pos) == 0 || len(r.resources.neg) > 0 {
+			return false
+		}
+		for _, g := range r.resources.pos {
+			if g.wild != nil {
+				return false
+			}
+		}
+		return true
+	}
+	s.byResource = map[string][]*Rule{}
+	for _, r := range s.rules {
+		if exact(r) {
+			for _, g := range r.resources.pos {
+				s.byResource[string(g.p)] = nil
+			}
+		}
+	}
+	for _, r := range s.rules {
+		if !exact(r) {
+			s.other = append(s.other, r)
+		}
+		for res, list := range s.byResource {
+			if !exact(r) || r.resources.match([]byte(res)) {
+				s.byResource[res] = append(list, r)
+			}
+		}
+	}
 }
 
 // NewSet compiles the built-in rules (unless builtin is false), minus the
@@ -619,6 +658,7 @@ func NewSet(builtin bool, disable []string, specs []Spec) (*Set, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	s.index()
 	return s, nil
 }
 
@@ -629,7 +669,11 @@ func (s *Set) Rules() []*Rule { return s.rules }
 // if withRate is set: whether they fire depends on the events before.
 func (s *Set) Match(line []byte, ev *auditjson.Event, withRate bool, dst []*Rule) []*Rule {
 	d := doc{line: line, ev: ev}
-	for _, r := range s.rules {
+	candidates, ok := s.byResource[string(ev.Resource)]
+	if !ok {
+		candidates = s.other
+	}
+	for _, r := range candidates {
 		if r.Rate != nil && !withRate {
 			continue
 		}

@@ -237,3 +237,48 @@ func TestIndexQuoted(t *testing.T) {
 		}
 	}
 }
+
+// TestSetTriesCandidates checks that a set, which tries an event only
+// against the rules that may match its resource, matches what trying every
+// rule in order matches.
+func TestSetTriesCandidates(t *testing.T) {
+	specs := []Spec{
+		{ID: "cm-wild", Severity: "low", Resources: []string{"config*"}},
+		{ID: "not-secrets", Severity: "low", Resources: []string{"!secrets"}, Verbs: []string{"create"}},
+		{ID: "cm-exact", Severity: "low", Resources: []string{"configmaps", "pods"}},
+		{ID: "any-create", Severity: "low", Verbs: []string{"create"}},
+	}
+	set, err := NewSet(true, nil, specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, res := range []string{"configmaps", "secrets", "pods", "clusterrolebindings", "widgets", ""} {
+		for _, verb := range []string{"create", "get"} {
+			line := strings.Replace(strings.Replace(event, `"resource":"configmaps"`, `"resource":"`+res+`"`, 1),
+				`"verb":"create"`, `"verb":"`+verb+`"`, 1)
+			if res == "" {
+				line = strings.Replace(line, `"resource":"",`, "", 1)
+			}
+			var ev auditjson.Event
+			if err := auditjson.Parse([]byte(line), &ev); err != nil {
+				t.Fatal(err)
+			}
+			var want []string
+			for _, r := range set.Rules() {
+				if r.Rate == nil && r.Matches([]byte(line), &ev) {
+					want = append(want, r.ID)
+				}
+			}
+			var got []string
+			for _, r := range set.Match([]byte(line), &ev, false, nil) {
+				got = append(got, r.ID)
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("%s %s: matched %v, want %v", verb, res, got, want)
+			}
+			if len(want) == 0 && verb == "create" {
+				t.Errorf("%s %s: the test matches nothing", verb, res)
+			}
+		}
+	}
+}
