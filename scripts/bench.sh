@@ -126,7 +126,7 @@ CFG
   sleep 1.5 # a scan and a checkpoint see the final size
   while [ "$(lag)" != 0 ]; do sleep 0.2; done
   drained=$(date +%s.%N)
-  curl -fs "http://127.0.0.1:$port/metrics" | grep '^auditrail_reader_blocks_total' || true
+  curl -fs "http://127.0.0.1:$port/metrics" | grep -E '^auditrail_(reader_blocks|sink_batches|sink_bytes)_total' || true
   pkill -TERM -P "$agent"; wait "$agent" || true # the agent, under time
   kill "$servers"; wait "$servers" || true
   read -r wall user sys rss < <(tail -1 "$work/time")

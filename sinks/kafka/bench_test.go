@@ -1,14 +1,19 @@
 package kafka
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"io"
 	"log/slog"
+	"os"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/compress"
+	"github.com/segmentio/kafka-go/protocol"
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/auditrail/auditrail/sinks/sinktest"
@@ -61,4 +66,60 @@ func BenchmarkZstdCodec(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(raw.Len())/float64(out.Len()), "ratio")
+}
+
+// BenchmarkRecordBatch measures what the producer does to a batch of the
+// sink's messages for one partition: kafka-go encodes each record, a few
+// bytes at a time, through the compression codec. With
+// AUDITRAIL_BENCH_CORPUS set to an audit log, the records are its first
+// 700 lines (a 1 MB batch at the corpus's mean size), else sinktest events.
+func BenchmarkRecordBatch(b *testing.B) {
+	useZstdCodec()
+	lines := benchLines(b, 700)
+	s := &Sink{cluster: []byte("prod"), node: []byte("master-1"), version: []byte("v1"), cfg: Config{MaxMessageBytes: 1 << 20}}
+	batch := sinktest.Batch(sinktest.File(1), 0, lines...)
+	msgs := make([]kafka.Message, len(batch.Records))
+	headers := make([][]protocol.Header, len(batch.Records))
+	for i := range batch.Records {
+		msgs[i] = s.message(&batch.Records[i])
+		for _, h := range msgs[i].Headers {
+			headers[i] = append(headers[i], protocol.Header{Key: h.Key, Value: h.Value})
+		}
+	}
+	records := make([]protocol.Record, len(msgs))
+	var out bytes.Buffer
+	b.SetBytes(int64(batch.Bytes))
+	b.ReportAllocs()
+	for b.Loop() {
+		out.Reset()
+		for i, m := range msgs {
+			records[i] = protocol.Record{Time: time.Unix(1, 0), Key: protocol.NewBytes(m.Key), Value: protocol.NewBytes(m.Value), Headers: headers[i]}
+		}
+		rs := protocol.RecordSet{Version: 2, Attributes: protocol.Attributes(compress.Zstd), Records: protocol.NewRecordReader(records...)}
+		if _, err := rs.WriteTo(&out); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(batch.Bytes)/float64(out.Len()), "ratio")
+}
+
+// benchLines returns n lines of the audit log named by
+// AUDITRAIL_BENCH_CORPUS, or n sinktest events when it is not set.
+func benchLines(b *testing.B, n int) []string {
+	path := os.Getenv("AUDITRAIL_BENCH_CORPUS")
+	if path == "" {
+		return sinktest.Events(0, n, 1)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 16<<20)
+	var lines []string
+	for len(lines) < n && sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	return lines
 }
