@@ -44,6 +44,7 @@ type Sink struct {
 	name  string
 	cfg   Config
 	w     *kafka.Writer
+	tr    *kafka.Transport
 	log   *slog.Logger
 	sleep func(context.Context, time.Duration) error
 
@@ -91,7 +92,7 @@ func New(ctx context.Context, name string, cfg Config, log *slog.Logger, reg pro
 	}
 	labels := prometheus.Labels{"sink": name}
 	s := &Sink{
-		name: name, cfg: cfg, log: log, sleep: sinks.Sleep,
+		name: name, cfg: cfg, log: log, sleep: sinks.Sleep, tr: tr,
 		cluster: []byte(cfg.Cluster), node: []byte(cfg.Node), version: []byte(cfg.AgentVersion),
 		w: &kafka.Writer{
 			Addr: kafka.TCP(cfg.Brokers...), Topic: cfg.Topic, Balancer: kafka.Murmur2Balancer{},
@@ -179,7 +180,12 @@ func (s *Sink) checkTopic(ctx context.Context, tr *kafka.Transport) error {
 func (s *Sink) Name() string { return s.name }
 
 // Close implements sinks.Sink.
-func (s *Sink) Close(context.Context) error { return s.w.Close() }
+// The writer closes the connections of a transport it made itself only.
+func (s *Sink) Close(context.Context) error {
+	err := s.w.Close()
+	s.tr.CloseIdleConnections()
+	return err
+}
 
 // Write produces every record of b and returns once all are acknowledged.
 func (s *Sink) Write(ctx context.Context, b *sinks.Batch) error {

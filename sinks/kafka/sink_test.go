@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -252,5 +253,32 @@ func TestBrokerGoesAway(t *testing.T) {
 				t.Fatalf("record %d of a batch lost", i)
 			}
 		}
+	}
+}
+
+// TestCloseReleasesConnections checks that a closed sink leaves no
+// connection to the brokers open: an agent that restarts its sinks must not
+// pile them up.
+func TestCloseReleasesConnections(t *testing.T) {
+	c := cluster(t)
+	time.Sleep(100 * time.Millisecond)
+	before := runtime.NumGoroutine()
+	cfg := config(c)
+	s, err := New(context.Background(), "kafka", cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Write(context.Background(), sinktest.Batch(sinktest.File(1), 0, sinktest.Events(0, 50, 1)...)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines after Close, %d before New: connections left open", runtime.NumGoroutine(), before)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
