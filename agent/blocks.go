@@ -65,8 +65,10 @@ func (b *block) free() {
 	if b.buf != nil {
 		b.c.freeBufs.put(b.buf)
 	}
-	clear(b.lines)
-	b.c.freeTables.put(b.lines[:0])
+	if cap(b.lines) >= keptTable {
+		clear(b.lines)
+		b.c.freeTables.put(b.lines[:0])
+	}
 	b.data, b.lines, b.buf = nil, nil, nil
 }
 
@@ -244,14 +246,25 @@ func (c *blockCache) addLocked(b *block) {
 	}
 }
 
-// table returns an empty line table for n lines: a kept one if it is
-// large enough, else a new one. Sizing tables beforehand, rather than
-// growing them by doubling, keeps them close to what they hold.
+// keptTable is the fewest lines a line table must have room for to be
+// kept for reuse. Following a live log, a block often holds a few lines
+// and a batch points into hundreds of blocks: a table of such a block is
+// made to measure and left to the collector, rather than taken from tables
+// with room for hundreds of lines (a 64-line table is 32 KB).
+const keptTable = 64
+
+// table returns an empty line table for n lines: a kept one if it has room
+// for n lines and at most twice that, else a new one, sized beforehand
+// rather than grown by doubling so that tables stay close to what they
+// hold.
 func (c *blockCache) table(n int) []blockLine {
-	if t, ok := c.freeTables.get(); ok && cap(t) >= n {
+	if n < keptTable {
+		return make([]blockLine, 0, n)
+	}
+	if t, ok := c.freeTables.get(); ok && cap(t) >= n && cap(t) <= 2*n {
 		return t
 	}
-	return make([]blockLine, 0, (n+63)&^63)
+	return make([]blockLine, 0, (n+keptTable-1)&^(keptTable-1))
 }
 
 // read builds the block at off: the complete lines among the next
