@@ -162,10 +162,11 @@ func (s *Sink) bulk(ctx context.Context, items []item) ([]item, error) {
 	for _, it := range items {
 		n += len(it.rec.Line) + itemOverhead
 	}
-	if s.body.Cap() < n {
-		s.body = *bytes.NewBuffer(make([]byte, 0, n+n/8))
-	}
 	s.body.Reset()
+	if s.body.Cap() < n {
+		s.body = bytes.Buffer{}
+		s.body.Grow(n + n/8)
+	}
 	for _, it := range items {
 		s.appendItem(&s.body, it)
 	}
@@ -261,11 +262,11 @@ type bulkItem struct {
 	} `json:"error"`
 }
 
-// appendItem appends the action and document lines of it.
 // itemOverhead is about what appendItem adds to a line: the action line
 // and the fields the sink adds.
 const itemOverhead = 256
 
+// appendItem appends the action and document lines of it.
 func (s *Sink) appendItem(buf *bytes.Buffer, it item) {
 	r := it.rec
 	index := s.index(r)

@@ -179,8 +179,8 @@ func (s *Sink) checkTopic(ctx context.Context, tr *kafka.Transport) error {
 // Name implements sinks.Sink.
 func (s *Sink) Name() string { return s.name }
 
-// Close implements sinks.Sink.
-// The writer closes the connections of a transport it made itself only.
+// Close implements sinks.Sink. It closes the transport's connections too:
+// the writer closes only a transport it made itself.
 func (s *Sink) Close(context.Context) error {
 	err := s.w.Close()
 	s.tr.CloseIdleConnections()
