@@ -5,11 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/auditrail/auditrail/checkpoint"
+	"github.com/auditrail/auditrail/internal/benchcorpus"
 	"github.com/auditrail/auditrail/sinks"
 )
 
@@ -136,20 +136,7 @@ func FuzzFramer(f *testing.F) {
 //
 //	AUDITRAIL_BENCH_CORPUS=$PWD/testdata-cache/corpus-1g-k8s/audit.log go test -run '^$' -bench Framing ./agent
 func BenchmarkFraming(b *testing.B) {
-	var data []byte
-	if path := os.Getenv("AUDITRAIL_BENCH_CORPUS"); path != "" {
-		f, err := os.Open(path)
-		if err != nil {
-			b.Fatal(err)
-		}
-		data = make([]byte, 64<<20)
-		n, err := io.ReadFull(f, data)
-		f.Close()
-		if err != nil && err != io.ErrUnexpectedEOF {
-			b.Fatal(err)
-		}
-		data = data[:bytes.LastIndexByte(data[:n], '\n')+1]
-	}
+	data := benchcorpus.Head(b, 64<<20)
 	for i := 0; len(data) < 8<<20; i++ {
 		data = append(data, event(i)...)
 		data = append(data, '\n')

@@ -4,13 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"io"
 	"math/rand/v2"
-	"os"
 	"reflect"
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/auditrail/auditrail/internal/benchcorpus"
 )
 
 const sample = `{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"0f4c6b41-2f7b-4a4f-9a69-0d2b5c1c1a11","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/kube-system/secrets/bootstrap-token-abc","verb":"get","user":{"username":"system:serviceaccount:kube-system:generic","uid":"7d","groups":["system:serviceaccounts","system:authenticated"]},"sourceIPs":["10.0.0.5"],"userAgent":"kube-controller-manager/v1.30.0","objectRef":{"resource":"secrets","namespace":"kube-system","name":"bootstrap-token-abc","apiVersion":"v1"},"responseStatus":{"metadata":{},"code":200},"requestObject":{"kind":"Secret","data":{"k":"dj1cIn0ifQ=="},"metadata":{"name":"x\"y"}},"requestReceivedTimestamp":"2026-11-21T10:00:00.000000Z","stageTimestamp":"2026-11-21T10:00:00.002000Z","annotations":{"authorization.k8s.io/decision":"allow"}}`
@@ -295,21 +295,11 @@ func TestMasks64(t *testing.T) {
 //
 //	AUDITRAIL_BENCH_CORPUS=$PWD/testdata-cache/corpus-1g-k8s/audit.log go test -bench ParseCorpus ./internal/auditjson
 func BenchmarkParseCorpus(b *testing.B) {
-	path := os.Getenv("AUDITRAIL_BENCH_CORPUS")
-	if path == "" {
-		b.Skip("AUDITRAIL_BENCH_CORPUS is not set")
+	data := benchcorpus.Head(b, 32<<20)
+	if len(data) == 0 {
+		b.Skip(benchcorpus.Env + " is not set")
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
-	data := make([]byte, 32<<20)
-	n, err := io.ReadFull(f, data)
-	if err != nil && err != io.ErrUnexpectedEOF {
-		b.Fatal(err)
-	}
-	data = data[:bytes.LastIndexByte(data[:n], '\n')]
+	data = data[:len(data)-1] // the last newline
 	lines := bytes.Split(data, []byte{'\n'})
 	b.SetBytes(int64(len(data)))
 	var ev Event

@@ -1,12 +1,10 @@
 package kafka
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"io"
 	"log/slog"
-	"os"
 	"testing"
 	"time"
 
@@ -16,6 +14,7 @@ import (
 	"github.com/segmentio/kafka-go/protocol"
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/auditrail/auditrail/internal/benchcorpus"
 	"github.com/auditrail/auditrail/sinks/sinktest"
 )
 
@@ -75,7 +74,10 @@ func BenchmarkZstdCodec(b *testing.B) {
 // 700 lines (a 1 MB batch at the corpus's mean size), else sinktest events.
 func BenchmarkRecordBatch(b *testing.B) {
 	useZstdCodec()
-	lines := benchLines(b, 700)
+	lines := benchcorpus.Lines(b, 700)
+	if lines == nil {
+		lines = sinktest.Events(0, 700, 1)
+	}
 	s := &Sink{cluster: []byte("prod"), node: []byte("master-1"), version: []byte("v1"), cfg: Config{MaxMessageBytes: 1 << 20}}
 	batch := sinktest.Batch(sinktest.File(1), 0, lines...)
 	msgs := make([]kafka.Message, len(batch.Records))
@@ -101,25 +103,4 @@ func BenchmarkRecordBatch(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(batch.Bytes)/float64(out.Len()), "ratio")
-}
-
-// benchLines returns n lines of the audit log named by
-// AUDITRAIL_BENCH_CORPUS, or n sinktest events when it is not set.
-func benchLines(b *testing.B, n int) []string {
-	path := os.Getenv("AUDITRAIL_BENCH_CORPUS")
-	if path == "" {
-		return sinktest.Events(0, n, 1)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 16<<20)
-	var lines []string
-	for len(lines) < n && sc.Scan() {
-		lines = append(lines, sc.Text())
-	}
-	return lines
 }
