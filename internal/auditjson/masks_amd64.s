@@ -2,25 +2,17 @@
 
 #include "textflag.h"
 
-DATA quoteBytes<>+0x00(SB)/8, $0x2222222222222222
-DATA quoteBytes<>+0x08(SB)/8, $0x2222222222222222
-GLOBL quoteBytes<>(SB), RODATA|NOPTR, $16
+// BYTES16 declares name: 16 bytes, the 8 of v twice.
+#define BYTES16(name, v) \
+	DATA name<>+0x00(SB)/8, v \
+	DATA name<>+0x08(SB)/8, v \
+	GLOBL name<>(SB), RODATA|NOPTR, $16
 
-DATA backslashBytes<>+0x00(SB)/8, $0x5c5c5c5c5c5c5c5c
-DATA backslashBytes<>+0x08(SB)/8, $0x5c5c5c5c5c5c5c5c
-GLOBL backslashBytes<>(SB), RODATA|NOPTR, $16
-
-DATA openBytes<>+0x00(SB)/8, $0x7b7b7b7b7b7b7b7b
-DATA openBytes<>+0x08(SB)/8, $0x7b7b7b7b7b7b7b7b
-GLOBL openBytes<>(SB), RODATA|NOPTR, $16
-
-DATA closeBytes<>+0x00(SB)/8, $0x7d7d7d7d7d7d7d7d
-DATA closeBytes<>+0x08(SB)/8, $0x7d7d7d7d7d7d7d7d
-GLOBL closeBytes<>(SB), RODATA|NOPTR, $16
-
-DATA caseBytes<>+0x00(SB)/8, $0x2020202020202020
-DATA caseBytes<>+0x08(SB)/8, $0x2020202020202020
-GLOBL caseBytes<>(SB), RODATA|NOPTR, $16
+BYTES16(quoteBytes, $0x2222222222222222)
+BYTES16(backslashBytes, $0x5c5c5c5c5c5c5c5c)
+BYTES16(openBytes, $0x7b7b7b7b7b7b7b7b)
+BYTES16(closeBytes, $0x7d7d7d7d7d7d7d7d)
+BYTES16(caseBytes, $0x2020202020202020)
 
 // CHUNK compares the 16 bytes at off(SI) and ORs their masks, shifted left
 // by shift, into R8 (quotes), R9 (backslashes), R10 (opening brackets) and
