@@ -105,6 +105,20 @@ func compilePatterns(list []string) (patterns, error) {
 
 func (ps *patterns) empty() bool { return len(ps.pos) == 0 && len(ps.neg) == 0 }
 
+// literal reports whether ps matches exactly the values it lists: at
+// least one plain pattern, none with wildcards, and no exclusions.
+func (ps *patterns) literal() bool {
+	if len(ps.pos) == 0 || len(ps.neg) > 0 {
+		return false
+	}
+	for _, g := range ps.pos {
+		if g.wild != nil {
+			return false
+		}
+	}
+	return true
+}
+
 func (ps *patterns) match(s []byte) bool {
 	for _, g := range ps.neg {
 		if g.match(s) {

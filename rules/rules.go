@@ -589,31 +589,21 @@ type Set struct {
 
 // index sets byResource and other.
 func (s *Set) index() {
-	exact := func(r *Rule) bool {
-		if len(r.resources.pos) == 0 || len(r.resources.neg) > 0 {
-			return false
-		}
-		for _, g := range r.resources.pos {
-			if g.wild != nil {
-				return false
-			}
-		}
-		return true
-	}
 	s.byResource = map[string][]*Rule{}
-	for _, r := range s.rules {
-		if exact(r) {
+	listed := make([]bool, len(s.rules))
+	for k, r := range s.rules {
+		if listed[k] = r.resources.literal(); listed[k] {
 			for _, g := range r.resources.pos {
 				s.byResource[string(g.p)] = nil
 			}
 		}
 	}
-	for _, r := range s.rules {
-		if !exact(r) {
+	for k, r := range s.rules {
+		if !listed[k] {
 			s.other = append(s.other, r)
 		}
 		for res, list := range s.byResource {
-			if !exact(r) || r.resources.match([]byte(res)) {
+			if !listed[k] || r.resources.match([]byte(res)) {
 				s.byResource[res] = append(list, r)
 			}
 		}
