@@ -82,7 +82,10 @@ func TestBlockLineLimit(t *testing.T) {
 	var off int64
 	for k := 0; k < 3; k++ {
 		b, i := c.get(e, off, src)
-		if b == nil || i != 0 || len(b.lines) != blockLines || b.end != off+3*blockLines {
+		if b == nil {
+			t.Fatalf("block %d: no block at %d", k, off)
+		}
+		if i != 0 || len(b.lines) != blockLines || b.end != off+3*blockLines {
 			t.Fatalf("block %d: %v lines from %d to %d; want %d lines from %d", k, len(b.lines), b.start, b.end, blockLines, off)
 		}
 		off = b.end

@@ -536,8 +536,9 @@ func (p *parser) skip() bool {
 }
 
 // skipStrings skips a nested object or array a byte at a time, jumping
-// over strings with stringEnd. A backslash escapes the byte after it, inside strings or
-// out (where it is invalid JSON anyway), as in skipContainer.
+// over strings with stringEnd. A backslash escapes the byte after it,
+// inside strings or out (where it is invalid JSON anyway), as in
+// skipBlocks.
 func (p *parser) skipStrings() bool {
 	b, i, depth := p.b, p.i, 0
 	for i < len(b) {
