@@ -44,10 +44,12 @@ type handle struct {
 
 // entry is one source file known to the registry. Guarded by registry.mu.
 type entry struct {
-	ref        *sinks.FileRef
-	dev, ino   uint64
-	fpLen      int
-	fp         string
+	ref      *sinks.FileRef
+	dev, ino uint64
+	fpLen    int
+	fp       string
+	// head is the file's first fpLen bytes, once read in this run.
+	head       []byte
 	path       string
 	size       int64
 	final      bool
@@ -412,6 +414,8 @@ func (r *registry) scan() {
 		case e != nil:
 			r.attachLocked(e, c)
 			matched[e] = true
+		case r.copyingLocked(c):
+			// Looked at again on the next scan.
 		default:
 			matched[r.addLocked(c)] = true
 		}
@@ -430,6 +434,25 @@ func (r *registry) scan() {
 	r.holdOpenLocked()
 	r.dirty = true
 	r.broadcastLocked()
+}
+
+// copyingLocked reports whether c, a file under a rotated name that no
+// fingerprint matched, holds less than a fingerprint and nothing but the
+// start of a known file: copytruncate's copy while it is being written.
+// Until it holds a fingerprint's worth of bytes, which matchFingerprintLocked
+// then tells apart, it is not taken for a new file, which would ship its
+// content a second time.
+func (r *registry) copyingLocked(c *candidate) bool {
+	if c.gz || c.name == r.naming.base || c.size >= fingerprintSize {
+		return false
+	}
+	prefix := c.readPrefix(nil)
+	for _, e := range r.entries {
+		if len(e.head) > 0 && len(e.head) >= len(prefix) && bytes.HasPrefix(e.head, prefix) {
+			return true
+		}
+	}
+	return false
 }
 
 // goneAfterScans is how many consecutive listings must miss a file before
@@ -489,6 +512,7 @@ func (r *registry) verifyLocked(e *entry, c *candidate) string {
 	if len(prefix) > e.fpLen {
 		e.fpLen, e.fp = len(prefix), fingerprint(prefix)
 	}
+	e.head = prefix[:e.fpLen]
 	if !live {
 		e.seenSize, e.seenMtime = c.size, c.mtime
 	}
@@ -578,7 +602,7 @@ func (r *registry) addLocked(c *candidate) *entry {
 	}
 	e := &entry{
 		ref: &sinks.FileRef{Seq: r.nextSeq, ID: fmt.Sprintf("%d-%d-%s", c.dev, c.ino, short), Path: c.path},
-		dev: c.dev, ino: c.ino, fpLen: len(prefix), fp: fp, path: c.path,
+		dev: c.dev, ino: c.ino, fpLen: len(prefix), fp: fp, head: prefix, path: c.path,
 		final: c.name != r.naming.base || c.gz, compressed: c.gz,
 		cursors: make(map[string]checkpoint.Cursor),
 	}

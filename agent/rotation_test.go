@@ -219,6 +219,29 @@ func TestCopyTruncate(t *testing.T) {
 	waitEvents(t, s, events(0, 25))
 }
 
+// copytruncate's copy seen while it is being written, first empty, then
+// shorter than the fingerprint, is the live file's content, not a new file.
+func TestCopyTruncateSeenMidCopy(t *testing.T) {
+	e := newEnv(t)
+	s := &recSink{name: "rec"}
+	appendLines(t, e.live, events(0, 20)...)
+	e.start(e.options(), s)
+	waitEvents(t, s, events(0, 20))
+	data, _ := os.ReadFile(e.live)
+	f, err := os.OpenFile(e.live+".1", os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	time.Sleep(200 * time.Millisecond) // scans see the copy empty
+	f.Write(data[:300])
+	time.Sleep(200 * time.Millisecond) // and then a few hundred bytes long
+	f.Write(data[300:])
+	os.Truncate(e.live, 0)
+	appendLines(t, e.live, events(20, 25)...)
+	waitEvents(t, s, events(0, 25))
+}
+
 // Truncated while the agent was down: read from 0 and report possible loss.
 func TestTruncatedWhileDown(t *testing.T) {
 	e := newEnv(t)
