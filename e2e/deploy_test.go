@@ -7,7 +7,6 @@ import (
 	"errors"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/auditrail/auditrail/internal/config"
 	"github.com/auditrail/auditrail/internal/miniotest"
+	"github.com/auditrail/auditrail/internal/testproc"
 )
 
 // The deployment artifacts: the Helm chart (linted, rendered, and every
@@ -54,7 +54,7 @@ func fileExists(p string) bool {
 
 func helm(t *testing.T, args ...string) []byte {
 	t.Helper()
-	cmd := exec.Command(helmBin(t), args...)
+	cmd := testproc.Command(helmBin(t), args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -191,7 +191,7 @@ func TestHelmChart(t *testing.T) {
 		})
 	}
 	// The schema rejects what the chart would silently ignore.
-	cmd := exec.Command(helmBin(t), "template", "x", chart, "--kube-version", kubeVersion, "--set", "auditLog.directory=relative")
+	cmd := testproc.Command(helmBin(t), "template", "x", chart, "--kube-version", kubeVersion, "--set", "auditLog.directory=relative")
 	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "auditLog/directory") {
 		t.Errorf("a relative audit directory was accepted: %v\n%s", err, out)
 	}

@@ -6,6 +6,8 @@ import (
 	"sort"
 	"syscall"
 	"time"
+
+	"github.com/auditrail/auditrail/internal/testproc"
 )
 
 // Agent runs the auditrail binary as a separate process.
@@ -24,7 +26,7 @@ func (a *Agent) Start(logPath string) error {
 		return err
 	}
 	a.logf = f
-	a.cmd = exec.Command(a.Bin, "run", "--config", a.Config)
+	a.cmd = testproc.Command(a.Bin, "run", "--config", a.Config)
 	a.cmd.Env = append(os.Environ(), a.Env...)
 	a.cmd.Stdout, a.cmd.Stderr = f, f
 	return a.cmd.Start()

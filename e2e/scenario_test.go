@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -19,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/auditrail/auditrail/internal/testproc"
 	s3sink "github.com/auditrail/auditrail/sinks/s3"
 )
 
@@ -323,7 +323,7 @@ func readFile(path string) (string, error) {
 // cannot run.
 func (s *Scenario) VerifyArchive(args ...string) (report s3sink.Report, code int) {
 	s.T.Helper()
-	cmd := exec.Command(bin, append([]string{"verify", "--config", s.Config, "--json"}, args...)...)
+	cmd := testproc.Command(bin, append([]string{"verify", "--config", s.Config, "--json"}, args...)...)
 	cmd.Env = append(os.Environ(), AgentEnv()...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb

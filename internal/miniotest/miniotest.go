@@ -21,6 +21,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/auditrail/auditrail/internal/testproc"
 )
 
 // Credentials of the test server.
@@ -130,7 +132,7 @@ func (s *Server) Restart() {
 		s.t.Fatal(err)
 	}
 	defer logf.Close()
-	cmd := exec.Command(s.bin, "server", s.dataDir, "--address", s.addr, "--console-address", freeAddr(s.t), "--quiet")
+	cmd := testproc.Command(s.bin, "server", s.dataDir, "--address", s.addr, "--console-address", freeAddr(s.t), "--quiet")
 	cmd.Env = append(os.Environ(), "MINIO_ROOT_USER="+AccessKey, "MINIO_ROOT_PASSWORD="+SecretKey,
 		"MINIO_BROWSER=off", "MINIO_UPDATE=off", "HOME="+s.dataDir)
 	cmd.Stdout, cmd.Stderr = logf, logf
