@@ -194,11 +194,12 @@ func (a *Agent) announceStart(reg *registry, st *checkpoint.State, how string) {
 }
 
 // Run follows the audit log until ctx is cancelled, then shuts down in
-// order and returns. It returns an error only if it cannot start or cannot
+// order and returns. It returns an error only if it cannot start, a sink's
+// start-up check found it misconfigured (sinks.Checker), or it cannot
 // commit the final checkpoint.
 func (a *Agent) Run(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	st, how, err := a.loadState()
 	if err != nil {
 		return err
@@ -242,7 +243,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			poll: a.opts.PollInterval, out: out, free: free, redact: !so.KeepSecrets, drop: so.Drop,
 			tag: so.TagRules, heartbeat: a.opts.HeartbeatInterval, blocks: blocks,
 		})
-		wr := newWriter(so, reg, a.m, a.log, a.opts.Now, filepath.Join(a.opts.StateDir, "dead-letter"), out, free)
+		wr := newWriter(so, reg, a.m, a.log, a.opts.Now, filepath.Join(a.opts.StateDir, "dead-letter"), out, free, cancel)
 		readers.Go(func() { rd.run(readCtx, drainCtx) })
 		writers.Go(func() { wr.run(drainCtx) })
 	}
@@ -257,7 +258,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.mu.Unlock()
 	a.log.Info("agent started", "auditLogPath", a.opts.AuditLogPath, "stateDir", a.opts.StateDir, "sinks", names)
 	if a.opts.Once {
-		go a.stopWhenCaughtUp(ctx, reg, cancel)
+		go a.stopWhenCaughtUp(ctx, reg, func() { cancel(nil) })
 	}
 
 	<-ctx.Done()
@@ -279,8 +280,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	err = a.commit(reg)
 	// 4. Release the files and close the sinks.
 	reg.closeAll()
-	closeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
+	closeCtx, cancelClose := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancelClose()
 	for _, so := range a.sinks {
 		if cerr := so.Sink.Close(closeCtx); cerr != nil {
 			a.log.Warn("close sink", "sink", so.Sink.Name(), "err", cerr)
@@ -288,6 +289,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	if err != nil {
 		return fmt.Errorf("final checkpoint: %w", err)
+	}
+	if cause := context.Cause(ctx); sinks.IsMisconfigured(cause) {
+		return cause
 	}
 	a.log.Info("stopped")
 	return nil

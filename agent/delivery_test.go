@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -363,4 +364,77 @@ func labeledValue(t *testing.T, reg *prometheus.Registry, name, label, value str
 		}
 	}
 	return 0
+}
+
+// checkedSink is a recSink with a start-up check that waits for release
+// and then returns err.
+type checkedSink struct {
+	*recSink
+	release chan struct{}
+	err     error
+	checked chan struct{}
+}
+
+func (s *checkedSink) Check(ctx context.Context) error {
+	close(s.checked)
+	select {
+	case <-s.release:
+		return s.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// A sink whose start-up check hangs (an endpoint that accepts and never
+// answers) delays that sink alone; the others ship at once, and it ships
+// once its check ends.
+func TestSinkCheckDelaysOnlyItsSink(t *testing.T) {
+	e := newEnv(t)
+	slow := &checkedSink{recSink: &recSink{name: "slow"}, release: make(chan struct{}), checked: make(chan struct{})}
+	fast := &recSink{name: "fast"}
+	appendLines(t, e.live, events(0, 50)...)
+	e.start(e.options(), slow, fast)
+	<-slow.checked
+	waitEvents(t, fast, events(0, 50))
+	if n := len(slow.records()); n != 0 {
+		t.Fatalf("the sink being checked recorded %d records", n)
+	}
+	close(slow.release)
+	waitEvents(t, slow.recSink, events(0, 50))
+}
+
+// A check that finds the sink misconfigured stops the agent with that
+// error; nothing of that sink is acknowledged.
+func TestMisconfiguredSinkStopsAgent(t *testing.T) {
+	e := newEnv(t)
+	bad := &checkedSink{recSink: &recSink{name: "bad"}, release: make(chan struct{}), checked: make(chan struct{}),
+		err: sinks.Misconfigured(errors.New("bucket b does not have Object Lock enabled"))}
+	close(bad.release)
+	appendLines(t, e.live, events(0, 10)...)
+	a, err := New(e.options(), []SinkOptions{sinkOpts(bad), sinkOpts(&recSink{name: "good"})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.Run(context.Background()) }()
+	select {
+	case err = <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("the agent kept running with a misconfigured sink")
+	}
+	if !sinks.IsMisconfigured(err) || !strings.Contains(err.Error(), "Object Lock") {
+		t.Fatalf("Run: err = %v, want the misconfiguration", err)
+	}
+	if n := len(bad.records()); n != 0 {
+		t.Errorf("the misconfigured sink recorded %d records", n)
+	}
+	st, _, err := checkpoint.NewStore(e.state).Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range st.Files {
+		if c := f.Cursors["bad"]; c.Offset != 0 {
+			t.Errorf("the misconfigured sink's position in %s moved to %d", f.Path, c.Offset)
+		}
+	}
 }

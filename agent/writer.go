@@ -27,17 +27,28 @@ type writer struct {
 	dlqDir string
 	in     <-chan *batchBuf
 	free   chan<- *batchBuf
+	// fail stops the agent with err.
+	fail func(err error)
 }
 
-func newWriter(so SinkOptions, reg *registry, m *metrics, log *slog.Logger, now func() time.Time, dlqRoot string, in <-chan *batchBuf, free chan<- *batchBuf) *writer {
+func newWriter(so SinkOptions, reg *registry, m *metrics, log *slog.Logger, now func() time.Time, dlqRoot string, in <-chan *batchBuf, free chan<- *batchBuf, fail func(error)) *writer {
 	return &writer{
 		sink: so.Sink, name: so.Sink.Name(), retry: so.Retry, reg: reg, m: m, log: log, now: now,
-		dlqDir: filepath.Join(dlqRoot, so.Sink.Name()), in: in, free: free,
+		dlqDir: filepath.Join(dlqRoot, so.Sink.Name()), in: in, free: free, fail: fail,
 	}
 }
 
-// run delivers batches until the input closes or ctx ends.
+// checkTimeout bounds a sink's start-up check (sinks.Checker).
+const checkTimeout = 15 * time.Second
+
+// run checks the sink, then delivers batches until the input closes or
+// ctx ends.
 func (w *writer) run(ctx context.Context) {
+	if err := w.check(ctx); err != nil {
+		w.fail(err)
+		w.discard()
+		return
+	}
 	for b := range w.in {
 		if !w.deliver(ctx, b) {
 			// Not acknowledged: it will be read again on the next start.
@@ -51,6 +62,35 @@ func (w *writer) run(ctx context.Context) {
 			w.m.batches.WithLabelValues(w.name).Inc()
 			w.m.lastSuccess.WithLabelValues(w.name).Set(float64(w.now().UnixNano()) / 1e9)
 		}
+		b.reset()
+		w.free <- b
+	}
+}
+
+// check runs the sink's start-up check, if it has one, in the sink's own
+// goroutine: an endpoint that does not answer delays this sink alone. It
+// returns the error only when the sink is misconfigured; other failures
+// are logged, and the writes retry.
+func (w *writer) check(ctx context.Context) error {
+	c, ok := w.sink.(sinks.Checker)
+	if !ok {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
+	defer cancel()
+	err := c.Check(ctx)
+	if err == nil || sinks.IsMisconfigured(err) {
+		return err
+	}
+	w.log.Warn("sink start-up check could not complete; writes will retry", "sink", w.name, "err", err)
+	return nil
+}
+
+// discard hands batches back unacknowledged until the input closes, so
+// that the reader never blocks on a writer that stopped: they are read
+// again on the next start.
+func (w *writer) discard() {
+	for b := range w.in {
 		b.reset()
 		w.free <- b
 	}

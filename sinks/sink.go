@@ -27,6 +27,39 @@ type Sink interface {
 	Close(ctx context.Context) error
 }
 
+// Checker is implemented by a sink that can tell, before its first write,
+// whether its destination is set up as the configuration says (a bucket
+// with Object Lock, an existing topic). The agent calls Check once, in the
+// sink's own goroutine and after every sink has started, so that an
+// endpoint that does not answer delays that sink alone. An error marked
+// with Misconfigured stops the agent: the destination answered, and writes
+// to it would never succeed. Any other error is logged, and the sink's
+// writes go on and retry.
+type Checker interface {
+	Check(ctx context.Context) error
+}
+
+type misconfiguredError struct{ err error }
+
+func (e misconfiguredError) Error() string { return e.err.Error() }
+func (e misconfiguredError) Unwrap() error { return e.err }
+
+// Misconfigured marks err as a definite answer from the destination that
+// it is not set up for this sink (see Checker).
+func Misconfigured(err error) error {
+	if err == nil {
+		return nil
+	}
+	return misconfiguredError{err: err}
+}
+
+// IsMisconfigured reports whether err, or any error it wraps, was marked
+// with Misconfigured.
+func IsMisconfigured(err error) bool {
+	var m misconfiguredError
+	return errors.As(err, &m)
+}
+
 type permanentError struct{ err error }
 
 func (e permanentError) Error() string { return "permanent: " + e.err.Error() }

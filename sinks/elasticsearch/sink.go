@@ -36,7 +36,10 @@ import (
 	"github.com/auditrail/auditrail/sinks"
 )
 
-var _ sinks.Sink = (*Sink)(nil)
+var (
+	_ sinks.Sink    = (*Sink)(nil)
+	_ sinks.Checker = (*Sink)(nil)
+)
 
 // Sink is the Elasticsearch sink.
 type Sink struct {
@@ -108,14 +111,17 @@ func New(ctx context.Context, name string, cfg Config, log *slog.Logger, reg pro
 	if err := sinks.Register(reg, s.indexed, s.conflicts, s.itemRetries, s.deadLettered); err != nil {
 		return nil, fmt.Errorf("elasticsearch sink %s: %w", name, err)
 	}
-	if cfg.InstallTemplate {
-		tctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		defer cancel()
-		if err := s.installTemplate(tctx); err != nil {
-			log.Warn("index template not installed yet; trying again before the first write", "sink", name, "err", err)
-		}
-	}
 	return s, nil
+}
+
+// Check implements sinks.Checker: with installTemplate, it installs the
+// index template; when that fails, it is tried again before the first
+// write.
+func (s *Sink) Check(ctx context.Context) error {
+	if !s.cfg.InstallTemplate {
+		return nil
+	}
+	return s.installTemplate(ctx)
 }
 
 // Name implements sinks.Sink.

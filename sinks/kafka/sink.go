@@ -37,7 +37,10 @@ import (
 	"github.com/auditrail/auditrail/sinks"
 )
 
-var _ sinks.Sink = (*Sink)(nil)
+var (
+	_ sinks.Sink    = (*Sink)(nil)
+	_ sinks.Checker = (*Sink)(nil)
+)
 
 // Sink is the Kafka sink.
 type Sink struct {
@@ -113,16 +116,18 @@ func New(ctx context.Context, name string, cfg Config, log *slog.Logger, reg pro
 	if err := sinks.Register(reg, s.produced, s.resent, s.stubs); err != nil {
 		return nil, fmt.Errorf("kafka sink %s: %w", name, err)
 	}
-	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	if err := s.checkTopic(cctx, tr); err != nil {
-		var missing *missingTopic
-		if errors.As(err, &missing) && !cfg.AutoCreateTopic {
-			return nil, fmt.Errorf("kafka sink %s: %w", name, err)
-		}
-		log.Warn("Kafka topic check could not complete; writes will retry", "sink", name, "err", err)
-	}
 	return s, nil
+}
+
+// Check implements sinks.Checker: the topic must exist unless
+// autoCreateTopic lets the brokers create it.
+func (s *Sink) Check(ctx context.Context) error {
+	err := s.checkTopic(ctx, s.tr)
+	var missing *missingTopic
+	if errors.As(err, &missing) && !s.cfg.AutoCreateTopic {
+		return sinks.Misconfigured(fmt.Errorf("kafka sink %s: %w", s.name, err))
+	}
+	return err
 }
 
 func mechanism(ctx context.Context, c SASLConfig) (sasl.Mechanism, error) {

@@ -182,9 +182,31 @@ func TestMissingTopicRefusesToStart(t *testing.T) {
 	c := cluster(t)
 	cfg := config(c)
 	cfg.Topic = "no-such-topic"
-	_, err := New(context.Background(), "kafka", cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
-	if err == nil || !strings.Contains(err.Error(), "does not exist") {
-		t.Fatalf("err = %v, want a missing-topic error", err)
+	err := newSink(t, cfg).Check(context.Background())
+	if !sinks.IsMisconfigured(err) || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("err = %v, want a missing-topic misconfiguration", err)
+	}
+}
+
+// A broker that accepts connections and never answers must not hold up
+// the agent's start: New does no network I/O, and Check gives up when its
+// context ends, with an error that is not a misconfiguration.
+func TestFrozenBrokerDelaysOnlyCheck(t *testing.T) {
+	frozen := sinktest.NewFrozen(t)
+	cfg := Config{Brokers: []string{frozen.Addr()}, Topic: topic}
+	cfg.ApplyDefaults()
+	s := newSink(t, cfg)
+	if n := frozen.Accepted(); n != 0 {
+		t.Fatalf("New opened %d connections to the broker; it must leave that to Check", n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	err := s.Check(ctx)
+	if err == nil || sinks.IsMisconfigured(err) {
+		t.Fatalf("Check against a frozen broker: err = %v, want a retryable error", err)
+	}
+	if frozen.Accepted() == 0 {
+		t.Error("Check did not reach the broker")
 	}
 }
 

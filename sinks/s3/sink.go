@@ -50,7 +50,10 @@ import (
 	"github.com/auditrail/auditrail/sinks"
 )
 
-var _ sinks.Sink = (*Sink)(nil)
+var (
+	_ sinks.Sink    = (*Sink)(nil)
+	_ sinks.Checker = (*Sink)(nil)
+)
 
 // Sink is the S3 sink.
 type Sink struct {
@@ -106,16 +109,18 @@ func New(ctx context.Context, name string, cfg Config, log *slog.Logger, reg pro
 	if err := sinks.Register(reg, s.objects, s.objectBytes, s.skipped, s.parts); err != nil {
 		return nil, fmt.Errorf("s3 sink %s: %w", name, err)
 	}
-	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	if err := s.checkBucket(cctx); err != nil {
-		if definite(err) {
-			return nil, fmt.Errorf("s3 sink %s: %w", name, err)
-		}
-		log.Warn("S3 bucket check could not complete; trying again before the first upload",
-			"sink", name, "bucket", cfg.Bucket, "err", err)
-	}
 	return s, nil
+}
+
+// Check implements sinks.Checker: the bucket must exist, with versioning
+// and Object Lock unless objectLock.required is false. When S3 does not
+// answer, the check is made again before the first upload.
+func (s *Sink) Check(ctx context.Context) error {
+	err := s.checkBucket(ctx)
+	if definite(err) {
+		return sinks.Misconfigured(fmt.Errorf("s3 sink %s: %w", s.name, err))
+	}
+	return err
 }
 
 func newClient(ctx context.Context, cfg Config) (*s3.Client, error) {

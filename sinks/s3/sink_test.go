@@ -194,16 +194,16 @@ func TestRefusesBucketWithoutObjectLock(t *testing.T) {
 	srv := miniotest.Start(t)
 	srv.Bucket("plain", false)
 	cfg := testConfig(srv, "plain")
-	_, err := New(context.Background(), "s3", cfg, quiet(), nil)
-	if err == nil || !strings.Contains(err.Error(), "Object Lock") && !strings.Contains(err.Error(), "versioning") {
-		t.Fatalf("New on a bucket without Object Lock: err = %v", err)
+	err := newSink(t, cfg).Check(context.Background())
+	if !sinks.IsMisconfigured(err) || !strings.Contains(err.Error(), "Object Lock") && !strings.Contains(err.Error(), "versioning") {
+		t.Fatalf("Check of a bucket without Object Lock: err = %v, want it misconfigured", err)
 	}
 	if strings.Contains(err.Error(), miniotest.SecretKey) {
 		t.Errorf("error shows the secret key: %v", err)
 	}
-	_, err = New(context.Background(), "s3", testConfig(srv, "missing"), quiet(), nil)
-	if err == nil || !strings.Contains(err.Error(), "does not exist") {
-		t.Fatalf("New on a missing bucket: err = %v", err)
+	err = newSink(t, testConfig(srv, "missing")).Check(context.Background())
+	if !sinks.IsMisconfigured(err) || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("Check of a missing bucket: err = %v, want it misconfigured", err)
 	}
 
 	// Without the requirement, the same bucket works (with no retention).
@@ -351,5 +351,28 @@ func TestNoticeOnlyBatch(t *testing.T) {
 		if err != nil || m.Marked != "heartbeat" || string(recs) != hb+"\n" {
 			t.Errorf("manifest %+v, records %q, err %v", m, recs, err)
 		}
+	}
+}
+
+// An S3 endpoint that accepts connections and never answers must not hold
+// up the agent's start: New does no network I/O, and Check gives up when
+// its context ends, with an error that is not a misconfiguration.
+func TestFrozenEndpointDelaysOnlyCheck(t *testing.T) {
+	frozen := sinktest.NewFrozen(t)
+	cfg := Config{Bucket: "b", Region: "us-east-1", Endpoint: "http://" + frozen.Addr(), ForcePathStyle: true,
+		AccessKeyID: "k", SecretAccessKey: "s", ObjectLock: ObjectLockConfig{Mode: "COMPLIANCE", Retention: units.Duration(time.Hour)}}
+	cfg.ApplyDefaults()
+	s := newSink(t, cfg)
+	if n := frozen.Accepted(); n != 0 {
+		t.Fatalf("New opened %d connections to the endpoint; it must leave that to Check", n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	err := s.Check(ctx)
+	if err == nil || sinks.IsMisconfigured(err) {
+		t.Fatalf("Check against a frozen endpoint: err = %v, want a retryable error", err)
+	}
+	if frozen.Accepted() == 0 {
+		t.Error("Check did not reach the endpoint")
 	}
 }
