@@ -157,6 +157,48 @@ func TestDeletionsOutsideRotation(t *testing.T) {
 	}
 }
 
+// kube-apiserver's lumberjack removes the backups of one pruning pass
+// newest first (millRunOnce walks them newest to oldest), so for a moment
+// a newer backup is gone while older ones remain. That is pruning, not
+// tampering; a real deletion of the live file afterwards still is.
+func TestPruningNewestFirstIsNotTamper(t *testing.T) {
+	e := newEnv(t)
+	s := &recSink{name: "s"}
+	base := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
+	var backups []string
+	for i := range 5 {
+		appendLines(t, e.live, events(i*2, i*2+2)...)
+		b := lumberjackName(e.dir, base.Add(time.Duration(i)*time.Minute))
+		if err := os.Rename(e.live, b); err != nil {
+			t.Fatal(err)
+		}
+		backups = append(backups, b)
+	}
+	appendLines(t, e.live, events(10, 12)...)
+	e.start(e.options(), s)
+	waitEvents(t, s, events(0, 12))
+	tampers := func() []sinks.TamperRecord { return notices[sinks.TamperRecord](t, s, sinks.KindTamper) }
+	eventually(t, "the first start's tamper record", func() bool { return len(tampers()) == 1 })
+
+	// One pass keeping the newest backup, with scans (every 50 ms here)
+	// seeing each step.
+	for i := 3; i >= 0; i-- {
+		if err := os.Remove(backups[i]); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	// Verdicts come in the order the files went: one about the live file
+	// comes after any about the backups.
+	if err := os.Remove(e.live); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "deleted", func() bool { return len(tampers()) >= 2 && tampers()[len(tampers())-1].Reason == sinks.TamperDeleted })
+	for _, tr := range tampers()[1 : len(tampers())-1] {
+		t.Errorf("pruning newest first raised %s for %s", tr.Reason, tr.File.Path)
+	}
+}
+
 // A sink that has nothing to ship for the heartbeat interval is sent
 // heartbeat records; one that is busy is not.
 func TestHeartbeats(t *testing.T) {

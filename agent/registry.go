@@ -61,6 +61,10 @@ type entry struct {
 	// directory and opening it is in neither place), so a file is only
 	// taken as gone when a second listing confirms it.
 	missed int
+	// suspectSince is when the file vanished in a way that may be
+	// tampering; the verdict waits for the directory to settle (see
+	// tamperSettle). Zero when there is nothing to decide.
+	suspectSince time.Time
 	// seenSize and seenMtime are the candidate's stat when its content
 	// was last verified: an inode number alone is no identity once the
 	// file is not held open (freed inodes are handed out again).
@@ -430,6 +434,7 @@ func (r *registry) scan() {
 			}
 		}
 	}
+	r.settleLocked()
 	r.removeFinishedLocked()
 	r.holdOpenLocked()
 	r.dirty = true
@@ -458,6 +463,13 @@ func (r *registry) copyingLocked(c *candidate) bool {
 // goneAfterScans is how many consecutive listings must miss a file before
 // it is taken as gone.
 const goneAfterScans = 2
+
+// tamperSettle is how long a file that vanished may wait for the verdict
+// on whether that was tampering. kube-apiserver's lumberjack removes the
+// backups of one pruning pass newest first, so a newer backup is gone for
+// a moment while older ones remain; and a rotated file turns up under its
+// compressed name only once it is compressed.
+const tamperSettle = 3 * time.Second
 
 // missingGrace is how long the live file may be absent before it is
 // reported: a rotation leaves it missing for a moment.
@@ -621,24 +633,58 @@ func (r *registry) addLocked(c *candidate) *entry {
 }
 
 // markGoneLocked notes that e is no longer on disk. A held descriptor keeps
-// it readable; otherwise what no sink read of it is lost.
+// it readable; otherwise what no sink read of it is lost. Whether its
+// going was tampering is decided once the directory settled
+// (settleLocked).
 func (r *registry) markGoneLocked(e *entry) {
 	e.gone = true
 	if e.h == nil && !r.doneByAllLocked(e) {
 		e.lost = lostPruned
 		r.log.Warn("audit file removed before every sink read it", "file", e.ref.ID, "path", e.path)
 	}
-	var t sinks.TamperRecord
-	switch {
-	case e.path == r.livePath:
-		t = newTamper(sinks.TamperDeleted, "the live audit log disappeared without being rotated: its content is under no name in the directory", r.now())
-	case r.olderPresentLocked(e):
-		t = newTamper(sinks.TamperDeletedOutOfOrder, "a rotated audit file disappeared while older ones remain; kube-apiserver prunes the oldest first", r.now())
-	default:
-		return
+	if r.tamperLocked(e) != "" {
+		e.suspectSince = r.now()
 	}
-	t.File, t.Size = &sinks.FileInfo{ID: e.ref.ID, Path: e.path}, e.size
-	r.notifyLocked(sinks.KindTamper, t, r.now())
+}
+
+// tamperLocked returns the tamper reason for e having vanished as things
+// stand, or "" if that is how kube-apiserver rotates and prunes: the live
+// file must be renamed, not removed, and backups go oldest first.
+func (r *registry) tamperLocked(e *entry) string {
+	switch {
+	case !e.gone:
+		return ""
+	case e.path == r.livePath:
+		return sinks.TamperDeleted
+	case r.olderPresentLocked(e):
+		return sinks.TamperDeletedOutOfOrder
+	}
+	return ""
+}
+
+// settleLocked gives the verdict on every file that vanished suspiciously
+// at least tamperSettle ago: if it still looks like tampering (the live
+// file's content turned up under no other name, or an older backup is
+// still there), every sink gets a tamper record.
+func (r *registry) settleLocked() {
+	now := r.now()
+	for _, e := range r.entries {
+		if e.suspectSince.IsZero() || now.Sub(e.suspectSince) < tamperSettle {
+			continue
+		}
+		e.suspectSince = time.Time{}
+		var t sinks.TamperRecord
+		switch r.tamperLocked(e) {
+		case sinks.TamperDeleted:
+			t = newTamper(sinks.TamperDeleted, "the live audit log disappeared without being rotated: its content is under no name in the directory", now)
+		case sinks.TamperDeletedOutOfOrder:
+			t = newTamper(sinks.TamperDeletedOutOfOrder, "a rotated audit file disappeared while older ones remain; kube-apiserver prunes the oldest first", now)
+		default:
+			continue
+		}
+		t.File, t.Size = &sinks.FileInfo{ID: e.ref.ID, Path: e.path}, e.size
+		r.notifyLocked(sinks.KindTamper, t, now)
+	}
 }
 
 // olderPresentLocked reports whether a file older than e is still on disk.
@@ -675,7 +721,7 @@ func (r *registry) removeFinishedLocked() {
 	for _, e := range r.entries {
 		if r.doneByAllLocked(e) {
 			r.dropHandleLocked(e)
-			if e.gone {
+			if e.gone && e.suspectSince.IsZero() {
 				delete(r.bySeq, e.ref.Seq)
 				continue
 			}
