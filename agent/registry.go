@@ -420,6 +420,8 @@ func (r *registry) scan() {
 			matched[e] = true
 		case r.copyingLocked(c):
 			// Looked at again on the next scan.
+		case !r.identifiableLocked(c):
+			// Looked at again once its first line is complete.
 		default:
 			matched[r.addLocked(c)] = true
 		}
@@ -439,6 +441,20 @@ func (r *registry) scan() {
 	r.holdOpenLocked()
 	r.dirty = true
 	r.broadcastLocked()
+}
+
+// identifiableLocked reports whether c holds enough to be told apart from
+// any other file that had or will have its inode: its whole first line, a
+// fingerprint's worth of bytes, or all it will ever hold (a rotated or
+// compressed file). A file's id is made from its inode and the digest of
+// what it held when first seen; from an empty file or half a line (every
+// audit line starts with the same 70 bytes) that digest tells nothing.
+func (r *registry) identifiableLocked(c *candidate) bool {
+	if c.gz || c.name != r.naming.base {
+		return true
+	}
+	prefix := c.readPrefix(nil)
+	return len(prefix) == fingerprintSize || bytes.IndexByte(prefix, '\n') >= 0
 }
 
 // copyingLocked reports whether c, a file under a rotated name that no

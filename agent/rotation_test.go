@@ -587,3 +587,47 @@ func TestTruncatedAndRewrittenBeforeTheScan(t *testing.T) {
 		return true
 	})
 }
+
+// A file seen empty, or holding only the start of its first line, is not
+// given an identity until its first line is complete: an id made from no
+// content ("<dev>-<ino>-") would be the same for the next file that gets
+// the inode, and S3 keys and record ids are made from it.
+func TestIdentityWaitsForFirstLine(t *testing.T) {
+	e := newEnv(t)
+	s := &recSink{name: "rec"}
+	appendLines(t, e.live) // an empty line: the file exists, with one byte
+	if err := os.Truncate(e.live, 0); err != nil {
+		t.Fatal(err)
+	}
+	e.start(e.options(), s)
+	first := event(0)
+	f, err := os.OpenFile(e.live, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(first[:40])
+	time.Sleep(300 * time.Millisecond) // several scans see the partial line
+	f.WriteString(first[40:] + "\n")
+	f.Close()
+	appendLines(t, e.live, events(1, 5)...)
+	waitEvents(t, s, events(0, 5))
+
+	if err := os.Rename(e.live, lumberjackName(e.dir, time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	appendLines(t, e.live, events(5, 10)...)
+	waitEvents(t, s, events(0, 10))
+	ids := map[string]bool{}
+	for _, r := range s.records() {
+		if r.Kind != sinks.KindEvent {
+			continue
+		}
+		if parts := strings.Split(r.FileID, "-"); len(parts) != 3 || parts[2] == "" {
+			t.Fatalf("file id %q has no content part", r.FileID)
+		}
+		ids[r.FileID] = true
+	}
+	if len(ids) != 2 {
+		t.Errorf("file ids %v, want one per file", ids)
+	}
+}
