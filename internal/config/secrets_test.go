@@ -18,10 +18,13 @@ func TestErrorsNameTheVariableNotItsValue(t *testing.T) {
 		name, env, yaml string
 		want            []string
 	}{
+		// An address is not quoted at all: it may hold a password.
 		{"es address", "htps://elastic:" + secret + "@es:9200", es("${ES_URL}"),
-			[]string{"sinks[0].elasticsearch.addresses[0]", "${ES_URL}"}},
+			[]string{"sinks[0].elasticsearch.addresses[0]"}},
 		{"es address in part", "elastic:" + secret, es("htps://${ES_AUTH}@es:9200"),
-			[]string{"sinks[0].elasticsearch.addresses[0]", "${ES_AUTH}"}},
+			[]string{"sinks[0].elasticsearch.addresses[0]"}},
+		{"path in part", secret, "auditLogPath: audit/${AUDIT_PATH}/audit.log\nsinks:\n  - type: discard\n",
+			[]string{"auditLogPath", `"audit/${AUDIT_PATH}/audit.log"`}},
 		{"kafka broker", secret, "auditLogPath: /a/audit.log\nsinks:\n  - type: kafka\n    kafka: {brokers: [\"${BROKER:-k:9092}\"], topic: t}\n",
 			[]string{"sinks[0].kafka.brokers[0]", "${BROKER}"}},
 		{"relative path", "audit/" + secret, "auditLogPath: ${AUDIT_PATH}\nsinks:\n  - type: discard\n",

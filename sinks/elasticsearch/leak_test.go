@@ -122,3 +122,28 @@ func TestErrorType(t *testing.T) {
 		}
 	}
 }
+
+// An address may hold a password: an error about it names the key, not
+// the address, and an address that passes validation does not make New
+// fail with an error that quotes it.
+func TestAddressErrorsShowNoCredentials(t *testing.T) {
+	for _, addr := range []string{
+		"htps://elastic:pw-s3cr3t@es:9200",
+		"https://elastic:pw-s3cr3t@es:92o0",
+		"elastic:pw-s3cr3t@es:9200",
+		"https://elastic:pw-s3cr3t@",
+		"https://elastic:pw-s3cr3t@es:9200/%zz",
+	} {
+		t.Run(addr, func(t *testing.T) {
+			c := Config{Addresses: []string{"https://es:9200", addr}}
+			c.ApplyDefaults()
+			err := c.Validate("elasticsearch")
+			if err == nil {
+				_, err = New(context.Background(), "es", c, slog.New(slog.DiscardHandler), nil)
+			}
+			if err == nil || strings.Contains(err.Error(), "s3cr3t") || !strings.Contains(err.Error(), "addresses[1]") {
+				t.Fatalf("err = %v, want one that names addresses[1] and shows no password", err)
+			}
+		})
+	}
+}
