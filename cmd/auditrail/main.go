@@ -195,7 +195,9 @@ func runAgent(args []string, stderr io.Writer) int {
 
 	sinkOpts, err := buildSinks(context.Background(), cfg, log, reg)
 	if err != nil {
-		log.Error("create sinks", "err", err)
+		// The sinks' errors may quote configured values, some of them
+		// secrets from the environment.
+		log.Error("create sinks", "err", cfg.Unexpand(err))
 		return 1
 	}
 	a, err := agent.New(agentOptions(cfg, f.once, log, reg), sinkOpts)
