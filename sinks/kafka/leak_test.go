@@ -54,3 +54,17 @@ func TestBrokerTextNeverInErrorsOrLogs(t *testing.T) {
 		t.Fatalf("want the code, not the broker's text:\n%s", out)
 	}
 }
+
+// The SCRAM library quotes a username or password it cannot prepare: the
+// sink's error names the mechanism only.
+func TestSASLErrorsShowNoCredentials(t *testing.T) {
+	for _, c := range []SASLConfig{
+		{Mechanism: "SCRAM-SHA-256", Username: "auditrail", Password: "s3cr3t\x07"},
+		{Mechanism: "SCRAM-SHA-512", Username: "s3cr3t-user\x07", Password: "pw"},
+	} {
+		_, err := mechanism(context.Background(), c)
+		if err == nil || strings.Contains(err.Error(), "s3cr3t") || !strings.Contains(err.Error(), c.Mechanism) {
+			t.Errorf("%s: err = %v, want one that names the mechanism and shows no credential", c.Mechanism, err)
+		}
+	}
+}

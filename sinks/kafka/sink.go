@@ -136,7 +136,8 @@ func mechanism(ctx context.Context, c SASLConfig) (sasl.Mechanism, error) {
 		}
 		m, err := scram.Mechanism(algo, c.Username, c.Password)
 		if err != nil {
-			return nil, fmt.Errorf("SASL %s: %w", c.Mechanism, err)
+			// Not wrapped: the library's error quotes the credential.
+			return nil, fmt.Errorf("SASL %s: SASLprep rejects the username or the password (a prohibited character, such as a control character)", c.Mechanism)
 		}
 		return m, nil
 	case "AWS_MSK_IAM":
