@@ -195,12 +195,14 @@ func runAgent(args []string, stderr io.Writer) int {
 
 	sinkOpts, err := buildSinks(context.Background(), cfg, log, reg)
 	if err != nil {
-		log.Error("create sinks", "err", err)
+		// Errors may quote configured values, some of them secrets from
+		// the environment: cfg.Unexpand shows those as ${VAR}.
+		log.Error("create sinks", "err", cfg.Unexpand(err))
 		return 1
 	}
 	a, err := agent.New(agentOptions(cfg, f.once, log, reg), sinkOpts)
 	if err != nil {
-		log.Error("create agent", "err", err)
+		log.Error("create agent", "err", cfg.Unexpand(err))
 		return 1
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -214,7 +216,7 @@ func runAgent(args []string, stderr io.Writer) int {
 		defer srv.Close()
 	}
 	if err := a.Run(ctx); err != nil {
-		log.Error("agent stopped with an error", "err", err)
+		log.Error("agent stopped with an error", "err", cfg.Unexpand(err))
 		return 1
 	}
 	return 0

@@ -17,6 +17,8 @@ import (
 	"path"
 	"path/filepath"
 	"reflect"
+	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -57,6 +59,9 @@ type Config struct {
 	Sinks   []Sink     `yaml:"sinks"`
 	// Alerts configures detection rules and where their alerts go.
 	Alerts alert.Config `yaml:"alerts"`
+
+	// vars names the environment variables the configuration refers to.
+	vars []string
 }
 
 // LogConfig configures the agent's own logs.
@@ -179,8 +184,64 @@ func Load(path string) (*Config, error) {
 func Parse(b []byte) (*Config, error) { return ParseWith(b, nil) }
 
 // ParseWith is Parse with a hook that may override values (command-line
-// flags) after decoding and before defaults and validation.
+// flags) after decoding and before defaults and validation. Its errors
+// show no value taken from the environment (see Unexpand).
 func ParseWith(b []byte, override func(*Config) error) (*Config, error) {
+	vars := units.Variables(string(b))
+	c, err := parse(b, override)
+	if err != nil {
+		return nil, unexpand(vars, err)
+	}
+	c.vars = vars
+	return c, nil
+}
+
+// Unexpand returns err with every value the configuration took from the
+// environment written back as the reference to its variable, ${NAME}:
+// such a value may be a secret (a password, a token, a URL that holds
+// one), and an error that quotes a key's value reaches the logs. Use it on
+// errors that may quote configured values.
+func (c *Config) Unexpand(err error) error { return unexpand(c.vars, err) }
+
+// unexpand replaces the values of vars in err's text by their references.
+func unexpand(vars []string, err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	if out := envReplacer(vars).Replace(msg); out != msg {
+		return errors.New(out)
+	}
+	return err
+}
+
+// envReplacer replaces the values of vars, raw or escaped as %q escapes
+// them, by ${NAME}. Every value is replaced, however short: that may
+// garble a message whose words a value matches, but shows no part of a
+// secret.
+func envReplacer(vars []string) *strings.Replacer {
+	var pairs [][2]string
+	for _, name := range vars {
+		v, ok := os.LookupEnv(name)
+		if !ok || v == "" {
+			continue // ${NAME:-default} took the default, written in the file
+		}
+		ref := "${" + name + "}"
+		pairs = append(pairs, [2]string{v, ref})
+		if q := strconv.Quote(v); q[1:len(q)-1] != v {
+			pairs = append(pairs, [2]string{q[1 : len(q)-1], ref})
+		}
+	}
+	// The longest first, so that a value holding another is replaced whole.
+	sort.SliceStable(pairs, func(i, j int) bool { return len(pairs[i][0]) > len(pairs[j][0]) })
+	args := make([]string, 0, 2*len(pairs))
+	for _, p := range pairs {
+		args = append(args, p[0], p[1])
+	}
+	return strings.NewReplacer(args...)
+}
+
+func parse(b []byte, override func(*Config) error) (*Config, error) {
 	c := &Config{}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)

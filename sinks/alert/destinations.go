@@ -145,14 +145,16 @@ func (h *httpDest) post(ctx context.Context, a *Alert) error {
 		return fmt.Errorf("post alert to %s: %w", h.host, err)
 	}
 	defer resp.Body.Close()
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	// Neither the body nor the status line's text goes into the error: a
+	// receiver may quote the alert back, and with it the event's values.
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 512))
 	switch c := resp.StatusCode; {
 	case c >= 200 && c < 300:
 		return nil
 	case c == http.StatusRequestTimeout || c == http.StatusTooManyRequests || c >= 500:
-		return fmt.Errorf("post alert to %s: %s: %s", h.host, resp.Status, bytes.TrimSpace(msg))
+		return fmt.Errorf("post alert to %s: %d %s", h.host, c, http.StatusText(c))
 	default:
-		return sinks.Permanent(fmt.Errorf("post alert to %s: %s: %s", h.host, resp.Status, bytes.TrimSpace(msg)))
+		return sinks.Permanent(fmt.Errorf("post alert to %s: %d %s", h.host, c, http.StatusText(c)))
 	}
 }
 

@@ -3,6 +3,7 @@ package elasticsearch
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 
@@ -82,8 +83,9 @@ func (c *Config) Validate(prefix string) error {
 		add("addresses: at least one address is required")
 	}
 	for i, a := range c.Addresses {
-		if !strings.HasPrefix(a, "http://") && !strings.HasPrefix(a, "https://") {
-			add("addresses[%d] must start with http:// or https://, got %q", i, a)
+		// Not quoted: an address may hold a password.
+		if u, err := url.Parse(a); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			add("addresses[%d] must start with http:// or https:// and be a URL with a host", i)
 		}
 	}
 	for _, ix := range []struct{ k, v string }{{"index", c.Index}, {"deadLetterIndex", c.DeadLetterIndex}} {

@@ -191,7 +191,7 @@ func (s *Sink) bulk(ctx context.Context, items []item) ([]item, error) {
 		return nil, fmt.Errorf("read bulk response: %w", err)
 	}
 	if res.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("bulk request: HTTP %d: %.300s", res.StatusCode, body)
+		return nil, httpError("bulk request", res.StatusCode, body)
 	}
 	var r bulkResponse
 	if !allCreated(body) {
@@ -221,11 +221,14 @@ func (s *Sink) bulk(ctx context.Context, items []item) ([]item, error) {
 			s.itemRetries.Inc()
 			s.retry = append(s.retry, it)
 		case it.dead != nil:
-			return nil, sinks.Permanent(fmt.Errorf("dead-letter index %s rejected an item: %d %s: %s",
-				s.cfg.DeadLetterIndex, st.Status, st.Error.Type, st.Error.Reason))
+			return nil, sinks.Permanent(fmt.Errorf("dead-letter index %s rejected document %s: %d %s",
+				s.cfg.DeadLetterIndex, sinks.AppendID(nil, it.rec), st.Status, errorType(st.Error.Type)))
 		default:
+			// The reason quotes the document's values: it goes into the
+			// dead-letter document, not into the log.
 			s.log.Warn("Elasticsearch rejected a record; sending it to the dead-letter index", "sink", s.name,
-				"status", st.Status, "type", st.Error.Type, "reason", st.Error.Reason, "file", it.rec.File.ID, "offset", it.rec.Offset)
+				"status", st.Status, "type", errorType(st.Error.Type), "id", string(sinks.AppendID(nil, it.rec)),
+				"file", it.rec.File.ID, "offset", it.rec.Offset)
 			s.retry = append(s.retry, item{rec: it.rec, dead: &itemError{Status: st.Status, Type: st.Error.Type,
 				Reason: st.Error.Reason, Index: s.index(it.rec)}})
 		}
@@ -242,6 +245,37 @@ func (s *Sink) count(it item, status int) {
 	default:
 		s.indexed.Inc()
 	}
+}
+
+// httpError describes a failed request by its status and, when the
+// answer is an Elasticsearch error, the error's type. The body is left
+// out: a cluster's reason, or a proxy's page, may quote the request, and
+// with it audit events.
+func httpError(what string, status int, body []byte) error {
+	var r struct {
+		Error struct {
+			Type string `json:"type"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(body, &r) == nil && r.Error.Type != "" {
+		return fmt.Errorf("%s: HTTP %d %s", what, status, errorType(r.Error.Type))
+	}
+	return fmt.Errorf("%s: HTTP %d (a %d-byte answer, not shown)", what, status, len(body))
+}
+
+// errorType returns t, an Elasticsearch error type such as
+// mapper_parsing_exception, if it looks like one, and "other" if not: it
+// names a class of error, where the reason beside it quotes values.
+func errorType(t string) string {
+	if t == "" || len(t) > 64 {
+		return "other"
+	}
+	for _, c := range []byte(t) {
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' && c != '.' {
+			return "other"
+		}
+	}
+	return t
 }
 
 // allCreated reports whether a bulk response says, before its items, that
@@ -436,7 +470,7 @@ func (s *Sink) installTemplate(ctx context.Context) error {
 	defer res.Body.Close()
 	if res.IsError() {
 		b, _ := io.ReadAll(res.Body)
-		return fmt.Errorf("install index template: HTTP %d: %.300s", res.StatusCode, b)
+		return httpError("install index template", res.StatusCode, b)
 	}
 	s.templated = true
 	return nil

@@ -141,7 +141,8 @@ func mechanism(ctx context.Context, c SASLConfig) (sasl.Mechanism, error) {
 		}
 		m, err := scram.Mechanism(algo, c.Username, c.Password)
 		if err != nil {
-			return nil, fmt.Errorf("SASL %s: %w", c.Mechanism, err)
+			// Not wrapped: the library's error quotes the credential.
+			return nil, fmt.Errorf("SASL %s: SASLprep rejects the username or the password (a prohibited character, such as a control character)", c.Mechanism)
 		}
 		return m, nil
 	case "AWS_MSK_IAM":
@@ -175,7 +176,7 @@ func (s *Sink) checkTopic(ctx context.Context, tr *kafka.Transport) error {
 			if errors.Is(t.Error, kafka.UnknownTopicOrPartition) {
 				return &missingTopic{s.cfg.Topic}
 			}
-			return t.Error
+			return codeOnly(t.Error)
 		}
 	}
 	return &missingTopic{s.cfg.Topic}
@@ -217,7 +218,7 @@ func (s *Sink) Write(ctx context.Context, b *sinks.Batch) error {
 			for i, e := range werrs {
 				if e != nil {
 					s.retry = append(s.retry, s.msgs[i])
-					first = cmpErr(first, e)
+					first = cmpErr(first, codeOnly(e))
 				}
 			}
 			acked := len(s.msgs) - len(s.retry)
@@ -234,15 +235,34 @@ func (s *Sink) Write(ctx context.Context, b *sinks.Batch) error {
 			s.msgs = append(s.msgs[:0], s.retry...)
 		case progress && ctx.Err() == nil:
 			s.resent.Add(float64(len(s.msgs)))
-			s.log.Warn("produce failed; sending the rest of the batch again", "sink", s.name, "messages", len(s.msgs), "err", err)
+			s.log.Warn("produce failed; sending the rest of the batch again", "sink", s.name, "messages", len(s.msgs), "err", codeOnly(err))
 		default:
-			return fmt.Errorf("produce to %s: %w", s.cfg.Topic, err)
+			return fmt.Errorf("produce to %s: %w", s.cfg.Topic, codeOnly(err))
 		}
 		if err := s.sleep(ctx, backoff); err != nil {
 			return err
 		}
 		backoff = min(backoff*2, 5*time.Second)
 	}
+}
+
+// codeOnly returns err without the text a broker may add to an error
+// code: it is free-form (a broker-side policy, a proxy) and may quote the
+// records sent. The code says what went wrong.
+func codeOnly(err error) error {
+	var code kafka.Error
+	var werrs kafka.WriteErrors
+	switch {
+	case errors.As(err, &code):
+		return code
+	case errors.As(err, &werrs):
+		for _, e := range werrs {
+			if e != nil {
+				return fmt.Errorf("%d of %d messages failed, the first with: %w", werrs.Count(), len(werrs), codeOnly(e))
+			}
+		}
+	}
+	return err
 }
 
 func cmpErr(first, e error) error {

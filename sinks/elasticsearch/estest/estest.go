@@ -36,7 +36,8 @@ type Server struct {
 	// in order, before serving normally.
 	requestFaults []int
 	requestFault  func() int
-	itemFault     func(index, id string) int
+	requestReply  func(body []byte) (int, string)
+	itemFault     func(index, id string, doc json.RawMessage) (int, string, string)
 	bulkRequests  int
 	templates     map[string]json.RawMessage
 	lastAuth      string
@@ -75,8 +76,26 @@ func (s *Server) FailRequestsFunc(f func() int) {
 	s.requestFault = f
 }
 
+// FailRequestsWith makes f answer each _bulk request, given its body,
+// with a status and a response body, as a proxy or a cluster that quotes
+// the request might: status 0 serves it normally.
+func (s *Server) FailRequestsWith(f func(body []byte) (status int, response string)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.requestReply = f
+}
+
 // FailItems makes f decide each item's status: 0 serves it normally.
 func (s *Server) FailItems(f func(index, id string) int) {
+	s.FailItemsWith(func(index, id string, _ json.RawMessage) (int, string, string) {
+		return f(index, id), "injected", "injected fault"
+	})
+}
+
+// FailItemsWith makes f decide each item's status, error type and reason,
+// given its document, as Elasticsearch's mapping errors quote a field's
+// value: status 0 serves it normally.
+func (s *Server) FailItemsWith(f func(index, id string, doc json.RawMessage) (status int, typ, reason string)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.itemFault = f
@@ -216,6 +235,13 @@ func (s *Server) bulk(w http.ResponseWriter, body []byte, defIndex string) {
 		fmt.Fprintf(w, `{"error":{"type":"injected","reason":"injected fault"},"status":%d}`, st)
 		return
 	}
+	if s.requestReply != nil {
+		if st, reply := s.requestReply(body); st != 0 {
+			w.WriteHeader(st)
+			io.WriteString(w, reply)
+			return
+		}
+	}
 	sc := bufio.NewScanner(bytes.NewReader(body))
 	sc.Buffer(make([]byte, 1<<20), 128<<20)
 	var items []map[string]result
@@ -257,8 +283,8 @@ func (s *Server) item(op, index, id string, doc json.RawMessage) result {
 		return res
 	}
 	if s.itemFault != nil {
-		if st := s.itemFault(index, id); st != 0 {
-			return fail(st, "injected", "injected fault")
+		if st, typ, reason := s.itemFault(index, id, doc); st != 0 {
+			return fail(st, typ, reason)
 		}
 	}
 	if d := bytes.TrimSpace(doc); !json.Valid(d) || len(d) == 0 || d[0] != '{' {
