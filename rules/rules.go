@@ -291,8 +291,10 @@ func (r *Rule) matches(ev *auditjson.Event, d *doc) bool {
 			return false
 		}
 	}
-	if !r.groups.empty() && !r.groups.matchAny(d.leaves(groupsPath, nil, groupsNeedle)) {
-		return false
+	if !r.groups.empty() {
+		if groups, _ := d.leaves(groupsPath, nil, groupsNeedle); !r.groups.matchAny(groups) {
+			return false
+		}
 	}
 	if r.decision != "" && decision(ev) != r.decision {
 		return false
@@ -313,16 +315,19 @@ func (r *Rule) matches(ev *auditjson.Event, d *doc) bool {
 	return false
 }
 
+// holds reports whether one of f's paths satisfies it. A value a JSON
+// patch moves or copies from the object is there but unknown: it may be
+// any value, so it is taken to match.
 func (f *field) holds(d *doc) bool {
 	for i, p := range f.paths {
-		vals := d.leaves(p, f.prefixes[i], f.needles[i])
+		vals, opaque := d.leaves(p, f.prefixes[i], f.needles[i])
 		if f.exists != nil {
-			if (len(vals) > 0) == *f.exists {
+			if (len(vals) > 0 || opaque) == *f.exists {
 				return true
 			}
 			continue
 		}
-		if len(vals) > 0 && f.values.matchAny(vals) {
+		if opaque || (len(vals) > 0 && f.values.matchAny(vals)) {
 			return true
 		}
 	}

@@ -25,6 +25,10 @@ type doc struct {
 	// and impersonatedUser.
 	parts   [4]any
 	decoded [4]bool
+	// escapes are the characters each part spells with an escape, once
+	// scanned.
+	escapes [4]escapes
+	scanned [4]bool
 }
 
 const (
@@ -64,42 +68,152 @@ func (d *doc) part(i int, raw []byte) any {
 // arrays along the way and at the end. needle, the quoted last key, must
 // occur in the raw part for the path to exist, which spares decoding
 // nearly every event; so must prefix, when not nil, a start of needle
-// that other paths share.
-func (d *doc) leaves(path []string, prefix, needle []byte) [][]byte {
+// that other paths share. A JSON patch names its keys in pointers
+// instead, so it is always decoded, and read as the changes it makes;
+// opaque reports that one of them puts a value the patch does not show
+// (moved or copied from the object) at or around path.
+func (d *doc) leaves(path []string, prefix, needle []byte) (vals [][]byte, opaque bool) {
 	i, raw, rest := d.scope(path)
-	if len(raw) == 0 || (len(rest) > 0 && !d.has(i, raw, prefix, needle)) {
-		return nil
+	if len(raw) == 0 {
+		return nil, false
 	}
-	var out [][]byte
-	var walk func(v any, rest []string)
-	walk = func(v any, rest []string) {
-		switch t := v.(type) {
-		case nil:
-		case []any:
-			for _, e := range t {
-				walk(e, rest)
-			}
-		case map[string]any:
-			if len(rest) == 0 {
-				out = append(out, []byte("{}"))
-				return
-			}
-			walk(t[rest[0]], rest[1:])
-		default:
-			if len(rest) == 0 {
-				out = append(out, []byte(fmt.Sprint(t)))
-			}
+	patch := i == request && isJSONPatch(d.ev, raw)
+	if len(rest) > 0 && !patch && !d.has(i, raw, prefix, needle) {
+		return nil, false
+	}
+	if patch && len(rest) > 0 {
+		return patchLeaves(d.part(i, raw), rest)
+	}
+	return collect(nil, d.part(i, raw), rest), false
+}
+
+// collect appends to out the non-null values at path in v as text,
+// descending into arrays along the way and at the end; an object at the
+// end is "{}".
+func collect(out [][]byte, v any, path []string) [][]byte {
+	switch t := v.(type) {
+	case nil:
+	case []any:
+		for _, e := range t {
+			out = collect(out, e, path)
+		}
+	case map[string]any:
+		if len(path) == 0 {
+			return append(out, []byte("{}"))
+		}
+		return collect(out, t[path[0]], path[1:])
+	default:
+		if len(path) == 0 {
+			out = append(out, []byte(fmt.Sprint(t)))
 		}
 	}
-	walk(d.part(i, raw), rest)
 	return out
 }
 
-// has reports whether needle occurs in part i. For the whole event the
-// bodies are skipped: a path outside them cannot be inside them, and they
-// are most of the bytes. prefix, if not nil, starts needle and other
-// needles: where it occurs is searched once for all of them.
+// has reports whether needle may occur in part i: it does, or the part
+// has an escape that could spell it.
 func (d *doc) has(i int, raw, prefix, needle []byte) bool {
+	return d.hasNeedle(i, raw, prefix, needle) || d.escaped(i, raw, needle)
+}
+
+// escaped reports whether part i spells with an escape one of the
+// characters of needle's key, so that not finding the needle proves
+// nothing: kube-apiserver logs a patch as the client sent it, and
+// "host\u0050ID" is "hostPID". kube-apiserver's own encoder escapes only
+// quotes, backslashes, control characters and <, > and & (the \" of an
+// embedded last-applied-configuration, the \u0026 of a shell's &&), none
+// of which is in a key a rule names, so the bodies it writes are still
+// spared decoding.
+func (d *doc) escaped(i int, raw, needle []byte) bool {
+	if !d.scanned[i] {
+		d.scanned[i] = true
+		spans, n := d.spans(i, raw)
+		for _, s := range spans[:n] {
+			d.escapes[i].scan(raw[s[0]:s[1]])
+		}
+	}
+	return d.escapes[i].spells(needle[1 : len(needle)-1])
+}
+
+// escapes is the set of characters a JSON text spells with an escape:
+// ASCII ones in a bitmap, any other as one flag.
+type escapes struct {
+	ascii [2]uint64
+	other bool
+}
+
+func (e *escapes) add(c byte) { e.ascii[c>>6] |= 1 << (c & 63) }
+
+// scan adds the characters b spells with an escape. A malformed \u
+// counts as any character.
+func (e *escapes) scan(b []byte) {
+	for {
+		k := bytes.IndexByte(b, '\\')
+		if k < 0 || k+1 >= len(b) {
+			return
+		}
+		c := b[k+1]
+		b = b[k+2:]
+		switch c {
+		case 'u':
+			if r, ok := hex4(b); ok && r < 0x80 {
+				e.add(byte(r))
+			} else {
+				e.other = true
+			}
+		case 'b':
+			e.add('\b')
+		case 'f':
+			e.add('\f')
+		case 'n':
+			e.add('\n')
+		case 'r':
+			e.add('\r')
+		case 't':
+			e.add('\t')
+		default:
+			e.add(c)
+		}
+	}
+}
+
+// hex4 decodes the four hex digits b starts with.
+func hex4(b []byte) (rune, bool) {
+	if len(b) < 4 {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[:4] {
+		switch {
+		case '0' <= c && c <= '9':
+			c -= '0'
+		case 'a' <= c && c <= 'f':
+			c -= 'a' - 10
+		case 'A' <= c && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(c)
+	}
+	return r, true
+}
+
+// spells reports whether one of the characters of key is in e.
+func (e *escapes) spells(key []byte) bool {
+	for _, c := range key {
+		if c >= 0x80 && e.other || c < 0x80 && e.ascii[c>>6]&(1<<(c&63)) != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// hasNeedle reports whether needle occurs in part i. For the whole event
+// the bodies are skipped: a path outside them cannot be inside them, and
+// they are most of the bytes. prefix, if not nil, starts needle and other
+// needles: where it occurs is searched once for all of them.
+func (d *doc) hasNeedle(i int, raw, prefix, needle []byte) bool {
 	if prefix != nil {
 		if sp := d.prefixSpots(i, raw, prefix); sp != nil && sp.n <= len(sp.at) {
 			for _, at := range sp.at[:sp.n] {
