@@ -22,25 +22,45 @@ func isJSONPatch(ev *auditjson.Event, raw []byte) bool {
 	return len(raw) > 0 && raw[0] == '[' && string(ev.Verb) == "patch"
 }
 
-// patchLeaves returns, for the JSON patch ops, the non-null values its add
-// and replace operations put at path or below it, as collect would find
-// them in the patched object. opaque reports a move or copy to path, or
-// to where path leads through or from: the value comes from the object,
-// which the patch does not show. Test and remove operations put nothing.
-func patchLeaves(ops any, path []string) (vals [][]byte, opaque bool) {
-	list, _ := ops.([]any)
+// op is one operation of a JSON patch: what it does, to the keys of its
+// pointer, with which value.
+type op struct {
+	kind  string
+	segs  []string
+	value any
+}
+
+// patchOps returns the operations of the JSON patch v, decoded once per
+// event.
+func (d *doc) patchOps(v any) []op {
+	if d.ops != nil {
+		return *d.ops
+	}
+	list, _ := v.([]any)
+	ops := make([]op, 0, len(list))
 	for _, o := range list {
-		op, _ := o.(map[string]any)
-		ptr, ok := op["path"].(string)
-		if !ok {
-			continue
+		m, _ := o.(map[string]any)
+		kind, _ := m["op"].(string)
+		if ptr, ok := m["path"].(string); ok {
+			ops = append(ops, op{kind: kind, segs: pointer(ptr), value: m["value"]})
 		}
-		segs := pointer(ptr)
-		switch op["op"] {
+	}
+	d.ops = &ops
+	return ops
+}
+
+// patchLeaves returns the non-null values the add and replace operations
+// of a JSON patch put at path or below it, as collect would find them in
+// the patched object. opaque reports a move or copy to path, or to where
+// path leads through or from: the value comes from the object, which the
+// patch does not show. Test and remove operations put nothing.
+func patchLeaves(ops []op, path []string) (vals [][]byte, opaque bool) {
+	for _, o := range ops {
+		switch o.kind {
 		case "add", "replace":
-			vals = atPointer(vals, path, segs, op["value"])
+			vals = atPointer(vals, path, o.segs, o.value)
 		case "move", "copy":
-			opaque = opaque || meets(path, segs)
+			opaque = opaque || meets(path, o.segs)
 		}
 	}
 	return vals, opaque

@@ -29,6 +29,8 @@ type doc struct {
 	// scanned.
 	escapes [4]escapes
 	scanned [4]bool
+	// ops are the operations of a JSON patch requestObject, once decoded.
+	ops *[]op
 }
 
 const (
@@ -82,7 +84,7 @@ func (d *doc) leaves(path []string, prefix, needle []byte) (vals [][]byte, opaqu
 		return nil, false
 	}
 	if patch && len(rest) > 0 {
-		return patchLeaves(d.part(i, raw), rest)
+		return patchLeaves(d.patchOps(d.part(i, raw)), rest)
 	}
 	return collect(nil, d.part(i, raw), rest), false
 }
