@@ -1,7 +1,6 @@
 package rules
 
 import (
-	"bytes"
 	"strings"
 
 	"github.com/auditrail/auditrail/internal/auditjson"
@@ -16,9 +15,9 @@ import (
 // read as the values it puts at each path instead.
 
 // isJSONPatch reports whether raw, the requestObject of ev, is a JSON
-// patch: the body of a PATCH that is an array.
+// patch: the body of a PATCH that is an array (auditjson keeps a body
+// from its first byte, '{' or '[').
 func isJSONPatch(ev *auditjson.Event, raw []byte) bool {
-	raw = bytes.TrimLeft(raw, " \t\r\n")
 	return len(raw) > 0 && raw[0] == '[' && string(ev.Verb) == "patch"
 }
 

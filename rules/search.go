@@ -203,6 +203,9 @@ func hex4(b []byte) (rune, bool) {
 
 // spells reports whether one of the characters of key is in e.
 func (e *escapes) spells(key []byte) bool {
+	if e.ascii == [2]uint64{} && !e.other {
+		return false
+	}
 	for _, c := range key {
 		if c >= 0x80 && e.other || c < 0x80 && e.ascii[c>>6]&(1<<(c&63)) != 0 {
 			return true
