@@ -106,7 +106,7 @@ func patchEvasions(t testing.TB) []patchCase {
 			withResponse(t, deploymentPatch(`{"metadata":{"labels":{"a":"b"}}}`), deployment(func(*corev1.PodSpec) {}))},
 
 		{"merge patch spells verbs with an escape", "rbac-wildcard-role",
-			clusterRolePatch(`{"rules":[{"apiGroups":["*"],"resources":["*"],"ver\u0062s":["*"]}]}`),
+			clusterRolePatch(`{"rules":[{"apiGroups":[""],"resources":["pods"],"ver\u0062s":["*"]}]}`),
 			clusterRolePatch(`{"rules":[{"apiGroups":[""],"resources":["pods"],"ver\u0062s":["get"]}]}`)},
 		{"json patch adds a wildcard verb", "rbac-wildcard-role",
 			clusterRolePatch(`[{"op":"add","path":"/rules/0/verbs/-","value":"*"}]`),
