@@ -14,6 +14,11 @@ var controlPlane = []string{
 	"!system:node:*", "!system:serviceaccount:kube-system:*",
 }
 
+// adminRoles are the roles a binding must not hand out unnoticed: the
+// default ClusterRoles with every permission, cluster-wide or in a
+// namespace.
+var adminRoles = []string{"cluster-admin", "admin"}
+
 // podSpecs are where a pod spec sits in the objects that carry one.
 var podSpecs = []string{"spec", "spec.template.spec", "spec.jobTemplate.spec.template.spec"}
 
@@ -35,7 +40,7 @@ func hostAccessPaths() (trueValued, present []string) {
 
 // BuiltinSpecs returns the specs of the built-in rules, on by default.
 func BuiltinSpecs() []Spec {
-	yes := true
+	yes, no := true, false
 	privileged, hostPath := hostAccessPaths()
 	writes := []string{"create", "update", "patch"}
 	return []Spec{{
@@ -49,8 +54,25 @@ func BuiltinSpecs() []Spec {
 		Verbs:       writes, APIGroups: []string{"rbac.authorization.k8s.io"},
 		Resources: []string{"clusterrolebindings", "rolebindings"}, Decision: "allow",
 		Users: []string{"!system:apiserver"},
-		AnyFields: []FieldSpec{{Paths: []string{"requestObject.roleRef.name", "responseObject.roleRef.name"},
-			Values: []string{"cluster-admin", "admin"}}},
+		// A patch adding a subject does not carry roleRef: the response
+		// does, and failing it, the binding's name may tell.
+		AnyFields: []FieldSpec{
+			{Paths: []string{"requestObject.roleRef.name", "responseObject.roleRef.name"}, Values: adminRoles},
+			{Path: "objectRef.name", Values: adminRoles},
+		},
+	}, {
+		ID: "rbac-binding-subjects", Severity: "medium",
+		Description: "Subjects of a role binding changed by a request that does not show which role it binds (needs Request level)",
+		Verbs:       []string{"update", "patch"}, APIGroups: []string{"rbac.authorization.k8s.io"},
+		Resources: []string{"clusterrolebindings", "rolebindings"}, Decision: "allow",
+		Users: []string{"!system:apiserver"},
+		// Bindings named after an admin role are rbac-admin-binding's.
+		Names: []string{"!cluster-admin", "!admin"},
+		Fields: []FieldSpec{
+			{Path: "requestObject.subjects", Exists: &yes},
+			{Path: "requestObject.roleRef", Exists: &no},
+			{Path: "responseObject.roleRef", Exists: &no},
+		},
 	}, {
 		ID: "rbac-wildcard-role", Severity: "high",
 		Description: "Role with wildcard verbs or resources, or granting pods/exec, created or changed (needs Request level)",
@@ -58,8 +80,10 @@ func BuiltinSpecs() []Spec {
 		Resources: []string{"clusterroles", "roles"}, Decision: "allow",
 		Users: []string{"!system:apiserver", "!system:serviceaccount:kube-system:clusterrole-aggregation-controller"},
 		AnyFields: []FieldSpec{
-			{Paths: []string{"requestObject.rules.verbs", "requestObject.rules.resources"}, Values: []string{`\*`}},
-			{Path: "requestObject.rules.resources", Values: []string{"pods/exec", "pods/attach"}},
+			{Paths: []string{"requestObject.rules.verbs", "requestObject.rules.resources",
+				"responseObject.rules.verbs", "responseObject.rules.resources"}, Values: []string{`\*`}},
+			{Paths: []string{"requestObject.rules.resources", "responseObject.rules.resources"},
+				Values: []string{"pods/exec", "pods/attach"}},
 		},
 	}, {
 		ID: "pod-exec", Severity: "high",

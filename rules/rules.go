@@ -15,14 +15,12 @@ package rules
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
-	"unsafe"
 
 	"github.com/auditrail/auditrail/internal/auditjson"
 	"github.com/auditrail/auditrail/internal/units"
@@ -293,8 +291,10 @@ func (r *Rule) matches(ev *auditjson.Event, d *doc) bool {
 			return false
 		}
 	}
-	if !r.groups.empty() && !r.groups.matchAny(d.leaves(groupsPath, nil, groupsNeedle)) {
-		return false
+	if !r.groups.empty() {
+		if groups, _ := d.leaves(groupsPath, nil, groupsNeedle); !r.groups.matchAny(groups) {
+			return false
+		}
 	}
 	if r.decision != "" && decision(ev) != r.decision {
 		return false
@@ -315,246 +315,23 @@ func (r *Rule) matches(ev *auditjson.Event, d *doc) bool {
 	return false
 }
 
+// holds reports whether one of f's paths satisfies it. A value a JSON
+// patch moves or copies from the object is there but unknown: it may be
+// any value, so it is taken to match.
 func (f *field) holds(d *doc) bool {
 	for i, p := range f.paths {
-		vals := d.leaves(p, f.prefixes[i], f.needles[i])
+		vals, opaque := d.leaves(p, f.prefixes[i], f.needles[i])
 		if f.exists != nil {
-			if (len(vals) > 0) == *f.exists {
+			if (len(vals) > 0 || opaque) == *f.exists {
 				return true
 			}
 			continue
 		}
-		if len(vals) > 0 && f.values.matchAny(vals) {
+		if opaque || (len(vals) > 0 && f.values.matchAny(vals)) {
 			return true
 		}
 	}
 	return false
-}
-
-// doc decodes what a condition needs beyond the extracted fields, once:
-// the request or response body alone for paths into them, else the whole
-// event.
-type doc struct {
-	line []byte
-	ev   *auditjson.Event
-	// found caches needle searches: many paths end in the same key.
-	found  [8]search
-	nfound int
-	// spots caches where needle prefixes occur.
-	spots  [4]spots
-	nspots int
-	// parts are the decoded whole event, requestObject, responseObject
-	// and impersonatedUser.
-	parts   [4]any
-	decoded [4]bool
-}
-
-const (
-	whole = iota
-	request
-	response
-	impersonated
-)
-
-// scope returns which part path starts in, the raw bytes of that part and
-// the path inside it.
-func (d *doc) scope(path []string) (int, []byte, []string) {
-	switch path[0] {
-	case "requestObject":
-		return request, d.ev.RequestObject, path[1:]
-	case "responseObject":
-		return response, d.ev.ResponseObject, path[1:]
-	case "impersonatedUser":
-		return impersonated, d.ev.ImpersonatedUser, path[1:]
-	}
-	return whole, d.line, path
-}
-
-func (d *doc) part(i int, raw []byte) any {
-	if !d.decoded[i] {
-		d.decoded[i] = true
-		dec := json.NewDecoder(bytes.NewReader(raw))
-		dec.UseNumber()
-		var v any
-		dec.Decode(&v) // what does not decode has no fields
-		d.parts[i] = v
-	}
-	return d.parts[i]
-}
-
-// leaves returns the non-null values at path as text, descending into
-// arrays along the way and at the end. needle, the quoted last key, must
-// occur in the raw part for the path to exist, which spares decoding
-// nearly every event; so must prefix, when not nil, a start of needle
-// that other paths share.
-func (d *doc) leaves(path []string, prefix, needle []byte) [][]byte {
-	i, raw, rest := d.scope(path)
-	if len(raw) == 0 || (len(rest) > 0 && !d.has(i, raw, prefix, needle)) {
-		return nil
-	}
-	var out [][]byte
-	var walk func(v any, rest []string)
-	walk = func(v any, rest []string) {
-		switch t := v.(type) {
-		case nil:
-		case []any:
-			for _, e := range t {
-				walk(e, rest)
-			}
-		case map[string]any:
-			if len(rest) == 0 {
-				out = append(out, []byte("{}"))
-				return
-			}
-			walk(t[rest[0]], rest[1:])
-		default:
-			if len(rest) == 0 {
-				out = append(out, []byte(fmt.Sprint(t)))
-			}
-		}
-	}
-	walk(d.part(i, raw), rest)
-	return out
-}
-
-// has reports whether needle occurs in part i. For the whole event the
-// bodies are skipped: a path outside them cannot be inside them, and they
-// are most of the bytes. prefix, if not nil, starts needle and other
-// needles: where it occurs is searched once for all of them.
-func (d *doc) has(i int, raw, prefix, needle []byte) bool {
-	if prefix != nil {
-		if sp := d.prefixSpots(i, raw, prefix); sp != nil && sp.n <= len(sp.at) {
-			for _, at := range sp.at[:sp.n] {
-				if bytes.HasPrefix(raw[at.off:at.end], needle) {
-					return true
-				}
-			}
-			return false
-		}
-	}
-	for _, f := range d.found[:d.nfound] {
-		if f.part == i && bytes.Equal(f.needle, needle) {
-			return f.ok
-		}
-	}
-	ok := d.search(i, raw, needle)
-	if d.nfound < len(d.found) {
-		d.found[d.nfound] = search{part: i, needle: needle, ok: ok}
-		d.nfound++
-	}
-	return ok
-}
-
-type search struct {
-	part   int
-	needle []byte
-	ok     bool
-}
-
-// spots lists where a needle prefix occurs in a part: at[:n], each with
-// the end of the span searched, or n > len(at) when it occurs more often.
-type spots struct {
-	part   int
-	prefix []byte
-	n      int
-	at     [16]struct{ off, end int }
-}
-
-// prefixSpots returns where prefix occurs in part i, or nil when the doc
-// keeps no more lists.
-func (d *doc) prefixSpots(i int, raw, prefix []byte) *spots {
-	for k := range d.nspots {
-		if sp := &d.spots[k]; sp.part == i && bytes.Equal(sp.prefix, prefix) {
-			return sp
-		}
-	}
-	if d.nspots == len(d.spots) {
-		return nil
-	}
-	sp := &d.spots[d.nspots]
-	d.nspots++
-	sp.part, sp.prefix, sp.n = i, prefix, 0
-	spans, n := d.spans(i, raw)
-	for _, s := range spans[:n] {
-		for pos := s[0]; pos < s[1]; {
-			k := indexQuoted(raw[pos:s[1]], prefix)
-			if k < 0 {
-				break
-			}
-			if sp.n == len(sp.at) {
-				sp.n++
-				return sp
-			}
-			sp.at[sp.n].off, sp.at[sp.n].end = pos+k, s[1]
-			sp.n++
-			pos += k + 1
-		}
-	}
-	return sp
-}
-
-func (d *doc) search(i int, raw, needle []byte) bool {
-	spans, n := d.spans(i, raw)
-	for _, s := range spans[:n] {
-		if indexQuoted(raw[s[0]:s[1]], needle) >= 0 {
-			return true
-		}
-	}
-	return false
-}
-
-// indexQuoted returns the index of the first needle in s, or -1. needle
-// starts with a quote, the most common byte of JSON, which defeats the
-// first-byte scan of bytes.Index: it looks for the rest instead and checks
-// the quote before.
-func indexQuoted(s, needle []byte) int {
-	if len(needle) < 2 || needle[0] != '"' {
-		return bytes.Index(s, needle)
-	}
-	for pos := 1; pos < len(s); {
-		k := bytes.Index(s[pos:], needle[1:])
-		if k < 0 {
-			return -1
-		}
-		if s[pos+k-1] == '"' {
-			return pos + k - 1
-		}
-		pos += k + 1
-	}
-	return -1
-}
-
-// spans returns the ranges of raw, part i, that searches cover: all of
-// it, or for the whole event all but the request and response bodies.
-func (d *doc) spans(i int, raw []byte) (spans [3][2]int, n int) {
-	if i != whole {
-		spans[0] = [2]int{0, len(raw)}
-		return spans, 1
-	}
-	start := 0
-	for _, body := range [][]byte{d.ev.RequestObject, d.ev.ResponseObject} {
-		off, ok := offsetIn(raw, body)
-		if !ok || off < start {
-			continue
-		}
-		spans[n] = [2]int{start, off}
-		n++
-		start = off + len(body)
-	}
-	spans[n] = [2]int{start, len(raw)}
-	return spans, n + 1
-}
-
-// offsetIn returns where sub, a sub-slice of b, starts in b.
-func offsetIn(b, sub []byte) (int, bool) {
-	if len(sub) == 0 || len(b) == 0 {
-		return 0, false
-	}
-	off := int(uintptr(unsafe.Pointer(unsafe.SliceData(sub))) - uintptr(unsafe.Pointer(unsafe.SliceData(b))))
-	if off < 0 || off+len(sub) > len(b) {
-		return 0, false
-	}
-	return off, true
 }
 
 // decision is the authorizer's verdict: the annotation kube-apiserver
@@ -575,101 +352,3 @@ var (
 	groupsPath   = []string{"user", "groups"}
 	groupsNeedle = []byte(`"groups"`)
 )
-
-// Set is a list of rules evaluated together.
-type Set struct {
-	rules []*Rule
-	// byResource holds, for each resource some rules name exactly, the
-	// rules an event on that resource may match, in order; other holds
-	// them for every other resource. Most rules name their resources, so
-	// an event is tried against a few rules instead of all.
-	byResource map[string][]*Rule
-	other      []*Rule
-}
-
-// index sets byResource and other.
-func (s *Set) index() {
-	s.byResource = map[string][]*Rule{}
-	listed := make([]bool, len(s.rules))
-	for k, r := range s.rules {
-		if listed[k] = r.resources.literal(); listed[k] {
-			for _, g := range r.resources.pos {
-				s.byResource[string(g.p)] = nil
-			}
-		}
-	}
-	for k, r := range s.rules {
-		if !listed[k] {
-			s.other = append(s.other, r)
-		}
-		for res, list := range s.byResource {
-			if !listed[k] || r.resources.match([]byte(res)) {
-				s.byResource[res] = append(list, r)
-			}
-		}
-	}
-}
-
-// NewSet compiles the built-in rules (unless builtin is false), minus the
-// ids in disable, and the user's specs. Errors name the rule.
-func NewSet(builtin bool, disable []string, specs []Spec) (*Set, error) {
-	var errs []error
-	s := &Set{}
-	ids := map[string]bool{}
-	off := map[string]bool{}
-	for _, id := range disable {
-		off[id] = true
-	}
-	if builtin {
-		for _, b := range Builtin() {
-			ids[b.ID] = true
-			if !off[b.ID] {
-				s.rules = append(s.rules, b)
-			}
-			delete(off, b.ID)
-		}
-	}
-	for id := range off {
-		errs = append(errs, fmt.Errorf("disable: %q is not a built-in rule", id))
-	}
-	for i, sp := range specs {
-		r, err := Compile(sp)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("rules[%d]: %w", i, err))
-			continue
-		}
-		if ids[r.ID] {
-			errs = append(errs, fmt.Errorf("rules[%d]: id %q is already used", i, r.ID))
-			continue
-		}
-		ids[r.ID] = true
-		s.rules = append(s.rules, r)
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	s.index()
-	return s, nil
-}
-
-// Rules returns the set's rules in evaluation order.
-func (s *Set) Rules() []*Rule { return s.rules }
-
-// Match appends to dst the rules ev matches. Rate rules are included only
-// if withRate is set: whether they fire depends on the events before.
-func (s *Set) Match(line []byte, ev *auditjson.Event, withRate bool, dst []*Rule) []*Rule {
-	d := doc{line: line, ev: ev}
-	candidates, ok := s.byResource[string(ev.Resource)]
-	if !ok {
-		candidates = s.other
-	}
-	for _, r := range candidates {
-		if r.Rate != nil && !withRate {
-			continue
-		}
-		if r.matches(ev, &d) {
-			dst = append(dst, r)
-		}
-	}
-	return dst
-}

@@ -218,6 +218,9 @@ func TestSharedNeedlePrefixes(t *testing.T) {
 		"top level":         {strings.Replace(event, `"verb":"create"`, `"verb":"create","hostNetwork":true`, 1), true},
 		"top level in body": {withBody(`{"hostNetwork":true}`), false},
 		"escaped quote":     {withBody(`{"spec":{"note":"\"hostPID\"","hostIPC":false}}`), false},
+		"escaped key":       {withBody(`{"spec":{"containers":[{"ports":[` + ports(3) + `]}],"host\u0050ID":true}}`), true},
+		"escaped key false": {withBody(`{"spec":{"containers":[{"ports":[` + ports(3) + `]}],"host\u0050ID":false}}`), false},
+		"escaped, no spots": {withBody(`{"spec":{"\u0068ostIPC":true}}`), true},
 	} {
 		if got := match(t, spec, c.line); got != c.want {
 			t.Errorf("%s: matched %v, want %v", name, got, c.want)

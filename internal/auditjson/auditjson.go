@@ -37,7 +37,7 @@ type Event struct {
 	// forbid, empty before authorization ran.
 	Decision []byte
 	// RequestObject and ResponseObject are the raw JSON values of the
-	// bodies, when the event has them.
+	// bodies, objects or arrays (a JSON patch), when the event has them.
 	RequestObject  []byte
 	ResponseObject []byte
 	// ImpersonatedUser is the raw JSON value of impersonatedUser.
@@ -283,21 +283,15 @@ func (p *parser) field(s scope, key []byte, ev *Event) bool {
 			return p.object(responseStatusScope, ev)
 		case "annotations":
 			return p.object(annotationsScope, ev)
-		case "requestObject", "responseObject", "impersonatedUser":
-			start := p.i
-			if !p.skip() {
-				return false
-			}
-			switch key[2] {
-			case 'q':
-				ev.RequestObject = p.b[start:p.i]
-			case 's':
-				ev.ResponseObject = p.b[start:p.i]
-			default:
-				ev.ImpersonatedUser = p.b[start:p.i]
-			}
-			return true
 		}
+	}
+	if dst := body(s, key, ev); dst != nil && p.i < len(p.b) && (p.b[p.i] == '{' || p.b[p.i] == '[') {
+		start := p.i
+		if !p.skip() {
+			return false
+		}
+		*dst = p.b[start:p.i]
+		return true
 	}
 	if s == responseStatusScope && string(key) == "code" {
 		start := p.i
@@ -308,6 +302,24 @@ func (p *parser) field(s scope, key []byte, ev *Event) bool {
 		return true
 	}
 	return p.skip()
+}
+
+// body returns where the raw value of key goes if it is one of the
+// bodies: requestObject, responseObject or impersonatedUser. The body of
+// a PATCH can be an array (a JSON patch), so arrays are bodies too.
+func body(s scope, key []byte, ev *Event) *[]byte {
+	if s != topLevel {
+		return nil
+	}
+	switch string(key) {
+	case "requestObject":
+		return &ev.RequestObject
+	case "responseObject":
+		return &ev.ResponseObject
+	case "impersonatedUser":
+		return &ev.ImpersonatedUser
+	}
+	return nil
 }
 
 func target(s scope, key []byte, ev *Event) *[]byte {

@@ -61,6 +61,33 @@ func TestParseNestedNamesDoNotLeak(t *testing.T) {
 	}
 }
 
+// TestParseArrayBodies checks that a body that is an array, as the JSON
+// patch of a PATCH is, is kept like an object, with and without blocks;
+// before, a JSON patch left RequestObject empty and the rules blind.
+func TestParseArrayBodies(t *testing.T) {
+	for name, c := range map[string]struct{ line, request, response string }{
+		"json patch": {`{"verb":"patch","requestObject":[{"op":"add","path":"/spec/hostPID","value":true}],"responseObject":{"kind":"Pod"}}`,
+			`[{"op":"add","path":"/spec/hostPID","value":true}]`, `{"kind":"Pod"}`},
+		"nested": {`{"requestObject":[[1,{"a":"]"}],[]],"verb":"patch"}`, `[[1,{"a":"]"}],[]]`, ""},
+		"empty":  {`{"requestObject":[],"verb":"patch"}`, `[]`, ""},
+		"long": {`{"requestObject":[` + strings.Repeat(`{"op":"remove","path":"/x"},`, 9) + `{}],"verb":"patch"}`,
+			`[` + strings.Repeat(`{"op":"remove","path":"/x"},`, 9) + `{}]`, ""},
+		"scalar":     {`{"requestObject":"x","responseObject":null,"verb":"patch"}`, "", ""},
+		"not a body": {`{"objectRef":{"requestObject":[1]},"verb":"patch"}`, "", ""},
+	} {
+		for _, blocks := range []bool{true, false} {
+			var ev Event
+			if err := parse([]byte(c.line), &ev, blocks); err != nil {
+				t.Fatalf("%s (blocks %v): %v", name, blocks, err)
+			}
+			if string(ev.RequestObject) != c.request || string(ev.ResponseObject) != c.response || string(ev.Verb) != "patch" {
+				t.Errorf("%s (blocks %v): request %q response %q verb %q, want %q %q patch", name, blocks,
+					ev.RequestObject, ev.ResponseObject, ev.Verb, c.request, c.response)
+			}
+		}
+	}
+}
+
 func TestParseRejects(t *testing.T) {
 	cases := map[string]struct {
 		line string
