@@ -128,6 +128,10 @@ type Sink struct {
 	suppressed map[limitKey]int
 	queue      []*Alert
 	matches    []*rules.Rule
+	// refusals counts the alerts of the batch being delivered that the
+	// destination refused for good, firstRefusal says why the first was.
+	refusals     int
+	firstRefusal error
 
 	sent, held, refused *prometheus.CounterVec
 }
@@ -202,7 +206,6 @@ func (s *Sink) Write(ctx context.Context, b *sinks.Batch) error {
 // retryable error leaves what was not delivered queued for the next
 // Write of the same batch.
 func (s *Sink) deliver(ctx context.Context) error {
-	var refused []error
 	for len(s.queue) > 0 {
 		n, err := s.dest.send(ctx, s.queue)
 		for _, a := range s.queue[:n] {
@@ -220,13 +223,16 @@ func (s *Sink) deliver(ctx context.Context) error {
 			s.log.Error("alert destination refused an alert for good, also without its event; its batch goes to the dead-letter directory",
 				"sink", s.name, "rule", a.Rule, "alert", a.ID, "err", err)
 			s.refused.WithLabelValues(a.Rule).Inc()
-			refused = append(refused, err)
+			if s.refusals++; s.firstRefusal == nil {
+				s.firstRefusal = err
+			}
 			s.queue = s.queue[1:]
 		}
 	}
 	s.queue = nil
-	if len(refused) > 0 {
-		return fmt.Errorf("%d alerts refused, the first: %w", len(refused), refused[0])
+	if n, err := s.refusals, s.firstRefusal; n > 0 {
+		s.refusals, s.firstRefusal = 0, nil
+		return fmt.Errorf("%d alerts refused, the first: %w", n, err)
 	}
 	return nil
 }
