@@ -230,6 +230,9 @@ func TestSecretsRedacted(t *testing.T) {
 	if got := redacted.events()[0]; got != event(0) {
 		t.Errorf("an event without secrets changed: %s", got)
 	}
+	if r, o := redacted.records()[1].ID, raw.records()[1].ID; r != o {
+		t.Errorf("the redacted event's id is %s, the original's %s: sinks disagree on what it is", r, o)
+	}
 	if v := counterValue(t, e.reg, "auditrail_redacted_values_total"); v != 1 {
 		t.Errorf("auditrail_redacted_values_total = %v, want 1", v)
 	}

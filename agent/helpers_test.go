@@ -25,6 +25,8 @@ type got struct {
 	FileID string
 	Offset int64
 	Rules  string
+	// ID is the record's idempotency key, sinks.AppendID.
+	ID string
 }
 
 // recSink records every accepted batch. fail, when set, decides per call
@@ -65,7 +67,7 @@ func (s *recSink) Write(ctx context.Context, b *sinks.Batch) error {
 			return sinks.Permanent(err)
 		}
 		s.recs = append(s.recs, got{Line: string(r.Line), Kind: r.Kind, FileID: r.File.ID, Offset: r.Offset,
-			Rules: strings.Join(r.Rules, ",")})
+			Rules: strings.Join(r.Rules, ","), ID: string(sinks.AppendID(nil, &r))})
 	}
 	return nil
 }

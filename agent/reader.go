@@ -510,6 +510,8 @@ func (r *reader) redactSecrets(rec *sinks.Record) {
 		return
 	}
 	r.cur.Bytes += len(out) - len(rec.Line)
+	sum := sha256.Sum256(rec.Line) // keys stay those of the line on disk
+	rec.Sum = &sum
 	rec.Line = r.cur.store(out)
 	rec.Event = r.cur.newEvent()
 	auditjson.Parse(rec.Line, rec.Event) // the same event, re-encoded: it parses

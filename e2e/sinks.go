@@ -171,10 +171,30 @@ type Tracker struct {
 	// records, heartbeats); tampers are the tamper records.
 	agent   map[string]int
 	tampers []string
+	// uris counts, for the auditID/stage keys given to TrackURIs, the
+	// requestURIs of the events seen: requests can share an auditID.
+	uris map[string]map[string]int
 }
 
 func newTracker() *Tracker {
-	return &Tracker{first: map[string]time.Time{}, count: map[string]int{}, other: map[string]int{}, agent: map[string]int{}}
+	return &Tracker{first: map[string]time.Time{}, count: map[string]int{}, other: map[string]int{}, agent: map[string]int{},
+		uris: map[string]map[string]int{}}
+}
+
+// TrackURIs makes the tracker count the requestURIs of the events seen
+// with the auditID/stage key from now on.
+func (t *Tracker) TrackURIs(key string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.uris[key] = map[string]int{}
+}
+
+// URIs returns how many events of each requestURI were seen with the
+// auditID/stage key, which must have been given to TrackURIs.
+func (t *Tracker) URIs(key string) map[string]int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return maps.Clone(t.uris[key])
 }
 
 // Agent returns how many records about the agent itself were seen, by
@@ -264,9 +284,10 @@ var errNoAuditID = errors.New("no auditID")
 
 // event is what the readers need of a shipped line.
 type event struct {
-	Kind    string `json:"kind"`
-	AuditID string `json:"auditID"`
-	Stage   string `json:"stage"`
+	Kind       string `json:"kind"`
+	AuditID    string `json:"auditID"`
+	Stage      string `json:"stage"`
+	RequestURI string `json:"requestURI"`
 }
 
 func (t *Tracker) line(b []byte, now time.Time) {
@@ -305,7 +326,13 @@ func (t *Tracker) line(b []byte, now time.Time) {
 		t.mu.Unlock()
 		return
 	}
-	t.saw(Key(ev.AuditID, ev.Stage), now)
+	k := Key(ev.AuditID, ev.Stage)
+	t.saw(k, now)
+	t.mu.Lock()
+	if u := t.uris[k]; u != nil {
+		u[ev.RequestURI]++
+	}
+	t.mu.Unlock()
 }
 
 // Watch follows every sink until ctx ends, recording what arrives.

@@ -352,3 +352,16 @@ var (
 	groupsPath   = []string{"user", "groups"}
 	groupsNeedle = []byte(`"groups"`)
 )
+
+// FieldPaths returns the paths, split at the dots, of every field the
+// rule looks at, such as requestObject.roleRef.name. The caller must not
+// modify them.
+func (r *Rule) FieldPaths() [][]string {
+	var out [][]string
+	for _, fs := range [][]field{r.fields, r.anyFields} {
+		for i := range fs {
+			out = append(out, fs[i].paths...)
+		}
+	}
+	return out
+}

@@ -1,6 +1,10 @@
 package sinks
 
-import "github.com/auditrail/auditrail/internal/auditjson"
+import (
+	"crypto/sha256"
+
+	"github.com/auditrail/auditrail/internal/auditjson"
+)
 
 // Kind says what a record holds.
 type Kind uint8
@@ -82,6 +86,11 @@ type Record struct {
 	// sinks that tag records with them (Elasticsearch, Kafka); nil when
 	// none matched or the sink does not tag.
 	Rules []string
+	// Sum is the SHA-256 of the line as read from the file, set by whoever
+	// rewrites Line (redaction) before rewriting it; nil while Line is as
+	// read. Idempotency keys rest on it (see AppendID), so that every
+	// sink, redacting or not, gives an event the same key.
+	Sum *[sha256.Size]byte
 }
 
 // Segment is a contiguous byte range of one source file covered by a batch.

@@ -19,6 +19,7 @@ import (
 	"github.com/auditrail/auditrail/sinks/kafka"
 	"github.com/auditrail/auditrail/sinks/sinktest"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -36,6 +37,8 @@ type receiver struct {
 	bodies   []string
 	failNext int
 	status   int
+	// maxBody, if set, is the largest body accepted; larger ones get 413.
+	maxBody int
 }
 
 func newReceiver(t *testing.T) *receiver {
@@ -52,6 +55,10 @@ func (rc *receiver) serve(w http.ResponseWriter, r *http.Request) {
 	if rc.failNext > 0 {
 		rc.failNext--
 		http.Error(w, "busy", rc.status)
+		return
+	}
+	if rc.maxBody > 0 && len(body) > rc.maxBody {
+		http.Error(w, "too large", http.StatusRequestEntityTooLarge)
 		return
 	}
 	if strings.HasPrefix(r.URL.Path, "/slack/") {
@@ -197,13 +204,39 @@ type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
-func TestRejectedAlertIsPermanent(t *testing.T) {
-	rc := newReceiver(t)
-	rc.status, rc.failNext = http.StatusBadRequest, 1
-	s := newTestSink(t, testConfig(Destination{Name: "soc", Type: "webhook", URL: rc.srv.URL, Secret: secret}))
-	err := s.Write(context.Background(), sinktest.Batch(sinktest.File(1), 0, secretReads(1, 1)...))
-	if !sinks.IsPermanent(err) {
-		t.Errorf("a 400 gave %v, want a permanent error", err)
+// An alert refused for good is sent again without its event; refused
+// again, the alerts after it are still delivered and the write fails for
+// good, which sends the batch to the dead-letter directory.
+func TestRefusedAlert(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		refusals  int
+		permanent bool
+		delivered int
+	}{
+		{"refused with its event", 1, false, 2},
+		{"refused without it too", 2, true, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rc := newReceiver(t)
+			rc.status, rc.failNext = http.StatusBadRequest, tc.refusals
+			s := newTestSink(t, testConfig(Destination{Name: "soc", Type: "webhook", URL: rc.srv.URL, Secret: secret}))
+			lines := []string{sinktest.Event(1, "ResponseComplete", 400), sinktest.Event(2, "ResponseComplete", 400)}
+			err := s.Write(context.Background(), sinktest.Batch(sinktest.File(1), 0, lines...))
+			if sinks.IsPermanent(err) != tc.permanent || (err == nil) == tc.permanent {
+				t.Errorf("Write = %v, want permanent %v", err, tc.permanent)
+			}
+			got := rc.received()
+			if len(got) != tc.delivered || got[len(got)-1].AuditID != "3c6ef362-0000-4000-8000-000000000002" {
+				t.Errorf("delivered %v, want %d ending with the second", uris(got), tc.delivered)
+			}
+			if tc.delivered == 2 && (got[0].Event != nil || got[0].EventTruncated != TruncatedOmitted) {
+				t.Errorf("first alert sent again with event %q (%s)", got[0].Event, got[0].EventTruncated)
+			}
+			if v := testutil.ToFloat64(s.refused.WithLabelValues("secret-read")); (v == 1) != tc.permanent {
+				t.Errorf("refused alerts counted: %v", v)
+			}
+		})
 	}
 }
 
@@ -405,5 +438,168 @@ func TestTamperRecordRaisesAlert(t *testing.T) {
 	if len(got) != 1 || got[0].Rule != "audit-trail-tamper" || got[0].Severity != "high" ||
 		!strings.Contains(got[0].Description, "deleted: the live audit log disappeared") {
 		t.Errorf("alerts for a tamper record: %+v", got)
+	}
+}
+
+// Requests that sent the same Audit-ID header each raise their alert,
+// whatever they did; a crash and the same lines evaluated again give the
+// same alert ids.
+func TestSpoofedAuditIDRaisesEveryAlert(t *testing.T) {
+	execs := sinktest.Spoofed(true)
+	// The same exec into the same pod twice, a second apart.
+	twice := [2]string{execs[0], strings.ReplaceAll(execs[1], "cloud-admin-credentials", "harmless")}
+	for _, tc := range []struct {
+		name  string
+		lines [2]string
+		rule  string
+	}{
+		{"secret reads", sinktest.Spoofed(false), "secret-read"},
+		{"execs into two pods", execs, "pod-exec"},
+		{"the same exec twice", twice, "pod-exec"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var ids [2][]string
+			for run := range ids {
+				rc := newReceiver(t)
+				s := newTestSink(t, testConfig(Destination{Name: "soc", Type: "webhook", URL: rc.srv.URL, Secret: secret}))
+				if err := s.Write(context.Background(), sinktest.Batch(sinktest.File(1), 0, tc.lines[:]...)); err != nil {
+					t.Fatal(err)
+				}
+				got := rc.received()
+				if len(got) != 2 {
+					t.Fatalf("%d alerts for two requests with Audit-ID %s, want 2: %v", len(got), sinktest.SpoofedAuditID, uris(got))
+				}
+				for i, a := range got {
+					if a.Rule != tc.rule || a.AuditID != sinktest.SpoofedAuditID || a.Source.Offset != sinktest.Batch(sinktest.File(1), 0, tc.lines[:]...).Records[i].Offset {
+						t.Errorf("alert %d: rule %s, auditID %s, source %+v", i, a.Rule, a.AuditID, a.Source)
+					}
+					ids[run] = append(ids[run], a.ID)
+				}
+				if ids[run][0] == ids[run][1] {
+					t.Errorf("both alerts have id %s", ids[run][0])
+				}
+			}
+			if fmt.Sprint(ids[0]) != fmt.Sprint(ids[1]) {
+				t.Errorf("alert ids %v after a restart, %v before", ids[1], ids[0])
+			}
+		})
+	}
+}
+
+// uris returns the requestURIs of alerts.
+func uris(alerts []Alert) []string {
+	var out []string
+	for _, a := range alerts {
+		out = append(out, a.RequestURI)
+	}
+	return out
+}
+
+// Benign matches by one user do not use up the rate limit of another:
+// mallory's alert goes out, and the summary says whose were held back.
+func TestRateLimitPerUser(t *testing.T) {
+	rc := newReceiver(t)
+	cfg := testConfig(Destination{Name: "soc", Type: "webhook", URL: rc.srv.URL, Secret: secret})
+	cfg.RateLimit = RateLimit{Burst: 2, Interval: units.Duration(time.Minute)}
+	s := newTestSink(t, cfg)
+	now := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
+	s.now = func() time.Time { return now }
+	lines := secretReads(1, 10) // alice, ten requests in two stages
+	lines = append(lines, sinktest.Spoofed(false)[1])
+	if err := s.Write(context.Background(), sinktest.Batch(sinktest.File(1), 0, lines...)); err != nil {
+		t.Fatal(err)
+	}
+	got := rc.received()
+	users := map[string]int{}
+	for _, a := range got {
+		users[a.User]++
+	}
+	if len(got) != 3 || users["alice@example.com"] != 2 || users["mallory"] != 1 {
+		t.Fatalf("alerts by user %v, want alice's 2 and mallory's 1", users)
+	}
+	now = now.Add(time.Minute)
+	if err := s.Write(context.Background(), sinktest.Batch(sinktest.File(1), 100000, lease(1))); err != nil {
+		t.Fatal(err)
+	}
+	got = rc.received()
+	if last := got[len(got)-1]; len(got) != 4 || !last.Summary || last.User != "alice@example.com" || last.Suppressed != 8 {
+		t.Errorf("summary = %+v, want alice's 8 held back", got[3:])
+	}
+}
+
+// Object and user names cannot make the Slack message mention a channel
+// or show a link.
+func TestSlackTextEscapesMarkup(t *testing.T) {
+	rc := newReceiver(t)
+	s := newTestSink(t, testConfig(Destination{Name: "chat", Type: "slack", URL: rc.srv.URL + "/slack/T000"}))
+	line := sinktest.Spoofed(false)[0]
+	line = strings.ReplaceAll(line, `"name":"harmless"`, `"name":"\u003c!channel\u003e \u003chttps://evil.example|open\u003e"`)
+	line = strings.ReplaceAll(line, `"mallory"`, `"a\u0026b \u003c!here\u003e"`)
+	if err := s.Write(context.Background(), sinktest.Batch(sinktest.File(1), 0, line)); err != nil {
+		t.Fatal(err)
+	}
+	rc.mu.Lock()
+	bodies := rc.bodies
+	rc.mu.Unlock()
+	var msg struct{ Text string }
+	if len(bodies) != 1 || json.Unmarshal([]byte(bodies[0]), &msg) != nil {
+		t.Fatalf("slack bodies = %q", bodies)
+	}
+	if strings.ContainsAny(msg.Text, "<>") || !strings.Contains(msg.Text, "&lt;!channel&gt; &lt;https://evil.example|open&gt;") ||
+		!strings.Contains(msg.Text, "a&amp;b &lt;!here&gt; get") {
+		t.Errorf("slack text = %q", msg.Text)
+	}
+}
+
+// bigRead is alice's secret read number n with a response body of size
+// bytes.
+func bigRead(n, size int) string {
+	body := `"responseObject":{"kind":"Secret","data":{"k":"` + strings.Repeat("A", size) + `"}},"annotations"`
+	return strings.Replace(sinktest.Event(n, "ResponseComplete", 400), `"annotations"`, body, 1)
+}
+
+// bigBinding is a cluster-admin binding whose request body holds size
+// bytes of labels besides the roleRef the rule matches.
+func bigBinding(size int) string {
+	return `{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Request","auditID":"b1","stage":"ResponseComplete","requestURI":"/apis/rbac.authorization.k8s.io/v1/clusterrolebindings","verb":"create","user":{"username":"mallory"},"objectRef":{"resource":"clusterrolebindings","name":"own","apiGroup":"rbac.authorization.k8s.io","apiVersion":"v1"},"responseStatus":{"metadata":{},"code":201},"requestObject":{"kind":"ClusterRoleBinding","metadata":{"name":"own","labels":{"pad":"` +
+		strings.Repeat("B", size) + `"}},"roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"cluster-admin"},"subjects":[{"kind":"User","name":"mallory"}]},"stageTimestamp":"2026-11-21T10:00:00.000100Z","annotations":{"authorization.k8s.io/decision":"allow"}}`
+}
+
+// An alert too large for the receiver is sent with its event cut down,
+// then without it; the alerts after it in the batch are delivered too.
+func TestOversizedAlertLosesNothingElse(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		big     string
+		maxBody int
+		// cut is the eventTruncated the big alert arrives with; keep is
+		// what its event must still hold.
+		cut, keep string
+	}{
+		{"response body of 1 MiB", bigRead(2, 1<<20), 256 << 10, "bodies", `"requestURI":"/api/v1/namespaces/kube-system/secrets/s-2"`},
+		{"request body the rule matched", bigBinding(1 << 20), 256 << 10, "bodies", `"roleRef":{"name":"cluster-admin"}`},
+		{"annotation of 1 MiB", sinktest.Event(2, "ResponseComplete", 1<<20), 256 << 10, "omitted", ""},
+		{"receiver takes no event", bigRead(2, 1<<20), 900, "omitted", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rc := newReceiver(t)
+			rc.maxBody = tc.maxBody
+			s := newTestSink(t, testConfig(Destination{Name: "soc", Type: "webhook", URL: rc.srv.URL, Secret: secret}))
+			lines := []string{sinktest.Event(1, "ResponseComplete", 400), tc.big, sinktest.Event(3, "ResponseComplete", 400)}
+			if err := s.Write(context.Background(), sinktest.Batch(sinktest.File(1), 0, lines...)); err != nil {
+				t.Fatalf("Write = %v", err)
+			}
+			got := rc.received()
+			if len(got) != 3 {
+				t.Fatalf("received %d alerts of 3", len(got))
+			}
+			big := got[1]
+			if big.EventTruncated != tc.cut || !strings.Contains(string(big.Event), tc.keep) || (tc.cut == "omitted") != (big.Event == nil) {
+				t.Errorf("big alert: eventTruncated %q, event of %d bytes %.300s", big.EventTruncated, len(big.Event), big.Event)
+			}
+			if tc.maxBody > MaxEventBytes && (got[0].EventTruncated != "" || got[2].EventTruncated != "") {
+				t.Errorf("small alerts cut: %q %q", got[0].EventTruncated, got[2].EventTruncated)
+			}
+		})
 	}
 }

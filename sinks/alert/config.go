@@ -25,8 +25,9 @@ type Config struct {
 	// TagRecords adds the ids of the rules an event matched to its
 	// Elasticsearch document and Kafka message (default true).
 	TagRecords *bool `yaml:"tagRecords"`
-	// RateLimit bounds the alerts of one rule per destination; what it
-	// holds back is counted and reported in the rule's next alert.
+	// RateLimit bounds the alerts of one rule and user per destination;
+	// what it holds back is counted and reported in the next alert of the
+	// rule and user.
 	RateLimit RateLimit `yaml:"rateLimit"`
 	// FlushInterval is how long matching events may wait before they are
 	// evaluated; alerts leave within it of the line being read.
@@ -39,8 +40,8 @@ type Config struct {
 	Destinations []Destination `yaml:"destinations"`
 }
 
-// RateLimit is a token bucket per rule: Burst alerts at once, refilled at
-// Burst per Interval.
+// RateLimit is a token bucket per rule and user: Burst alerts at once,
+// refilled at Burst per Interval.
 type RateLimit struct {
 	Burst    int            `yaml:"burst"`
 	Interval units.Duration `yaml:"interval"`

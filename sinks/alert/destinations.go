@@ -163,12 +163,22 @@ func (h *httpDest) close(context.Context) error {
 	return nil
 }
 
-// slackText is the one message an alert becomes in a chat channel.
+// slackMarkup escapes the characters Slack reads as markup: with them,
+// an object or user name could mention a channel (<!channel>) or show a
+// link.
+var slackMarkup = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
+
+// slackText is the one message an alert becomes in a chat channel, with
+// markup escaped.
 func slackText(a *Alert) string {
+	return slackMarkup.Replace(slackPlain(a))
+}
+
+func slackPlain(a *Alert) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "[%s] %s: %s", strings.ToUpper(a.Severity), a.Rule, a.Description)
 	if a.Summary {
-		fmt.Fprintf(&b, "\n%d more alerts of this rule were held back by the rate limit", a.Suppressed)
+		fmt.Fprintf(&b, "\n%d more alerts of this rule for %s were held back by the rate limit", a.Suppressed, a.User)
 		return b.String()
 	}
 	target := a.Resource
@@ -192,7 +202,7 @@ func slackText(a *Alert) string {
 		fmt.Fprintf(&b, "\n%d matching events in the window", a.Count)
 	}
 	if a.Suppressed > 0 {
-		fmt.Fprintf(&b, "\n%d earlier alerts of this rule were held back by the rate limit", a.Suppressed)
+		fmt.Fprintf(&b, "\n%d earlier alerts of this rule for %s were held back by the rate limit", a.Suppressed, a.User)
 	}
 	fmt.Fprintf(&b, "\nauditID %s, alert %s", a.AuditID, a.ID)
 	return b.String()

@@ -1,11 +1,13 @@
 // Package elasticsearch implements a sink that indexes audit events with
 // the _bulk API.
 //
-// Every record is sent with the create operation and an _id derived from
-// auditID and stage (for records without an auditID: source file identity
-// and offset), so a batch delivered again after a crash creates nothing
-// new: Elasticsearch answers 409 for those items, which counts as
-// delivered. Items rejected with 429 or 5xx are retried on their own with
+// Every record is sent with the create operation and an _id the agent
+// derives (sinks.AppendID): for an event the SHA-256 of its line as read
+// from the file, for other records the source file identity and offset.
+// Not the auditID, which a client chooses with the Audit-ID header and can
+// give to several requests. So a batch delivered again after a crash
+// creates nothing new: Elasticsearch answers 409 for those items, which
+// counts as delivered. Items rejected with 429 or 5xx are retried on their own with
 // backoff, within the same write, and never dropped. Items rejected for
 // good (a mapping error, say) are sent, wrapped with the raw line as a
 // string and the error, to a dead-letter index, and counted. A whole

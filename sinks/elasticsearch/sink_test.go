@@ -451,3 +451,44 @@ func TestFrozenEndpointDelaysOnlyCheck(t *testing.T) {
 		t.Error("Check did not reach the endpoint")
 	}
 }
+
+// Two different requests that sent the same Audit-ID header are two
+// documents, each keeping its auditID; the batch delivered again, whole or
+// cut differently, creates nothing new.
+func TestSpoofedAuditIDIndexesEveryEvent(t *testing.T) {
+	tg := newTarget(t)
+	index := tg.index("stream")
+	s := newSink(t, tg.config(index))
+	sp := sinktest.Spoofed(false)
+	f := sinktest.File(1)
+	first := sinktest.Event(1, "ResponseComplete", 400)
+	b := sinktest.Batch(f, 0, first, sp[0], sp[1])
+	if err := s.Write(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	again := []struct {
+		name string
+		b    *sinks.Batch
+	}{
+		{"the same batch", b},
+		{"from its second line", &sinks.Batch{Records: b.Records[1:], Segments: b.Segments}},
+		{"the spoofed pair alone", sinktest.Batch(f, int64(len(first))+1, sp[0], sp[1])},
+	}
+	for _, tc := range again {
+		if err := s.Write(context.Background(), tc.b); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if n := tg.count(index); n != 3 {
+			t.Fatalf("after %s: %d documents for 3 events, want 3", tc.name, n)
+		}
+	}
+	docs := tg.docs(index, ids(b))
+	for i := range b.Records {
+		var orig map[string]any
+		json.Unmarshal(b.Records[i].Line, &orig)
+		d := docs[string(sinks.AppendID(nil, &b.Records[i]))]
+		if d == nil || d["requestURI"] != orig["requestURI"] || d["auditID"] != orig["auditID"] {
+			t.Errorf("event %d (%s): document %v", i, orig["requestURI"], d)
+		}
+	}
+}

@@ -5,7 +5,9 @@
 // that they sort by creation. Every run of the agent starts a new file. A batch is
 // acknowledged only after it is written and fsynced. The sink is not
 // idempotent: a batch re-delivered after a crash is appended again, so
-// readers should deduplicate on auditID and stage.
+// readers should deduplicate on the SHA-256 of the line, not on auditID
+// and stage, which a client can give to several requests with the
+// Audit-ID header.
 package file
 
 import (

@@ -3,9 +3,11 @@
 //
 // The key is the auditID, so every stage of one request lands on one
 // partition, in order (the partitioner is murmur2, as in the Java client).
-// The value is the original line. Headers carry stage, verb, resource,
-// namespace, user, cluster and node so that consumers can route without
-// parsing. A line longer than maxMessageBytes is replaced by a stub that
+// It is not an identity: a client chooses it with the Audit-ID header. The
+// auditrail-id header is one: the SHA-256 of the line as read from the
+// file, what consumers deduplicate on. The value is the original line.
+// Headers also carry stage, verb, resource, namespace, user, cluster and
+// node so that consumers can route without parsing. A line longer than maxMessageBytes is replaced by a stub that
 // names it, counted, and flagged with an auditrail-stub header.
 //
 // A batch is acknowledged only when the broker acknowledged every message.
@@ -278,6 +280,9 @@ func (s *Sink) message(r *sinks.Record) kafka.Message {
 	start := len(s.keys)
 	s.keys = sinks.AppendKey(s.keys, r)
 	m := kafka.Message{Key: s.keys[start:len(s.keys):len(s.keys)], Value: r.Line}
+	start = len(s.keys)
+	s.keys = sinks.AppendID(s.keys, r)
+	id := s.keys[start:len(s.keys):len(s.keys)]
 	ev := r.Event
 	if cap(s.headers)-len(s.headers) < maxHeaders {
 		s.headers = make([]kafka.Header, 0, max(4096, 2*cap(s.headers)))
@@ -288,6 +293,7 @@ func (s *Sink) message(r *sinks.Record) kafka.Message {
 			h = append(h, kafka.Header{Key: k, Value: v})
 		}
 	}
+	add(IDHeader, id)
 	if r.Kind == sinks.KindEvent && ev != nil {
 		add("stage", ev.Stage)
 		add("verb", ev.Verb)
@@ -314,7 +320,13 @@ func (s *Sink) message(r *sinks.Record) kafka.Message {
 }
 
 // maxHeaders is the most headers message adds.
-const maxHeaders = 10
+const maxHeaders = 11
+
+// IDHeader carries the record's idempotency key (sinks.AppendID): for an
+// event the SHA-256 of its line as read from the file. Consumers
+// deduplicate on it; the message key, the auditID, is chosen by the client
+// that sent the request and can be shared by different requests.
+const IDHeader = "auditrail-id"
 
 // stub stands in for a line too long for the topic.
 func (s *Sink) stub(r *sinks.Record) []byte {

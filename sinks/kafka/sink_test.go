@@ -304,3 +304,38 @@ func TestCloseReleasesConnections(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// Requests that sent the same Audit-ID header keep it as their key, but
+// each message carries an auditrail-id header of its own, the same when
+// the batch is delivered again: what consumers deduplicate on.
+func TestSpoofedAuditIDGetsItsOwnID(t *testing.T) {
+	c := cluster(t)
+	s := newSink(t, config(c))
+	sp := sinktest.Spoofed(false)
+	b := sinktest.Batch(sinktest.File(1), 0, sp[0], sp[1], "not an event")
+	for range 2 { // delivered again after a crash
+		if err := s.Write(context.Background(), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := consume(t, c, 6)
+	ids := map[string]map[string]bool{} // line -> auditrail-id values
+	for _, m := range got {
+		if ids[string(m.Value)] == nil {
+			ids[string(m.Value)] = map[string]bool{}
+		}
+		ids[string(m.Value)][header(m, "auditrail-id")] = true
+	}
+	seen := map[string]string{}
+	for i := range b.Records {
+		r := &b.Records[i]
+		want := string(sinks.AppendID(nil, r))
+		if got := ids[string(r.Line)]; len(got) != 1 || !got[want] {
+			t.Errorf("record %d delivered twice with auditrail-id %v, want %q both times", i, got, want)
+		}
+		if other, ok := seen[want]; ok || want == "" {
+			t.Errorf("record %d has the auditrail-id %q of %q", i, want, other)
+		}
+		seen[want] = string(r.Line)
+	}
+}

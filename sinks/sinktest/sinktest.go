@@ -56,3 +56,24 @@ func Events(n, count int, seed uint64) []string {
 	}
 	return out
 }
+
+// SpoofedAuditID is the auditID a client chose by sending the header
+// Audit-ID with its requests; kube-apiserver logs it as sent.
+const SpoofedAuditID = "x1"
+
+// Spoofed returns the ResponseComplete events of two different requests
+// by mallory that both sent Audit-ID: x1, as kube-apiserver logs them:
+// reads of secrets/harmless and of secrets/cloud-admin-credentials, or,
+// with exec, two execs into different pods.
+func Spoofed(exec bool) [2]string {
+	var out [2]string
+	for i, name := range [2]string{"harmless", "cloud-admin-credentials"} {
+		verb, res, sub, uri := "get", "secrets", "", "/api/v1/namespaces/prod/secrets/"+name
+		if exec {
+			verb, res, sub, uri = "create", "pods", "exec", "/api/v1/namespaces/prod/pods/"+name+"/exec?command=sh"
+		}
+		out[i] = fmt.Sprintf(`{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":%q,"stage":"ResponseComplete","requestURI":%q,"verb":%q,"user":{"username":"mallory","groups":["system:authenticated"]},"objectRef":{"resource":%q,"subresource":%q,"namespace":"prod","name":%q,"apiVersion":"v1"},"responseStatus":{"metadata":{},"code":200},"requestReceivedTimestamp":"2026-11-21T10:00:0%d.000000Z","stageTimestamp":"2026-11-21T10:00:0%d.000100Z","annotations":{"authorization.k8s.io/decision":"allow"}}`,
+			SpoofedAuditID, uri, verb, res, sub, name, i+1, i+1)
+	}
+	return out
+}
