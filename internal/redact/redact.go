@@ -40,6 +40,7 @@ package redact
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"sync"
 
 	"github.com/auditrail/auditrail/internal/auditjson"
 )
@@ -182,12 +183,24 @@ func body(dst, b []byte, sensitive bool) ([]byte, Result) {
 	default:
 		return append(dst, b...), Result{} // a number or literal holds nothing
 	}
-	w := walker{in: b, out: dst, ok: true}
-	if end := w.space(w.array0(0)); !w.ok || end != len(b) {
+	tmp := tmpPool.Get().(*[]byte)
+	defer tmpPool.Put(tmp)
+	w := walker{in: b, out: dst, ok: true, tmp: (*tmp)[:0]}
+	end := w.space(w.array0(0))
+	if cap(w.tmp) <= maxTmp {
+		*tmp = w.tmp[:0]
+	}
+	if !w.ok || end != len(b) {
 		return seal(dst, b), Result{Sealed: 1}
 	}
 	return append(w.out, b[w.last:]...), Result{Values: w.n}
 }
+
+// tmpPool holds the walkers' buffers for unescaped strings (kubectl's
+// annotation is a whole object in a string), up to maxTmp bytes each.
+var tmpPool = sync.Pool{New: func() any { return new([]byte) }}
+
+const maxTmp = 64 << 10
 
 // array0 walks the body at i: an array at the top is a JSON patch.
 func (w *walker) array0(i int) int {
