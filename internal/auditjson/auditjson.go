@@ -645,14 +645,3 @@ func Offset(line, field []byte) int {
 	}
 	return off
 }
-
-// SkipValue returns the end of the JSON value that starts at b[i], found
-// as Parse skips the values it does not need (nested values 64 bytes at a
-// time, checking bracket balance only), or -1 if it does not end.
-func SkipValue(b []byte, i int) int {
-	p := parser{b: b[i:], blocks: blockParse, base: -64}
-	if !p.skip() {
-		return -1
-	}
-	return i + p.i
-}

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/auditrail/auditrail/internal/auditjson"
+	"github.com/auditrail/auditrail/internal/benchcorpus"
 )
 
 // Events as kube-apiserver's JSON audit backend writes them.
@@ -199,4 +200,31 @@ func BenchmarkSecrets(b *testing.B) {
 			b.Fatal("nothing redacted")
 		}
 	}
+}
+
+// BenchmarkSecretsCorpus redacts the events of the first 100,000 lines of
+// AUDITRAIL_BENCH_CORPUS that need it, such as a corpus made with
+// gencorpus -secret-writes-permille, and reports the time per such event.
+func BenchmarkSecretsCorpus(b *testing.B) {
+	var lines [][]byte
+	var evs []auditjson.Event
+	for _, l := range benchcorpus.Lines(b, 100000) {
+		var ev auditjson.Event
+		line := []byte(l)
+		if auditjson.Parse(line, &ev) == nil && Candidate(line, &ev) {
+			lines, evs = append(lines, line), append(evs, ev)
+		}
+	}
+	if len(lines) == 0 {
+		b.Skip("no events to redact: set " + benchcorpus.Env)
+	}
+	var buf []byte
+	for b.Loop() {
+		for i, l := range lines {
+			ev := evs[i]
+			buf, _ = Event(buf[:0], l, &ev)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(lines)), "ns/event")
+	b.ReportMetric(float64(len(lines)), "events")
 }

@@ -107,46 +107,14 @@ func (w *walker) value(i int) int {
 		return i
 	}
 	switch w.in[i] {
-	case '{', '[':
-		if end := w.quickSkip(i); end > 0 {
-			return end
-		}
-		if w.in[i] == '{' {
-			return w.object(i, nil)
-		}
+	case '{':
+		return w.object(i, nil)
+	case '[':
 		return w.array(i, false)
 	case '"':
 		return w.str(i)
 	}
 	return w.literal(i)
-}
-
-// quickDepth is how deep the walker first looks whether a nested value
-// can hold a sensitive key at all, and skips it if not: metadata's
-// managedFields, a pod template. Deeper, it walks on, so that a body is
-// read at most quickDepth+1 times.
-const quickDepth = 4
-
-// keyNeedles are what a nested value that holds a sensitive key has in it:
-// the key, or a \u escape that could spell it.
-var keyNeedles = [...][]byte{[]byte(`"data"`), []byte(`"stringData"`), []byte(`"token"`), []byte(`last-applied-configuration"`), []byte(`\u`)}
-
-// quickSkip returns the end of the object or array at i if it holds no
-// sensitive key, else 0.
-func (w *walker) quickSkip(i int) int {
-	if w.depth >= quickDepth {
-		return 0
-	}
-	end := auditjson.SkipValue(w.in, i)
-	if end < 0 {
-		return 0
-	}
-	for _, n := range keyNeedles {
-		if bytes.Contains(w.in[i:end], n) {
-			return 0
-		}
-	}
-	return end
 }
 
 // literal returns the end of the number, true, false or null at i.
