@@ -116,3 +116,31 @@ func TestShapes(t *testing.T) {
 		})
 	}
 }
+
+// Whatever the bodies, Event does not panic, and leaves the line alone or
+// returns a line whose fields are the event's, valid JSON if the line was.
+func FuzzEvent(f *testing.F) {
+	f.Add("secrets", "", `{"data":{"k":"eA=="},"metadata":{"annotations":{`+annotation+`}}}`)
+	f.Add("secrets", "", `[{"op":"add","path":"/d\u0061ta","value":{"k":"eA=="}}]`)
+	f.Add("tokenreviews", "", `{"spec":{"token":"t"}}`)
+	f.Add("serviceaccounts", "token", `{"status":{"token":"t"}}`)
+	f.Add("widgets", "", `{"kind":"Secret","data":{"k":"eA=="}}`)
+	f.Fuzz(func(t *testing.T, resource, sub, body string) {
+		line := []byte(event(resource, sub, body, body))
+		var ev auditjson.Event
+		if auditjson.Parse(line, &ev) != nil {
+			return
+		}
+		out, res := Event(nil, line, &ev)
+		if !res.Changed() {
+			return
+		}
+		if json.Valid(line) && !json.Valid(out) {
+			t.Fatalf("not valid JSON: %s", out)
+		}
+		var want auditjson.Event
+		if err := auditjson.Parse(out, &want); err != nil || !reflect.DeepEqual(ev, want) {
+			t.Fatalf("the event's fields are not those of the redacted line (%v): %s", err, out)
+		}
+	})
+}
