@@ -307,7 +307,7 @@ func (c *blockCache) read(e *entry, off int64, src source) *block {
 		if l.err = auditjson.Parse(line, &l.ev); l.err != nil {
 			continue
 		}
-		l.secret = redact.Candidate(line, l.ev.Level)
+		l.secret = redact.Candidate(line, &l.ev)
 	}
 	if len(b.lines) == 0 {
 		b.free()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"testing"
 	"time"
@@ -130,12 +131,19 @@ func FuzzFramer(f *testing.F) {
 }
 
 // BenchmarkFraming measures a reader turning a read buffer into framed,
-// parsed, redaction-checked records in batches, on 8 MB of small events.
+// parsed records in batches, on 8 MB of small events, with and without
+// secret redaction (the check, and redacting the events that need it).
 // With AUDITRAIL_BENCH_CORPUS set to an audit log, such as scripts/bench.sh's
 // cached corpus, it frames the first 64 MiB of that log instead:
 //
 //	AUDITRAIL_BENCH_CORPUS=$PWD/testdata-cache/corpus-1g-k8s/audit.log go test -run '^$' -bench Framing ./agent
 func BenchmarkFraming(b *testing.B) {
+	for _, redact := range []bool{false, true} {
+		b.Run(fmt.Sprintf("redact=%v", redact), func(b *testing.B) { benchFraming(b, redact) })
+	}
+}
+
+func benchFraming(b *testing.B, redact bool) {
 	data := benchcorpus.Head(b, 64<<20)
 	for i := 0; len(data) < 8<<20; i++ {
 		data = append(data, event(i)...)
@@ -150,7 +158,7 @@ func BenchmarkFraming(b *testing.B) {
 	r := newReader("s", reg, m, readerOptions{
 		log: testLogger(), now: time.Now, maxLine: 16 << 20, poll: time.Second,
 		batch: BatchOptions{MaxEvents: 5000, MaxBytes: 4 << 20, FlushInterval: time.Hour},
-		out:   out, free: free,
+		out:   out, free: free, redact: redact,
 	})
 	go func() {
 		for bb := range out {

@@ -16,6 +16,7 @@ type metrics struct {
 	emptyLines      *prometheus.CounterVec
 	malformed       *prometheus.CounterVec
 	redacted        *prometheus.CounterVec
+	unredactable    *prometheus.CounterVec
 	dropped         *prometheus.CounterVec
 	gaps            *prometheus.CounterVec
 	gapBytes        *prometheus.CounterVec
@@ -61,6 +62,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Lines shipped raw because they are not well-formed events, by reason."}, []string{"sink", "reason"}),
 		redacted: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditrail_redacted_values_total",
 			Help: "Secret and token values replaced by their SHA-256 before shipping."}, sink),
+		unredactable: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditrail_redaction_sealed_total",
+			Help: "Records that could not be redacted and were shipped with the content replaced by a marker and its SHA-256, by what: body (of an event on a sensitive resource) or unparsed (line)."}, []string{"sink", "what"}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditrail_events_dropped_total",
 			Help: "Events not shipped to the sink because a drop rule matched, by rule."}, []string{"sink", "rule"}),
 		gaps: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditrail_gaps_total",
@@ -96,7 +99,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.sourceUp, m.rotations, m.filesDiscovered, m.openFiles, m.lagBytes, m.lagSeconds, m.fileOffset, m.fileSize, m.lines,
-			m.emptyLines, m.malformed, m.redacted, m.dropped, m.gaps, m.gapBytes, m.tamper, m.holeBytes, m.blockReads, m.shippedRecords, m.shippedBytes, m.batches,
+			m.emptyLines, m.malformed, m.redacted, m.unredactable, m.dropped, m.gaps, m.gapBytes, m.tamper, m.holeBytes, m.blockReads, m.shippedRecords, m.shippedBytes, m.batches,
 			m.retries, m.failures, m.deadLetter, m.lastSuccess, m.writeDuration, m.commitDuration, m.commitErrors)
 	}
 	return m

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"hash"
 	"io"
 	"log/slog"
@@ -45,8 +46,12 @@ type reader struct {
 	blocks *blockCache
 
 	redact bool
-	drop   []DropRule
-	nDrop  []prometheus.Counter
+	// ev and scratch are where an event is redacted before the batch
+	// keeps a copy.
+	ev      auditjson.Event
+	scratch []byte
+	drop    []DropRule
+	nDrop   []prometheus.Counter
 	// tag, when set, matches events against detection rules and records
 	// the ids of those they match.
 	tag     *rules.Set
@@ -66,6 +71,7 @@ type reader struct {
 	gaps                                        *prometheus.CounterVec
 	gapBytes                                    prometheus.Counter
 	nRedacted                                   prometheus.Counter
+	nSealedBody, nSealedUnparsed                prometheus.Counter
 	holeBytes                                   prometheus.Counter
 }
 
@@ -73,24 +79,26 @@ func newReader(sink string, reg *registry, m *metrics, o readerOptions) *reader 
 	return &reader{
 		sink: sink, reg: reg, log: o.log, now: o.now, maxLine: o.maxLine, batch: o.batch, poll: o.poll,
 		wake: reg.subscribe(), out: o.out, free: o.free,
-		nEvent:     m.lines.WithLabelValues(sink, sinks.KindEvent.String()),
-		nUnparsed:  m.lines.WithLabelValues(sink, sinks.KindUnparsed.String()),
-		nOversized: m.lines.WithLabelValues(sink, sinks.KindOversized.String()),
-		nGap:       m.lines.WithLabelValues(sink, sinks.KindGap.String()),
-		lines:      m.lines.MustCurryWith(prometheus.Labels{"sink": sink}),
-		nEmpty:     m.emptyLines.WithLabelValues(sink),
-		malformed:  m.malformed.MustCurryWith(prometheus.Labels{"sink": sink}),
-		gaps:       m.gaps.MustCurryWith(prometheus.Labels{"sink": sink}),
-		gapBytes:   m.gapBytes.WithLabelValues(sink),
-		nRedacted:  m.redacted.WithLabelValues(sink),
-		holeBytes:  m.holeBytes.WithLabelValues(sink),
-		redact:     o.redact,
-		drop:       o.drop,
-		nDrop:      dropCounters(m, sink, o.drop),
-		tag:        o.tag,
-		heartbeat:  o.heartbeat,
-		lastAdded:  o.now(),
-		blocks:     o.blocks,
+		nEvent:          m.lines.WithLabelValues(sink, sinks.KindEvent.String()),
+		nUnparsed:       m.lines.WithLabelValues(sink, sinks.KindUnparsed.String()),
+		nOversized:      m.lines.WithLabelValues(sink, sinks.KindOversized.String()),
+		nGap:            m.lines.WithLabelValues(sink, sinks.KindGap.String()),
+		lines:           m.lines.MustCurryWith(prometheus.Labels{"sink": sink}),
+		nEmpty:          m.emptyLines.WithLabelValues(sink),
+		malformed:       m.malformed.MustCurryWith(prometheus.Labels{"sink": sink}),
+		gaps:            m.gaps.MustCurryWith(prometheus.Labels{"sink": sink}),
+		gapBytes:        m.gapBytes.WithLabelValues(sink),
+		nRedacted:       m.redacted.WithLabelValues(sink),
+		nSealedBody:     m.unredactable.WithLabelValues(sink, "body"),
+		nSealedUnparsed: m.unredactable.WithLabelValues(sink, "unparsed"),
+		holeBytes:       m.holeBytes.WithLabelValues(sink),
+		redact:          o.redact,
+		drop:            o.drop,
+		nDrop:           dropCounters(m, sink, o.drop),
+		tag:             o.tag,
+		heartbeat:       o.heartbeat,
+		lastAdded:       o.now(),
+		blocks:          o.blocks,
 	}
 }
 
@@ -384,7 +392,7 @@ func (r *reader) frame(drain context.Context, e *entry) bool {
 				r.touch()
 				r.cur.extend(e.ref, start, fr.pos)
 			} else {
-				r.addLine(e, start, data[:i])
+				r.addLine(e, start, data[:i], "")
 				r.cur.extend(e.ref, start, fr.pos)
 			}
 		}
@@ -415,7 +423,7 @@ func (r *reader) consume(drain context.Context, e *entry, b *block, i int) bool 
 			cur.Records = append(cur.Records, sinks.Record{Line: l.line(b), Kind: sinks.KindEvent, Event: &l.ev, File: e.ref, Offset: start})
 			cur.Bytes += l.n
 			rec := &cur.Records[len(cur.Records)-1]
-			if r.keep(rec, l.err) {
+			if r.keep(rec, l.err, "") {
 				var tags []string
 				switch {
 				case r.tag == nil:
@@ -496,50 +504,85 @@ func (r *reader) addHeartbeat() {
 	r.lines.WithLabelValues(sinks.KindHeartbeat.String()).Inc()
 }
 
-// redactSecrets replaces rec's line by one whose Secret and TokenRequest
-// values are digests. A line that cannot be redacted is shipped as it is,
-// with a warning: the original is already on disk next to the agent.
+// redactSecrets replaces rec's line by one whose credential values are
+// digests (see internal/redact). A body that cannot be redacted is
+// replaced by a marker with its SHA-256 instead: never shipped whole.
 func (r *reader) redactSecrets(rec *sinks.Record) {
-	out, n, err := redact.Secrets(rec.Line)
-	if err != nil {
-		r.log.Warn("cannot redact an event that may hold secrets; shipping it as is", "sink", r.sink,
-			"file", rec.File.ID, "offset", rec.Offset, "err", err)
+	r.ev = *rec.Event
+	out, res := redact.Event(r.scratch[:0], rec.Line, &r.ev)
+	if r.scratch = out[:0]; cap(out) > maxScratch {
+		r.scratch = nil
+	}
+	if !res.Changed() {
 		return
 	}
-	if n == 0 {
-		return
-	}
-	r.cur.Bytes += len(out) - len(rec.Line)
+	line := r.cur.store(out)
+	ev := r.cur.newEvent()
+	*ev = r.ev
+	ev.Rebase(out, line, func(off int) int { return off })
+	r.cur.Bytes += len(line) - len(rec.Line)
 	sum := sha256.Sum256(rec.Line) // keys stay those of the line on disk
 	rec.Sum = &sum
-	rec.Line = r.cur.store(out)
-	rec.Event = r.cur.newEvent()
-	auditjson.Parse(rec.Line, rec.Event) // the same event, re-encoded: it parses
-	r.nRedacted.Add(float64(n))
+	rec.Line, rec.Event = line, ev
+	r.nRedacted.Add(float64(res.Values))
+	if res.Sealed > 0 {
+		r.sealedBody(rec)
+	}
 }
 
-func (r *reader) addLine(e *entry, off int64, line []byte) {
+// maxScratch is the largest redaction buffer a reader keeps for the next
+// event.
+const maxScratch = 1 << 20
+
+// sealedBody counts and logs an event shipped with a body replaced by a
+// marker, and reports the first one of the run to every sink (and so to
+// the alert destinations) as a tamper record. Neither the log nor the
+// record holds any of the body.
+func (r *reader) sealedBody(rec *sinks.Record) {
+	r.nSealedBody.Inc()
+	r.log.Warn("an event body that had to be redacted could not be; shipped with a marker and its SHA-256 in its place",
+		"sink", r.sink, "file", rec.File.ID, "offset", rec.Offset)
+	if !r.reg.sealedNoticed.CompareAndSwap(false, true) {
+		return
+	}
+	now := r.now()
+	detail := fmt.Sprintf("an event body that had to be redacted could not be (the first this run: file %s, offset %d, resource %q); "+
+		"sinks that redact secrets received a marker with its SHA-256 in its place, the others the original. "+
+		"Later ones are counted in auditrail_redaction_sealed_total", rec.File.ID, rec.Offset, rec.Event.Resource)
+	r.reg.notify(sinks.KindTamper, newTamper(sinks.TamperUnredactable, detail, now), now)
+}
+
+// addLine ships a line: as an event if it parses, else as unparsed,
+// counted under reason (by default, why it does not parse).
+func (r *reader) addLine(e *entry, off int64, line []byte, reason string) {
 	rec := r.add(e, off, line, sinks.KindEvent)
 	rec.Event = r.cur.newEvent()
-	if !r.keep(rec, auditjson.Parse(rec.Line, rec.Event)) {
+	if !r.keep(rec, auditjson.Parse(rec.Line, rec.Event), reason) {
 		return
 	}
 	var tags []string
 	if r.tag != nil {
 		tags, r.matched = ruleIDs(r.tag, rec.Line, rec.Event, r.matched)
 	}
-	r.finishEvent(e, off, rec, r.redact && redact.Candidate(rec.Line, rec.Event.Level), tags)
+	r.finishEvent(e, off, rec, r.redact && redact.Candidate(rec.Line, rec.Event), tags)
 }
 
 // keep counts rec, the record of a line parsed with the result err, and
 // reports whether it is an event to finish with finishEvent: a line that
-// did not parse is shipped as unparsed, and an event a drop rule matches
-// is taken out of the batch.
-func (r *reader) keep(rec *sinks.Record, err error) bool {
+// did not parse is shipped as unparsed (as a stub to a sink that redacts,
+// unless it has nothing of JSON), and an event a drop rule matches is
+// taken out of the batch.
+func (r *reader) keep(rec *sinks.Record, err error, reason string) bool {
 	if err != nil {
 		rec.Kind, rec.Event = sinks.KindUnparsed, nil
 		r.nUnparsed.Inc()
-		r.malformed.WithLabelValues(malformedReason(err)).Inc()
+		if reason == "" {
+			reason = malformedReason(err)
+		}
+		r.malformed.WithLabelValues(reason).Inc()
+		if r.redact && mayHoldEvent(rec.Line) {
+			r.stubUnparsed(rec, reason)
+		}
 		return false
 	}
 	r.nEvent.Inc()
@@ -586,6 +629,29 @@ func ruleIDs(set *rules.Set, line []byte, ev *auditjson.Event, buf []*rules.Rule
 	return ids, buf
 }
 
+// mayHoldEvent reports whether an unparsed line may be part of an audit
+// event, and so hold credentials that cannot be redacted: whether it has
+// a JSON string or object in it.
+func mayHoldEvent(line []byte) bool {
+	return bytes.IndexByte(line, '"') >= 0 || bytes.IndexByte(line, '{') >= 0
+}
+
+// stubUnparsed replaces the line of rec, unparsed, by a stub that says
+// what it was: its size, SHA-256 and auditID if one is found.
+func (r *reader) stubUnparsed(rec *sinks.Record, reason string) {
+	sum := sha256.Sum256(rec.Line)
+	stub := sinks.UnparsedStub{
+		Kind: sinks.UnparsedStubKind, APIVersion: sinks.RecordAPIVersion, Reason: reason,
+		AuditID: string(auditjson.FindAuditID(rec.Line[:min(len(rec.Line), stubPrefixBytes)])),
+		Size:    len(rec.Line), SHA256: hex.EncodeToString(sum[:]),
+		File: sinks.FileInfo{ID: rec.File.ID, Path: rec.File.Path}, Offset: rec.Offset, ReadAt: timestamp(r.now()),
+	}
+	line := r.cur.store(marshalRecord(stub))
+	r.cur.Bytes += len(line) - len(rec.Line)
+	rec.Line = line
+	r.nSealedUnparsed.Inc()
+}
+
 func malformedReason(err error) string {
 	switch {
 	case errors.Is(err, auditjson.ErrInvalidUTF8):
@@ -620,11 +686,10 @@ func (r *reader) finish(drain context.Context, e *entry) bool {
 		fr.over = nil
 		fr.pos = fr.overStart + fr.overSize
 	} else if fr.end > fr.start {
-		start := fr.pos
+		// Shipped like any line: an event if it is a whole one, redacted
+		// as any; else unparsed.
 		line := fr.buf[fr.start:fr.end]
-		r.add(e, start, line, sinks.KindUnparsed)
-		r.nUnparsed.Inc()
-		r.malformed.WithLabelValues("no_newline").Inc()
+		r.addLine(e, fr.pos, line, "no_newline")
 		fr.skip(len(line))
 	}
 	r.touch()

@@ -139,7 +139,9 @@ type registry struct {
 	// notices made, so readers notice new ones without the lock.
 	notices   []*notice
 	noticeGen atomic.Uint64
-	now       func() time.Time
+	// sealedNoticed is set once a redaction failure was reported.
+	sealedNoticed atomic.Bool
+	now           func() time.Time
 }
 
 func newRegistry(livePath string, sinkNames []string, maxOpen int, st *checkpoint.State, m *metrics, log *slog.Logger, now func() time.Time) *registry {

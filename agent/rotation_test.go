@@ -299,14 +299,17 @@ func TestPartialLine(t *testing.T) {
 }
 
 // A rotated file that ends without a newline: the tail is shipped raw,
-// marked unparsed, and the next file is read.
+// marked unparsed (as a stub to a sink that redacts), and the next file is
+// read.
 func TestFinalFileWithoutNewline(t *testing.T) {
 	e := newEnv(t)
-	s := &recSink{name: "rec"}
+	s, red := &recSink{name: "rec"}, &recSink{name: "red"}
 	f, _ := os.Create(e.live)
 	f.WriteString(event(0) + "\n" + `{"kind":"Event","audit`)
 	f.Close()
-	e.start(e.options(), s)
+	raw := sinkOpts(s)
+	raw.KeepSecrets = true
+	e.startWith(e.options(), []SinkOptions{raw, sinkOpts(red)})
 	waitEvents(t, s, events(0, 1))
 	os.Rename(e.live, lumberjackName(e.dir, time.Now()))
 	appendLines(t, e.live, events(1, 3)...)
@@ -314,6 +317,12 @@ func TestFinalFileWithoutNewline(t *testing.T) {
 	un := s.ofKind(sinks.KindUnparsed)
 	if len(un) != 1 || un[0].Line != `{"kind":"Event","audit` {
 		t.Fatalf("unparsed = %v", un)
+	}
+	waitEvents(t, red, events(0, 3))
+	var stub sinks.UnparsedStub
+	if un := red.ofKind(sinks.KindUnparsed); len(un) != 1 || json.Unmarshal([]byte(un[0].Line), &stub) != nil ||
+		stub.Kind != sinks.UnparsedStubKind || stub.Reason != "no_newline" || stub.SHA256 != sha256hex(`{"kind":"Event","audit`) {
+		t.Fatalf("unparsed in the sink that redacts = %v", un)
 	}
 }
 
@@ -348,15 +357,28 @@ func TestHugeLines(t *testing.T) {
 	waitEvents(t, s, []string{event(0), big, event(1), event(2), event(3)})
 }
 
-// Bad input is shipped raw and marked; empty lines are skipped.
+// Bad input is shipped raw and marked; empty lines are skipped. A sink
+// that redacts gets stubs instead of the lines that may be parts of
+// events.
 func TestMalformedLines(t *testing.T) {
 	e := newEnv(t)
-	s := &recSink{name: "rec"}
+	s, red := &recSink{name: "rec"}, &recSink{name: "red"}
 	bad := []string{"not json at all", `{"kind":"Event","trunc`, "{\"a\":\"\xff\"}", "{\"a\":\"\x00\"}", `{"a":1}` + "\r"}
 	appendLines(t, e.live, event(0))
 	appendLines(t, e.live, bad...)
 	appendLines(t, e.live, "", "", "", event(1))
-	e.start(e.options(), s)
+	raw := sinkOpts(s)
+	raw.KeepSecrets = true
+	e.startWith(e.options(), []SinkOptions{raw, sinkOpts(red)})
+	waitEvents(t, red, events(0, 2))
+	for i, u := range red.ofKind(sinks.KindUnparsed) {
+		var stub sinks.UnparsedStub
+		if i == 0 && u.Line != bad[0] {
+			t.Errorf("a line with nothing of JSON was not shipped as it is: %q", u.Line)
+		} else if err := json.Unmarshal([]byte(u.Line), &stub); i > 0 && (err != nil || stub.SHA256 != sha256hex(bad[i]) || stub.Size != len(bad[i])) {
+			t.Errorf("stub %d = %q, want the size and SHA-256 of %q", i, u.Line, bad[i])
+		}
+	}
 	waitEvents(t, s, events(0, 2))
 	un := s.ofKind(sinks.KindUnparsed)
 	if len(un) != len(bad) {
@@ -367,11 +389,14 @@ func TestMalformedLines(t *testing.T) {
 			t.Errorf("unparsed %d = %q, want %q (raw bytes)", i, un[i].Line, bad[i])
 		}
 	}
-	if v := counterValue(t, e.reg, "auditrail_lines_empty_total"); v != 3 {
+	if v := labeledValue(t, e.reg, "auditrail_lines_empty_total", "sink", "rec"); v != 3 {
 		t.Errorf("empty lines counted %v, want 3", v)
 	}
-	if v := counterValue(t, e.reg, "auditrail_lines_malformed_total"); v != float64(len(bad)) {
+	if v := sumLabeled(t, e.reg, "auditrail_lines_malformed_total", "sink", "rec"); v != float64(len(bad)) {
 		t.Errorf("malformed counted %v, want %d", v, len(bad))
+	}
+	if v := sumLabeled(t, e.reg, "auditrail_redaction_sealed_total", "sink", "red"); v != float64(len(bad)-1) {
+		t.Errorf("unparsed lines stubbed: %v, want %d", v, len(bad)-1)
 	}
 }
 

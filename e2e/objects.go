@@ -198,3 +198,30 @@ func randomObject(r *rand.Rand, size int) *runtime.Unknown {
 	b.WriteString(`"}}`)
 	return &runtime.Unknown{Raw: []byte(b.String()), ContentType: runtime.ContentTypeJSON}
 }
+
+// secretWrite returns the bodies of a Secret write as kubectl apply makes
+// it: a create whose request and response carry the values and the
+// last-applied annotation with a copy of them, or a strategic-merge patch
+// of data and the annotation, answered with the whole Secret.
+func secretWrite(r *rand.Rand, now time.Time) (verb string, req, resp *runtime.Unknown) {
+	name := "app-credentials-" + suffix(r, 5)
+	ns := workloads[r.IntN(len(workloads))].namespace
+	user, pass := hex64(r)[:12], hex64(r)[:44]
+	applied := fmt.Sprintf(`{\"apiVersion\":\"v1\",\"data\":{\"password\":\"%s\",\"username\":\"%s\"},\"kind\":\"Secret\",\"metadata\":{\"annotations\":{},\"name\":\"%s\",\"namespace\":\"%s\"},\"type\":\"Opaque\"}\n`,
+		pass, user, name, ns)
+	data := fmt.Sprintf(`"data":{"password":%q,"username":%q}`, pass, user)
+	ann := fmt.Sprintf(`"annotations":{"kubectl.kubernetes.io/last-applied-configuration":"%s"}`, applied)
+	var b strings.Builder
+	b.WriteString(`{"kind":"Secret","apiVersion":"v1",`)
+	meta(r, &b, name, ns, now)
+	fmt.Fprintf(&b, `,%s,"managedFields":[{"manager":"kubectl-client-side-apply","operation":"Update","apiVersion":"v1","time":%q,"fieldsType":"FieldsV1",`+
+		`"fieldsV1":{"f:data":{".":{},"f:password":{},"f:username":{}},"f:metadata":{"f:annotations":{".":{},"f:kubectl.kubernetes.io/last-applied-configuration":{}}},"f:type":{}}}]},%s,"type":"Opaque"}`,
+		ann, ts(now), data)
+	whole := &runtime.Unknown{Raw: []byte(b.String()), ContentType: runtime.ContentTypeJSON}
+	if r.IntN(2) == 0 {
+		create := fmt.Sprintf(`{"kind":"Secret","apiVersion":"v1","metadata":{"name":%q,"namespace":%q,"creationTimestamp":null,%s},%s,"type":"Opaque"}`, name, ns, ann, data)
+		return "create", &runtime.Unknown{Raw: []byte(create), ContentType: runtime.ContentTypeJSON}, whole
+	}
+	patch := fmt.Sprintf(`{"data":{"password":%q},"metadata":{%s}}`, pass, ann)
+	return "patch", &runtime.Unknown{Raw: []byte(patch), ContentType: runtime.ContentTypeJSON}, whole
+}

@@ -41,7 +41,7 @@ func BenchmarkEventCost(b *testing.B) {
 	run("parse", func(l []byte, ev *auditjson.Event) { auditjson.Parse(l, ev) })
 	run("parse+redaction-check", func(l []byte, ev *auditjson.Event) {
 		auditjson.Parse(l, ev)
-		redact.Candidate(l, ev.Level)
+		redact.Candidate(l, ev)
 	})
 	run("parse+rules", func(l []byte, ev *auditjson.Event) {
 		auditjson.Parse(l, ev)

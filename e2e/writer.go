@@ -30,6 +30,9 @@ type Writer struct {
 	bigMax   int
 	bigEvery int
 	random   bool
+	// secretWrites is how many requests in 1000 are Secret writes with
+	// bodies.
+	secretWrites int
 
 	mu        sync.Mutex
 	written   map[string]time.Time
@@ -56,20 +59,26 @@ type WriterConfig struct {
 	// characters instead of Kubernetes objects: a worst case for
 	// compression.
 	RandomBodies bool
+	// SecretWritesPermille makes this many requests in 1000 Secret writes
+	// with bodies at the RequestResponse level, as kubectl apply sends
+	// them (see secretWrite); 0 leaves the mix, and the corpus of a seed,
+	// as it was.
+	SecretWritesPermille int
 }
 
 // NewWriter returns a writer that appends to cfg.Path.
 func NewWriter(cfg WriterConfig) *Writer {
 	lj := &lumberjack.Logger{Filename: cfg.Path, MaxSize: cfg.MaxSizeMB, MaxBackups: cfg.MaxBackups, Compress: cfg.Compress}
 	return &Writer{
-		lj:       lj,
-		backend:  auditlog.NewBackend(lj, auditlog.FormatJson, auditv1.SchemeGroupVersion),
-		rng:      rand.New(rand.NewPCG(cfg.Seed, 1)),
-		bigMax:   max(cfg.BigMB<<20, 856<<10),
-		bigEvery: cmp.Or(cfg.BigEvery, 500),
-		random:   cfg.RandomBodies,
-		written:  make(map[string]time.Time),
-		path:     cfg.Path,
+		lj:           lj,
+		backend:      auditlog.NewBackend(lj, auditlog.FormatJson, auditv1.SchemeGroupVersion),
+		rng:          rand.New(rand.NewPCG(cfg.Seed, 1)),
+		bigMax:       max(cfg.BigMB<<20, 856<<10),
+		bigEvery:     cmp.Or(cfg.BigEvery, 500),
+		random:       cfg.RandomBodies,
+		secretWrites: cfg.SecretWritesPermille,
+		written:      make(map[string]time.Time),
+		path:         cfg.Path,
 	}
 }
 
@@ -166,6 +175,13 @@ func (w *Writer) event(n int) *auditinternal.Event {
 		Annotations:              map[string]string{"authorization.k8s.io/decision": "allow"},
 	}
 	res := ev.ObjectRef.Resource
+	if w.secretWrites > 0 && r.IntN(1000) < w.secretWrites {
+		ev.Level = auditinternal.LevelRequestResponse
+		ev.ObjectRef.Resource, ev.ObjectRef.Name = "secrets", fmt.Sprintf("app-credentials-%d", n)
+		ev.RequestURI = "/api/v1/namespaces/kube-system/secrets/" + ev.ObjectRef.Name
+		ev.Verb, ev.RequestObject, ev.ResponseObject = secretWrite(r, now)
+		return ev
+	}
 	switch p := r.IntN(1000); {
 	case r.IntN(w.bigEvery) == 0: // a very large RequestResponse event: a long list
 		ev.Level = auditinternal.LevelRequestResponse

@@ -12,6 +12,7 @@ const RecordAPIVersion = "auditrail.io/v1"
 const (
 	GapRecordKind       = "AuditrailGap"
 	OversizedStubKind   = "AuditrailOversizedLine"
+	UnparsedStubKind    = "AuditrailUnparsedLine"
 	TamperRecordKind    = "AuditrailTamper"
 	HeartbeatRecordKind = "AuditrailHeartbeat"
 	StartRecordKind     = "AuditrailAgentStarted"
@@ -32,6 +33,9 @@ const (
 	// TamperCorruptState: the checkpoint could not be trusted and was
 	// moved aside.
 	TamperCorruptState = "corrupt-state"
+	// TamperUnredactable: a body that had to be redacted could not be; the
+	// sinks that redact got a marker in its place. Reported once per run.
+	TamperUnredactable = "unredactable"
 )
 
 // FileInfo names a source file in the agent's records.
@@ -73,6 +77,21 @@ type OversizedStub struct {
 	Limit      int      `json:"limit"`
 	SHA256     string   `json:"sha256"`
 	Complete   bool     `json:"complete"`
+	File       FileInfo `json:"file"`
+	Offset     int64    `json:"offset"`
+	ReadAt     string   `json:"readAt"`
+}
+
+// UnparsedStub stands in for an unparsed line (KindUnparsed) in a sink
+// that redacts secrets: a line that is not a well-formed event cannot be
+// redacted, and may be a truncated event that carried credentials.
+type UnparsedStub struct {
+	Kind       string   `json:"kind"`
+	APIVersion string   `json:"apiVersion"`
+	Reason     string   `json:"reason"`
+	AuditID    string   `json:"auditID,omitempty"`
+	Size       int      `json:"size"`
+	SHA256     string   `json:"sha256"`
 	File       FileInfo `json:"file"`
 	Offset     int64    `json:"offset"`
 	ReadAt     string   `json:"readAt"`

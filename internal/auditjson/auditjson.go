@@ -37,7 +37,8 @@ type Event struct {
 	// forbid, empty before authorization ran.
 	Decision []byte
 	// RequestObject and ResponseObject are the raw JSON values of the
-	// bodies, objects or arrays (a JSON patch), when the event has them.
+	// bodies, when the event has them: objects mostly, arrays for JSON
+	// patches; a null body is left empty.
 	RequestObject  []byte
 	ResponseObject []byte
 	// ImpersonatedUser is the raw JSON value of impersonatedUser.
@@ -273,6 +274,13 @@ func (p *parser) field(s scope, key []byte, ev *Event) bool {
 		*dst = v
 		return ok
 	}
+	if s == topLevel {
+		switch string(key) {
+		case "requestObject", "responseObject":
+			// Whatever their type: a JSON patch is logged as an array.
+			return p.body(key, ev)
+		}
+	}
 	if p.i < len(p.b) && p.b[p.i] == '{' && s == topLevel {
 		switch string(key) {
 		case "user":
@@ -283,15 +291,14 @@ func (p *parser) field(s scope, key []byte, ev *Event) bool {
 			return p.object(responseStatusScope, ev)
 		case "annotations":
 			return p.object(annotationsScope, ev)
+		case "impersonatedUser":
+			start := p.i
+			if !p.skip() {
+				return false
+			}
+			ev.ImpersonatedUser = p.b[start:p.i]
+			return true
 		}
-	}
-	if dst := body(s, key, ev); dst != nil && p.i < len(p.b) && (p.b[p.i] == '{' || p.b[p.i] == '[') {
-		start := p.i
-		if !p.skip() {
-			return false
-		}
-		*dst = p.b[start:p.i]
-		return true
 	}
 	if s == responseStatusScope && string(key) == "code" {
 		start := p.i
@@ -304,22 +311,23 @@ func (p *parser) field(s scope, key []byte, ev *Event) bool {
 	return p.skip()
 }
 
-// body returns where the raw value of key goes if it is one of the
-// bodies: requestObject, responseObject or impersonatedUser. The body of
-// a PATCH can be an array (a JSON patch), so arrays are bodies too.
-func body(s scope, key []byte, ev *Event) *[]byte {
-	if s != topLevel {
-		return nil
+// body captures the raw value of requestObject or responseObject, of any
+// type; a null body is left empty.
+func (p *parser) body(key []byte, ev *Event) bool {
+	start := p.i
+	if !p.skip() {
+		return false
 	}
-	switch string(key) {
-	case "requestObject":
-		return &ev.RequestObject
-	case "responseObject":
-		return &ev.ResponseObject
-	case "impersonatedUser":
-		return &ev.ImpersonatedUser
+	v := p.b[start:p.i]
+	if string(v) == "null" {
+		return true
 	}
-	return nil
+	if key[2] == 'q' {
+		ev.RequestObject = v
+	} else {
+		ev.ResponseObject = v
+	}
+	return true
 }
 
 func target(s scope, key []byte, ev *Event) *[]byte {
@@ -602,4 +610,38 @@ func FindAuditID(prefix []byte) []byte {
 		return nil
 	}
 	return rest[:j]
+}
+
+// StringEnd returns the index of the quote that ends the JSON string whose
+// contents start at b[i], or -1 if it does not end.
+func StringEnd(b []byte, i int) int { return stringEnd(b, i) }
+
+// fields returns the byte-slice fields of ev.
+func (ev *Event) fields() [18]*[]byte {
+	return [...]*[]byte{&ev.Kind, &ev.Level, &ev.AuditID, &ev.Stage, &ev.Verb, &ev.RequestURI, &ev.StageTimestamp,
+		&ev.RequestReceivedTimestamp, &ev.Username, &ev.Resource, &ev.Subresource, &ev.Namespace, &ev.Name,
+		&ev.APIGroup, &ev.Decision, &ev.RequestObject, &ev.ResponseObject, &ev.ImpersonatedUser}
+}
+
+// Rebase makes the fields of ev that point into from, the line it was
+// parsed from, point into to instead: at the offset that at returns for
+// their offset in from, with the same length. A field must not span bytes
+// that moved apart. Fields that do not point into from are left alone.
+func (ev *Event) Rebase(from, to []byte, at func(int) int) {
+	for _, f := range ev.fields() {
+		if off := Offset(from, *f); off >= 0 {
+			o := at(off)
+			*f = to[o : o+len(*f)]
+		}
+	}
+}
+
+// Offset returns where field, a sub-slice of line such as a field parsed
+// from it, starts in line, or -1 if it is not one.
+func Offset(line, field []byte) int {
+	off := cap(line) - cap(field)
+	if field == nil || off < 0 || off+len(field) > len(line) || (len(field) > 0 && &line[off] != &field[0]) {
+		return -1
+	}
+	return off
 }

@@ -338,3 +338,25 @@ func BenchmarkParseCorpus(b *testing.B) {
 		}
 	}
 }
+
+// Bodies of any type are captured, and Rebase moves fields to a copy.
+func TestBodiesAndRebase(t *testing.T) {
+	for _, c := range []struct{ line, req, resp string }{
+		{`{"requestObject":[{"op":"add","path":"/data/x","value":"eA=="}],"stage":"x"}`, `[{"op":"add","path":"/data/x","value":"eA=="}]`, ""},
+		{`{"requestObject":"a string","responseObject":7}`, `"a string"`, "7"},
+		{`{"requestObject":null,"responseObject":{"a":1}}`, "", `{"a":1}`},
+	} {
+		line := []byte(c.line)
+		var ev Event
+		if err := Parse(line, &ev); err != nil || string(ev.RequestObject) != c.req || string(ev.ResponseObject) != c.resp {
+			t.Errorf("%s: request %q, response %q, %v", c.line, ev.RequestObject, ev.ResponseObject, err)
+		}
+		cp := append([]byte("xx"), line...)[2:]
+		ev.Rebase(line, cp, func(off int) int { return off })
+		var want Event
+		Parse(cp, &want)
+		if Offset(cp, ev.RequestObject) != Offset(cp, want.RequestObject) || Offset(cp, ev.Stage) != Offset(cp, want.Stage) {
+			t.Errorf("%s: fields not moved to the copy", c.line)
+		}
+	}
+}

@@ -3,219 +3,217 @@
 //
 // A common audit policy mistake logs Secrets at Request or RequestResponse
 // level, which copies every credential into the audit log and from there
-// into every system it is shipped to. When an event's requestObject or
-// responseObject is a Secret, a SecretList (or any list of Secrets) or a
-// TokenRequest, every value under data and stringData, and the token of a
-// TokenRequest's status, is replaced by "sha256:<hex>": the SHA-256 of the
-// value's bytes (base64-decoded for data), so an investigator can still
-// match a known value without the trail holding it. The
-// kubectl.kubernetes.io/last-applied-configuration annotation of a Secret,
-// which holds a copy of its values, is replaced by its digest too.
+// into every system it is shipped to. What is redacted is decided by the
+// event's objectRef, not by what the body says it is, since a patch body
+// has no kind:
 //
-// Only the redacted objects are re-encoded; every other field of the event
-// keeps its bytes and order. Events that carry no such object cost a
-// byte scan of the line.
+//   - secrets: every value under a data or stringData key, at any depth
+//     (a Secret, the items of a list, a merge or strategic-merge patch),
+//     and the kubectl.kubernetes.io/last-applied-configuration annotation,
+//     which holds a copy of the values; in a JSON patch, the value of an
+//     operation whose path goes through one of those keys, wherever the
+//     path is among the operation's members;
+//   - tokenreviews, serviceaccounts/token and tokenrequests: every value
+//     under a token key (TokenReview spec.token, echoed in the response;
+//     TokenRequest status.token).
+//
+// Keys are compared after their escapes are resolved, as the API server
+// reads them. Each such value is replaced by "sha256:<hex>": the SHA-256
+// of the value's bytes (base64-decoded for data, the raw JSON for a value
+// that is not a string), so an investigator can still match a known value
+// without the trail holding it.
+//
+// Redaction fails closed: a body of a request on such a resource that
+// cannot be walked (bad syntax, nesting deeper than 256, a string) is
+// replaced whole by {"auditrailRedacted":"unparseable","sha256":"<hex>"},
+// the SHA-256 of the body's bytes.
+//
+// On other resources, a body that mentions Secret or TokenRequest is
+// decoded and its objects of kind Secret, SecretList and TokenRequest are
+// redacted (an aggregated API that embeds one); one that cannot be decoded
+// is sealed the same way.
+//
+// The bodies are walked once over their bytes, without decoding them, and
+// everything but the replaced values keeps its bytes and order.
 package redact
 
 import (
-	"bytes"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
-	"fmt"
-	"math/bits"
+	"sync"
+
+	"github.com/auditrail/auditrail/internal/auditjson"
 )
 
-// Candidate reports whether line may carry a Secret or TokenRequest body.
-// level is the event's level; only Request and RequestResponse events have
-// bodies.
-func Candidate(line, level []byte) bool {
-	if string(level) != "Request" && string(level) != "RequestResponse" {
+// Sensitive reports whether the bodies of ev, a request on its
+// objectRef's resource, may hold credentials.
+func Sensitive(ev *auditjson.Event) bool {
+	switch string(ev.Resource) {
+	case "secrets", "tokenreviews", "tokenrequests":
+		return true
+	case "serviceaccounts":
+		return string(ev.Subresource) == "token"
+	}
+	return false
+}
+
+// Candidate reports whether line, parsed into ev, may need redacting: it
+// has a body, and it is a request on a sensitive resource or mentions
+// Secret or TokenRequest.
+func Candidate(line []byte, ev *auditjson.Event) bool {
+	if len(ev.RequestObject) == 0 && len(ev.ResponseObject) == 0 {
 		return false
 	}
-	return mentionsSecret(line)
+	return Sensitive(ev) || mentionsSecret(line)
 }
 
-var (
-	needleSecret       = []byte("Secret")
-	needleTokenRequest = []byte("TokenRequest")
-)
-
-// mentionsSecret reports whether b contains "Secret" or "TokenRequest".
-// The needles start with a rare byte: a leading quote would make
-// bytes.Contains stop at every string. With AVX2, one pass looks for both.
-func mentionsSecret(b []byte) bool {
-	if hasAVX2 {
-		for i := 0; ; i += 32 {
-			mask, at := filterAVX2(b[i:])
-			i += at
-			if mask == 0 {
-				b = b[i:]
-				break
-			}
-			for ; mask != 0; mask &= mask - 1 {
-				k := i + bits.TrailingZeros32(mask)
-				if bytes.HasPrefix(b[k:], needleSecret) || bytes.HasPrefix(b[k:], needleTokenRequest) {
-					return true
-				}
-			}
-		}
-	}
-	return bytes.Contains(b, needleSecret) || bytes.Contains(b, needleTokenRequest)
+// Result says what Event did.
+type Result struct {
+	// Values is how many values were replaced by their digest.
+	Values int
+	// Sealed is how many bodies were replaced whole by a marker, because
+	// they could not be redacted.
+	Sealed int
 }
 
-// Secrets returns line with credential values redacted, and how many
-// values it replaced. With nothing to redact it returns line itself and 0.
-func Secrets(line []byte) ([]byte, int, error) {
-	dec := json.NewDecoder(bytes.NewReader(line))
-	dec.UseNumber()
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return line, 0, fmt.Errorf("redact: not a JSON object")
-	}
-	var out bytes.Buffer
-	out.Grow(len(line))
-	out.WriteByte('{')
-	total := 0
-	for first := true; dec.More(); first = false {
-		t, err := dec.Token()
-		if err != nil {
-			return line, 0, fmt.Errorf("redact: %w", err)
-		}
-		key, _ := t.(string)
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return line, 0, fmt.Errorf("redact: %s: %w", key, err)
-		}
-		if key == "requestObject" || key == "responseObject" {
-			red, n, err := object(raw)
-			if err != nil {
-				return line, 0, fmt.Errorf("redact: %s: %w", key, err)
-			}
-			raw, total = red, total+n
-		}
-		if !first {
-			out.WriteByte(',')
-		}
-		kb, _ := json.Marshal(key)
-		out.Write(kb)
-		out.WriteByte(':')
-		out.Write(raw)
-	}
-	if total == 0 {
-		return line, 0, nil
-	}
-	out.WriteByte('}')
-	return out.Bytes(), total, nil
-}
+// Changed reports whether the line changed.
+func (r Result) Changed() bool { return r.Values+r.Sealed > 0 }
 
-// object redacts one request or response body.
-func object(raw json.RawMessage) (json.RawMessage, int, error) {
-	if !bytes.Contains(raw, []byte(`"Secret`)) && !bytes.Contains(raw, []byte(`"TokenRequest"`)) {
-		return raw, 0, nil
-	}
-	var v any
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	if err := dec.Decode(&v); err != nil {
-		return raw, 0, err
-	}
-	n := walk(v)
-	if n == 0 {
-		return raw, 0, nil
-	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		return raw, 0, err
-	}
-	return b, n, nil
-}
-
-const lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
-
-// walk redacts v in place and returns how many values it replaced.
-func walk(v any) int {
-	switch x := v.(type) {
-	case map[string]any:
-		switch x["kind"] {
-		case "Secret":
-			return secret(x)
-		case "SecretList":
-			// List items carry no kind of their own.
-			n := 0
-			items, _ := x["items"].([]any)
-			for _, it := range items {
-				if m, ok := it.(map[string]any); ok {
-					n += secret(m)
-				}
-			}
-			return n
-		case "TokenRequest":
-			if st, ok := x["status"].(map[string]any); ok {
-				if tok, ok := st["token"].(string); ok && tok != "" {
-					st["token"] = digest([]byte(tok))
-					return 1
-				}
-			}
-			return 0
-		}
-		n := 0
-		for _, c := range x {
-			n += walk(c)
-		}
-		return n
-	case []any:
-		n := 0
-		for _, c := range x {
-			n += walk(c)
-		}
-		return n
-	}
-	return 0
-}
-
-// secret redacts one Secret object.
-func secret(x map[string]any) int {
-	n := hashValues(x["data"], true) + hashValues(x["stringData"], false)
-	// kubectl apply keeps the whole object, values included, in an
-	// annotation.
-	if md, ok := x["metadata"].(map[string]any); ok {
-		if ann, ok := md["annotations"].(map[string]any); ok {
-			if s, ok := ann[lastApplied].(string); ok {
-				ann[lastApplied] = digest([]byte(s))
-				n++
-			}
-		}
-	}
-	return n
-}
-
-// hashValues replaces every string value of the map m. For data the values
-// are base64 and the digest is of the decoded bytes.
-func hashValues(m any, b64 bool) int {
-	mm, ok := m.(map[string]any)
+// Event appends to dst the line, parsed into ev, with its credential
+// values replaced, and makes ev's fields point into the appended bytes.
+// When there is nothing to replace it returns dst and ev unchanged and a
+// zero Result.
+func Event(dst, line []byte, ev *auditjson.Event) ([]byte, Result) {
+	spans, ok := bodySpans(line, ev)
 	if !ok {
-		return 0
+		// Parsed from a copy: the fields must point into line.
+		auditjson.Parse(line, ev)
+		spans, _ = bodySpans(line, ev)
 	}
-	n := 0
-	for k, v := range mm {
-		s, ok := v.(string)
-		if !ok {
+	start, last := len(dst), 0
+	var res Result
+	sensitive := Sensitive(ev)
+	for i := range spans {
+		s := &spans[i]
+		if s.field == nil {
 			continue
 		}
-		val := []byte(s)
-		if b64 {
-			if d, err := base64.StdEncoding.DecodeString(s); err == nil {
-				val = d
-			}
-		}
-		mm[k] = digest(val)
-		n++
+		dst = append(dst, line[last:s.from]...)
+		var r Result
+		s.at = len(dst) - start
+		dst, r = body(dst, line[s.from:s.to], sensitive)
+		s.size = len(dst) - start - s.at
+		res.Values, res.Sealed = res.Values+r.Values, res.Sealed+r.Sealed
+		last = s.to
 	}
-	return n
+	if !res.Changed() {
+		return dst[:start], Result{}
+	}
+	dst = append(dst, line[last:]...)
+	rebase(ev, line, dst[start:], spans)
+	return dst, res
 }
 
-func digest(b []byte) string {
+// span is where a body is in the line, and where it is in the redacted
+// line.
+type span struct {
+	from, to int
+	at, size int
+	field    *[]byte
+}
+
+// bodySpans returns where ev's bodies are in line, in order; false if ev
+// was not parsed from line.
+func bodySpans(line []byte, ev *auditjson.Event) ([2]span, bool) {
+	var spans [2]span
+	for i, f := range [2]*[]byte{&ev.RequestObject, &ev.ResponseObject} {
+		if len(*f) == 0 {
+			continue
+		}
+		off := auditjson.Offset(line, *f)
+		if off < 0 {
+			return spans, false
+		}
+		spans[i] = span{from: off, to: off + len(*f), field: f}
+	}
+	if spans[0].field != nil && spans[1].field != nil && spans[1].from < spans[0].from {
+		spans[0], spans[1] = spans[1], spans[0]
+	}
+	return spans, true
+}
+
+// rebase makes ev's fields point into out, line with the bodies at spans
+// replaced.
+func rebase(ev *auditjson.Event, line, out []byte, spans [2]span) {
+	for _, s := range spans {
+		if s.field != nil {
+			*s.field = nil // set below: their length may have changed
+		}
+	}
+	ev.Rebase(line, out, func(off int) int {
+		at := off
+		for _, s := range spans {
+			if s.field != nil && off >= s.to {
+				at += s.size - (s.to - s.from)
+			}
+		}
+		return at
+	})
+	for _, s := range spans {
+		if s.field != nil {
+			*s.field = out[s.at : s.at+s.size]
+		}
+	}
+}
+
+// body appends b redacted to dst; by resource when sensitive, else by
+// kind.
+func body(dst, b []byte, sensitive bool) ([]byte, Result) {
+	if !sensitive {
+		out, n, err := byKind(b)
+		if err != nil {
+			return seal(dst, b), Result{Sealed: 1}
+		}
+		return append(dst, out...), Result{Values: n}
+	}
+	switch b[0] {
+	case '{', '[':
+	case '"':
+		return seal(dst, b), Result{Sealed: 1} // what a string holds cannot be told
+	default:
+		return append(dst, b...), Result{} // a number or literal holds nothing
+	}
+	tmp := tmpPool.Get().(*[]byte)
+	defer tmpPool.Put(tmp)
+	w := walker{in: b, out: dst, ok: true, tmp: (*tmp)[:0]}
+	end := w.space(w.array0(0))
+	if cap(w.tmp) <= maxTmp {
+		*tmp = w.tmp[:0]
+	}
+	if !w.ok || end != len(b) {
+		return seal(dst, b), Result{Sealed: 1}
+	}
+	return append(w.out, b[w.last:]...), Result{Values: w.n}
+}
+
+// tmpPool holds the walkers' buffers for unescaped strings (kubectl's
+// annotation is a whole object in a string), up to maxTmp bytes each.
+var tmpPool = sync.Pool{New: func() any { return new([]byte) }}
+
+const maxTmp = 64 << 10
+
+// array0 walks the body at i: an array at the top is a JSON patch.
+func (w *walker) array0(i int) int {
+	if w.in[i] == '[' {
+		return w.array(i, true)
+	}
+	return w.value(i)
+}
+
+// seal appends the marker that replaces a body that cannot be redacted.
+func seal(dst, b []byte) []byte {
 	sum := sha256.Sum256(b)
-	return "sha256:" + hex.EncodeToString(sum[:])
+	out := append(dst, `{"auditrailRedacted":"unparseable","sha256":"`...)
+	out = hex.AppendEncode(out, sum[:])
+	return append(out, `"}`...)
 }
