@@ -63,7 +63,9 @@ func TestParseNestedNamesDoNotLeak(t *testing.T) {
 
 // TestParseArrayBodies checks that a body that is an array, as the JSON
 // patch of a PATCH is, is kept like an object, with and without blocks;
-// before, a JSON patch left RequestObject empty and the rules blind.
+// before, a JSON patch left RequestObject empty and the rules blind. A body
+// of any other type is kept too, so that redaction can judge it; only null
+// is left empty.
 func TestParseArrayBodies(t *testing.T) {
 	for name, c := range map[string]struct{ line, request, response string }{
 		"json patch": {`{"verb":"patch","requestObject":[{"op":"add","path":"/spec/hostPID","value":true}],"responseObject":{"kind":"Pod"}}`,
@@ -72,7 +74,7 @@ func TestParseArrayBodies(t *testing.T) {
 		"empty":  {`{"requestObject":[],"verb":"patch"}`, `[]`, ""},
 		"long": {`{"requestObject":[` + strings.Repeat(`{"op":"remove","path":"/x"},`, 9) + `{}],"verb":"patch"}`,
 			`[` + strings.Repeat(`{"op":"remove","path":"/x"},`, 9) + `{}]`, ""},
-		"scalar":     {`{"requestObject":"x","responseObject":null,"verb":"patch"}`, "", ""},
+		"scalar":     {`{"requestObject":"x","responseObject":null,"verb":"patch"}`, `"x"`, ""},
 		"not a body": {`{"objectRef":{"requestObject":[1]},"verb":"patch"}`, "", ""},
 	} {
 		for _, blocks := range []bool{true, false} {
