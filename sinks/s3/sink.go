@@ -317,6 +317,13 @@ func (s *Sink) alreadyThere(ctx context.Context, o object) (map[string]string, b
 	return meta, meta[MetaRecordsSHA256] == o.meta[MetaRecordsSHA256], nil
 }
 
+// preconditionFailed reports whether err is S3's answer to a conditional
+// write whose key already exists.
+func preconditionFailed(err error) bool {
+	var re *awshttp.ResponseError
+	return errors.As(err, &re) && re.HTTPStatusCode() == http.StatusPreconditionFailed
+}
+
 // head returns the metadata of the object at key, nil if there is none.
 func (s *Sink) head(ctx context.Context, key string) (map[string]string, error) {
 	h, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(s.cfg.Bucket), Key: aws.String(key)})

@@ -42,6 +42,9 @@ type VerifyOptions struct {
 	// heartbeat when idle, so it should be well above the agent's
 	// heartbeatInterval.
 	MaxGap time.Duration
+	// MaxObjectBytes bounds the bytes read from one object, compressed
+	// and decompressed.
+	MaxObjectBytes int64
 }
 
 // Finding is one problem Verify found.
