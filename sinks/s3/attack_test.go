@@ -305,7 +305,9 @@ func TestVerifyReportsStoppedChains(t *testing.T) {
 	}
 }
 
-// bomb returns n zero bytes compressed as the key's extension says.
+// bomb returns n zero bytes (a multiple of 1 MiB) compressed as the
+// key's extension says: one compressed MiB repeated, as concatenated
+// frames or members, which readers decompress one after the other.
 func bomb(t *testing.T, ext string, n int64) []byte {
 	t.Helper()
 	var buf bytes.Buffer
@@ -316,11 +318,11 @@ func bomb(t *testing.T, ext string, n int64) []byte {
 	case ".ndjson.gz":
 		w, _ = gzip.NewWriterLevel(&buf, gzip.BestCompression)
 	}
-	if _, err := io.CopyN(w, zeros{}, n); err != nil {
+	if _, err := io.CopyN(w, zeros{}, 1<<20); err != nil {
 		t.Fatal(err)
 	}
 	w.Close()
-	return buf.Bytes()
+	return bytes.Repeat(buf.Bytes(), int(n>>20))
 }
 
 type zeros struct{}
