@@ -321,18 +321,25 @@ func (s *Sink) key(b *sinks.Batch, first time.Time) string {
 }
 
 // noticeTag distinguishes batches of the same byte range that carry
-// different tamper and heartbeat records (a range read again after a
-// restart, with that run's start record): "_n" and a digest of their ids,
-// or "" when there are none. Without it the second upload would replace
-// the first at its key.
+// different tamper, heartbeat and gap records (a range read again after a
+// restart, with that run's start record, or a gap detected again at
+// another time): "_n" and a digest of the tamper and heartbeat records'
+// ids and the gap records' lines (whose file is the range's), or "" when
+// there are none. Without it the second upload would find the first at
+// its key and be taken for another object.
 func noticeTag(b *sinks.Batch) string {
 	h := sha256.New()
 	n := 0
 	for i := range b.Records {
-		if k := b.Records[i].Kind; k == sinks.KindTamper || k == sinks.KindHeartbeat {
+		switch b.Records[i].Kind {
+		case sinks.KindTamper, sinks.KindHeartbeat:
 			io.WriteString(h, b.Records[i].File.ID)
-			n++
+		case sinks.KindGap:
+			h.Write(b.Records[i].Line)
+		default:
+			continue
 		}
+		n++
 	}
 	if n == 0 {
 		return ""
