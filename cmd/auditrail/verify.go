@@ -13,19 +13,21 @@ import (
 	"time"
 
 	"github.com/auditrail/auditrail/internal/config"
+	"github.com/auditrail/auditrail/internal/units"
 	"github.com/auditrail/auditrail/sinks/s3"
 )
 
-// verify checks the S3 archive's hash chains, checksums and retention. It
+// verify checks the S3 archive's versions, hash chains, checksums and
+// retention. It
 // exits 0 when nothing is wrong, 1 on any finding and 2 when it cannot
 // run.
 func verify(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
-		cfgFile, sink, bucket, prefix, endpoint, region, node, from, to string
-		pathStyle, asJSON                                               bool
-		minRetention, maxGap                                            time.Duration
+		cfgFile, sink, bucket, prefix, endpoint, region, node, from, to, maxObject string
+		pathStyle, asJSON                                                          bool
+		minRetention, maxGap                                                       time.Duration
 	)
 	fs.StringVar(&cfgFile, "config", "", "agent configuration to take the S3 sink's bucket, endpoint and credentials from")
 	fs.StringVar(&sink, "sink", "", "name of the S3 sink in --config (default: the only one)")
@@ -39,6 +41,7 @@ func verify(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&to, "to", "", "check objects before this time (RFC 3339)")
 	fs.DurationVar(&minRetention, "min-retention", -1, "Object Lock retention every object must have (default: the sink's objectLock.retention)")
 	fs.DurationVar(&maxGap, "max-gap", -1, "longest time without an upload (events or heartbeats) and longest agent downtime that are not findings; 0 skips (default: 5m, or 5 heartbeat intervals of --config if longer)")
+	fs.StringVar(&maxObject, "max-object-bytes", "1GiB", "most bytes read from one object, compressed or decompressed; a larger one is an oversized-object finding")
 	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -81,7 +84,13 @@ func verify(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "verify: --bucket or --config is required")
 		return 2
 	}
-	opts := s3.VerifyOptions{Node: node, MinRetention: max(minRetention, 0), RequireLock: requireLock || minRetention > 0, MaxGap: maxGap}
+	maxObjectBytes, err := units.ParseByteSize(maxObject)
+	if err != nil || maxObjectBytes <= 0 {
+		fmt.Fprintf(stderr, "verify: --max-object-bytes: must be a positive size, got %q\n", maxObject)
+		return 2
+	}
+	opts := s3.VerifyOptions{Node: node, MinRetention: max(minRetention, 0), RequireLock: requireLock || minRetention > 0, MaxGap: maxGap,
+		MaxObjectBytes: maxObjectBytes}
 	for _, t := range []struct {
 		dst  *time.Time
 		v, n string
@@ -142,6 +151,9 @@ func printReport(w io.Writer, rep *s3.Report) {
 		if e.Start != "" {
 			fmt.Fprintf(w, ", started: %s", e.Start)
 		}
+		if e.Closed {
+			fmt.Fprint(w, ", closed")
+		}
 		fmt.Fprintln(w)
 	}
 	for _, f := range rep.Findings {
@@ -155,7 +167,7 @@ func printReport(w io.Writer, rep *s3.Report) {
 		fmt.Fprintf(w, "agent records %s: %d\n", k, rep.Marked[k])
 	}
 	if rep.OK {
-		fmt.Fprintln(w, "OK: every checksum, manifest, chain link, time gap and retention verified")
+		fmt.Fprintln(w, "OK: every version, checksum, manifest, chain link and end, time gap and retention verified")
 	} else {
 		fmt.Fprintf(w, "%d findings\n", len(rep.Findings))
 	}

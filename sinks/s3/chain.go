@@ -32,6 +32,12 @@ const (
 	// MetaMarked lists the kinds of agent-made records in the object:
 	// gap, tamper, heartbeat, unparsed, oversized; empty for events only.
 	MetaMarked = "marked"
+	// MetaClosed is "true" on the object that closes a chain (see
+	// Manifest.Closed).
+	MetaClosed = "closed"
+	// MetaCollision names the key another object held (see
+	// Manifest.Collision).
+	MetaCollision = "collision"
 )
 
 // Reasons an epoch starts.
@@ -41,10 +47,15 @@ const (
 	StartNoState = "no-state"
 	// StartUnreadable: the state file existed but could not be read.
 	StartUnreadable = "unreadable-state"
+	// StartRenamed: the state file held the chain of another node or
+	// sink name; that chain ends where it was, closed or not.
+	StartRenamed = "renamed"
 )
 
 // chainState is what the sink keeps in its state file between uploads.
 type chainState struct {
+	// Chain is "<node>/<sink>"; empty in files written before it was kept.
+	Chain  string `json:"chain,omitempty"`
 	Epoch  string `json:"epoch"`
 	Seq    int64  `json:"seq"`
 	SHA256 string `json:"sha256"`
@@ -84,10 +95,14 @@ func loadChain(path, id string, now time.Time) (*chain, error) {
 		b, err := os.ReadFile(path)
 		switch {
 		case err == nil:
-			if json.Unmarshal(b, &c.st) == nil && c.st.Epoch != "" && c.st.Seq > 0 {
+			switch {
+			case json.Unmarshal(b, &c.st) != nil || c.st.Epoch == "" || c.st.Seq <= 0:
+				c.start = StartUnreadable
+			case c.st.Chain != "" && c.st.Chain != id:
+				c.start = StartRenamed
+			default:
 				return c, nil
 			}
-			c.start = StartUnreadable
 		case errors.Is(err, os.ErrNotExist):
 			c.start = StartNoState
 		default:
@@ -152,10 +167,17 @@ func (c *chain) resolve(meta map[string]string) error {
 	return c.persist()
 }
 
+// drop forgets the pending upload: its key holds another object.
+func (c *chain) drop() error {
+	c.st.Pending = nil
+	return c.persist()
+}
+
 func (c *chain) persist() error {
 	if c.path == "" {
 		return nil
 	}
+	c.st.Chain = c.id
 	b, _ := json.Marshal(c.st)
 	if err := fsutil.WriteFileAtomic(c.path, b, nil); err != nil {
 		return fmt.Errorf("persist chain state: %w", err)

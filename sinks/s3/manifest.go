@@ -42,6 +42,12 @@ type Manifest struct {
 	FirstEvent    string `json:"firstEvent,omitempty"`
 	LastEvent     string `json:"lastEvent,omitempty"`
 	Marked        string `json:"marked,omitempty"`
+	// Closed says the sink closed the chain here (a clean shutdown): the
+	// chain may end with this object.
+	Closed bool `json:"closed,omitempty"`
+	// Collision is the key this object belongs at, which already held
+	// another object when the sink uploaded it.
+	Collision string `json:"collision,omitempty"`
 }
 
 // newManifest fills a manifest from the object's metadata (without its
@@ -55,6 +61,7 @@ func newManifest(meta map[string]string) Manifest {
 		Records: records, RecordsSHA256: meta[MetaRecordsSHA256],
 		SourceFile: meta["source-file"], SourceRange: meta["source-range"],
 		FirstEvent: meta["first-event"], LastEvent: meta["last-event"], Marked: meta[MetaMarked],
+		Closed: meta[MetaClosed] == "true", Collision: meta[MetaCollision],
 	}
 }
 
@@ -75,12 +82,14 @@ func (m Manifest) mismatch(meta map[string]string) string {
 		return "seq"
 	case m.Prev != meta[MetaPrev]:
 		return "prev"
+	case m.RecordsSHA256 != meta[MetaRecordsSHA256]:
+		return "records-sha256"
 	}
 	return ""
 }
 
 // ReadObject decompresses an object's body, by the extension of its key,
-// and splits off its manifest line. It returns the records' bytes, which
+// at most DefaultMaxObjectBytes, and splits off its manifest line. It returns the records' bytes, which
 // are the lines as read from the source files, and checks them against
 // the manifest's RecordsSHA256.
 func ReadObject(key string, body []byte) (Manifest, []byte, error) {
@@ -109,7 +118,7 @@ var (
 // zstdDecoder is shared by every ReadObject: DecodeAll may be called
 // concurrently, and a decoder is costly to set up for each object.
 var zstdDecoder = sync.OnceValues(func() (*zstd.Decoder, error) {
-	return zstd.NewReader(nil, zstd.WithDecoderConcurrency(1))
+	return zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(DefaultMaxObjectBytes))
 })
 
 func decompress(key string, body []byte) ([]byte, error) {
@@ -125,7 +134,11 @@ func decompress(key string, body []byte) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		return io.ReadAll(zr)
+		raw, err := io.ReadAll(io.LimitReader(zr, DefaultMaxObjectBytes+1))
+		if err == nil && len(raw) > DefaultMaxObjectBytes {
+			err = fmt.Errorf("more than %d bytes decompressed", DefaultMaxObjectBytes)
+		}
+		return raw, err
 	}
 	return body, nil
 }

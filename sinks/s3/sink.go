@@ -9,10 +9,15 @@
 // so the same batch delivered twice lands on the same key. Every upload
 // carries an x-amz-checksum-sha256 that S3 verifies (locked buckets require
 // an integrity checksum) and the SHA-256 of the whole object in the
-// x-amz-meta-sha256 metadata. Before the first upload after a start or a
-// failed attempt, the sink asks for the key: if an object with the same
-// SHA-256 is already there, the batch was delivered and is not uploaded
-// again.
+// x-amz-meta-sha256 metadata, and is conditional (If-None-Match: *): it
+// never makes a new version over an object. When S3 answers that the key
+// exists (412), the sink reads that object and hashes its records: the
+// same records are the batch delivered before, not uploaded again; other
+// records are someone else's object, left alone, and the batch goes to a
+// key of its own whose manifest names the key taken (see upload.go).
+//
+// Close uploads an object whose manifest says the chain is closed, so that
+// verify accepts a chain that ends there.
 //
 // At start the sink checks that the bucket exists and has versioning and
 // Object Lock enabled, and refuses to run otherwise unless
@@ -22,10 +27,8 @@
 package s3
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -65,15 +68,15 @@ type Sink struct {
 	enc    *encoder
 
 	checked bool // the bucket passed the startup check
-	// verifyNext makes the next upload look for an identical object
-	// first: after a start, and after an attempt whose outcome is unknown.
-	verifyNext bool
+	closed  bool // Close ran
+	// scanner reads objects found at the sink's keys.
+	scanner *scanner
 
 	// chain links every object to the one before (see chain.go).
 	chain *chain
 
 	objects, skipped, parts prometheus.Counter
-	objectBytes             prometheus.Counter
+	objectBytes, collisions prometheus.Counter
 }
 
 // New returns an S3 sink. It returns an error when the configuration is
@@ -91,12 +94,16 @@ func New(ctx context.Context, name string, cfg Config, log *slog.Logger, reg pro
 	if err != nil {
 		return nil, fmt.Errorf("s3 sink %s: %w", name, err)
 	}
-	if ch.start == StartUnreadable {
+	switch ch.start {
+	case StartUnreadable:
 		log.Warn("S3 hash chain state unreadable; starting a new chain epoch", "sink", name, "epoch", ch.st.Epoch)
+	case StartRenamed:
+		log.Warn("S3 hash chain state belongs to another node or sink name; starting a new chain", "sink", name, "chain", ch.id)
 	}
 	labels := prometheus.Labels{"sink": name}
 	s := &Sink{
-		name: name, cfg: cfg, client: client, log: log, now: time.Now, enc: enc, verifyNext: true, chain: ch,
+		name: name, cfg: cfg, client: client, log: log, now: time.Now, enc: enc, chain: ch,
+		scanner: newScanner(DefaultMaxObjectBytes),
 		objects: prometheus.NewCounter(prometheus.CounterOpts{Name: "auditrail_s3_objects_total",
 			Help: "Objects uploaded.", ConstLabels: labels}),
 		objectBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "auditrail_s3_object_bytes_total",
@@ -105,8 +112,10 @@ func New(ctx context.Context, name string, cfg Config, log *slog.Logger, reg pro
 			Help: "Batches not uploaded because an identical object was already there.", ConstLabels: labels}),
 		parts: prometheus.NewCounter(prometheus.CounterOpts{Name: "auditrail_s3_multipart_parts_total",
 			Help: "Parts uploaded in multipart uploads.", ConstLabels: labels}),
+		collisions: prometheus.NewCounter(prometheus.CounterOpts{Name: "auditrail_s3_key_collisions_total",
+			Help: "Batches uploaded under another key because theirs held an object with other records.", ConstLabels: labels}),
 	}
-	if err := sinks.Register(reg, s.objects, s.objectBytes, s.skipped, s.parts); err != nil {
+	if err := sinks.Register(reg, s.objects, s.objectBytes, s.skipped, s.parts, s.collisions); err != nil {
 		return nil, fmt.Errorf("s3 sink %s: %w", name, err)
 	}
 	return s, nil
@@ -233,111 +242,6 @@ func classify(err error, what, permission string) error {
 // Name implements sinks.Sink.
 func (s *Sink) Name() string { return s.name }
 
-// Write uploads b as one object.
-func (s *Sink) Write(ctx context.Context, b *sinks.Batch) error {
-	if err := s.checkBucket(ctx); err != nil {
-		return err // retried: a definite failure is logged by the agent until fixed
-	}
-	ctx, cancel := context.WithTimeout(ctx, time.Duration(s.cfg.RequestTimeout))
-	defer cancel()
-	if p := s.chain.pending(); p != nil {
-		meta, err := s.head(ctx, p.Key)
-		if err != nil {
-			return err
-		}
-		if err := s.chain.resolve(meta); err != nil {
-			return err
-		}
-	}
-	first := s.firstEventTime(b)
-	obj := object{key: s.key(b, first)}
-	obj.meta = s.metadata(b, first)
-	s.chain.next(obj.meta)
-	body, err := s.enc.encode(b, func(sum []byte) []byte {
-		obj.meta[MetaRecordsSHA256] = hex.EncodeToString(sum)
-		return newManifest(obj.meta).line()
-	})
-	if err != nil {
-		return sinks.Permanent(fmt.Errorf("compress batch: %w", err))
-	}
-	sum := sha256.Sum256(body)
-	obj.body, obj.sha256 = body, sum[:]
-	obj.meta[MetaSHA256] = hex.EncodeToString(sum[:])
-	if s.verifyNext {
-		meta, same, err := s.alreadyThere(ctx, obj)
-		if err != nil {
-			return err
-		}
-		if same {
-			if s.chain.follows(meta) {
-				if err := s.chain.advance(obj.key, meta); err != nil {
-					return err
-				}
-			}
-			s.verifyNext = false
-			s.skipped.Inc()
-			s.log.Info("object already in S3 with the same checksum; not uploading it again",
-				"sink", s.name, "key", obj.key)
-			return nil
-		}
-	}
-	if err := s.chain.intend(obj.key, obj.meta); err != nil {
-		return err
-	}
-	if int64(len(body)) > int64(s.cfg.MultipartThreshold) {
-		err = s.putMultipart(ctx, obj)
-	} else {
-		err = s.put(ctx, obj)
-	}
-	if err != nil {
-		s.verifyNext = true
-		return fmt.Errorf("upload %s: %w", obj.key, err)
-	}
-	if err := s.chain.advance(obj.key, obj.meta); err != nil {
-		s.verifyNext = true // uploaded: the retry finds it and records it
-		return err
-	}
-	s.verifyNext = false
-	s.objects.Inc()
-	s.objectBytes.Add(float64(len(body)))
-	return nil
-}
-
-type object struct {
-	key    string
-	body   []byte
-	sha256 []byte
-	meta   map[string]string
-}
-
-// alreadyThere reports whether the key holds an object with the same
-// records, and returns its metadata.
-func (s *Sink) alreadyThere(ctx context.Context, o object) (map[string]string, bool, error) {
-	meta, err := s.head(ctx, o.key)
-	if err != nil || meta == nil {
-		return nil, false, err
-	}
-	// The records decide, not the whole body: the manifest of a batch
-	// delivered again after a crash may name another place in the chain.
-	return meta, meta[MetaRecordsSHA256] == o.meta[MetaRecordsSHA256], nil
-}
-
-// head returns the metadata of the object at key, nil if there is none.
-func (s *Sink) head(ctx context.Context, key string) (map[string]string, error) {
-	h, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(s.cfg.Bucket), Key: aws.String(key)})
-	if err != nil {
-		var re *awshttp.ResponseError
-		if errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotFound {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("look for %s: %w", key, err)
-	}
-	if h.Metadata == nil {
-		return map[string]string{}, nil
-	}
-	return h.Metadata, nil
-}
-
 // span returns the first and last source ranges of b. A batch of only
 // tamper and heartbeat records covers none: it is named after its first
 // record, whose identity is unique.
@@ -381,94 +285,6 @@ func (s *Sink) metadata(b *sinks.Batch, firstEvent time.Time) map[string]string 
 	}
 }
 
-func (s *Sink) lock() (types.ObjectLockMode, *time.Time, types.ObjectLockLegalHoldStatus) {
-	var hold types.ObjectLockLegalHoldStatus
-	if s.cfg.ObjectLock.LegalHold {
-		hold = types.ObjectLockLegalHoldStatusOn
-	}
-	if s.cfg.ObjectLock.Mode == "" {
-		return "", nil, hold
-	}
-	until := s.now().Add(time.Duration(s.cfg.ObjectLock.Retention)).UTC().Truncate(time.Second).Add(time.Second)
-	return types.ObjectLockMode(s.cfg.ObjectLock.Mode), &until, hold
-}
-
-// putInput returns the single-request upload of o, with its retention,
-// encryption and checksum; putMultipart takes the same settings from it.
-func (s *Sink) putInput(o object) *s3.PutObjectInput {
-	mode, until, hold := s.lock()
-	in := &s3.PutObjectInput{
-		Bucket: aws.String(s.cfg.Bucket), Key: aws.String(o.key), Body: bytes.NewReader(o.body),
-		ContentLength:             aws.Int64(int64(len(o.body))),
-		ContentType:               aws.String(s.enc.contentType),
-		ChecksumSHA256:            aws.String(base64.StdEncoding.EncodeToString(o.sha256)),
-		Metadata:                  o.meta,
-		ObjectLockMode:            mode,
-		ObjectLockRetainUntilDate: until,
-		ObjectLockLegalHoldStatus: hold,
-		ServerSideEncryption:      types.ServerSideEncryption(s.cfg.ServerSideEncryption),
-		StorageClass:              types.StorageClass(s.cfg.StorageClass),
-	}
-	if s.cfg.KMSKeyID != "" {
-		in.SSEKMSKeyId = aws.String(s.cfg.KMSKeyID)
-	}
-	return in
-}
-
-func (s *Sink) put(ctx context.Context, o object) error {
-	_, err := s.client.PutObject(ctx, s.putInput(o))
-	return err
-}
-
-// putMultipart uploads o in parts, each carrying its own SHA-256.
-func (s *Sink) putMultipart(ctx context.Context, o object) error {
-	p := s.putInput(o)
-	in := &s3.CreateMultipartUploadInput{
-		Bucket: p.Bucket, Key: p.Key, ContentType: p.ContentType,
-		ChecksumAlgorithm: types.ChecksumAlgorithmSha256, Metadata: p.Metadata,
-		ObjectLockMode: p.ObjectLockMode, ObjectLockRetainUntilDate: p.ObjectLockRetainUntilDate,
-		ObjectLockLegalHoldStatus: p.ObjectLockLegalHoldStatus,
-		ServerSideEncryption:      p.ServerSideEncryption, SSEKMSKeyId: p.SSEKMSKeyId, StorageClass: p.StorageClass,
-	}
-	up, err := s.client.CreateMultipartUpload(ctx, in)
-	if err != nil {
-		return err
-	}
-	abort := func() {
-		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		s.client.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{
-			Bucket: aws.String(s.cfg.Bucket), Key: aws.String(o.key), UploadId: up.UploadId})
-	}
-	var parts []types.CompletedPart
-	size := int(s.cfg.PartSize)
-	for i, n := 0, int32(1); i < len(o.body); i, n = i+size, n+1 {
-		part := o.body[i:min(i+size, len(o.body))]
-		sum := sha256.Sum256(part)
-		sum64 := aws.String(base64.StdEncoding.EncodeToString(sum[:]))
-		res, err := s.client.UploadPart(ctx, &s3.UploadPartInput{
-			Bucket: aws.String(s.cfg.Bucket), Key: aws.String(o.key), UploadId: up.UploadId,
-			PartNumber: aws.Int32(n), Body: bytes.NewReader(part), ContentLength: aws.Int64(int64(len(part))),
-			ChecksumSHA256: sum64,
-		})
-		if err != nil {
-			abort()
-			return fmt.Errorf("part %d: %w", n, err)
-		}
-		parts = append(parts, types.CompletedPart{ETag: res.ETag, PartNumber: aws.Int32(n), ChecksumSHA256: sum64})
-		s.parts.Inc()
-	}
-	_, err = s.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
-		Bucket: aws.String(s.cfg.Bucket), Key: aws.String(o.key), UploadId: up.UploadId,
-		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
-	})
-	if err != nil {
-		abort()
-		return fmt.Errorf("complete multipart upload: %w", err)
-	}
-	return nil
-}
-
 // firstEventTime returns the time of the batch's first event, or now for a
 // batch without events.
 func (s *Sink) firstEventTime(b *sinks.Batch) time.Time {
@@ -510,18 +326,25 @@ func (s *Sink) key(b *sinks.Batch, first time.Time) string {
 }
 
 // noticeTag distinguishes batches of the same byte range that carry
-// different tamper and heartbeat records (a range read again after a
-// restart, with that run's start record): "_n" and a digest of their ids,
-// or "" when there are none. Without it the second upload would replace
-// the first at its key.
+// different tamper, heartbeat and gap records (a range read again after a
+// restart, with that run's start record, or a gap detected again at
+// another time): "_n" and a digest of the tamper and heartbeat records'
+// ids and the gap records' lines (whose file is the range's), or "" when
+// there are none. Without it the second upload would find the first at
+// its key and be taken for another object.
 func noticeTag(b *sinks.Batch) string {
 	h := sha256.New()
 	n := 0
 	for i := range b.Records {
-		if k := b.Records[i].Kind; k == sinks.KindTamper || k == sinks.KindHeartbeat {
+		switch b.Records[i].Kind {
+		case sinks.KindTamper, sinks.KindHeartbeat:
 			io.WriteString(h, b.Records[i].File.ID)
-			n++
+		case sinks.KindGap:
+			h.Write(b.Records[i].Line)
+		default:
+			continue
 		}
+		n++
 	}
 	if n == 0 {
 		return ""
@@ -529,8 +352,24 @@ func noticeTag(b *sinks.Batch) string {
 	return "_n" + hex.EncodeToString(h.Sum(nil)[:6])
 }
 
-// Close implements sinks.Sink.
-func (s *Sink) Close(context.Context) error {
-	s.enc.close()
+// Close implements sinks.Sink. It uploads an object of no records whose
+// manifest says the chain is closed, when the chain has any object: verify
+// then accepts a chain that ends there, after a clean shutdown or before
+// the node or sink is renamed. The next start continues the chain.
+func (s *Sink) Close(ctx context.Context) error {
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	defer s.scanner.close()
+	defer s.enc.close()
+	if s.chain.st.Seq == 0 {
+		return nil
+	}
+	ref := &sinks.FileRef{ID: fmt.Sprintf("closed-%s-%d", s.chain.st.Epoch, s.chain.st.Seq+1)}
+	b := &sinks.Batch{Segments: []sinks.Segment{{File: ref}}}
+	if err := s.write(ctx, b, map[string]string{MetaClosed: "true"}); err != nil {
+		return fmt.Errorf("close chain: %w", err)
+	}
 	return nil
 }

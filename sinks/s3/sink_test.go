@@ -376,3 +376,35 @@ func TestFrozenEndpointDelaysOnlyCheck(t *testing.T) {
 		t.Error("Check did not reach the endpoint")
 	}
 }
+
+// The same byte range read again after a restart may carry other agent
+// records: a start record, or a gap detected again at another time. Each
+// such batch has a key of its own, so that neither is taken for someone
+// else's object at the other's key; a batch of the same records keeps
+// its key.
+func TestNoticesTagTheKey(t *testing.T) {
+	enc, _ := newEncoder("zstd")
+	s := &Sink{cfg: Config{Node: "n"}, enc: enc}
+	gap := func(at string) map[sinks.Kind]string {
+		return map[sinks.Kind]string{sinks.KindGap: `{"kind":"AuditrailGap","apiVersion":"auditrail.io/v1","reason":"pruned","detectedAt":"` + at + `"}`}
+	}
+	key := func(b *sinks.Batch) string { return s.key(b, s.firstEventTime(b)) }
+	plain := key(markedBatch(100, nil, 5))
+	for _, tc := range []struct {
+		name string
+		a, b map[sinks.Kind]string
+		same bool
+	}{
+		{"same gap record", gap("2026-11-21T10:00:00Z"), gap("2026-11-21T10:00:00Z"), true},
+		{"gap detected again", gap("2026-11-21T10:00:00Z"), gap("2026-11-21T10:05:00Z"), false},
+		{"gap and none", gap("2026-11-21T10:00:00Z"), nil, false},
+	} {
+		ka, kb := key(markedBatch(100, tc.a, 5)), key(markedBatch(100, tc.b, 5))
+		if (ka == kb) != tc.same {
+			t.Errorf("%s: keys %s and %s, same = %v", tc.name, ka, kb, ka == kb)
+		}
+		if tc.a != nil && ka == plain {
+			t.Errorf("%s: key %s is the key of the batch without agent records", tc.name, ka)
+		}
+	}
+}

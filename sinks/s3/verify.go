@@ -1,27 +1,15 @@
 package s3
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/aws-sdk-go-v2/service/s3/types"
-
-	"github.com/auditrail/auditrail/sinks"
 )
 
 // VerifyOptions select what Verify checks.
@@ -37,11 +25,19 @@ type VerifyOptions struct {
 	// RequireLock reports objects without an Object Lock mode.
 	RequireLock bool
 	// MaxGap is the longest time allowed between two consecutive uploads
-	// of a chain, and the longest downtime a start record may report,
-	// before they are findings; zero skips both checks. An agent sends a
-	// heartbeat when idle, so it should be well above the agent's
-	// heartbeatInterval.
+	// of a chain, the longest downtime a start record may report, and
+	// the longest time since the last upload of a chain its sink did not
+	// close (before To when set, else before now), before they are
+	// findings; zero skips these checks. An agent sends a heartbeat when
+	// idle, so it should be well above the agent's heartbeatInterval.
 	MaxGap time.Duration
+	// MaxObjectBytes bounds the bytes read from one object, compressed
+	// and decompressed; an object past it is an oversized-object finding.
+	// Zero means DefaultMaxObjectBytes.
+	MaxObjectBytes int64
+	// Now is the time the last uploads are compared with; zero is the
+	// clock's.
+	Now time.Time
 }
 
 // Finding is one problem Verify found.
@@ -49,7 +45,8 @@ type Finding struct {
 	// Kind is checksum-mismatch, misplaced, no-chain, no-manifest,
 	// manifest-mismatch, missing, broken-link, duplicate-seq,
 	// chain-restart, time-gap, agent-stopped, source-gap, tamper,
-	// unlocked or short-retention.
+	// unlocked, short-retention, overwritten, deleted, key-collision,
+	// chain-ended or oversized-object.
 	Kind   string `json:"kind"`
 	Key    string `json:"key,omitempty"`
 	Chain  string `json:"chain,omitempty"`
@@ -68,6 +65,9 @@ type EpochReport struct {
 	Objects    int    `json:"objects"`
 	FirstEvent string `json:"firstEvent,omitempty"`
 	LastEvent  string `json:"lastEvent,omitempty"`
+	// Closed is set when the epoch's last object says its sink closed
+	// the chain (a clean shutdown).
+	Closed bool `json:"closed,omitempty"`
 }
 
 // Report is Verify's result.
@@ -86,11 +86,12 @@ type Report struct {
 
 type verified struct {
 	key        string
-	sha        string // computed from the content
+	sha        string // computed from the content; "" when too large to read
 	meta       map[string]string
 	seq        int64
 	lastMod    time.Time
 	firstEvent string
+	closed     bool // the manifest says the sink closed the chain here
 	// marked are the agent's own records in the object.
 	marked []markedRecord
 }
@@ -101,10 +102,12 @@ type markedRecord struct {
 	line []byte
 }
 
-// Verify walks the archive under cfg's bucket and prefix: it downloads
-// every object and checks its SHA-256 against its metadata and S3's
-// checksum, follows every hash chain link, reports missing sequence
-// numbers and chain restarts, and checks each object's Object Lock.
+// Verify walks the archive under cfg's bucket and prefix: it lists every
+// version of every key, reports keys written over or deleted, downloads
+// the oldest version of each and checks its SHA-256 against its metadata,
+// its manifest and S3's checksum, follows every hash chain link, reports
+// missing sequence numbers, chain restarts and chains that stopped, and
+// checks each object's Object Lock.
 func Verify(ctx context.Context, cfg Config, opts VerifyOptions) (*Report, error) {
 	client, err := newClient(ctx, cfg)
 	if err != nil {
@@ -116,44 +119,59 @@ func Verify(ctx context.Context, cfg Config, opts VerifyOptions) (*Report, error
 	}
 	rep := &Report{Bucket: cfg.Bucket, Prefix: prefix, Epochs: []EpochReport{}, Findings: []Finding{}, Marked: map[string]int{}}
 	add := func(f Finding) { rep.Findings = append(rep.Findings, f) }
-	chains := map[string]map[string][]*verified{} // chain → epoch → objects
-	pages := s3.NewListObjectsV2Paginator(client, &s3.ListObjectsV2Input{Bucket: aws.String(cfg.Bucket), Prefix: aws.String(prefix)})
-	for pages.HasMorePages() {
-		page, err := pages.NextPage(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("list s3://%s/%s: %w", cfg.Bucket, prefix, err)
-		}
-		for _, o := range page.Contents {
-			key := aws.ToString(o.Key)
-			if !selected(key, opts) {
-				continue
-			}
-			v, err := verifyObject(ctx, client, cfg.Bucket, key, opts, add)
-			if err != nil {
-				return nil, err
-			}
-			rep.Objects++
-			rep.Bytes += aws.ToInt64(o.Size)
-			if v == nil {
-				continue
-			}
-			for _, m := range v.marked {
-				rep.Marked[m.kind]++
-			}
-			id := v.meta[MetaChain]
-			if chains[id] == nil {
-				chains[id] = map[string][]*verified{}
-			}
-			chains[id][v.meta[MetaEpoch]] = append(chains[id][v.meta[MetaEpoch]], v)
-		}
+	keys, err := listVersions(ctx, client, cfg.Bucket, prefix, opts)
+	if err != nil {
+		return nil, err
+	}
+	chains, err := verifyObjects(ctx, client, cfg.Bucket, keys, opts, rep, add)
+	if err != nil {
+		return nil, err
 	}
 	for _, id := range slices.Sorted(maps.Keys(chains)) {
-		for i, epoch := range slices.Sorted(maps.Keys(chains[id])) {
-			rep.Epochs = append(rep.Epochs, checkEpoch(id, epoch, i == 0, chains[id][epoch], opts, add))
+		epochs := slices.Sorted(maps.Keys(chains[id]))
+		for i, epoch := range epochs {
+			er := checkEpoch(id, epoch, i == 0, chains[id][epoch], opts, add)
+			if i == len(epochs)-1 {
+				checkEnd(id, epoch, chains[id][epoch], opts, add)
+			}
+			rep.Epochs = append(rep.Epochs, er)
 		}
 	}
 	rep.OK = len(rep.Findings) == 0
 	return rep, nil
+}
+
+// verifyObjects checks the oldest version of every key and returns the
+// objects of every chain, by chain and epoch.
+func verifyObjects(ctx context.Context, client *s3.Client, bucket string, keys []*keyVersions, opts VerifyOptions,
+	rep *Report, add func(Finding)) (map[string]map[string][]*verified, error) {
+	sc := newScanner(opts.MaxObjectBytes)
+	defer sc.close()
+	chains := map[string]map[string][]*verified{} // chain → epoch → objects
+	for _, k := range keys {
+		k.check(add)
+		if len(k.versions) == 0 {
+			continue
+		}
+		v, err := verifyObject(ctx, client, sc, bucket, k, opts, add)
+		if err != nil {
+			return nil, err
+		}
+		rep.Objects++
+		rep.Bytes += k.size()
+		if v == nil {
+			continue
+		}
+		for _, m := range v.marked {
+			rep.Marked[m.kind]++
+		}
+		id := v.meta[MetaChain]
+		if chains[id] == nil {
+			chains[id] = map[string][]*verified{}
+		}
+		chains[id][v.meta[MetaEpoch]] = append(chains[id][v.meta[MetaEpoch]], v)
+	}
+	return chains, nil
 }
 
 // selected reports whether key is in the node and time window.
@@ -177,88 +195,6 @@ func selected(key string, opts VerifyOptions) bool {
 		(opts.To.IsZero() || hour.Before(opts.To))
 }
 
-// verifyObject downloads one object and checks it alone; it returns nil
-// for an object outside any chain.
-func verifyObject(ctx context.Context, client *s3.Client, bucket, key string, opts VerifyOptions, add func(Finding)) (*verified, error) {
-	out, err := client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key),
-		ChecksumMode: types.ChecksumModeEnabled})
-	if err != nil {
-		return nil, fmt.Errorf("get %s: %w", key, err)
-	}
-	body, err := io.ReadAll(out.Body)
-	out.Body.Close()
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", key, err)
-	}
-	sum32 := sha256.Sum256(body)
-	sum := sum32[:]
-	v := &verified{key: key, sha: hex.EncodeToString(sum), meta: out.Metadata, lastMod: aws.ToTime(out.LastModified),
-		firstEvent: out.Metadata["first-event"]}
-	manifest, recs, err := ReadObject(key, body)
-	switch {
-	case errors.Is(err, ErrRecordsMismatch):
-		add(Finding{Kind: "checksum-mismatch", Key: key, Detail: err.Error()})
-	case err != nil:
-		add(Finding{Kind: "no-manifest", Key: key, Detail: err.Error()})
-	default:
-		if f := manifest.mismatch(out.Metadata); f != "" {
-			add(Finding{Kind: "manifest-mismatch", Key: key, Detail: fmt.Sprintf("the manifest line's %s differs from the object's metadata", f)})
-		}
-	}
-	v.marked = markedRecords(recs)
-	if want := out.Metadata[MetaSHA256]; want != v.sha {
-		add(Finding{Kind: "checksum-mismatch", Key: key, Detail: fmt.Sprintf("content SHA-256 %s, metadata says %q", v.sha, want)})
-	}
-	if c := aws.ToString(out.ChecksumSHA256); c != "" && !strings.Contains(c, "-") && c != base64.StdEncoding.EncodeToString(sum) {
-		add(Finding{Kind: "checksum-mismatch", Key: key, Detail: "content does not match S3's stored SHA-256 checksum " + c})
-	}
-	switch {
-	case out.ObjectLockMode == "":
-		if opts.RequireLock {
-			add(Finding{Kind: "unlocked", Key: key, Detail: "no Object Lock retention"})
-		}
-	case opts.MinRetention > 0:
-		until := aws.ToTime(out.ObjectLockRetainUntilDate)
-		if until.Sub(v.lastMod) < opts.MinRetention-time.Minute {
-			add(Finding{Kind: "short-retention", Key: key, Detail: fmt.Sprintf("%s retention until %s, %s after upload; policy is %s",
-				out.ObjectLockMode, until.UTC().Format(time.RFC3339), until.Sub(v.lastMod).Round(time.Second), opts.MinRetention)})
-		}
-	}
-	if !placed(key, out.Metadata) {
-		add(Finding{Kind: "misplaced", Key: key, Detail: fmt.Sprintf("the object's metadata describes source %s bytes %s, not what its key names",
-			out.Metadata["source-file"], out.Metadata["source-range"])})
-	}
-	seq, err := strconv.ParseInt(out.Metadata[MetaSeq], 10, 64)
-	if err != nil || out.Metadata[MetaEpoch] == "" {
-		add(Finding{Kind: "no-chain", Key: key, Detail: "object carries no hash chain metadata"})
-		return nil, nil
-	}
-	v.seq = seq
-	return v, nil
-}
-
-// markedRecords returns the records the agent made among recs.
-func markedRecords(recs []byte) []markedRecord {
-	var out []markedRecord
-	for len(recs) > 0 {
-		line := recs
-		if i := bytes.IndexByte(recs, '\n'); i >= 0 {
-			line, recs = recs[:i], recs[i+1:]
-		} else {
-			recs = nil
-		}
-		if !bytes.Contains(line, []byte(`"kind":"Auditrail`)) || !bytes.Contains(line, []byte(`"apiVersion":"`+sinks.RecordAPIVersion+`"`)) {
-			continue
-		}
-		var head struct{ Kind string }
-		if json.Unmarshal(line, &head) == nil && strings.HasPrefix(head.Kind, "Auditrail") {
-			// A copy: the line is inside the whole decompressed object.
-			out = append(out, markedRecord{kind: head.Kind, line: bytes.Clone(line)})
-		}
-	}
-	return out
-}
-
 // placed reports whether the key names the source file and start offset
 // the metadata describes: content moved to another key is not.
 func placed(key string, meta map[string]string) bool {
@@ -268,109 +204,4 @@ func placed(key string, meta map[string]string) bool {
 		return false
 	}
 	return strings.Contains(key, fmt.Sprintf("_%s_%020d-", meta["source-file"], n))
-}
-
-// checkEpoch follows one epoch's links in sequence order.
-func checkEpoch(id, epoch string, first bool, objs []*verified, opts VerifyOptions, add func(Finding)) EpochReport {
-	sort.Slice(objs, func(i, j int) bool {
-		if objs[i].seq != objs[j].seq {
-			return objs[i].seq < objs[j].seq
-		}
-		return objs[i].lastMod.Before(objs[j].lastMod)
-	})
-	er := EpochReport{Chain: id, Epoch: epoch, FirstSeq: objs[0].seq, LastSeq: objs[len(objs)-1].seq, Objects: len(objs),
-		FirstEvent: objs[0].firstEvent, LastEvent: objs[len(objs)-1].meta["last-event"]}
-	windowed := !opts.From.IsZero() || !opts.To.IsZero()
-	if objs[0].seq == 1 {
-		er.Start = objs[0].meta[MetaChainStart]
-		if !first {
-			add(Finding{Kind: "chain-restart", Key: objs[0].key, Chain: id, Epoch: epoch, Seq: 1,
-				Detail: fmt.Sprintf("the chain starts again (%s): the agent's state was lost or replaced; compare the events around %s with the previous epoch", er.Start, objs[0].firstEvent)})
-		}
-	} else if !windowed {
-		add(Finding{Kind: "missing", Key: objs[0].key, Chain: id, Epoch: epoch, Seq: objs[0].seq,
-			Detail: fmt.Sprintf("objects 1 to %d of the epoch are missing", objs[0].seq-1)})
-	}
-	var born time.Time // the chain's first start, when this is its first epoch
-	if first {
-		if t, err := time.Parse(epochLayout, strings.SplitN(epoch, "-", 2)[0]); err == nil {
-			born = t
-		}
-	}
-	for _, o := range objs {
-		checkMarked(o, id, epoch, born, opts, add)
-	}
-	for i := 1; i < len(objs); i++ {
-		prev, cur := objs[i-1], objs[i]
-		if d := cur.lastMod.Sub(prev.lastMod); opts.MaxGap > 0 && d > opts.MaxGap {
-			add(Finding{Kind: "time-gap", Key: cur.key, Chain: id, Epoch: epoch, Seq: cur.seq,
-				Detail: fmt.Sprintf("nothing uploaded for %s, from %s to %s, not even a heartbeat: the agent was stopped or could not reach S3",
-					d.Round(time.Second), prev.lastMod.UTC().Format(time.RFC3339), cur.lastMod.UTC().Format(time.RFC3339))})
-		}
-		switch {
-		case cur.seq == prev.seq:
-			add(Finding{Kind: "duplicate-seq", Key: cur.key, Chain: id, Epoch: epoch, Seq: cur.seq,
-				Detail: "two objects claim sequence number " + strconv.FormatInt(cur.seq, 10) + ": " + prev.key})
-		case cur.seq > prev.seq+1:
-			add(Finding{Kind: "missing", Key: cur.key, Chain: id, Epoch: epoch, Seq: prev.seq + 1,
-				Detail: fmt.Sprintf("objects %d to %d are missing, between %s and %s", prev.seq+1, cur.seq-1, prev.key, cur.key)})
-		case cur.meta[MetaPrev] != prev.sha:
-			add(Finding{Kind: "broken-link", Key: cur.key, Chain: id, Epoch: epoch, Seq: cur.seq,
-				Detail: fmt.Sprintf("previous object %s has SHA-256 %s, this object links to %q", prev.key, prev.sha, cur.meta[MetaPrev])})
-		}
-	}
-	return er
-}
-
-// checkMarked reports what the agent's own records in o say: data lost on
-// the node, tampering, and downtime. A no-state tamper record made when the
-// chain was born (the start of its first epoch, zero if this is not it) is
-// the node's first start, wherever a crash may have put it.
-func checkMarked(o *verified, chain, epoch string, born time.Time, opts VerifyOptions, add func(Finding)) {
-	for _, m := range o.marked {
-		f := Finding{Key: o.key, Chain: chain, Epoch: epoch, Seq: o.seq}
-		switch m.kind {
-		case sinks.GapRecordKind:
-			var g sinks.GapRecord
-			json.Unmarshal(m.line, &g)
-			to := strconv.FormatInt(g.Bytes.To, 10)
-			if !g.Bytes.ToKnown {
-				to = "at least " + to
-			}
-			f.Kind = "source-gap"
-			f.Detail = fmt.Sprintf("the agent could not read bytes %d to %s of %s (%s, detected %s); events between %s and %s may be missing",
-				g.Bytes.From, to, g.File.Path, g.Reason, g.DetectedAt, orUnknown(g.Time.After), orUnknown(g.Time.Before))
-		case sinks.TamperRecordKind:
-			var tr sinks.TamperRecord
-			json.Unmarshal(m.line, &tr)
-			if t, err := time.Parse(time.RFC3339Nano, tr.DetectedAt); err == nil && tr.Reason == sinks.TamperNoState &&
-				!born.IsZero() && t.Sub(born).Abs() < time.Minute {
-				continue
-			}
-			f.Kind = "tamper"
-			f.Detail = fmt.Sprintf("%s, detected %s: %s", tr.Reason, tr.DetectedAt, tr.Detail)
-			if tr.File != nil && tr.File.Path != "" {
-				f.Detail += " (" + tr.File.Path + ")"
-			}
-		case sinks.StartRecordKind:
-			var st sinks.StartRecord
-			json.Unmarshal(m.line, &st)
-			down := time.Duration(st.DowntimeSeconds * float64(time.Second))
-			if opts.MaxGap <= 0 || down <= opts.MaxGap {
-				continue
-			}
-			f.Kind = "agent-stopped"
-			f.Detail = fmt.Sprintf("the agent was not running for %s, from %s to %s", down.Round(time.Second), st.PreviousRunUntil, st.StartedAt)
-		default:
-			continue
-		}
-		add(f)
-	}
-}
-
-func orUnknown(s string) string {
-	if s == "" {
-		return "(unknown)"
-	}
-	return s
 }

@@ -1,0 +1,114 @@
+package s3
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"testing"
+
+	"github.com/auditrail/auditrail/sinks/sinktest"
+)
+
+// encodeBatch returns the body the sink uploads for the given lines.
+func encodeBatch(t *testing.T, comp string, lines []string) (key string, body []byte) {
+	t.Helper()
+	enc, err := newEncoder(comp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := sinktest.Batch(sinktest.File(1), 0, lines...)
+	meta := map[string]string{MetaChain: "n/s", MetaEpoch: "e", MetaSeq: "1"}
+	body, err = enc.encode(b, func(sum []byte) []byte {
+		meta[MetaRecordsSHA256] = hex.EncodeToString(sum)
+		return newManifest(meta).line()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return "k" + enc.ext, bytes.Clone(body)
+}
+
+func TestScanIsBounded(t *testing.T) {
+	hb := `{"kind":"AuditrailHeartbeat","apiVersion":"auditrail.io/v1","sink":"s3","at":"2026-11-21T10:00:00Z"}`
+	lines := append(sinktest.Events(0, 50, 1), hb)
+	recs := ndjson(lines)
+	recsSum := sha256.Sum256(recs)
+	for _, tc := range []struct {
+		name, comp string
+		limit      int64
+		body       func(key string, body []byte) []byte
+		oversized  bool
+		noManifest bool
+	}{
+		{"zstd", "zstd", 1 << 20, nil, false, false},
+		{"gzip", "gzip", 1 << 20, nil, false, false},
+		{"none", "none", 1 << 20, nil, false, false},
+		{"decompressed past the bound", "zstd", int64(len(recs)) / 2, nil, true, false},
+		{"zstd bomb", "zstd", 1 << 20, func(key string, _ []byte) []byte { return bomb(t, ".ndjson.zst", 8<<20) }, true, true},
+		{"gzip bomb", "gzip", 1 << 20, func(key string, _ []byte) []byte { return bomb(t, ".ndjson.gz", 8<<20) }, true, true},
+		{"stored body past the bound", "none", 1 << 10, nil, true, false},
+		{"not compressed as the key says", "zstd", 1 << 20, func(_ string, b []byte) []byte { return []byte("plain text\n") }, false, true},
+		{"truncated", "gzip", 1 << 20, func(_ string, b []byte) []byte { return b[:len(b)/2] }, false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			key, body := encodeBatch(t, tc.comp, lines)
+			if tc.body != nil {
+				body = tc.body(key, body)
+			}
+			sc := newScanner(tc.limit)
+			defer sc.close()
+			got, err := sc.scan(key, bytes.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.oversized != tc.oversized || (got.noManifest != nil) != tc.noManifest {
+				t.Fatalf("oversized %v, no manifest %v; want %v, %v", got.oversized, got.noManifest, tc.oversized, tc.noManifest)
+			}
+			bodySum := sha256.Sum256(body)
+			if wantSHA := hex.EncodeToString(bodySum[:]); !got.oversized || int64(len(body)) <= tc.limit {
+				if got.sha != wantSHA {
+					t.Errorf("body SHA-256 %q, want %s", got.sha, wantSHA)
+				}
+			}
+			if tc.oversized || tc.noManifest {
+				return
+			}
+			if got.recordsSHA != hex.EncodeToString(recsSum[:]) || got.manifest.RecordsSHA256 != got.recordsSHA {
+				t.Errorf("records SHA-256 %s, manifest %s, want %x", got.recordsSHA, got.manifest.RecordsSHA256, recsSum)
+			}
+			if len(got.marked) != 1 || got.marked[0].kind != "AuditrailHeartbeat" || string(got.marked[0].line) != hb {
+				t.Errorf("marked records %+v", got.marked)
+			}
+		})
+	}
+	// One scanner reads objects one after the other, whatever happened to
+	// the one before.
+	sc := newScanner(1 << 20)
+	defer sc.close()
+	for i, comp := range []string{"zstd", "zstd", "gzip", "gzip", "zstd"} {
+		key, body := encodeBatch(t, comp, lines)
+		if i == 1 {
+			body = bomb(t, ".ndjson.zst", 8<<20)
+		}
+		got, err := sc.scan(key, bytes.NewReader(body))
+		if err != nil || (i != 1 && got.recordsSHA != hex.EncodeToString(recsSum[:])) {
+			t.Errorf("object %d (%s): err %v, scan %+v", i, comp, err, got)
+		}
+	}
+}
+
+type failingReader struct{}
+
+func (failingReader) Read([]byte) (int, error) { return 0, errors.New("connection reset") }
+
+// A body that cannot be read is an error, not a finding about content.
+func TestScanReadError(t *testing.T) {
+	sc := newScanner(1 << 20)
+	defer sc.close()
+	for _, key := range []string{"k.ndjson.zst", "k.ndjson.gz", "k.ndjson"} {
+		if _, err := sc.scan(key, failingReader{}); err == nil {
+			t.Errorf("%s: no error from a failing body", key)
+		}
+	}
+}
