@@ -117,6 +117,9 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		"drop matches all":   {"auditLogPath: /a/audit.log\nsinks:\n  - type: discard\n    drop: [{name: all}]\n", "sinks[0].drop[0] (all) matches every event"},
 		"drop bad pattern":   {"auditLogPath: /a/audit.log\nsinks:\n  - type: discard\n    drop: [{name: x, users: [\"[\"]}]\n", `sinks[0].drop[0].users[0] (rule x): bad pattern "["`},
 		"file on discard":    {"auditLogPath: /a/audit.log\nsinks:\n  - type: discard\n    file: {directory: /x}\n", "sinks[0].file is only valid for type file"},
+		"pprof on all":       {base + "http: {address: \"127.0.0.1:9808\", pprof: true, pprofAddress: \":6060\"}\n", "http.pprofAddress must be a loopback address"},
+		"pprof on node IP":   {base + "http: {pprof: true, pprofAddress: \"10.0.0.1:6060\"}\n", "http.pprofAddress must be a loopback address"},
+		"bad http address":   {base + "http: {address: \"9808\"}\n", "http.address must be host:port"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -213,5 +216,17 @@ alerts:
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: error %v, want %q", yaml, err, want)
 		}
+	}
+}
+
+// Profiles are served on a listener of their own, on loopback, never on the
+// metrics address that Prometheus (and the node's network) reaches.
+func TestPprofListenerDefaultsToLoopback(t *testing.T) {
+	c, err := Parse([]byte("auditLogPath: /a/audit.log\nhttp: {address: \":9808\", pprof: true}\nsinks:\n  - type: discard\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HTTP.PprofAddress != "127.0.0.1:6060" {
+		t.Errorf("http.pprofAddress defaults to %q, want 127.0.0.1:6060", c.HTTP.PprofAddress)
 	}
 }
