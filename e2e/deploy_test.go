@@ -13,6 +13,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 	"sigs.k8s.io/yaml"
@@ -113,6 +114,7 @@ type rendered struct {
 	sa    *corev1.ServiceAccount
 	svc   *corev1.Service
 	pods  []*corev1.Pod // helm test hooks
+	np    *networkingv1.NetworkPolicy
 	other map[string]map[string]any
 }
 
@@ -137,6 +139,9 @@ func decodeAll(t *testing.T, out []byte) *rendered {
 		case "Service":
 			r.svc = &corev1.Service{}
 			decodeStrict(t, doc, r.svc)
+		case "NetworkPolicy":
+			r.np = &networkingv1.NetworkPolicy{}
+			decodeStrict(t, doc, r.np)
 		case "Pod":
 			p := &corev1.Pod{}
 			decodeStrict(t, doc, p)
@@ -172,14 +177,18 @@ func TestHelmChart(t *testing.T) {
 			out := helm(t, append([]string{"template", "auditrail", chart, "-n", "kube-system", "--kube-version", kubeVersion}, tc.values...)...)
 			r := decodeAll(t, out)
 			checkDaemonSet(t, r.ds, tc.dir)
-			checkConfig(t, r.cm.Data["auditrail.yaml"], tc.dir+"/"+tc.file)
+			checkConfig(t, r.cm.Data["auditrail.yaml"], tc.dir+"/"+tc.file, podIPAddr)
 			if r.sa == nil || r.svc == nil || len(r.pods) != 1 {
 				t.Errorf("missing ServiceAccount, Service or test pod")
+			}
+			if tc.name == "defaults" && r.np != nil {
+				t.Error("a NetworkPolicy is rendered by default")
 			}
 			if tc.name == "full" {
 				if r.other["ServiceMonitor"] == nil || r.other["PrometheusRule"] == nil {
 					t.Error("monitoring enabled but no ServiceMonitor/PrometheusRule rendered")
 				}
+				checkNetworkPolicy(t, r.np)
 				if r.sa.Annotations["eks.amazonaws.com/role-arn"] == "" {
 					t.Error("IRSA annotation missing")
 				}
@@ -194,6 +203,25 @@ func TestHelmChart(t *testing.T) {
 	cmd := testproc.Command(helmBin(t), "template", "x", chart, "--kube-version", kubeVersion, "--set", "auditLog.directory=relative")
 	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "auditLog/directory") {
 		t.Errorf("a relative audit directory was accepted: %v\n%s", err, out)
+	}
+}
+
+// checkNetworkPolicy: the agent's pods take ingress on the metrics port
+// only, from the peers the values list.
+func checkNetworkPolicy(t *testing.T, np *networkingv1.NetworkPolicy) {
+	t.Helper()
+	if np == nil {
+		t.Fatal("networkPolicy.enabled but no NetworkPolicy rendered")
+	}
+	if np.Spec.PodSelector.MatchLabels["app.kubernetes.io/name"] != "auditrail" {
+		t.Errorf("NetworkPolicy selects %v", np.Spec.PodSelector.MatchLabels)
+	}
+	if len(np.Spec.PolicyTypes) != 1 || np.Spec.PolicyTypes[0] != networkingv1.PolicyTypeIngress {
+		t.Errorf("policyTypes %v, want Ingress (egress is open when the values list none)", np.Spec.PolicyTypes)
+	}
+	if len(np.Spec.Ingress) != 1 || len(np.Spec.Ingress[0].From) != 1 || len(np.Spec.Ingress[0].Ports) != 1 ||
+		np.Spec.Ingress[0].Ports[0].Port.IntValue() != 9808 {
+		t.Errorf("ingress %+v, want the metrics port from the one peer listed", np.Spec.Ingress)
 	}
 }
 
@@ -224,6 +252,17 @@ func checkDaemonSet(t *testing.T, ds *appsv1.DaemonSet, auditDir string) {
 		t.Errorf("terminationGracePeriodSeconds %v must exceed the 25 s drain timeout", spec.TerminationGracePeriodSeconds)
 	}
 	checkContainer(t, spec.Containers[0], spec.Volumes, auditDir)
+	// The agent listens on the pod IP only (checkConfig): the chart gives
+	// it through the downward API.
+	var podIP bool
+	for _, e := range spec.Containers[0].Env {
+		if e.Name == "POD_IP" && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "status.podIP" {
+			podIP = true
+		}
+	}
+	if !podIP {
+		t.Error("no POD_IP from status.podIP in the container's environment")
+	}
 }
 
 // checkContainer asserts what a security reviewer looks for.
@@ -287,19 +326,24 @@ func checkContainer(t *testing.T, c corev1.Container, vols []corev1.Volume, audi
 	}
 }
 
+// podIPAddr is the listener address the chart gives the agent once
+// ${POD_IP} is expanded (checkConfig sets POD_IP to 10.1.2.3).
+const podIPAddr = "[10.1.2.3]:9808"
+
 // checkConfig validates the agent configuration the chart renders, as the
-// agent would.
-func checkConfig(t *testing.T, raw, auditLog string) {
+// agent would, and that it listens on httpAddr, never on every interface.
+func checkConfig(t *testing.T, raw, auditLog, httpAddr string) {
 	t.Helper()
 	for _, v := range []string{"NODE_NAME", "CLUSTER_NAME", "ES_API_KEY", "KAFKA_PASSWORD", "ALERT_WEBHOOK_SECRET"} {
 		t.Setenv(v, "x")
 	}
+	t.Setenv("POD_IP", "10.1.2.3")
 	t.Setenv("SLACK_WEBHOOK_URL", "https://hooks.slack.com/services/T0/B0/x")
 	c, err := config.Parse([]byte(raw))
 	if err != nil {
 		t.Fatalf("rendered config is invalid: %v\n%s", err, raw)
 	}
-	if c.AuditLogPath != auditLog || c.StateDir != "/var/lib/auditrail" || c.HTTP.Address != ":9808" {
+	if c.AuditLogPath != auditLog || c.StateDir != "/var/lib/auditrail" || c.HTTP.Address != httpAddr {
 		t.Errorf("config paths: auditLogPath %s stateDir %s http %s", c.AuditLogPath, c.StateDir, c.HTTP.Address)
 	}
 }
@@ -316,7 +360,7 @@ func TestKopsAddonIsCurrent(t *testing.T) {
 	}
 	r := decodeAll(t, committed)
 	checkDaemonSet(t, r.ds, "/var/log")
-	checkConfig(t, r.cm.Data["auditrail.yaml"], "/var/log/kube-apiserver-audit.log")
+	checkConfig(t, r.cm.Data["auditrail.yaml"], "/var/log/kube-apiserver-audit.log", podIPAddr)
 }
 
 func TestKubeadmStaticPod(t *testing.T) {
@@ -334,7 +378,21 @@ func TestKubeadmStaticPod(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkConfig(t, string(cfg), "/var/log/kubernetes/audit/audit.log")
+	checkConfig(t, string(cfg), "/var/log/kubernetes/audit/audit.log", "127.0.0.1:9808")
+	// On the host network a listener on the pod IP is one on every node
+	// address: the static pod listens on loopback, and its probes, which
+	// the kubelet would send to the node IP, name 127.0.0.1.
+	c := pod.Spec.Containers[0]
+	for _, p := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe} {
+		if p == nil || p.HTTPGet == nil || p.HTTPGet.Host != "127.0.0.1" {
+			t.Errorf("probe %+v does not go to 127.0.0.1", p)
+		}
+	}
+	for _, p := range c.Ports {
+		if p.HostPort != 0 {
+			t.Errorf("port %s publishes hostPort %d", p.Name, p.HostPort)
+		}
+	}
 }
 
 func TestAuditPolicy(t *testing.T) {
