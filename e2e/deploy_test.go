@@ -334,9 +334,10 @@ const podIPAddr = "[10.1.2.3]:9808"
 // agent would, and that it listens on httpAddr, never on every interface.
 func checkConfig(t *testing.T, raw, auditLog, httpAddr string) {
 	t.Helper()
-	for _, v := range []string{"NODE_NAME", "CLUSTER_NAME", "ES_API_KEY", "KAFKA_PASSWORD", "ALERT_WEBHOOK_SECRET"} {
+	for _, v := range []string{"NODE_NAME", "CLUSTER_NAME", "ES_API_KEY", "KAFKA_PASSWORD"} {
 		t.Setenv(v, "x")
 	}
+	t.Setenv("ALERT_WEBHOOK_SECRET", strings.Repeat("s", 32))
 	t.Setenv("POD_IP", "10.1.2.3")
 	t.Setenv("SLACK_WEBHOOK_URL", "https://hooks.slack.com/services/T0/B0/x")
 	c, err := config.Parse([]byte(raw))

@@ -207,8 +207,10 @@ func runAgent(args []string, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if config.ListensEverywhere(cfg.HTTP.Address) {
-		log.Warn("insecure setting: the metrics listener is on every interface; on the host network, every address of the node", "key", "http.address", "address", cfg.HTTP.Address)
+	// Every setting that exposes events or credentials, allowed or not,
+	// once at start: keys and reasons, never values.
+	for _, s := range cfg.Insecure() {
+		log.Warn("insecure setting", "setting", s)
 	}
 	srvs, err := serveHTTP(cfg.HTTP, reg, a, log)
 	if err != nil {

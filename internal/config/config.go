@@ -99,6 +99,43 @@ func (h *HTTPConfig) validate(add func(string, ...any)) {
 	}
 }
 
+// Insecure lists the settings that expose events or credentials to the
+// network, or let anyone forge alerts, each as "key: why". Validation
+// refuses credentials in cleartext unless the section sets allowInsecure;
+// the agent logs every entry at start, allowed or not.
+func (c *Config) Insecure() []string {
+	var out []string
+	if ListensEverywhere(c.HTTP.Address) {
+		out = append(out, "http.address: no host, listens on every interface (on the host network, every address of the node)")
+	}
+	prefixed := func(key string, l []string) {
+		for _, s := range l {
+			out = append(out, key+"."+s)
+		}
+	}
+	for i, s := range c.Sinks {
+		key := fmt.Sprintf("sinks[%d]", i)
+		switch {
+		case s.Elasticsearch != nil:
+			prefixed(key+".elasticsearch", s.Elasticsearch.Insecure())
+		case s.Kafka != nil:
+			prefixed(key+".kafka", s.Kafka.Insecure())
+		case s.S3 != nil:
+			// SigV4 never sends the secret key; the events travel as sent.
+			if strings.HasPrefix(strings.ToLower(s.S3.Endpoint), "http://") {
+				out = append(out, key+".s3.endpoint: http://, events in cleartext")
+			}
+			if s.S3.TLS.InsecureSkipVerify {
+				out = append(out, key+".s3.tls.insecureSkipVerify: the endpoint's certificate is not verified")
+			}
+		}
+	}
+	for i := range c.Alerts.Destinations {
+		prefixed(fmt.Sprintf("alerts.destinations[%d]", i), c.Alerts.Destinations[i].Insecure())
+	}
+	return out
+}
+
 // IsLoopback reports whether addr is host:port with a loopback host.
 func IsLoopback(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
