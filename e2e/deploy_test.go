@@ -292,6 +292,16 @@ func checkContainer(t *testing.T, c corev1.Container, vols []corev1.Volume, audi
 	for _, v := range vols {
 		if v.HostPath != nil {
 			hostPaths[v.Name] = v.HostPath.Path
+			// The agent never creates the audit directory: the kubelet
+			// would make it 0755, listable by all, before kube-apiserver
+			// (or the admin, 0700) does.
+			var typ corev1.HostPathType
+			if v.HostPath.Type != nil {
+				typ = *v.HostPath.Type
+			}
+			if v.HostPath.Path == auditDir && typ != corev1.HostPathDirectory {
+				t.Errorf("audit directory hostPath type %q, want Directory", typ)
+			}
 		}
 	}
 	var auditMounted, stateMounted bool
