@@ -285,8 +285,11 @@ func checkContainer(t *testing.T, c corev1.Container, vols []corev1.Volume, audi
 	if sc.Privileged != nil && *sc.Privileged {
 		t.Error("privileged")
 	}
-	if sc.SeccompProfile == nil || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
-		t.Error("seccomp profile is not RuntimeDefault")
+	// RuntimeDefault allows open_by_handle_at to a process with
+	// CAP_DAC_READ_SEARCH ("Shocker"): the agent's own profile denies it.
+	if sc.SeccompProfile == nil || sc.SeccompProfile.Type != corev1.SeccompProfileTypeLocalhost ||
+		sc.SeccompProfile.LocalhostProfile == nil || *sc.SeccompProfile.LocalhostProfile != seccompProfile {
+		t.Errorf("seccomp profile %+v, want Localhost %s", sc.SeccompProfile, seccompProfile)
 	}
 	hostPaths := map[string]string{}
 	for _, v := range vols {
@@ -402,6 +405,64 @@ func TestKubeadmStaticPod(t *testing.T) {
 	for _, p := range c.Ports {
 		if p.HostPort != 0 {
 			t.Errorf("port %s publishes hostPort %d", p.Name, p.HostPort)
+		}
+	}
+}
+
+// seccompProfile is deploy/seccomp/auditrail.json's path below the
+// kubelet's seccomp directory (/var/lib/kubelet/seccomp).
+const seccompProfile = "auditrail/auditrail.json"
+
+// The seccomp profile allows what the agent calls and nothing that opens
+// files by handle: with CAP_DAC_READ_SEARCH, open_by_handle_at opens any
+// file of the host's file system from a handle the caller makes up.
+func TestSeccompProfile(t *testing.T) {
+	b, err := os.ReadFile("../deploy/seccomp/auditrail.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p struct {
+		DefaultAction string `json:"defaultAction"`
+		Syscalls      []struct {
+			Names    []string         `json:"names"`
+			Action   string           `json:"action"`
+			ErrnoRet int              `json:"errnoRet"`
+			Args     []map[string]any `json:"args"`
+		} `json:"syscalls"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(&p); err != nil {
+		t.Fatal(err)
+	}
+	if p.DefaultAction != "SCMP_ACT_ERRNO" {
+		t.Errorf("defaultAction %s: an allowlist must deny what it does not name", p.DefaultAction)
+	}
+	allowed := map[string]bool{}
+	for _, r := range p.Syscalls {
+		for _, n := range r.Names {
+			if r.Action == "SCMP_ACT_ALLOW" {
+				allowed[n] = true
+				if n == "clone" && len(r.Args) == 0 {
+					t.Error("clone allowed with any flags, new namespaces too")
+				}
+			}
+		}
+	}
+	for _, n := range []string{"open_by_handle_at", "name_to_handle_at", "clone3", "unshare", "setns", "mount", "ptrace", "bpf", "keyctl", "init_module", "finit_module"} {
+		if allowed[n] {
+			t.Errorf("%s is allowed", n)
+		}
+	}
+	// Traced (strace -f) while the agent read, rotated, checkpointed, sent
+	// to a file sink, S3 and a webhook, and served /metrics and pprof.
+	for _, n := range strings.Fields(`accept4 arch_prctl bind brk clone close connect epoll_create1 epoll_ctl
+		epoll_pwait eventfd2 execve fcntl fstat fsync futex getdents64 getpid getrandom getsockname getsockopt
+		gettid inotify_add_watch inotify_init1 listen madvise mkdirat mmap mprotect munmap nanosleep newfstatat
+		openat prctl pread64 prlimit64 read readlinkat renameat rseq rt_sigaction rt_sigprocmask rt_sigreturn
+		sched_getaffinity sched_yield set_robust_list set_tid_address setitimer setsockopt sigaltstack socket
+		statfs tgkill timer_create timer_delete timer_settime uname write exit exit_group unlinkat fchmodat`) {
+		if !allowed[n] {
+			t.Errorf("%s, which the agent calls, is not allowed", n)
 		}
 	}
 }
