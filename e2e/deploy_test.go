@@ -373,8 +373,10 @@ func TestKopsAddonIsCurrent(t *testing.T) {
 		t.Fatal("deploy/kops/auditrail.addon.yaml is stale: helm template auditrail charts/auditrail -n kube-system --kube-version " + kubeVersion + " -f deploy/kops/values.yaml > deploy/kops/auditrail.addon.yaml")
 	}
 	r := decodeAll(t, committed)
-	checkDaemonSet(t, r.ds, "/var/log")
-	checkConfig(t, r.cm.Data["auditrail.yaml"], "/var/log/kube-apiserver-audit.log", podIPAddr)
+	// A directory of its own, not /var/log: whoever writes other logs
+	// there could plant files named like rotated audit logs.
+	checkDaemonSet(t, r.ds, "/var/log/kube-apiserver-audit")
+	checkConfig(t, r.cm.Data["auditrail.yaml"], "/var/log/kube-apiserver-audit/audit.log", podIPAddr)
 }
 
 func TestKubeadmStaticPod(t *testing.T) {
