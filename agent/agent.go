@@ -6,12 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/auditrail/auditrail/checkpoint"
+	"github.com/auditrail/auditrail/internal/fsutil"
 	"github.com/auditrail/auditrail/rules"
 	"github.com/auditrail/auditrail/sinks"
 	"github.com/prometheus/client_golang/prometheus"
@@ -151,8 +151,8 @@ const (
 // loadState reads the checkpoint. A corrupt one is moved aside and every
 // file on disk is read again: duplicates, never loss.
 func (a *Agent) loadState() (st *checkpoint.State, how string, err error) {
-	if err := os.MkdirAll(a.opts.StateDir, 0o700); err != nil {
-		return nil, "", fmt.Errorf("create state directory: %w", err)
+	if err := fsutil.PrivateDir(a.opts.StateDir); err != nil {
+		return nil, "", fmt.Errorf("state directory: %w", err)
 	}
 	st, found, err := a.store.Load()
 	if errors.Is(err, checkpoint.ErrCorrupt) {

@@ -290,7 +290,7 @@ func (r *registry) listOnce() (cands []*candidate, problem string, ok bool, name
 		dev, ino := devIno(fi)
 		c := &candidate{name: name, path: path, gz: gz, dev: dev, ino: ino, size: fi.Size(), mtime: fi.ModTime(), key: r.naming.orderKey(name, fi.ModTime())}
 		if !held[[2]uint64{dev, ino}] {
-			f, err := os.Open(path)
+			f, err := openAudit(path)
 			if err != nil {
 				if live && errors.Is(err, fs.ErrPermission) {
 					problem = fmt.Sprintf("open %s: permission denied (the agent needs read access, e.g. CAP_DAC_READ_SEARCH)", path)
@@ -345,7 +345,7 @@ func (c *candidate) readPrefix(held *handle) []byte {
 	if f == nil {
 		// The descriptor that was held when the directory was listed has
 		// been released since: open the candidate itself.
-		own, err := os.Open(c.path)
+		own, err := openAudit(c.path)
 		if err != nil {
 			return nil
 		}
@@ -766,7 +766,7 @@ func (r *registry) holdOpenLocked() {
 }
 
 func (r *registry) openLocked(e *entry) {
-	f, err := os.Open(e.path)
+	f, err := openAudit(e.path)
 	if err != nil {
 		if errors.Is(err, fs.ErrPermission) {
 			r.reportLocked(fmt.Sprintf("open %s: permission denied", e.path))
@@ -979,7 +979,7 @@ func (r *registry) skipExisting() {
 
 // lastLineEnd returns the offset just after the last newline before size.
 func lastLineEnd(path string, size int64) int64 {
-	f, err := os.Open(path)
+	f, err := openAudit(path)
 	if err != nil {
 		return 0
 	}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/auditrail/auditrail/internal/fsutil"
 	"github.com/auditrail/auditrail/sinks"
 )
 
@@ -148,8 +149,8 @@ func (w *writer) deadLetter(ctx context.Context, b *batchBuf, cause error) bool 
 }
 
 func (w *writer) writeDeadLetter(b *batchBuf, cause error) error {
-	if err := os.MkdirAll(w.dlqDir, 0o700); err != nil {
-		return fmt.Errorf("create dead-letter directory: %w", err)
+	if err := fsutil.PrivateDir(w.dlqDir); err != nil {
+		return fmt.Errorf("dead-letter directory: %w", err)
 	}
 	path := filepath.Join(w.dlqDir, fmt.Sprintf("%d.ndjson", w.now().UnixNano()))
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)

@@ -67,7 +67,7 @@ func (w *webhook) serve(rw http.ResponseWriter, r *http.Request) {
 // sinks keep up, and once it is back every alert the rules raise on the
 // events on disk arrives, signed, without duplicates.
 func TestAlertsReceiverDown(t *testing.T) {
-	const secret = "e2e-hmac-secret"
+	const secret = "e2e-hmac-secret-of-32-bytes-or-more"
 	wh := newWebhook(t, secret)
 	s := NewScenario(t, WriterConfig{MaxSizeMB: 2, MaxBackups: 1000, Compress: true, Seed: 29})
 	f, err := os.OpenFile(s.Config, os.O_APPEND|os.O_WRONLY, 0)
@@ -75,7 +75,7 @@ func TestAlertsReceiverDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	fmt.Fprintf(f, "alerts:\n  rateLimit: {burst: 100000, interval: 1s}\n  destinations:\n"+
-		"    - {name: soc, type: webhook, url: %q, secret: %q}\n", wh.srv.URL+"/alerts", secret)
+		"    - {name: soc, type: webhook, url: %q, secret: %q, allowInsecure: true}\n", wh.srv.URL+"/alerts", secret)
 	f.Close()
 
 	s.StartAgent()

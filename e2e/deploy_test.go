@@ -13,6 +13,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 	"sigs.k8s.io/yaml"
@@ -113,6 +114,7 @@ type rendered struct {
 	sa    *corev1.ServiceAccount
 	svc   *corev1.Service
 	pods  []*corev1.Pod // helm test hooks
+	np    *networkingv1.NetworkPolicy
 	other map[string]map[string]any
 }
 
@@ -137,6 +139,9 @@ func decodeAll(t *testing.T, out []byte) *rendered {
 		case "Service":
 			r.svc = &corev1.Service{}
 			decodeStrict(t, doc, r.svc)
+		case "NetworkPolicy":
+			r.np = &networkingv1.NetworkPolicy{}
+			decodeStrict(t, doc, r.np)
 		case "Pod":
 			p := &corev1.Pod{}
 			decodeStrict(t, doc, p)
@@ -172,14 +177,18 @@ func TestHelmChart(t *testing.T) {
 			out := helm(t, append([]string{"template", "auditrail", chart, "-n", "kube-system", "--kube-version", kubeVersion}, tc.values...)...)
 			r := decodeAll(t, out)
 			checkDaemonSet(t, r.ds, tc.dir)
-			checkConfig(t, r.cm.Data["auditrail.yaml"], tc.dir+"/"+tc.file)
+			checkConfig(t, r.cm.Data["auditrail.yaml"], tc.dir+"/"+tc.file, podIPAddr)
 			if r.sa == nil || r.svc == nil || len(r.pods) != 1 {
 				t.Errorf("missing ServiceAccount, Service or test pod")
+			}
+			if tc.name == "defaults" && r.np != nil {
+				t.Error("a NetworkPolicy is rendered by default")
 			}
 			if tc.name == "full" {
 				if r.other["ServiceMonitor"] == nil || r.other["PrometheusRule"] == nil {
 					t.Error("monitoring enabled but no ServiceMonitor/PrometheusRule rendered")
 				}
+				checkNetworkPolicy(t, r.np)
 				if r.sa.Annotations["eks.amazonaws.com/role-arn"] == "" {
 					t.Error("IRSA annotation missing")
 				}
@@ -194,6 +203,25 @@ func TestHelmChart(t *testing.T) {
 	cmd := testproc.Command(helmBin(t), "template", "x", chart, "--kube-version", kubeVersion, "--set", "auditLog.directory=relative")
 	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "auditLog/directory") {
 		t.Errorf("a relative audit directory was accepted: %v\n%s", err, out)
+	}
+}
+
+// checkNetworkPolicy: the agent's pods take ingress on the metrics port
+// only, from the peers the values list.
+func checkNetworkPolicy(t *testing.T, np *networkingv1.NetworkPolicy) {
+	t.Helper()
+	if np == nil {
+		t.Fatal("networkPolicy.enabled but no NetworkPolicy rendered")
+	}
+	if np.Spec.PodSelector.MatchLabels["app.kubernetes.io/name"] != "auditrail" {
+		t.Errorf("NetworkPolicy selects %v", np.Spec.PodSelector.MatchLabels)
+	}
+	if len(np.Spec.PolicyTypes) != 1 || np.Spec.PolicyTypes[0] != networkingv1.PolicyTypeIngress {
+		t.Errorf("policyTypes %v, want Ingress (egress is open when the values list none)", np.Spec.PolicyTypes)
+	}
+	if len(np.Spec.Ingress) != 1 || len(np.Spec.Ingress[0].From) != 1 || len(np.Spec.Ingress[0].Ports) != 1 ||
+		np.Spec.Ingress[0].Ports[0].Port.IntValue() != 9808 {
+		t.Errorf("ingress %+v, want the metrics port from the one peer listed", np.Spec.Ingress)
 	}
 }
 
@@ -224,6 +252,17 @@ func checkDaemonSet(t *testing.T, ds *appsv1.DaemonSet, auditDir string) {
 		t.Errorf("terminationGracePeriodSeconds %v must exceed the 25 s drain timeout", spec.TerminationGracePeriodSeconds)
 	}
 	checkContainer(t, spec.Containers[0], spec.Volumes, auditDir)
+	// The agent listens on the pod IP only (checkConfig): the chart gives
+	// it through the downward API.
+	var podIP bool
+	for _, e := range spec.Containers[0].Env {
+		if e.Name == "POD_IP" && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "status.podIP" {
+			podIP = true
+		}
+	}
+	if !podIP {
+		t.Error("no POD_IP from status.podIP in the container's environment")
+	}
 }
 
 // checkContainer asserts what a security reviewer looks for.
@@ -246,13 +285,26 @@ func checkContainer(t *testing.T, c corev1.Container, vols []corev1.Volume, audi
 	if sc.Privileged != nil && *sc.Privileged {
 		t.Error("privileged")
 	}
-	if sc.SeccompProfile == nil || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
-		t.Error("seccomp profile is not RuntimeDefault")
+	// RuntimeDefault allows open_by_handle_at to a process with
+	// CAP_DAC_READ_SEARCH ("Shocker"): the agent's own profile denies it.
+	if sc.SeccompProfile == nil || sc.SeccompProfile.Type != corev1.SeccompProfileTypeLocalhost ||
+		sc.SeccompProfile.LocalhostProfile == nil || *sc.SeccompProfile.LocalhostProfile != seccompProfile {
+		t.Errorf("seccomp profile %+v, want Localhost %s", sc.SeccompProfile, seccompProfile)
 	}
 	hostPaths := map[string]string{}
 	for _, v := range vols {
 		if v.HostPath != nil {
 			hostPaths[v.Name] = v.HostPath.Path
+			// The agent never creates the audit directory: the kubelet
+			// would make it 0755, listable by all, before kube-apiserver
+			// (or the admin, 0700) does.
+			var typ corev1.HostPathType
+			if v.HostPath.Type != nil {
+				typ = *v.HostPath.Type
+			}
+			if v.HostPath.Path == auditDir && typ != corev1.HostPathDirectory {
+				t.Errorf("audit directory hostPath type %q, want Directory", typ)
+			}
 		}
 	}
 	var auditMounted, stateMounted bool
@@ -287,19 +339,25 @@ func checkContainer(t *testing.T, c corev1.Container, vols []corev1.Volume, audi
 	}
 }
 
+// podIPAddr is the listener address the chart gives the agent once
+// ${POD_IP} is expanded (checkConfig sets POD_IP to 10.1.2.3).
+const podIPAddr = "[10.1.2.3]:9808"
+
 // checkConfig validates the agent configuration the chart renders, as the
-// agent would.
-func checkConfig(t *testing.T, raw, auditLog string) {
+// agent would, and that it listens on httpAddr, never on every interface.
+func checkConfig(t *testing.T, raw, auditLog, httpAddr string) {
 	t.Helper()
-	for _, v := range []string{"NODE_NAME", "CLUSTER_NAME", "ES_API_KEY", "KAFKA_PASSWORD", "ALERT_WEBHOOK_SECRET"} {
+	for _, v := range []string{"NODE_NAME", "CLUSTER_NAME", "ES_API_KEY", "KAFKA_PASSWORD"} {
 		t.Setenv(v, "x")
 	}
+	t.Setenv("ALERT_WEBHOOK_SECRET", strings.Repeat("s", 32))
+	t.Setenv("POD_IP", "10.1.2.3")
 	t.Setenv("SLACK_WEBHOOK_URL", "https://hooks.slack.com/services/T0/B0/x")
 	c, err := config.Parse([]byte(raw))
 	if err != nil {
 		t.Fatalf("rendered config is invalid: %v\n%s", err, raw)
 	}
-	if c.AuditLogPath != auditLog || c.StateDir != "/var/lib/auditrail" || c.HTTP.Address != ":9808" {
+	if c.AuditLogPath != auditLog || c.StateDir != "/var/lib/auditrail" || c.HTTP.Address != httpAddr {
 		t.Errorf("config paths: auditLogPath %s stateDir %s http %s", c.AuditLogPath, c.StateDir, c.HTTP.Address)
 	}
 }
@@ -315,8 +373,10 @@ func TestKopsAddonIsCurrent(t *testing.T) {
 		t.Fatal("deploy/kops/auditrail.addon.yaml is stale: helm template auditrail charts/auditrail -n kube-system --kube-version " + kubeVersion + " -f deploy/kops/values.yaml > deploy/kops/auditrail.addon.yaml")
 	}
 	r := decodeAll(t, committed)
-	checkDaemonSet(t, r.ds, "/var/log")
-	checkConfig(t, r.cm.Data["auditrail.yaml"], "/var/log/kube-apiserver-audit.log")
+	// A directory of its own, not /var/log: whoever writes other logs
+	// there could plant files named like rotated audit logs.
+	checkDaemonSet(t, r.ds, "/var/log/kube-apiserver-audit")
+	checkConfig(t, r.cm.Data["auditrail.yaml"], "/var/log/kube-apiserver-audit/audit.log", podIPAddr)
 }
 
 func TestKubeadmStaticPod(t *testing.T) {
@@ -334,7 +394,79 @@ func TestKubeadmStaticPod(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkConfig(t, string(cfg), "/var/log/kubernetes/audit/audit.log")
+	checkConfig(t, string(cfg), "/var/log/kubernetes/audit/audit.log", "127.0.0.1:9808")
+	// On the host network a listener on the pod IP is one on every node
+	// address: the static pod listens on loopback, and its probes, which
+	// the kubelet would send to the node IP, name 127.0.0.1.
+	c := pod.Spec.Containers[0]
+	for _, p := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe} {
+		if p == nil || p.HTTPGet == nil || p.HTTPGet.Host != "127.0.0.1" {
+			t.Errorf("probe %+v does not go to 127.0.0.1", p)
+		}
+	}
+	for _, p := range c.Ports {
+		if p.HostPort != 0 {
+			t.Errorf("port %s publishes hostPort %d", p.Name, p.HostPort)
+		}
+	}
+}
+
+// seccompProfile is deploy/seccomp/auditrail.json's path below the
+// kubelet's seccomp directory (/var/lib/kubelet/seccomp).
+const seccompProfile = "auditrail/auditrail.json"
+
+// The seccomp profile allows what the agent calls and nothing that opens
+// files by handle: with CAP_DAC_READ_SEARCH, open_by_handle_at opens any
+// file of the host's file system from a handle the caller makes up.
+func TestSeccompProfile(t *testing.T) {
+	b, err := os.ReadFile("../deploy/seccomp/auditrail.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p struct {
+		DefaultAction string `json:"defaultAction"`
+		Syscalls      []struct {
+			Names    []string         `json:"names"`
+			Action   string           `json:"action"`
+			ErrnoRet int              `json:"errnoRet"`
+			Args     []map[string]any `json:"args"`
+		} `json:"syscalls"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(&p); err != nil {
+		t.Fatal(err)
+	}
+	if p.DefaultAction != "SCMP_ACT_ERRNO" {
+		t.Errorf("defaultAction %s: an allowlist must deny what it does not name", p.DefaultAction)
+	}
+	allowed := map[string]bool{}
+	for _, r := range p.Syscalls {
+		for _, n := range r.Names {
+			if r.Action == "SCMP_ACT_ALLOW" {
+				allowed[n] = true
+				if n == "clone" && len(r.Args) == 0 {
+					t.Error("clone allowed with any flags, new namespaces too")
+				}
+			}
+		}
+	}
+	for _, n := range []string{"open_by_handle_at", "name_to_handle_at", "clone3", "unshare", "setns", "mount", "ptrace", "bpf", "keyctl", "init_module", "finit_module"} {
+		if allowed[n] {
+			t.Errorf("%s is allowed", n)
+		}
+	}
+	// Traced (strace -f) while the agent read, rotated, checkpointed, sent
+	// to a file sink, S3 and a webhook, and served /metrics and pprof.
+	for _, n := range strings.Fields(`accept4 arch_prctl bind brk clone close connect epoll_create1 epoll_ctl
+		epoll_pwait eventfd2 execve fcntl fstat fsync futex getdents64 getpid getrandom getsockname getsockopt
+		gettid inotify_add_watch inotify_init1 listen madvise mkdirat mmap mprotect munmap nanosleep newfstatat
+		openat prctl pread64 prlimit64 read readlinkat renameat rseq rt_sigaction rt_sigprocmask rt_sigreturn
+		sched_getaffinity sched_yield set_robust_list set_tid_address setitimer setsockopt sigaltstack socket
+		statfs tgkill timer_create timer_delete timer_settime uname write exit exit_group unlinkat fchmodat`) {
+		if !allowed[n] {
+			t.Errorf("%s, which the agent calls, is not allowed", n)
+		}
+	}
 }
 
 func TestAuditPolicy(t *testing.T) {

@@ -207,12 +207,17 @@ func runAgent(args []string, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if cfg.HTTP.Address != "" {
-		srv, err := serveHTTP(cfg.HTTP, reg, a, log)
-		if err != nil {
-			log.Error("start HTTP listener", "address", cfg.HTTP.Address, "err", err)
-			return 1
-		}
+	// Every setting that exposes events or credentials, allowed or not,
+	// once at start: keys and reasons, never values.
+	for _, s := range cfg.Insecure() {
+		log.Warn("insecure setting", "setting", s)
+	}
+	srvs, err := serveHTTP(cfg.HTTP, reg, a, log)
+	if err != nil {
+		log.Error("start HTTP listener", "err", err)
+		return 1
+	}
+	for _, srv := range srvs {
 		defer srv.Close()
 	}
 	if err := a.Run(ctx); err != nil {
@@ -314,16 +319,40 @@ func closeSinks(opts []agent.SinkOptions) {
 	}
 }
 
-// serveHTTP serves /metrics, /healthz and /readyz.
-func serveHTTP(c config.HTTPConfig, reg *prometheus.Registry, a *agent.Agent, log *slog.Logger) (*http.Server, error) {
-	mux := http.NewServeMux()
+// serveHTTP serves /metrics, /healthz and /readyz on c.Address, if set,
+// and the profiles on c.PprofAddress, which validation keeps on loopback,
+// if c.Pprof: the metrics listener never serves profiles.
+func serveHTTP(c config.HTTPConfig, reg *prometheus.Registry, a *agent.Agent, log *slog.Logger) ([]*http.Server, error) {
+	var srvs []*http.Server
+	if c.Address != "" {
+		srv, err := listen("http.address", c.Address, metricsMux(reg, a), log)
+		if err != nil {
+			return nil, err
+		}
+		srvs = append(srvs, srv)
+	}
 	if c.Pprof {
+		mux := http.NewServeMux()
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		srv, err := listen("http.pprofAddress", c.PprofAddress, mux, log)
+		if err != nil {
+			for _, s := range srvs {
+				s.Close()
+			}
+			return nil, err
+		}
+		srvs = append(srvs, srv)
 	}
+	return srvs, nil
+}
+
+// metricsMux serves /metrics, /healthz and /readyz.
+func metricsMux(reg *prometheus.Registry, a *agent.Agent) *http.ServeMux {
+	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
@@ -333,14 +362,19 @@ func serveHTTP(c config.HTTPConfig, reg *prometheus.Registry, a *agent.Agent, lo
 		}
 		io.WriteString(w, "ready\n")
 	})
-	ln, err := net.Listen("tcp", c.Address)
+	return mux
+}
+
+// listen serves h on addr, the value of the configuration's key.
+func listen(key, addr string, h http.Handler, log *slog.Logger) (*http.Server, error) {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", key, err)
 	}
-	srv := &http.Server{Addr: ln.Addr().String(), Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Addr: ln.Addr().String(), Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("HTTP listener stopped", "err", err)
+			log.Error("HTTP listener stopped", "key", key, "err", err)
 		}
 	}()
 	return srv, nil

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path"
 	"path/filepath"
@@ -72,11 +73,91 @@ type LogConfig struct {
 
 // HTTPConfig configures the metrics and health listener.
 type HTTPConfig struct {
-	// Address to listen on, e.g. ":9808". Empty disables the listener.
+	// Address to listen on for /metrics, /healthz and /readyz, e.g.
+	// "127.0.0.1:9808" or "${POD_IP}:9808". Empty disables the listener.
+	// An address without a host (":9808") listens on every interface,
+	// which on the host network means every address of the node; the
+	// agent warns about it at start.
 	Address string `yaml:"address"`
-	// Pprof serves Go's runtime profiles under /debug/pprof/ on the same
-	// listener. Off by default: profiles cost CPU while they are taken.
+	// Pprof serves Go's runtime profiles under /debug/pprof/ on a listener
+	// of its own at PprofAddress, never on Address. Off by default:
+	// profiles cost CPU while they are taken and show the process's memory.
 	Pprof bool `yaml:"pprof"`
+	// PprofAddress is a loopback address (default 127.0.0.1:6060).
+	PprofAddress string `yaml:"pprofAddress"`
+}
+
+// validate checks the listeners' addresses.
+func (h *HTTPConfig) validate(add func(string, ...any)) {
+	if h.Address != "" {
+		if _, _, err := net.SplitHostPort(h.Address); err != nil {
+			add("http.address must be host:port, e.g. 127.0.0.1:9808, got %q", h.Address)
+		}
+	}
+	if h.Pprof && !IsLoopback(h.PprofAddress) {
+		add("http.pprofAddress must be a loopback address (127.0.0.1 or [::1]) with a port, got %q", h.PprofAddress)
+	}
+}
+
+// Insecure lists the settings that expose events or credentials to the
+// network, or let anyone forge alerts, each as "key: why". Validation
+// refuses credentials in cleartext unless the section sets allowInsecure;
+// the agent logs every entry at start, allowed or not.
+func (c *Config) Insecure() []string {
+	var out []string
+	if ListensEverywhere(c.HTTP.Address) {
+		out = append(out, "http.address: no host, listens on every interface (on the host network, every address of the node)")
+	}
+	prefixed := func(key string, l []string) {
+		for _, s := range l {
+			out = append(out, key+"."+s)
+		}
+	}
+	for i, s := range c.Sinks {
+		key := fmt.Sprintf("sinks[%d]", i)
+		switch {
+		case s.Elasticsearch != nil:
+			prefixed(key+".elasticsearch", s.Elasticsearch.Insecure())
+		case s.Kafka != nil:
+			prefixed(key+".kafka", s.Kafka.Insecure())
+		case s.S3 != nil:
+			// SigV4 never sends the secret key; the events travel as sent.
+			if strings.HasPrefix(strings.ToLower(s.S3.Endpoint), "http://") {
+				out = append(out, key+".s3.endpoint: http://, events in cleartext")
+			}
+			if s.S3.TLS.InsecureSkipVerify {
+				out = append(out, key+".s3.tls.insecureSkipVerify: the endpoint's certificate is not verified")
+			}
+		}
+	}
+	for i := range c.Alerts.Destinations {
+		prefixed(fmt.Sprintf("alerts.destinations[%d]", i), c.Alerts.Destinations[i].Insecure())
+	}
+	return out
+}
+
+// IsLoopback reports whether addr is host:port with a loopback host.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// ListensEverywhere reports whether addr has no host or an unspecified one
+// (0.0.0.0, ::): a listener on every interface.
+func ListensEverywhere(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return host == "" || (ip != nil && ip.IsUnspecified())
 }
 
 // Sink is one destination.
@@ -318,6 +399,7 @@ func (c *Config) applyDefaults() {
 	setDefault(&c.DrainTimeout, units.Duration(25*time.Second))
 	setDefault(&c.MaxOpenFiles, 64)
 	setDefault(&c.StartAt, "beginning")
+	setDefault(&c.HTTP.PprofAddress, "127.0.0.1:6060")
 	setDefault(&c.Log.Level, "info")
 	setDefault(&c.Log.Format, "json")
 	c.Alerts.ApplyDefaults()
@@ -386,6 +468,7 @@ func (c *Config) Validate() error {
 	if c.MaxOpenFiles < 1 {
 		add("maxOpenFiles must be at least 1")
 	}
+	c.HTTP.validate(add)
 	if c.StartAt != "beginning" && c.StartAt != "end" {
 		add("startAt must be beginning or end, got %q", c.StartAt)
 	}

@@ -28,6 +28,7 @@ func TestDefaultConfigIsValid(t *testing.T) {
 
 func TestExampleConfigIsValid(t *testing.T) {
 	t.Setenv("NODE_NAME", "master-1")
+	t.Setenv("ALERT_WEBHOOK_SECRET", strings.Repeat("s", 32))
 	if _, err := Load(filepath.Join("..", "..", "examples", "auditrail.yaml")); err != nil {
 		t.Fatal(err)
 	}
@@ -91,32 +92,41 @@ sinks:
 func TestParseErrorsNameTheKey(t *testing.T) {
 	base := "auditLogPath: /a/audit.log\nsinks:\n  - type: file\n    file: {directory: /tmp/x}\n"
 	cases := map[string]struct{ yaml, want string }{
-		"unknown top key":    {base + "bogus: 1\n", "field bogus not found"},
-		"unknown sink key":   {"auditLogPath: /a/audit.log\nsinks:\n  - type: file\n    flie: {}\n", "field flie not found"},
-		"unknown nested key": {"auditLogPath: /a/audit.log\nsinks:\n  - type: file\n    file: {directory: /x, size: 1}\n", "field size not found"},
-		"relative path":      {strings.Replace(base, "/a/audit.log", "audit.log", 1), "auditLogPath must be an absolute path"},
-		"missing path":       {"sinks:\n  - type: discard\n", "auditLogPath is required"},
-		"no sinks":           {"auditLogPath: /a/audit.log\n", "at least one sink"},
-		"bad type":           {"auditLogPath: /a/audit.log\nsinks:\n  - type: s4\n", "sinks[0].type must be one of"},
-		"dup name":           {"auditLogPath: /a/audit.log\nsinks:\n  - type: discard\n  - type: discard\n", `sinks[1].name "discard" is used`},
-		"no directory":       {"auditLogPath: /a/audit.log\nsinks:\n  - type: file\n", "sinks[0].file.directory is required"},
-		"bad duration":       {base + "pollInterval: soon\n", `"soon" is not a duration`},
-		"bad size":           {base + "maxLineBytes: lots\n", `"lots" is not a size`},
-		"bad batch":          {"auditLogPath: /a/audit.log\nsinks:\n  - type: discard\n    batch: {maxEvents: -1}\n", "sinks[0].batch.maxEvents must be positive"},
-		"unset env":          {"auditLogPath: ${AUDITRAIL_SURELY_UNSET}\nsinks:\n  - type: discard\n", "auditLogPath: environment variable AUDITRAIL_SURELY_UNSET is not set"},
-		"bad startAt":        {base + "startAt: middle\n", "startAt must be beginning or end"},
-		"s3 without lock":    {"auditLogPath: /a/audit.log\nsinks:\n  - type: s3\n    s3: {bucket: b}\n", "sinks[0].s3.objectLock.mode is required"},
-		"s3 bad compression": {"auditLogPath: /a/audit.log\nsinks:\n  - type: s3\n    s3: {bucket: b, compression: lzma, objectLock: {required: false}}\n", "sinks[0].s3.compression must be"},
-		"s3 no section":      {"auditLogPath: /a/audit.log\nsinks:\n  - type: s3\n", "sinks[0].s3 section is required"},
-		"es bad address":     {"auditLogPath: /a/audit.log\nsinks:\n  - type: elasticsearch\n    elasticsearch: {addresses: [es:9200]}\n", "sinks[0].elasticsearch.addresses[0] must start with http"},
-		"es two auths":       {"auditLogPath: /a/audit.log\nsinks:\n  - type: elasticsearch\n    elasticsearch: {addresses: [\"http://e:9200\"], apiKey: k, bearerToken: t}\n", "use only one of"},
-		"kafka no topic":     {"auditLogPath: /a/audit.log\nsinks:\n  - type: kafka\n    kafka: {brokers: [\"k:9092\"]}\n", "sinks[0].kafka.topic is required"},
-		"kafka bad sasl":     {"auditLogPath: /a/audit.log\nsinks:\n  - type: kafka\n    kafka: {brokers: [\"k:9092\"], topic: t, sasl: {mechanism: gssapi}}\n", "sinks[0].kafka.sasl.mechanism must be"},
-		"kafka on s3":        {"auditLogPath: /a/audit.log\nsinks:\n  - type: s3\n    s3: {bucket: b, objectLock: {required: false}}\n    kafka: {topic: t}\n", "sinks[0].kafka is only valid for type kafka"},
-		"drop without name":  {"auditLogPath: /a/audit.log\nsinks:\n  - type: discard\n    drop: [{verbs: [get]}]\n", "sinks[0].drop[0].name is required"},
-		"drop matches all":   {"auditLogPath: /a/audit.log\nsinks:\n  - type: discard\n    drop: [{name: all}]\n", "sinks[0].drop[0] (all) matches every event"},
-		"drop bad pattern":   {"auditLogPath: /a/audit.log\nsinks:\n  - type: discard\n    drop: [{name: x, users: [\"[\"]}]\n", `sinks[0].drop[0].users[0] (rule x): bad pattern "["`},
-		"file on discard":    {"auditLogPath: /a/audit.log\nsinks:\n  - type: discard\n    file: {directory: /x}\n", "sinks[0].file is only valid for type file"},
+		"unknown top key":          {base + "bogus: 1\n", "field bogus not found"},
+		"unknown sink key":         {"auditLogPath: /a/audit.log\nsinks:\n  - type: file\n    flie: {}\n", "field flie not found"},
+		"unknown nested key":       {"auditLogPath: /a/audit.log\nsinks:\n  - type: file\n    file: {directory: /x, size: 1}\n", "field size not found"},
+		"relative path":            {strings.Replace(base, "/a/audit.log", "audit.log", 1), "auditLogPath must be an absolute path"},
+		"missing path":             {"sinks:\n  - type: discard\n", "auditLogPath is required"},
+		"no sinks":                 {"auditLogPath: /a/audit.log\n", "at least one sink"},
+		"bad type":                 {"auditLogPath: /a/audit.log\nsinks:\n  - type: s4\n", "sinks[0].type must be one of"},
+		"dup name":                 {"auditLogPath: /a/audit.log\nsinks:\n  - type: discard\n  - type: discard\n", `sinks[1].name "discard" is used`},
+		"no directory":             {"auditLogPath: /a/audit.log\nsinks:\n  - type: file\n", "sinks[0].file.directory is required"},
+		"bad duration":             {base + "pollInterval: soon\n", `"soon" is not a duration`},
+		"bad size":                 {base + "maxLineBytes: lots\n", `"lots" is not a size`},
+		"bad batch":                {"auditLogPath: /a/audit.log\nsinks:\n  - type: discard\n    batch: {maxEvents: -1}\n", "sinks[0].batch.maxEvents must be positive"},
+		"unset env":                {"auditLogPath: ${AUDITRAIL_SURELY_UNSET}\nsinks:\n  - type: discard\n", "auditLogPath: environment variable AUDITRAIL_SURELY_UNSET is not set"},
+		"bad startAt":              {base + "startAt: middle\n", "startAt must be beginning or end"},
+		"s3 without lock":          {"auditLogPath: /a/audit.log\nsinks:\n  - type: s3\n    s3: {bucket: b}\n", "sinks[0].s3.objectLock.mode is required"},
+		"s3 bad compression":       {"auditLogPath: /a/audit.log\nsinks:\n  - type: s3\n    s3: {bucket: b, compression: lzma, objectLock: {required: false}}\n", "sinks[0].s3.compression must be"},
+		"s3 no section":            {"auditLogPath: /a/audit.log\nsinks:\n  - type: s3\n", "sinks[0].s3 section is required"},
+		"es bad address":           {"auditLogPath: /a/audit.log\nsinks:\n  - type: elasticsearch\n    elasticsearch: {addresses: [es:9200]}\n", "sinks[0].elasticsearch.addresses[0] must start with http"},
+		"es two auths":             {"auditLogPath: /a/audit.log\nsinks:\n  - type: elasticsearch\n    elasticsearch: {addresses: [\"http://e:9200\"], apiKey: k, bearerToken: t}\n", "use only one of"},
+		"kafka no topic":           {"auditLogPath: /a/audit.log\nsinks:\n  - type: kafka\n    kafka: {brokers: [\"k:9092\"]}\n", "sinks[0].kafka.topic is required"},
+		"kafka bad sasl":           {"auditLogPath: /a/audit.log\nsinks:\n  - type: kafka\n    kafka: {brokers: [\"k:9092\"], topic: t, sasl: {mechanism: gssapi}}\n", "sinks[0].kafka.sasl.mechanism must be"},
+		"kafka on s3":              {"auditLogPath: /a/audit.log\nsinks:\n  - type: s3\n    s3: {bucket: b, objectLock: {required: false}}\n    kafka: {topic: t}\n", "sinks[0].kafka is only valid for type kafka"},
+		"drop without name":        {"auditLogPath: /a/audit.log\nsinks:\n  - type: discard\n    drop: [{verbs: [get]}]\n", "sinks[0].drop[0].name is required"},
+		"drop matches all":         {"auditLogPath: /a/audit.log\nsinks:\n  - type: discard\n    drop: [{name: all}]\n", "sinks[0].drop[0] (all) matches every event"},
+		"drop bad pattern":         {"auditLogPath: /a/audit.log\nsinks:\n  - type: discard\n    drop: [{name: x, users: [\"[\"]}]\n", `sinks[0].drop[0].users[0] (rule x): bad pattern "["`},
+		"file on discard":          {"auditLogPath: /a/audit.log\nsinks:\n  - type: discard\n    file: {directory: /x}\n", "sinks[0].file is only valid for type file"},
+		"es password over http":    {"auditLogPath: /a/audit.log\nsinks:\n  - type: elasticsearch\n    elasticsearch: {addresses: [\"https://e:9200\", \"http://e2:9200\"], username: u, password: p}\n", "sinks[0].elasticsearch.addresses[1] is http:// and credentials are set: use https:// or set allowInsecure: true"},
+		"es api key over http":     {"auditLogPath: /a/audit.log\nsinks:\n  - type: elasticsearch\n    elasticsearch: {addresses: [\"http://e:9200\"], apiKey: k}\n", "sinks[0].elasticsearch.addresses[0] is http:// and credentials are set"},
+		"kafka sasl without tls":   {"auditLogPath: /a/audit.log\nsinks:\n  - type: kafka\n    kafka: {brokers: [\"k:9092\"], topic: t, sasl: {mechanism: SCRAM-SHA-512, username: u, password: p}}\n", "sinks[0].kafka.sasl: SCRAM-SHA-512 without tls sends credentials in cleartext: set tls or allowInsecure: true"},
+		"webhook secret over http": {"auditLogPath: /a/audit.log\nsinks: [{type: discard}]\nalerts: {destinations: [{type: webhook, url: 'http://soar/hook', secret: 0123456789abcdef0123456789abcdef}]}\n", "alerts.destinations[0].url is http:// and a secret or headers are set"},
+		"slack over http":          {"auditLogPath: /a/audit.log\nsinks: [{type: discard}]\nalerts: {destinations: [{type: slack, url: 'http://hooks/x'}]}\n", "alerts.destinations[0].url is http://"},
+		"short webhook secret":     {"auditLogPath: /a/audit.log\nsinks: [{type: discard}]\nalerts: {destinations: [{type: webhook, url: 'https://soar/hook', secret: short}]}\n", "alerts.destinations[0].secret must be at least 32 bytes"},
+		"pprof on all":             {base + "http: {address: \"127.0.0.1:9808\", pprof: true, pprofAddress: \":6060\"}\n", "http.pprofAddress must be a loopback address"},
+		"pprof on node IP":         {base + "http: {pprof: true, pprofAddress: \"10.0.0.1:6060\"}\n", "http.pprofAddress must be a loopback address"},
+		"bad http address":         {base + "http: {address: \"9808\"}\n", "http.address must be host:port"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -192,12 +202,12 @@ alerts:
   rules:
     - {id: kube-system-cm, severity: low, resources: [configmaps], namespaces: [kube-system]}
   destinations:
-    - {type: webhook, url: "https://soar.example/hook", secret: "${NOPE:-x}"}
+    - {type: webhook, url: "https://soar.example/hook", secret: "${NOPE:-0123456789abcdef0123456789abcdef}"}
 `))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := c.Alerts.Destinations[0]; d.Name != "webhook" || d.Secret != "x" || *c.Alerts.TagRecords != true ||
+	if d := c.Alerts.Destinations[0]; d.Name != "webhook" || d.Secret != "0123456789abcdef0123456789abcdef" || *c.Alerts.TagRecords != true ||
 		c.Alerts.RateLimit.Burst != 10 || c.Alerts.FlushInterval != units.Duration(200*time.Millisecond) {
 		t.Errorf("alerts = %+v", c.Alerts)
 	}
@@ -212,6 +222,57 @@ alerts:
 		_, err := Parse([]byte(base + yaml))
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: error %v, want %q", yaml, err, want)
+		}
+	}
+}
+
+// Profiles are served on a listener of their own, on loopback, never on the
+// metrics address that Prometheus (and the node's network) reaches.
+func TestPprofListenerDefaultsToLoopback(t *testing.T) {
+	c, err := Parse([]byte("auditLogPath: /a/audit.log\nhttp: {address: \":9808\", pprof: true}\nsinks:\n  - type: discard\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HTTP.PprofAddress != "127.0.0.1:6060" {
+		t.Errorf("http.pprofAddress defaults to %q, want 127.0.0.1:6060", c.HTTP.PprofAddress)
+	}
+}
+
+// Every insecure setting is listed for the start-up log, allowed or not.
+func TestInsecureSettingsAreListed(t *testing.T) {
+	c, err := Parse([]byte(`auditLogPath: /a/audit.log
+http: {address: ":9808"}
+sinks:
+  - type: elasticsearch
+    elasticsearch: {addresses: ["http://e:9200"], apiKey: k, allowInsecure: true}
+  - type: kafka
+    kafka: {brokers: ["k:9092"], topic: t, sasl: {mechanism: PLAIN, username: u, password: p}, allowInsecure: true}
+  - type: s3
+    s3: {bucket: b, endpoint: "http://minio:9000", objectLock: {required: false}, tls: {insecureSkipVerify: true}}
+alerts:
+  destinations:
+    - {type: webhook, url: "https://soar/hook"}
+    - {type: slack, url: "http://hooks/x", allowInsecure: true}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"http.address: no host",
+		"sinks[0].elasticsearch.addresses[0]: http://, events and credentials in cleartext",
+		"sinks[1].kafka.tls: not set, records and SASL PLAIN in cleartext",
+		"sinks[2].s3.endpoint: http://",
+		"sinks[2].s3.tls.insecureSkipVerify",
+		"alerts.destinations[0].secret: not set",
+		"alerts.destinations[1].url: http://",
+	}
+	got := c.Insecure()
+	if len(got) != len(want) {
+		t.Errorf("Insecure() = %q, want %d entries", got, len(want))
+	}
+	for i := range min(len(got), len(want)) {
+		if !strings.HasPrefix(got[i], want[i]) {
+			t.Errorf("Insecure()[%d] = %q, want it to start with %q", i, got[i], want[i])
 		}
 	}
 }

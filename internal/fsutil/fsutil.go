@@ -22,14 +22,38 @@ func SyncDir(dir string) error {
 	return nil
 }
 
+// PrivateDir creates path and its missing parents as 0700 and makes path
+// itself 0700 if it exists with wider permissions, as a hostPath
+// DirectoryOrCreate volume does (0755): what the agent keeps there is for
+// root alone. A path that is not a directory, or is a symbolic link, is
+// refused.
+func PrivateDir(path string) error {
+	if err := os.MkdirAll(path, 0o700); err != nil {
+		return fmt.Errorf("create directory %s: %w", path, err)
+	}
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return fmt.Errorf("check directory %s: %w", path, err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory (%v)", path, fi.Mode().Type())
+	}
+	if fi.Mode().Perm() != 0o700 {
+		if err := os.Chmod(path, 0o700); err != nil {
+			return fmt.Errorf("make directory %s private: %w", path, err)
+		}
+	}
+	return nil
+}
+
 // WriteFileAtomic replaces path with b: a temporary file in the same
 // directory, fsync, rename over path, fsync of the directory. After a
 // crash path holds the old or the new content, never a mix. beforeRename,
 // if not nil, runs between the fsync and the rename (for tests).
 func WriteFileAtomic(path string, b []byte, beforeRename func()) error {
 	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("create directory %s: %w", dir, err)
+	if err := PrivateDir(dir); err != nil {
+		return err
 	}
 	tmp := filepath.Join(dir, "."+filepath.Base(path)+".tmp")
 	if err := writeSync(tmp, b); err != nil {

@@ -24,7 +24,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-const secret = "s3cr3t-hmac-key"
+const secret = "s3cr3t-hmac-key-of-32-bytes-or-more"
 
 // receiver is a webhook endpoint that verifies signatures and can be
 // told to fail.
@@ -87,7 +87,9 @@ func (rc *receiver) received() []Alert {
 	return append([]Alert(nil), rc.alerts...)
 }
 
+// testConfig configures d; the receivers are httptest servers on http://.
 func testConfig(d Destination) *Config {
+	d.AllowInsecure = true
 	c := &Config{Cluster: "prod", Node: "master-1", Destinations: []Destination{d}}
 	c.ApplyDefaults()
 	return c

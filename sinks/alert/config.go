@@ -61,9 +61,42 @@ type Destination struct {
 	Headers map[string]string `yaml:"headers"`
 	Timeout units.Duration    `yaml:"timeout"`
 	TLS     *tlsconfig.Config `yaml:"tls"`
+	// AllowInsecure accepts a secret, headers or a Slack URL over http://,
+	// where anyone on the path reads them. Every insecure setting is
+	// logged at start, allowed or not.
+	AllowInsecure bool `yaml:"allowInsecure"`
 	// Kafka is the producer configuration for type kafka, as for the
 	// Kafka sink.
 	Kafka *kafka.Config `yaml:"kafka"`
+}
+
+// MinSecretBytes is the shortest webhook secret accepted: 256 bits, as
+// long as the HMAC-SHA256 key it becomes, e.g. openssl rand -hex 16 or more.
+const MinSecretBytes = 32
+
+// Insecure describes the destination's settings that expose alerts or
+// credentials, or let anyone forge alerts, each with its key below the
+// destination.
+func (d *Destination) Insecure() []string {
+	var out []string
+	if d.Type == "kafka" {
+		if d.Kafka != nil {
+			for _, s := range d.Kafka.Insecure() {
+				out = append(out, "kafka."+s)
+			}
+		}
+		return out
+	}
+	if u, err := url.Parse(d.URL); err == nil && u.Scheme == "http" {
+		out = append(out, "url: http://, alerts in cleartext")
+	}
+	if d.Type == "webhook" && d.Secret == "" {
+		out = append(out, "secret: not set, the receiver cannot tell our alerts from forged ones")
+	}
+	if d.TLS != nil && d.TLS.InsecureSkipVerify {
+		out = append(out, "tls.insecureSkipVerify: the receiver's certificate is not verified")
+	}
+	return out
 }
 
 // DestinationTypes are the alert destinations this build knows.
@@ -142,8 +175,14 @@ func (c *Config) Validate(prefix string) error {
 		}
 		switch d.Type {
 		case "webhook", "slack":
-			if u, err := url.Parse(d.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			u, err := url.Parse(d.URL)
+			if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 				add("%s.url must be an http or https URL", dk)
+			} else if u.Scheme == "http" && !d.AllowInsecure && (d.Type == "slack" || d.Secret != "" || len(d.Headers) > 0 || u.User != nil) {
+				add("%s.url is http:// and a secret or headers are set (a Slack URL is one): use https:// or set allowInsecure: true", dk)
+			}
+			if d.Type == "webhook" && d.Secret != "" && len(d.Secret) < MinSecretBytes {
+				add("%s.secret must be at least %d bytes", dk, MinSecretBytes)
 			}
 			if d.Kafka != nil {
 				add("%s.kafka is only valid for type kafka", dk)

@@ -36,6 +36,10 @@ type Config struct {
 	APIKey      string           `yaml:"apiKey"`
 	BearerToken string           `yaml:"bearerToken"`
 	TLS         tlsconfig.Config `yaml:"tls"`
+	// AllowInsecure accepts credentials over http://, where anyone on the
+	// path reads them and the events. Every insecure setting is logged at
+	// start, allowed or not.
+	AllowInsecure bool `yaml:"allowInsecure"`
 	// RequestTimeout bounds one bulk request.
 	RequestTimeout units.Duration `yaml:"requestTimeout"`
 	// Cluster and Node are added to every document under "auditrail",
@@ -75,6 +79,30 @@ func (c *Config) ApplyDefaults() {
 	}
 }
 
+// hasCredentials reports whether requests to u carry credentials.
+func (c *Config) hasCredentials(u *url.URL) bool {
+	return c.Username != "" || c.APIKey != "" || c.BearerToken != "" || u.User != nil
+}
+
+// Insecure describes the settings that expose the events or credentials,
+// each with its key below the section.
+func (c *Config) Insecure() []string {
+	var out []string
+	for i, a := range c.Addresses {
+		if u, err := url.Parse(a); err == nil && u.Scheme == "http" {
+			what := "events in cleartext"
+			if c.hasCredentials(u) {
+				what = "events and credentials in cleartext"
+			}
+			out = append(out, fmt.Sprintf("addresses[%d]: http://, %s", i, what))
+		}
+	}
+	if c.TLS.InsecureSkipVerify {
+		out = append(out, "tls.insecureSkipVerify: the server's certificate is not verified")
+	}
+	return out
+}
+
 // Validate checks the config. prefix is the YAML path of the section.
 func (c *Config) Validate(prefix string) error {
 	var errs []error
@@ -84,8 +112,11 @@ func (c *Config) Validate(prefix string) error {
 	}
 	for i, a := range c.Addresses {
 		// Not quoted: an address may hold a password.
-		if u, err := url.Parse(a); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		u, err := url.Parse(a)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			add("addresses[%d] must start with http:// or https:// and be a URL with a host", i)
+		} else if u.Scheme == "http" && c.hasCredentials(u) && !c.AllowInsecure {
+			add("addresses[%d] is http:// and credentials are set: use https:// or set allowInsecure: true", i)
 		}
 	}
 	for _, ix := range []struct{ k, v string }{{"index", c.Index}, {"deadLetterIndex", c.DeadLetterIndex}} {

@@ -343,6 +343,7 @@ func TestDateIndexTemplateAndAuth(t *testing.T) {
 	cfg := tg.config("k8s-audit-{2006.01.02}")
 	cfg.InstallTemplate = true
 	cfg.APIKey = "a2V5OnNlY3JldA=="
+	cfg.AllowInsecure = true // the fake is an httptest server on http://
 	cfg.Compression = true
 	s := newSink(t, cfg)
 	s.now = func() time.Time { return time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC) }

@@ -39,10 +39,25 @@ type Sink struct {
 	buf  []byte
 }
 
-// New returns a file sink, creating its directory.
+// New returns a file sink, creating its directory. The directory and its
+// missing parents (often the state directory, as sinks start before the
+// agent) are 0700 and the files 0600: the archive is for root alone.
+// Files an older version left 0640 are made 0600.
 func New(name string, cfg Config) (*Sink, error) {
-	if err := os.MkdirAll(cfg.Directory, 0o750); err != nil {
-		return nil, fmt.Errorf("file sink %s: create directory: %w", name, err)
+	if err := fsutil.PrivateDir(cfg.Directory); err != nil {
+		return nil, fmt.Errorf("file sink %s: %w", name, err)
+	}
+	old, err := Files(cfg.Directory)
+	if err != nil {
+		return nil, fmt.Errorf("file sink %s: %w", name, err)
+	}
+	for _, f := range old {
+		if fi, err := os.Lstat(f); err != nil || !fi.Mode().IsRegular() {
+			continue // a symbolic link is not followed
+		}
+		if err := os.Chmod(f, 0o600); err != nil {
+			return nil, fmt.Errorf("file sink %s: make %s private: %w", name, f, err)
+		}
 	}
 	return &Sink{name: name, cfg: cfg, now: time.Now}, nil
 }
@@ -94,7 +109,7 @@ func (s *Sink) rotate() error {
 		}
 		s.last = t
 		name := fmt.Sprintf("auditrail-%s-%d.ndjson", t.Format("20060102T150405.000000000Z"), os.Getpid())
-		f, err := os.OpenFile(filepath.Join(s.cfg.Directory, name), os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o640)
+		f, err := os.OpenFile(filepath.Join(s.cfg.Directory, name), os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o600)
 		if errors.Is(err, fs.ErrExist) {
 			continue // same nanosecond as an existing file: take the next one
 		}

@@ -75,8 +75,8 @@ func TestWriteRotatePrune(t *testing.T) {
 	if len(files) != 2 || !strings.HasSuffix(content, "gggg\n") || strings.Contains(content, "aaaa") {
 		t.Fatalf("after pruning: files %v content %q", files, content)
 	}
-	if fi, _ := os.Stat(files[1]); fi.Mode().Perm() != 0o640 {
-		t.Errorf("file mode %v, want 0640", fi.Mode().Perm())
+	if fi, _ := os.Stat(files[1]); fi.Mode().Perm() != 0o600 {
+		t.Errorf("file mode %v, want 0600", fi.Mode().Perm())
 	}
 }
 
@@ -85,5 +85,25 @@ func TestValidate(t *testing.T) {
 	err := c.Validate("sinks[0].file")
 	if err == nil || !strings.Contains(err.Error(), "sinks[0].file.directory is required") || !strings.Contains(err.Error(), "sinks[0].file.maxFileBytes must be positive") {
 		t.Fatalf("Validate = %v", err)
+	}
+}
+
+// Archive files an older version left 0640 are made 0600 at start, and the
+// directory 0700.
+func TestNewMakesOldFilesPrivate(t *testing.T) {
+	dir := t.TempDir()
+	old := dir + "/auditrail-20200101T000000.000000000Z-1.ndjson"
+	if err := os.WriteFile(old, []byte("x\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(old, 0o640)
+	os.Chmod(dir, 0o750)
+	if _, err := New("f", Config{Directory: dir, MaxFileBytes: 10}); err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]os.FileMode{old: 0o600, dir: 0o700} {
+		if fi, _ := os.Stat(p); fi.Mode().Perm() != want {
+			t.Errorf("%s is %v, want %v", p, fi.Mode().Perm(), want)
+		}
 	}
 }

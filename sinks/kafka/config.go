@@ -35,6 +35,10 @@ type Config struct {
 	TLS *tlsconfig.Config `yaml:"tls"`
 	// SASL authentication.
 	SASL SASLConfig `yaml:"sasl"`
+	// AllowInsecure accepts SASL without TLS, which sends PLAIN passwords
+	// as they are and exposes SCRAM exchanges and every record. Every
+	// insecure setting is logged at start, allowed or not.
+	AllowInsecure bool `yaml:"allowInsecure"`
 	// RequestTimeout bounds one produce attempt.
 	RequestTimeout units.Duration `yaml:"requestTimeout"`
 }
@@ -63,6 +67,21 @@ func (c *Config) ApplyDefaults() {
 		c.RequestTimeout = units.Duration(30 * time.Second)
 	}
 	c.SASL.Mechanism = strings.ToUpper(c.SASL.Mechanism)
+}
+
+// Insecure describes the settings that expose the records or credentials,
+// each with its key below the section.
+func (c *Config) Insecure() []string {
+	var out []string
+	switch {
+	case c.TLS == nil && c.SASL.Mechanism != "":
+		out = append(out, "tls: not set, records and SASL "+c.SASL.Mechanism+" in cleartext")
+	case c.TLS == nil:
+		out = append(out, "tls: not set, records in cleartext")
+	case c.TLS.InsecureSkipVerify:
+		out = append(out, "tls.insecureSkipVerify: the brokers' certificates are not verified")
+	}
+	return out
 }
 
 // Validate checks the config. prefix is the YAML path of the section.
@@ -103,6 +122,9 @@ func (c *Config) Validate(prefix string) error {
 		}
 	default:
 		add("sasl.mechanism must be PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or AWS_MSK_IAM, got %q", c.SASL.Mechanism)
+	}
+	if c.SASL.Mechanism != "" && c.TLS == nil && !c.AllowInsecure {
+		add("sasl: %s without tls sends credentials in cleartext: set tls or allowInsecure: true", c.SASL.Mechanism)
 	}
 	if c.TLS != nil {
 		errs = append(errs, c.TLS.Validate(prefix+".tls"))

@@ -30,8 +30,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 {{- end -}}
 
-{{/* The agent's configuration: the user's, with the paths and listener the pod provides. */}}
+{{/* The agent's configuration: the user's, with the paths and listener the pod provides.
+The listener is on the pod IP only (brackets fit IPv4 and IPv6), not on every interface. */}}
 {{- define "auditrail.config" -}}
-{{- $fixed := dict "auditLogPath" (printf "%s/%s" (trimSuffix "/" .Values.auditLog.directory) .Values.auditLog.file) "stateDir" "/var/lib/auditrail" "http" (dict "address" (printf ":%d" (int .Values.metrics.port))) -}}
+{{- $fixed := dict "auditLogPath" (printf "%s/%s" (trimSuffix "/" .Values.auditLog.directory) .Values.auditLog.file) "stateDir" "/var/lib/auditrail" "http" (dict "address" (printf "[${POD_IP}]:%d" (int .Values.metrics.port))) -}}
 {{- toYaml (mustMergeOverwrite (deepCopy .Values.config) $fixed) -}}
 {{- end -}}
