@@ -1,10 +1,14 @@
 package sinktest
 
 import (
+	"context"
 	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/auditrail/auditrail/sinks"
 )
 
 // Frozen is an endpoint that accepts TCP connections and never answers,
@@ -55,5 +59,25 @@ func (f *Frozen) close() {
 	defer f.mu.Unlock()
 	for _, c := range f.conns {
 		c.Close()
+	}
+}
+
+// AssertOnlyCheckWaits checks s, a sink just made with New against f: New
+// opened no connection (it must not hold up the agent's start), and Check
+// reaches the endpoint and gives up when its context ends, with an error
+// that is not a misconfiguration, so that writes go on and retry.
+func (f *Frozen) AssertOnlyCheckWaits(t testing.TB, s sinks.Checker) {
+	t.Helper()
+	if n := f.Accepted(); n != 0 {
+		t.Fatalf("New opened %d connections to the endpoint; it must leave that to Check", n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	err := s.Check(ctx)
+	if err == nil || sinks.IsMisconfigured(err) {
+		t.Fatalf("Check against a frozen endpoint: err = %v, want a retryable error", err)
+	}
+	if f.Accepted() == 0 {
+		t.Error("Check did not reach the endpoint")
 	}
 }
