@@ -141,8 +141,9 @@ func TestStartAtEnd(t *testing.T) {
 }
 
 // counterValue sums the values of the counters or gauges called name, or
-// the sample counts of the histograms.
-func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+// the sample counts of the histograms; with labelValue (a label's name
+// and value), only the series that have that label value.
+func counterValue(t *testing.T, reg *prometheus.Registry, name string, labelValue ...string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -154,6 +155,13 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 			continue
 		}
 		for _, m := range mf.GetMetric() {
+			match := len(labelValue) < 2
+			for _, lp := range m.GetLabel() {
+				match = match || lp.GetName() == labelValue[0] && lp.GetValue() == labelValue[1]
+			}
+			if !match {
+				continue
+			}
 			if c := m.GetCounter(); c != nil {
 				sum += c.GetValue()
 			}

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/auditrail/auditrail/sinks"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // secretEvent returns an audit line of a request on resource (and
@@ -189,26 +188,6 @@ func readDir(t *testing.T, dir string) []byte {
 	return out
 }
 
-// sumLabeled sums the counters called name whose label has value.
-func sumLabeled(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	for _, mf := range mfs {
-		for _, m := range mf.GetMetric() {
-			for _, lp := range m.GetLabel() {
-				if mf.GetName() == name && lp.GetName() == label && lp.GetValue() == value {
-					sum += m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return sum
-}
-
 // A body that cannot be redacted is shipped as a marker, counted, and
 // reported once per run to every sink as a tamper record (which alert
 // destinations turn into an alert), without any of its content.
@@ -222,7 +201,7 @@ func TestUnredactableBodyReportedOnce(t *testing.T) {
 	if got := red.events()[0]; !strings.Contains(got, `"requestObject":{"auditrailRedacted":"unparseable","sha256":"`) {
 		t.Errorf("no marker in place of the body: %s", got)
 	}
-	if v := sumLabeled(t, e.reg, "auditrail_redaction_sealed_total", "what", "body"); v != 2 {
+	if v := counterValue(t, e.reg, "auditrail_redaction_sealed_total", "what", "body"); v != 2 {
 		t.Errorf("auditrail_redaction_sealed_total{what=body} = %v, want 2", v)
 	}
 	var found []got

@@ -392,10 +392,10 @@ func TestMalformedLines(t *testing.T) {
 	if v := labeledValue(t, e.reg, "auditrail_lines_empty_total", "sink", "rec"); v != 3 {
 		t.Errorf("empty lines counted %v, want 3", v)
 	}
-	if v := sumLabeled(t, e.reg, "auditrail_lines_malformed_total", "sink", "rec"); v != float64(len(bad)) {
+	if v := counterValue(t, e.reg, "auditrail_lines_malformed_total", "sink", "rec"); v != float64(len(bad)) {
 		t.Errorf("malformed counted %v, want %d", v, len(bad))
 	}
-	if v := sumLabeled(t, e.reg, "auditrail_redaction_sealed_total", "sink", "red"); v != float64(len(bad)-1) {
+	if v := counterValue(t, e.reg, "auditrail_redaction_sealed_total", "sink", "red"); v != float64(len(bad)-1) {
 		t.Errorf("unparsed lines stubbed: %v, want %d", v, len(bad)-1)
 	}
 }
