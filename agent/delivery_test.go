@@ -349,32 +349,11 @@ func TestSinksShareBlocks(t *testing.T) {
 	if n := len(a.ofKind(sinks.KindOversized)) + len(a.ofKind(sinks.KindUnparsed)); n != 2 {
 		t.Errorf("%d oversized and unparsed records, want 2", n)
 	}
-	read, shared := labeledValue(t, e.reg, "auditrail_reader_blocks_total", "how", "read"),
-		labeledValue(t, e.reg, "auditrail_reader_blocks_total", "how", "shared")
+	read, shared := counterValue(t, e.reg, "auditrail_reader_blocks_total", "how", "read"),
+		counterValue(t, e.reg, "auditrail_reader_blocks_total", "how", "shared")
 	if read == 0 || shared != read {
 		t.Errorf("blocks read %v, shared %v: want every block read once and shared once", read, shared)
 	}
-}
-
-func labeledValue(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, lp := range m.GetLabel() {
-				if lp.GetName() == label && lp.GetValue() == value {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return 0
 }
 
 // checkedSink is a recSink with a start-up check that waits for release

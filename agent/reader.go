@@ -39,6 +39,11 @@ type reader struct {
 	out     chan<- *batchBuf
 	free    <-chan *batchBuf
 
+	// malformedLogged is when a malformed line was last logged;
+	// malformedHeld counts those not logged since.
+	malformedLogged time.Time
+	malformedHeld   int
+
 	cur *batchBuf
 	fr  framer
 	// blocks, when set, shares read and parsed lines with the other
@@ -567,6 +572,26 @@ func (r *reader) addLine(e *entry, off int64, line []byte, reason string) {
 	r.finishEvent(e, off, rec, r.redact && redact.Candidate(rec.Line, rec.Event), tags)
 }
 
+// malformedLogEvery is how often at most a reader logs a malformed line;
+// the ones in between are counted in the next log.
+const malformedLogEvery = 10 * time.Second
+
+// logMalformed logs where rec, a line that is not an event, is: its file,
+// path and offset, never its bytes, which a client may have chosen and
+// which may hold secrets. At most one line per malformedLogEvery is
+// logged, with how many more there were since the last.
+func (r *reader) logMalformed(rec *sinks.Record, reason string) {
+	now := r.now()
+	if !r.malformedLogged.IsZero() && now.Sub(r.malformedLogged) < malformedLogEvery {
+		r.malformedHeld++
+		return
+	}
+	r.log.Warn("line is not an audit event; shipped unparsed", "sink", r.sink, "reason", reason,
+		"file", rec.File.ID, "path", rec.File.Path, "offset", rec.Offset, "size", len(rec.Line),
+		"notLoggedSinceLast", r.malformedHeld)
+	r.malformedLogged, r.malformedHeld = now, 0
+}
+
 // keep counts rec, the record of a line parsed with the result err, and
 // reports whether it is an event to finish with finishEvent: a line that
 // did not parse is shipped as unparsed (as a stub to a sink that redacts,
@@ -580,6 +605,7 @@ func (r *reader) keep(rec *sinks.Record, err error, reason string) bool {
 			reason = malformedReason(err)
 		}
 		r.malformed.WithLabelValues(reason).Inc()
+		r.logMalformed(rec, reason)
 		if r.redact && mayHoldEvent(rec.Line) {
 			r.stubUnparsed(rec, reason)
 		}

@@ -1,9 +1,12 @@
 package agent
 
 import (
+	"bytes"
 	"compress/gzip"
 	"encoding/json"
+	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -389,7 +392,7 @@ func TestMalformedLines(t *testing.T) {
 			t.Errorf("unparsed %d = %q, want %q (raw bytes)", i, un[i].Line, bad[i])
 		}
 	}
-	if v := labeledValue(t, e.reg, "auditrail_lines_empty_total", "sink", "rec"); v != 3 {
+	if v := counterValue(t, e.reg, "auditrail_lines_empty_total", "sink", "rec"); v != 3 {
 		t.Errorf("empty lines counted %v, want 3", v)
 	}
 	if v := counterValue(t, e.reg, "auditrail_lines_malformed_total", "sink", "rec"); v != float64(len(bad)) {
@@ -654,5 +657,61 @@ func TestIdentityWaitsForFirstLine(t *testing.T) {
 	}
 	if len(ids) != 2 {
 		t.Errorf("file ids %v, want one per file", ids)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer that the agent's logger and the test can
+// use at once.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// A malformed line is logged with its file and offset, never its bytes;
+// a burst of them makes one log line, which says how many it stands for.
+func TestMalformedLinesLogged(t *testing.T) {
+	e := newEnv(t)
+	s := &recSink{name: "rec"}
+	secret := "hunter2-not-an-event"
+	bad := make([]string, 50)
+	for i := range bad {
+		bad[i] = fmt.Sprintf("%s %d", secret, i)
+	}
+	appendLines(t, e.live, event(0))
+	appendLines(t, e.live, bad...)
+	appendLines(t, e.live, event(1))
+	var logs lockedBuffer
+	opts := e.options()
+	opts.Logger = slog.New(slog.NewJSONHandler(&logs, nil))
+	e.start(opts, s)
+	waitEvents(t, s, events(0, 2))
+	var lines []map[string]any
+	for _, l := range strings.Split(logs.String(), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(l), &m) == nil && m["msg"] == "line is not an audit event; shipped unparsed" {
+			lines = append(lines, m)
+		}
+	}
+	if len(lines) != 1 {
+		t.Fatalf("%d log lines for a burst of %d malformed lines, want 1:\n%s", len(lines), len(bad), logs.String())
+	}
+	first := int64(len(event(0)) + 1)
+	if m := lines[0]; m["offset"] != float64(first) || m["path"] != e.live || m["file"] == "" || m["reason"] == "" {
+		t.Errorf("log %v, want the path %s, a file id, a reason and offset %d", m, e.live, first)
+	}
+	if strings.Contains(logs.String(), secret) {
+		t.Errorf("the log holds the line's bytes:\n%s", logs.String())
 	}
 }
