@@ -182,7 +182,7 @@ func (a *Agent) announceStart(reg *registry, st *checkpoint.State, how string) {
 		rec.PreviousRunUntil = timestamp(st.SavedAt)
 		rec.DowntimeSeconds = max(now.Sub(st.SavedAt).Seconds(), 0)
 	}
-	reg.notify(sinks.KindHeartbeat, rec, now)
+	reg.notify(sinks.KindStart, rec, now)
 	switch how {
 	case stateNone:
 		reg.notify(sinks.KindTamper, newTamper(sinks.TamperNoState, fmt.Sprintf(

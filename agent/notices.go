@@ -36,7 +36,7 @@ func newNoticeID(kind sinks.Kind, now time.Time) string {
 }
 
 func parseKind(s string) (sinks.Kind, bool) {
-	for _, k := range []sinks.Kind{sinks.KindTamper, sinks.KindHeartbeat} {
+	for _, k := range []sinks.Kind{sinks.KindTamper, sinks.KindHeartbeat, sinks.KindStart} {
 		if k.String() == s {
 			return k, true
 		}

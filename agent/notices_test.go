@@ -35,9 +35,9 @@ func TestStartRecords(t *testing.T) {
 	waitEvents(t, a, events(0, 3))
 	for _, s := range []*recSink{a, b} {
 		eventually(t, "start and tamper records in "+s.name, func() bool {
-			return len(s.ofKind(sinks.KindHeartbeat)) == 1 && len(s.ofKind(sinks.KindTamper)) == 1
+			return len(s.ofKind(sinks.KindStart)) == 1 && len(s.ofKind(sinks.KindTamper)) == 1
 		})
-		st := notices[sinks.StartRecord](t, s, sinks.KindHeartbeat)[0]
+		st := notices[sinks.StartRecord](t, s, sinks.KindStart)[0]
 		tr := notices[sinks.TamperRecord](t, s, sinks.KindTamper)[0]
 		if st.Kind != sinks.StartRecordKind || st.State != stateNone || st.PreviousRunUntil != "" {
 			t.Errorf("%s: first start record %+v", s.name, st)
@@ -52,8 +52,8 @@ func TestStartRecords(t *testing.T) {
 
 	a2, b2 := &recSink{name: "a"}, &recSink{name: "b"}
 	e.start(e.options(), a2, b2)
-	eventually(t, "start record after restart", func() bool { return len(b2.ofKind(sinks.KindHeartbeat)) == 1 })
-	st := notices[sinks.StartRecord](t, b2, sinks.KindHeartbeat)[0]
+	eventually(t, "start record after restart", func() bool { return len(b2.ofKind(sinks.KindStart)) == 1 })
+	st := notices[sinks.StartRecord](t, b2, sinks.KindStart)[0]
 	if st.State != stateResumed || st.DowntimeSeconds < 0.3 || st.DowntimeSeconds > time.Since(stoppedAt).Seconds()+1 {
 		t.Errorf("restart record %+v, want resumed after about 0.3 s", st)
 	}
@@ -99,13 +99,13 @@ func TestNoticesSurviveRestart(t *testing.T) {
 	up2, down2 := &recSink{name: "up"}, &recSink{name: "down"}
 	e.start(e.options(), up2, down2)
 	eventually(t, "the first run's notices in the sink that was down", func() bool {
-		return len(down2.ofKind(sinks.KindTamper)) == 1 && len(down2.ofKind(sinks.KindHeartbeat)) == 2
+		return len(down2.ofKind(sinks.KindTamper)) == 1 && len(down2.ofKind(sinks.KindStart)) == 2
 	})
 	time.Sleep(200 * time.Millisecond)
 	if n := len(up2.ofKind(sinks.KindTamper)); n != 0 {
 		t.Errorf("the sink that acknowledged the tamper record got it again (%d)", n)
 	}
-	if n := len(up2.ofKind(sinks.KindHeartbeat)); n != 1 {
+	if n := len(up2.ofKind(sinks.KindStart)); n != 1 {
 		t.Errorf("the sink that was up got %d start records after the restart, want 1", n)
 	}
 }

@@ -31,10 +31,13 @@ const (
 	// and when. It is not tied to a byte range: File is a per-record
 	// identity and Offset is 0.
 	KindTamper
-	// KindHeartbeat is a record the agent made to say it is running: at
-	// each start, and whenever a sink had nothing to ship for the
-	// heartbeat interval. Like KindTamper it is not tied to a byte range.
+	// KindHeartbeat is a record the agent made to say it is running:
+	// whenever a sink had nothing to ship for the heartbeat interval. Like
+	// KindTamper it is not tied to a byte range.
 	KindHeartbeat
+	// KindStart is the record the agent makes at each start (StartRecord).
+	// Like KindTamper it is not tied to a byte range.
+	KindStart
 )
 
 // String returns the kind's name as used in metrics and marked records.
@@ -52,6 +55,8 @@ func (k Kind) String() string {
 		return "tamper"
 	case KindHeartbeat:
 		return "heartbeat"
+	case KindStart:
+		return "start"
 	}
 	return "unknown"
 }

@@ -111,7 +111,7 @@ type TamperRecord struct {
 }
 
 // StartRecord is delivered to every sink when the agent starts
-// (KindHeartbeat).
+// (KindStart).
 type StartRecord struct {
 	Kind       string `json:"kind"`
 	APIVersion string `json:"apiVersion"`

@@ -30,7 +30,8 @@ const (
 	// uncompressed content after its manifest line.
 	MetaRecordsSHA256 = "records-sha256"
 	// MetaMarked lists the kinds of agent-made records in the object:
-	// gap, tamper, heartbeat, unparsed, oversized; empty for events only.
+	// gap, tamper, heartbeat, start, unparsed, oversized; empty for events
+	// only.
 	MetaMarked = "marked"
 	// MetaClosed is "true" on the object that closes a chain (see
 	// Manifest.Closed).

@@ -337,7 +337,7 @@ func noticeTag(b *sinks.Batch) string {
 	n := 0
 	for i := range b.Records {
 		switch b.Records[i].Kind {
-		case sinks.KindTamper, sinks.KindHeartbeat:
+		case sinks.KindTamper, sinks.KindHeartbeat, sinks.KindStart:
 			io.WriteString(h, b.Records[i].File.ID)
 		case sinks.KindGap:
 			h.Write(b.Records[i].Line)
