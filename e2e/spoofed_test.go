@@ -74,12 +74,12 @@ func fileURIs(t *testing.T, dir, key string) map[string]int {
 // client chose: each reaches S3, Elasticsearch, Kafka and a file sink
 // once, and each raises its alert.
 func TestSpoofedAuditIDReachesEverySink(t *testing.T) {
-	const secret = "e2e-hmac-secret"
+	const secret = "e2e-hmac-secret-of-32-bytes-or-more"
 	wh := newWebhook(t, secret)
 	s := NewScenario(t, WriterConfig{MaxSizeMB: 10, MaxBackups: 10, Seed: 37})
 	fileDir := filepath.Join(t.TempDir(), "file-sink")
 	addFileSink(t, s, fileDir)
-	s.Configure(fmt.Sprintf("alerts:\n  destinations:\n    - {name: soc, type: webhook, url: %q, secret: %q}", wh.srv.URL+"/alerts", secret))
+	s.Configure(fmt.Sprintf("alerts:\n  destinations:\n    - {name: soc, type: webhook, url: %q, secret: %q, allowInsecure: true}", wh.srv.URL+"/alerts", secret))
 	key := Key("x1", string(auditinternal.StageResponseComplete))
 	for _, tr := range s.Sinks {
 		tr.TrackURIs(key)
