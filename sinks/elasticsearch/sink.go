@@ -7,12 +7,14 @@
 // Not the auditID, which a client chooses with the Audit-ID header and can
 // give to several requests. So a batch delivered again after a crash
 // creates nothing new: Elasticsearch answers 409 for those items, which
-// counts as delivered. Items rejected with 429 or 5xx are retried on their own with
-// backoff, within the same write, and never dropped. Items rejected for
+// counts as delivered. Items rejected with 429 or 5xx are retried on their own,
+// within the same write, paced by the fraction rejected, and never
+// dropped. Items rejected for
 // good (a mapping error, say) are sent, wrapped with the raw line as a
 // string and the error, to a dead-letter index, and counted. A whole
 // request that fails (connection error, 429, 5xx) fails the write, and the
-// agent retries the batch.
+// agent retries the batch: the records acknowledged before are remembered
+// by id and not sent again.
 //
 // Events carry an @timestamp from their stageTimestamp, inserted at the
 // head of the original JSON object; nothing else of the event changes.
@@ -61,6 +63,10 @@ type Sink struct {
 	body     bytes.Buffer
 	items    []item
 	retry    []item
+	// acked holds the ids of the records acknowledged in a write that
+	// failed later; emptied when a write succeeds.
+	acked map[string]struct{}
+	id    []byte
 
 	indexed, conflicts, itemRetries, deadLettered prometheus.Counter
 }
@@ -132,33 +138,108 @@ func (s *Sink) Name() string { return s.name }
 // Close implements sinks.Sink.
 func (s *Sink) Close(context.Context) error { return nil }
 
-// Write indexes every record of b.
+// Write indexes every record of b. Items rejected with 429 or 5xx are
+// sent again in rounds paced by the fraction rejected (see wait); when a
+// write fails, the ids of the records acknowledged so far are kept, so
+// that the agent's next write of the batch sends only the rest.
 func (s *Sink) Write(ctx context.Context, b *sinks.Batch) error {
 	if s.cfg.InstallTemplate && !s.templated {
 		if err := s.installTemplate(ctx); err != nil {
 			return err
 		}
 	}
-	s.items = s.items[:0]
-	for i := range b.Records {
-		s.items = append(s.items, item{rec: &b.Records[i]})
-	}
-	backoff := time.Duration(s.cfg.ItemRetryInitial)
+	s.pending(b)
+	var r rounds
+	defer s.logRetries(&r)
 	for len(s.items) > 0 {
 		retry, err := s.bulk(ctx, s.items)
 		if err != nil {
+			s.remember(b)
 			return err
 		}
 		if len(retry) == 0 {
-			return nil
+			break
 		}
-		if err := s.sleep(ctx, backoff); err != nil {
+		d := r.next(s.cfg, len(retry), len(s.items))
+		s.items = append(s.items[:0], retry...)
+		if err := s.sleep(ctx, d); err != nil {
+			s.remember(b)
 			return fmt.Errorf("%d items still rejected: %w", len(retry), err)
 		}
-		backoff = min(backoff*2, time.Duration(s.cfg.ItemRetryMax))
-		s.items = append(s.items[:0], retry...)
 	}
+	clear(s.acked)
 	return nil
+}
+
+// pending sets s.items to the records of b not acknowledged in an earlier,
+// failed, write.
+func (s *Sink) pending(b *sinks.Batch) {
+	s.items = s.items[:0]
+	for i := range b.Records {
+		r := &b.Records[i]
+		if len(s.acked) > 0 {
+			s.id = sinks.AppendID(s.id[:0], r)
+			if _, ok := s.acked[string(s.id)]; ok {
+				continue
+			}
+		}
+		s.items = append(s.items, item{rec: r})
+	}
+}
+
+// remember adds to s.acked the ids of the records of b that are not in
+// s.items, the ones still to send: Elasticsearch acknowledged them.
+func (s *Sink) remember(b *sinks.Batch) {
+	left := make(map[*sinks.Record]bool, len(s.items))
+	for _, it := range s.items {
+		left[it.rec] = true
+	}
+	if s.acked == nil {
+		s.acked = map[string]struct{}{}
+	}
+	for i := range b.Records {
+		if r := &b.Records[i]; !left[r] {
+			s.acked[string(sinks.AppendID(s.id[:0], r))] = struct{}{}
+		}
+	}
+}
+
+// rounds paces the resending of rejected items within a write.
+type rounds struct {
+	n, retried int
+	waited     time.Duration
+	// idle is how many rounds in a row had every item rejected.
+	idle int
+}
+
+// next returns how long to wait before sending again the rejected of
+// sent items. While some items get through, the cluster is busy, not
+// down: the wait is itemRetryInitial times the fraction rejected, so that
+// a half-rejected batch takes a round per halving, not a backoff doubling
+// to seconds. Only rounds that get nothing through back off, doubling up
+// to itemRetryMax.
+func (r *rounds) next(cfg Config, rejected, sent int) time.Duration {
+	r.n++
+	r.retried += rejected
+	d := time.Duration(cfg.ItemRetryInitial) * time.Duration(rejected) / time.Duration(sent)
+	if rejected < sent {
+		r.idle = 0
+	} else {
+		d = min(time.Duration(cfg.ItemRetryInitial)<<min(r.idle, 20), time.Duration(cfg.ItemRetryMax))
+		r.idle++
+	}
+	r.waited += d
+	return d
+}
+
+// logRetries logs, once a write, how many items were rejected and sent
+// again: counts only, the reasons may quote the documents.
+func (s *Sink) logRetries(r *rounds) {
+	if r.n == 0 {
+		return
+	}
+	s.log.Warn("Elasticsearch rejected items with 429 or 5xx; sent them again", "sink", s.name,
+		"retried", r.retried, "rounds", r.n, "waited", r.waited)
 }
 
 // bulk sends items once and returns those to send again: rejected with 429

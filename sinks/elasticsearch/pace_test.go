@@ -1,0 +1,112 @@
+package elasticsearch
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/auditrail/auditrail/sinks/sinktest"
+)
+
+// halfRejected makes the server answer 429 to every other item it
+// receives, on every attempt, as a busy cluster does.
+func halfRejected(t *testing.T) (*target, string) {
+	tg := newTarget(t)
+	srv := tg.fakeOnly()
+	var mu sync.Mutex
+	n := 0
+	srv.FailItems(func(_, _ string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		n++
+		if n%2 == 0 {
+			return 429
+		}
+		return 0
+	})
+	return tg, tg.index("stream")
+}
+
+// At 50% per-item 429, a 1,000-event batch is delivered in a few rounds
+// paced by the fraction rejected, not behind a backoff doubling to
+// seconds; the retries are logged with counts only.
+func TestHalfRejectedKeepsPace(t *testing.T) {
+	tg, index := halfRejected(t)
+	cfg := tg.config(index)
+	cfg.ItemRetryInitial, cfg.ItemRetryMax = 0, 0
+	cfg.ApplyDefaults()
+	var logs bytes.Buffer
+	s, err := New(context.Background(), "es", cfg, slog.New(slog.NewTextHandler(&logs, nil)), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var slept []time.Duration
+	s.sleep = func(_ context.Context, d time.Duration) error { slept = append(slept, d); return nil }
+	b := sinktest.Batch(sinktest.File(1), 0, sinktest.Events(0, 1000, 1)...)
+	if err := s.Write(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(tg.fake.Docs(index)); n != len(b.Records) {
+		t.Fatalf("%d documents, want %d", n, len(b.Records))
+	}
+	var total time.Duration
+	for _, d := range slept {
+		total += d
+	}
+	t.Logf("%d bulk requests, %d waits, %v waited in all", tg.fake.BulkRequests(), len(slept), total)
+	if total > time.Second {
+		t.Errorf("waited %v in all (%v) for a batch of %d at 50%% rejection; want at most 1s", total, slept, len(b.Records))
+	}
+	if n := tg.fake.BulkRequests(); n > 13 {
+		t.Errorf("%d bulk requests; halving the rejected each round needs about 11", n)
+	}
+	out := logs.String()
+	if !strings.Contains(out, "level=WARN") || !strings.Contains(out, "retried=") {
+		t.Errorf("item retries not logged with counts:\n%s", out)
+	}
+	if strings.Contains(out, "injected") || strings.Contains(out, "requestURI") {
+		t.Errorf("the log quotes a reason or an event:\n%s", out)
+	}
+}
+
+// A whole request that fails after some items were acknowledged fails
+// the write; the agent's next write of the same batch sends only the
+// items not yet acknowledged.
+func TestFailedRequestResendsOnlyUnacknowledged(t *testing.T) {
+	tg, index := halfRejected(t)
+	srv := tg.fake
+	var mu sync.Mutex
+	var sent []int // action lines per request
+	srv.FailRequestsWith(func(body []byte) (int, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		sent = append(sent, bytes.Count(body, []byte(`{"create":`)))
+		if len(sent) == 2 {
+			return 503, `{"error":{"type":"unavailable"},"status":503}`
+		}
+		return 0, ""
+	})
+	s := newSink(t, tg.config(index))
+	b := sinktest.Batch(sinktest.File(1), 0, sinktest.Events(0, 100, 1)...)
+	if err := s.Write(context.Background(), b); err == nil {
+		t.Fatal("the write succeeded through a 503")
+	}
+	created := len(srv.Docs(index))
+	if err := s.Write(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(srv.Docs(index)); n != len(b.Records) {
+		t.Fatalf("%d documents, want %d", n, len(b.Records))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(sent) < 3 || sent[2] != len(b.Records)-created {
+		t.Errorf("items per request %v: after the 503 the write resent %v items, want the %d not created", sent, sent[2:3], len(b.Records)-created)
+	}
+}
