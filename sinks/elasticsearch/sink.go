@@ -152,6 +152,7 @@ func (s *Sink) Write(ctx context.Context, b *sinks.Batch) error {
 	var r rounds
 	defer s.logRetries(&r)
 	for len(s.items) > 0 {
+		start := s.now()
 		retry, err := s.bulk(ctx, s.items)
 		if err != nil {
 			s.remember(b)
@@ -160,7 +161,7 @@ func (s *Sink) Write(ctx context.Context, b *sinks.Batch) error {
 		if len(retry) == 0 {
 			break
 		}
-		d := r.next(s.cfg, len(retry), len(s.items))
+		d := r.next(s.cfg, s.now().Sub(start), len(retry), len(s.items))
 		s.items = append(s.items[:0], retry...)
 		if err := s.sleep(ctx, d); err != nil {
 			s.remember(b)
@@ -213,15 +214,17 @@ type rounds struct {
 }
 
 // next returns how long to wait before sending again the rejected of
-// sent items. While some items get through, the cluster is busy, not
-// down: the wait is itemRetryInitial times the fraction rejected, so that
-// a half-rejected batch takes a round per halving, not a backoff doubling
-// to seconds. Only rounds that get nothing through back off, doubling up
-// to itemRetryMax.
-func (r *rounds) next(cfg Config, rejected, sent int) time.Duration {
+// sent items, after a request that took took. While some items get
+// through, the cluster is busy, not down: the wait is the fraction
+// rejected of the request's time, at most of itemRetryInitial, so that a
+// cluster that answers slowly gets more room and a half-rejected batch
+// takes a short round per halving, not a backoff doubling to seconds.
+// Only rounds that get nothing through back off, doubling from
+// itemRetryInitial up to itemRetryMax.
+func (r *rounds) next(cfg Config, took time.Duration, rejected, sent int) time.Duration {
 	r.n++
 	r.retried += rejected
-	d := time.Duration(cfg.ItemRetryInitial) * time.Duration(rejected) / time.Duration(sent)
+	d := min(took, time.Duration(cfg.ItemRetryInitial)) * time.Duration(rejected) / time.Duration(sent)
 	if rejected < sent {
 		r.idle = 0
 	} else {
