@@ -110,3 +110,34 @@ func TestFailedRequestResendsOnlyUnacknowledged(t *testing.T) {
 		t.Errorf("items per request %v: after the 503 the write resent %v items, want the %d not created", sent, sent[2:3], len(b.Records)-created)
 	}
 }
+
+func TestRoundsPace(t *testing.T) {
+	cfg := Config{}
+	cfg.ApplyDefaults() // 100ms, 2s
+	ms := time.Millisecond
+	steps := []struct {
+		took           time.Duration
+		rejected, sent int
+		want           time.Duration
+	}{
+		{40 * ms, 500, 1000, 20 * ms},    // half through: half the request's time
+		{5 * time.Second, 1, 4, 25 * ms}, // a slow answer: at most itemRetryInitial
+		{10 * ms, 3, 3, 100 * ms},        // none through: backs off
+		{10 * ms, 3, 3, 200 * ms},
+		{10 * ms, 3, 3, 400 * ms},
+		{10 * ms, 3, 3, 800 * ms},
+		{10 * ms, 3, 3, 1600 * ms},
+		{10 * ms, 3, 3, 2 * time.Second}, // to itemRetryMax
+		{10 * ms, 1, 3, 3333333},         // some through again: paced, not backed off
+		{10 * ms, 3, 3, 100 * ms},
+	}
+	var r rounds
+	for i, st := range steps {
+		if got := r.next(cfg, st.took, st.rejected, st.sent); got != st.want {
+			t.Errorf("round %d: wait %v, want %v", i, got, st.want)
+		}
+	}
+	if r.n != len(steps) || r.retried != 523 {
+		t.Errorf("rounds %d, retried %d", r.n, r.retried)
+	}
+}
