@@ -141,3 +141,29 @@ func TestRoundsPace(t *testing.T) {
 		t.Errorf("rounds %d, retried %d", r.n, r.retried)
 	}
 }
+
+// A whole request answered 429 or 503 with Retry-After is sent again
+// within the write after the wait asked for, at most itemRetryMax, up to
+// maxTold times; without the header it fails the write (see
+// TestWholeRequestFailures).
+func TestRetryAfterIsHonoured(t *testing.T) {
+	tg := newTarget(t)
+	srv := tg.fakeOnly()
+	index := tg.index("stream")
+	srv.RetryAfter("1")
+	s := newSink(t, tg.config(index)) // itemRetryMax 10ms
+	var slept []time.Duration
+	s.sleep = func(_ context.Context, d time.Duration) error { slept = append(slept, d); return nil }
+	b := testBatch()
+	srv.FailRequests(503, 429)
+	if err := s.Write(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(srv.Docs(index)); n != len(b.Records) || len(slept) != 2 || slept[0] != 10*time.Millisecond {
+		t.Fatalf("%d documents of %d, waits %v; want all after two waits of 10ms", n, len(b.Records), slept)
+	}
+	srv.FailRequests(503, 503, 503, 503)
+	if err := s.Write(context.Background(), testBatch()); err == nil || !strings.Contains(err.Error(), "503") {
+		t.Fatalf("after %d Retry-After: err = %v, want the 503", maxTold, err)
+	}
+}

@@ -25,10 +25,12 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -154,6 +156,9 @@ func (s *Sink) Write(ctx context.Context, b *sinks.Batch) error {
 	for len(s.items) > 0 {
 		start := s.now()
 		retry, err := s.bulk(ctx, s.items)
+		if s.waitAsTold(ctx, err, &r) {
+			continue
+		}
 		if err != nil {
 			s.remember(b)
 			return err
@@ -211,6 +216,8 @@ type rounds struct {
 	waited     time.Duration
 	// idle is how many rounds in a row had every item rejected.
 	idle int
+	// told is how many times the write waited as Retry-After said.
+	told int
 }
 
 // next returns how long to wait before sending again the rejected of
@@ -235,14 +242,58 @@ func (r *rounds) next(cfg Config, took time.Duration, rejected, sent int) time.D
 	return d
 }
 
+// maxTold is how many times a write waits as a whole request's
+// Retry-After says before it fails and leaves the retry to the agent.
+const maxTold = 3
+
+// waitAsTold waits, when err is a 429 or 503 with Retry-After, as long
+// as the cluster asked, at most itemRetryMax, and reports whether the
+// write should send the same items again.
+func (s *Sink) waitAsTold(ctx context.Context, err error, r *rounds) bool {
+	var b *busyError
+	if !errors.As(err, &b) || r.told >= maxTold {
+		return false
+	}
+	r.told++
+	d := min(b.wait, time.Duration(s.cfg.ItemRetryMax))
+	r.waited += d
+	return s.sleep(ctx, d) == nil
+}
+
+// busyError is a whole request answered 429 or 503 with a Retry-After.
+type busyError struct {
+	wait time.Duration
+	err  error
+}
+
+func (e *busyError) Error() string { return e.err.Error() }
+func (e *busyError) Unwrap() error { return e.err }
+
+// busyOr returns err as a busyError if res is a 429 or 503 with a
+// Retry-After in seconds or as an HTTP date, err if not.
+func busyOr(res *esapi.Response, err error, now time.Time) error {
+	v := res.Header.Get("Retry-After")
+	if (res.StatusCode != http.StatusTooManyRequests && res.StatusCode != http.StatusServiceUnavailable) || v == "" {
+		return err
+	}
+	if n, perr := strconv.Atoi(v); perr == nil && n >= 0 {
+		return &busyError{wait: time.Duration(n) * time.Second, err: err}
+	}
+	if t, perr := http.ParseTime(v); perr == nil {
+		return &busyError{wait: max(t.Sub(now), 0), err: err}
+	}
+	return err
+}
+
 // logRetries logs, once a write, how many items were rejected and sent
-// again: counts only, the reasons may quote the documents.
+// again, and how many requests were answered with a Retry-After: counts
+// only, the reasons may quote the documents.
 func (s *Sink) logRetries(r *rounds) {
-	if r.n == 0 {
+	if r.n == 0 && r.told == 0 {
 		return
 	}
 	s.log.Warn("Elasticsearch rejected items with 429 or 5xx; sent them again", "sink", s.name,
-		"retried", r.retried, "rounds", r.n, "waited", r.waited)
+		"retried", r.retried, "rounds", r.n, "retryAfter", r.told, "waited", r.waited)
 }
 
 // bulk sends items once and returns those to send again: rejected with 429
@@ -277,7 +328,7 @@ func (s *Sink) bulk(ctx context.Context, items []item) ([]item, error) {
 		return nil, fmt.Errorf("read bulk response: %w", err)
 	}
 	if res.StatusCode != http.StatusOK {
-		return nil, httpError("bulk request", res.StatusCode, body)
+		return nil, busyOr(res, httpError("bulk request", res.StatusCode, body), s.now())
 	}
 	var r bulkResponse
 	if !allCreated(body) {
