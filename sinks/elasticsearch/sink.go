@@ -14,7 +14,8 @@
 // string and the error, to a dead-letter index, and counted. A whole
 // request that fails (connection error, 429, 5xx) fails the write, and the
 // agent retries the batch: the records acknowledged before are remembered
-// by id and not sent again.
+// by id and not sent again. A 429 or 503 with Retry-After is first waited
+// out within the write (at most itemRetryMax, three times).
 //
 // Events carry an @timestamp from their stageTimestamp, inserted at the
 // head of the original JSON object; nothing else of the event changes.
