@@ -8,10 +8,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -235,6 +237,31 @@ func (s *Scenario) AssertKeptUp(down string, from, to time.Time) {
 	}
 	for name, c := range late {
 		s.T.Errorf("%s down: %d of %d events written meanwhile reached %s only after %s was back", down, c, n, name, down)
+	}
+}
+
+// AssertLagUnder checks that the p99 of the lag of sink, for the events
+// written from from to to, is under bound; an event not delivered counts
+// as late.
+func (s *Scenario) AssertLagUnder(sink string, from, to time.Time, bound time.Duration) {
+	s.T.Helper()
+	var lags []time.Duration
+	for k, wt := range s.W.Written() {
+		if wt.Before(from) || wt.After(to) {
+			continue
+		}
+		lag := time.Duration(math.MaxInt64)
+		if f, ok := s.Sinks[sink].FirstSeen(k); ok {
+			lag = f.Sub(wt)
+		}
+		lags = append(lags, lag)
+	}
+	slices.Sort(lags)
+	p50, p99 := Percentile(lags, 0.5), Percentile(lags, 0.99)
+	s.T.Logf("%s lag for the %d events written from %s to %s: p50 %v, p99 %v", sink, len(lags),
+		from.Format("15:04:05"), to.Format("15:04:05"), p50.Round(time.Millisecond), p99.Round(time.Millisecond))
+	if p99 >= bound {
+		s.T.Errorf("%s: p99 lag %v for events written while it was busy, want under %v", sink, p99.Round(time.Millisecond), bound)
 	}
 }
 

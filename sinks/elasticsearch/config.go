@@ -48,8 +48,10 @@ type Config struct {
 	Node    string `yaml:"node"`
 	// AgentVersion is set by the agent, not the configuration.
 	AgentVersion string `yaml:"-"`
-	// ItemRetry shapes the backoff for items rejected with 429 or 5xx,
-	// which are retried alone, within the same write.
+	// ItemRetry paces items rejected with 429 or 5xx, which are retried
+	// alone, within the same write: while some items get through, the
+	// wait between rounds is ItemRetryInitial times the fraction rejected;
+	// rounds that get nothing through back off, doubling to ItemRetryMax.
 	ItemRetryInitial units.Duration `yaml:"itemRetryInitial"`
 	ItemRetryMax     units.Duration `yaml:"itemRetryMax"`
 }
@@ -75,7 +77,7 @@ func (c *Config) ApplyDefaults() {
 		c.ItemRetryInitial = units.Duration(100 * time.Millisecond)
 	}
 	if c.ItemRetryMax == 0 {
-		c.ItemRetryMax = units.Duration(10 * time.Second)
+		c.ItemRetryMax = units.Duration(2 * time.Second)
 	}
 }
 

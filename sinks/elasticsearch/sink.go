@@ -7,12 +7,15 @@
 // Not the auditID, which a client chooses with the Audit-ID header and can
 // give to several requests. So a batch delivered again after a crash
 // creates nothing new: Elasticsearch answers 409 for those items, which
-// counts as delivered. Items rejected with 429 or 5xx are retried on their own with
-// backoff, within the same write, and never dropped. Items rejected for
+// counts as delivered. Items rejected with 429 or 5xx are retried on their own,
+// within the same write, paced by the fraction rejected, and never
+// dropped. Items rejected for
 // good (a mapping error, say) are sent, wrapped with the raw line as a
 // string and the error, to a dead-letter index, and counted. A whole
 // request that fails (connection error, 429, 5xx) fails the write, and the
-// agent retries the batch.
+// agent retries the batch: the records acknowledged before are remembered
+// by id and not sent again. A 429 or 503 with Retry-After is first waited
+// out within the write (at most itemRetryMax, three times).
 //
 // Events carry an @timestamp from their stageTimestamp, inserted at the
 // head of the original JSON object; nothing else of the event changes.
@@ -61,6 +64,10 @@ type Sink struct {
 	body     bytes.Buffer
 	items    []item
 	retry    []item
+	// acked holds the ids of the records acknowledged in a write that
+	// failed later; emptied when a write succeeds.
+	acked map[string]struct{}
+	id    []byte
 
 	indexed, conflicts, itemRetries, deadLettered prometheus.Counter
 }
@@ -132,32 +139,40 @@ func (s *Sink) Name() string { return s.name }
 // Close implements sinks.Sink.
 func (s *Sink) Close(context.Context) error { return nil }
 
-// Write indexes every record of b.
+// Write indexes every record of b. Items rejected with 429 or 5xx are
+// sent again in rounds paced by the fraction rejected (rounds.next); when a
+// write fails, the ids of the records acknowledged so far are kept, so
+// that the agent's next write of the batch sends only the rest.
 func (s *Sink) Write(ctx context.Context, b *sinks.Batch) error {
 	if s.cfg.InstallTemplate && !s.templated {
 		if err := s.installTemplate(ctx); err != nil {
 			return err
 		}
 	}
-	s.items = s.items[:0]
-	for i := range b.Records {
-		s.items = append(s.items, item{rec: &b.Records[i]})
-	}
-	backoff := time.Duration(s.cfg.ItemRetryInitial)
+	s.pending(b)
+	var r rounds
+	defer s.logRetries(&r)
 	for len(s.items) > 0 {
+		start := s.now()
 		retry, err := s.bulk(ctx, s.items)
+		if s.waitAsTold(ctx, err, &r) {
+			continue
+		}
 		if err != nil {
+			s.remember(b)
 			return err
 		}
 		if len(retry) == 0 {
-			return nil
+			break
 		}
-		if err := s.sleep(ctx, backoff); err != nil {
+		d := r.next(s.cfg, s.now().Sub(start), len(retry), len(s.items))
+		s.items = append(s.items[:0], retry...)
+		if err := s.sleep(ctx, d); err != nil {
+			s.remember(b)
 			return fmt.Errorf("%d items still rejected: %w", len(retry), err)
 		}
-		backoff = min(backoff*2, time.Duration(s.cfg.ItemRetryMax))
-		s.items = append(s.items[:0], retry...)
 	}
+	clear(s.acked)
 	return nil
 }
 
@@ -193,7 +208,7 @@ func (s *Sink) bulk(ctx context.Context, items []item) ([]item, error) {
 		return nil, fmt.Errorf("read bulk response: %w", err)
 	}
 	if res.StatusCode != http.StatusOK {
-		return nil, httpError("bulk request", res.StatusCode, body)
+		return nil, busyOr(res, httpError("bulk request", res.StatusCode, body), s.now())
 	}
 	var r bulkResponse
 	if !allCreated(body) {

@@ -37,6 +37,7 @@ type Server struct {
 	requestFaults []int
 	requestFault  func() int
 	requestReply  func(body []byte) (int, string)
+	retryAfter    string
 	itemFault     func(index, id string, doc json.RawMessage) (int, string, string)
 	bulkRequests  int
 	templates     map[string]json.RawMessage
@@ -66,6 +67,15 @@ func (s *Server) FailRequests(statuses ...int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.requestFaults = append(s.requestFaults, statuses...)
+}
+
+// RetryAfter makes the _bulk requests failed by FailRequests or
+// FailRequestsFunc answer with a Retry-After header of v; "" leaves it
+// out.
+func (s *Server) RetryAfter(v string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.retryAfter = v
 }
 
 // FailRequestsFunc makes f decide the status of each _bulk request: 0
@@ -231,6 +241,9 @@ func (s *Server) bulk(w http.ResponseWriter, body []byte, defIndex string) {
 		s.requestFaults = s.requestFaults[1:]
 	}
 	if st != 0 {
+		if s.retryAfter != "" {
+			w.Header().Set("Retry-After", s.retryAfter)
+		}
 		w.WriteHeader(st)
 		fmt.Fprintf(w, `{"error":{"type":"injected","reason":"injected fault"},"status":%d}`, st)
 		return
