@@ -743,6 +743,9 @@ func (r *reader) gap(drain context.Context, e *entry, off int64, v fileView) boo
 	g.DetectedAt = timestamp(r.now())
 	g.File = sinks.FileInfo{ID: e.ref.ID, Path: v.path}
 	g.Bytes.From, g.Bytes.To, g.Bytes.ToKnown = off, max(off, v.size), v.final && reason == lostPruned
+	if v.bound != nil && reason == lostPruned {
+		applyBound(&g, v.bound, off, v.size)
+	}
 	g.Time.After = v.lastTime
 	if next := r.reg.next(r.sink, e.ref.Seq); next != nil {
 		g.Time.Before = r.firstEventTime(next)
@@ -754,7 +757,7 @@ func (r *reader) gap(drain context.Context, e *entry, off int64, v fileView) boo
 	r.gapBytes.Add(float64(g.Bytes.To - g.Bytes.From))
 	r.log.Error("audit data lost before this sink read it", "sink", r.sink, "reason", reason, "file", e.ref.ID,
 		"path", v.path, "from", g.Bytes.From, "to", g.Bytes.To, "toKnown", g.Bytes.ToKnown,
-		"after", g.Time.After, "before", g.Time.Before)
+		"atLeast", g.Bytes.AtLeast, "estimate", g.Bytes.Estimate, "after", g.Time.After, "before", g.Time.Before)
 	if r.full() {
 		return r.flush(drain)
 	}

@@ -54,8 +54,14 @@ type entry struct {
 	size       int64
 	final      bool
 	compressed bool
-	gone       bool
-	lost       string
+	// plainSize is the uncompressed size of a compressed file, from its
+	// gzip trailer; 0 when unknown.
+	plainSize int64
+	gone      bool
+	lost      string
+	// bound, set when the file was pruned while live when last seen,
+	// bounds what was lost with it.
+	bound *lossBound
 	// missed counts consecutive scans that did not find the file. A
 	// listing races with renames (a file renamed between reading the
 	// directory and opening it is in neither place), so a file is only
@@ -82,6 +88,9 @@ type candidate struct {
 	size       int64
 	mtime      time.Time
 	key        orderKey
+	// plainSize is the uncompressed size of a compressed candidate the
+	// registry does not hold, from the gzip trailer; 0 when unknown.
+	plainSize int64
 
 	// f pins the inode that was stat'ed, so a rotation between listing and
 	// use cannot swap the file; nil when the registry already holds it.
@@ -302,6 +311,9 @@ func (r *registry) listOnce() (cands []*candidate, problem string, ok bool, name
 				continue
 			}
 			c.f = f
+			if gz {
+				c.plainSize = gzipSize(f, c.size)
+			}
 		}
 		if live {
 			problem = ""
@@ -435,6 +447,9 @@ func (r *registry) scan() {
 		case !e.gone:
 			if e.missed++; e.missed >= goneAfterScans {
 				r.markGoneLocked(e)
+				if e.lost == lostPruned && !e.final {
+					e.bound = r.boundLossLocked(e)
+				}
 			}
 		}
 	}
@@ -608,6 +623,9 @@ func (r *registry) attachLocked(e *entry, c *candidate) {
 		r.dropHandleLocked(e)
 	}
 	e.dev, e.ino, e.path, e.compressed = c.dev, c.ino, c.path, c.gz
+	if c.plainSize > 0 {
+		e.plainSize = c.plainSize
+	}
 	e.gone, e.lost = false, ""
 	if c.name != r.naming.base {
 		e.final = true
@@ -633,7 +651,7 @@ func (r *registry) addLocked(c *candidate) *entry {
 	e := &entry{
 		ref: &sinks.FileRef{Seq: r.nextSeq, ID: fmt.Sprintf("%d-%d-%s", c.dev, c.ino, short), Path: c.path},
 		dev: c.dev, ino: c.ino, fpLen: len(prefix), fp: fp, head: prefix, path: c.path,
-		final: c.name != r.naming.base || c.gz, compressed: c.gz,
+		final: c.name != r.naming.base || c.gz, compressed: c.gz, plainSize: c.plainSize,
 		cursors: make(map[string]checkpoint.Cursor),
 	}
 	if !c.gz {
@@ -823,12 +841,13 @@ type fileView struct {
 	size     int64
 	path     string
 	lastTime string
+	bound    *lossBound
 }
 
 func (r *registry) view(e *entry, sink string) fileView {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return fileView{h: e.h, final: e.final, gone: e.gone, lost: e.lost, size: e.size, path: e.path, lastTime: e.cursors[sink].LastEventTime}
+	return fileView{h: e.h, final: e.final, gone: e.gone, lost: e.lost, size: e.size, path: e.path, lastTime: e.cursors[sink].LastEventTime, bound: e.bound}
 }
 
 // cursor returns sink's acknowledged position in e.
