@@ -108,3 +108,19 @@ func gzipSize(f *os.File, size int64) int64 {
 	}
 	return int64(binary.LittleEndian.Uint32(b[:]))
 }
+
+// copyWindow is what logrotate's copytruncate lost: the lines written to
+// the live file between the end of the copy and the truncation.
+type copyWindow struct {
+	// copyEnd is the copy's size; liveEnd the largest size the agent saw
+	// the live file reach before the truncation, a lower bound of its end.
+	copyEnd, liveEnd int64
+}
+
+// copyWindowView is the view a gap record for w is made from, for a
+// reader at pos in the copy: from the later of pos and the copy's end to
+// at least liveEnd, reason truncated.
+func copyWindowView(v fileView, w *copyWindow, pos int64) (int64, fileView) {
+	v.lost, v.final, v.size = lostTruncated, false, w.liveEnd
+	return max(pos, w.copyEnd), v
+}

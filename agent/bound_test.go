@@ -89,3 +89,41 @@ func testPrunedWhileDownBound(t *testing.T, gz bool) {
 		t.Errorf("auditrail_gap_bytes_total = %v, want 0: only bytes known for certain", v)
 	}
 }
+
+// copytruncate while the agent was down: what was written between the
+// copy and the truncation is lost by design; the window is reported, from
+// the copy's end on, its end unknown.
+func TestCopyTruncateWindowReported(t *testing.T) {
+	e := newEnv(t)
+	s := &recSink{name: "rec"}
+	e.shipThenStop(s, 20)
+	copyEnd := int64(len(strings.Join(events(0, 20), "\n")) + 1)
+	data, err := os.ReadFile(e.live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(e.live+".1", data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	appendLines(t, e.live, events(20, 25)...) // between copy and truncate: lost
+	if err := os.Truncate(e.live, 0); err != nil {
+		t.Fatal(err)
+	}
+	appendLines(t, e.live, events(25, 27)...)
+	e.start(e.options(), s)
+	waitEvents(t, s, append(events(0, 20), events(25, 27)...))
+	eventually(t, "gap record", func() bool { return len(s.ofKind(sinks.KindGap)) == 1 })
+	var g sinks.GapRecord
+	if err := json.Unmarshal([]byte(s.ofKind(sinks.KindGap)[0].Line), &g); err != nil {
+		t.Fatal(err)
+	}
+	if g.Reason != lostTruncated || g.Bytes.From != copyEnd || g.Bytes.To != copyEnd || g.Bytes.ToKnown {
+		t.Errorf("gap = %s, want truncated from the copy's end %d, end unknown", s.ofKind(sinks.KindGap)[0].Line, copyEnd)
+	}
+	if g.Time.After != "2026-11-21T10:00:19.000000Z" {
+		t.Errorf("time = %+v", g.Time)
+	}
+	if v := counterValue(t, e.reg, "auditrail_rotations_total"); v != 1 {
+		t.Errorf("auditrail_rotations_total = %v, want 1", v)
+	}
+}

@@ -62,6 +62,9 @@ type entry struct {
 	// bound, set when the file was pruned while live when last seen,
 	// bounds what was lost with it.
 	bound *lossBound
+	// window, set when the file was copied and truncated in place, is
+	// what may have been written between the copy and the truncation.
+	window *copyWindow
 	// missed counts consecutive scans that did not find the file. A
 	// listing races with renames (a file renamed between reading the
 	// directory and opening it is in neither place), so a file is only
@@ -617,6 +620,12 @@ func (r *registry) adoptLocked(e *entry, c *candidate) {
 
 func (r *registry) attachLocked(e *entry, c *candidate) {
 	r.log.Debug("file found under a new name", "file", e.ref.ID, "path", c.path, "compressed", c.gz)
+	if e.lost == lostTruncated && !c.gz && c.name != r.naming.base {
+		// copytruncate: the live file's content turned up in a copy.
+		e.window = &copyWindow{copyEnd: c.size, liveEnd: e.size}
+		r.m.rotations.Inc()
+		r.log.Info("audit log copied and truncated", "file", e.ref.ID, "to", c.path)
+	}
 	// A held descriptor on the uncompressed file keeps serving the same
 	// content when the file turns up compressed; otherwise read the new one.
 	if e.h != nil && e.compressed == c.gz {
@@ -842,12 +851,13 @@ type fileView struct {
 	path     string
 	lastTime string
 	bound    *lossBound
+	window   *copyWindow
 }
 
 func (r *registry) view(e *entry, sink string) fileView {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return fileView{h: e.h, final: e.final, gone: e.gone, lost: e.lost, size: e.size, path: e.path, lastTime: e.cursors[sink].LastEventTime, bound: e.bound}
+	return fileView{h: e.h, final: e.final, gone: e.gone, lost: e.lost, size: e.size, path: e.path, lastTime: e.cursors[sink].LastEventTime, bound: e.bound, window: e.window}
 }
 
 // cursor returns sink's acknowledged position in e.
