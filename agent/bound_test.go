@@ -127,3 +127,40 @@ func TestCopyTruncateWindowReported(t *testing.T) {
 		t.Errorf("auditrail_rotations_total = %v, want 1", v)
 	}
 }
+
+// Truncated again and again under a writer that keeps its offset: every
+// truncation leaves a hole of NULs where the file began, and each is
+// reported, not only the first.
+func TestEveryTruncationUnderOffsetKeepingWriter(t *testing.T) {
+	e := newEnv(t)
+	s, w, _ := followWithWriter(t, e)
+	want := events(0, 20)
+	for i := 0; i < 4; i++ {
+		if err := w.Truncate(0); err != nil {
+			t.Fatal(err)
+		}
+		lines := events(100+10*i, 105+10*i)
+		if _, err := w.WriteString(strings.Join(lines, "\n") + "\n"); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, lines...)
+		eventually(t, fmt.Sprintf("truncation %d reported", i+1), func() bool { return len(s.ofKind(sinks.KindGap)) >= i+1 })
+		eventually(t, fmt.Sprintf("lines after truncation %d", i+1), func() bool {
+			got := map[string]bool{}
+			for _, l := range s.events() {
+				got[l] = true
+			}
+			for _, l := range lines {
+				if !got[l] {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	for _, g := range s.ofKind(sinks.KindGap) {
+		if !strings.Contains(g.Line, `"reason":"truncated"`) {
+			t.Errorf("gap record %s, want reason truncated", g.Line)
+		}
+	}
+}

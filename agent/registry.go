@@ -62,6 +62,9 @@ type entry struct {
 	// bound, set when the file was pruned while live when last seen,
 	// bounds what was lost with it.
 	bound *lossBound
+	// nlAt is a size at which the file ended with a line's end ('\n' at
+	// nlAt-1) when verified; 0 when none.
+	nlAt int64
 	// window, set when the file was copied and truncated in place, is
 	// what may have been written between the copy and the truncation.
 	window *copyWindow
@@ -550,12 +553,15 @@ func (r *registry) verifyLocked(e *entry, c *candidate) string {
 		if !c.gz && len(prefix) < e.fpLen && int64(len(prefix)) == c.size {
 			return lostTruncated
 		}
-		if !c.gz && len(prefix) > 0 && len(bytes.Trim(prefix, "\x00")) == 0 {
+		if !c.gz && isHole(prefix) {
 			// Truncated, then written again by a writer that kept its
 			// offset: the start is now a hole of NUL bytes.
 			return lostTruncated
 		}
 		return lostReplaced
+	}
+	if live && !c.gz && r.holeAtLineEndLocked(e, c) {
+		return lostTruncated
 	}
 	if len(prefix) > e.fpLen {
 		e.fpLen, e.fp = len(prefix), fingerprint(prefix)
@@ -572,8 +578,8 @@ func (r *registry) verifyLocked(e *entry, c *candidate) string {
 // alias is true when c duplicates an entry already matched in this scan.
 func (r *registry) matchFingerprintLocked(c *candidate, matched map[*entry]bool) (best *entry, alias bool) {
 	prefix := c.readPrefix(nil)
-	if len(prefix) == 0 {
-		return nil, false
+	if len(prefix) == 0 || isHole(prefix) {
+		return nil, false // NUL bytes are the start of any truncated file
 	}
 	for _, e := range r.entries {
 		if e.fpLen == 0 || e.fpLen > len(prefix) || fingerprint(prefix[:e.fpLen]) != e.fp {
@@ -654,6 +660,10 @@ func (r *registry) addLocked(c *candidate) *entry {
 		fp = fingerprint(prefix)
 	}
 	short := fp
+	if isHole(prefix) {
+		// A hole's digest is every hole's: tell this one apart by its seq.
+		short = fingerprint(fmt.Appendf(prefix, "seq %d", r.nextSeq))
+	}
 	if len(short) > 16 {
 		short = short[:16]
 	}
@@ -665,6 +675,9 @@ func (r *registry) addLocked(c *candidate) *entry {
 	}
 	if !c.gz {
 		e.size = c.size
+	}
+	if c.name == r.naming.base && !c.gz {
+		r.holeAtLineEndLocked(e, c) // notes where it ends with a line's end
 	}
 	if c.f != nil && r.open < r.maxOpen {
 		r.adoptLocked(e, c)
