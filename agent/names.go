@@ -67,10 +67,19 @@ func (n naming) orderKey(name string, mtime time.Time) orderKey {
 			return orderKey{class: 0, value: -int64(v)}
 		}
 	}
-	if ts, ok := strings.CutPrefix(plain, n.stem+"-"); ok && n.ext != "" {
-		if t, err := time.Parse(lumberjackTime, strings.TrimSuffix(ts, n.ext)); err == nil {
-			return orderKey{class: 1, value: t.UnixNano()}
-		}
+	if t, ok := n.rotatedAt(name); ok {
+		return orderKey{class: 1, value: t.UnixNano()}
 	}
 	return orderKey{class: 1, value: mtime.UnixNano()}
+}
+
+// rotatedAt returns the rotation time lumberjack put in a backup's name.
+func (n naming) rotatedAt(name string) (time.Time, bool) {
+	plain := strings.TrimSuffix(name, ".gz")
+	ts, ok := strings.CutPrefix(plain, n.stem+"-")
+	if !ok || n.ext == "" || !strings.HasSuffix(ts, n.ext) {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(lumberjackTime, strings.TrimSuffix(ts, n.ext))
+	return t, err == nil
 }

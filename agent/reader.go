@@ -307,6 +307,11 @@ func (r *reader) readFile(ctx, drain context.Context, e *entry) bool {
 				return r.gap(drain, e, r.fr.pos, v)
 			}
 		}
+		if v.window != nil && (v.final || v.gone) {
+			r.shipRest(e)
+			off, w := copyWindowView(v, v.window, r.fr.pos)
+			return r.gap(drain, e, off, w)
+		}
 		if v.final || v.gone || h.gz {
 			return r.finish(drain, e)
 		}
@@ -706,6 +711,17 @@ func (r *reader) addOversized(e *entry, complete bool) {
 // finish ships what is left of a final file (a last line without newline)
 // and marks the file done.
 func (r *reader) finish(drain context.Context, e *entry) bool {
+	r.shipRest(e)
+	r.touch()
+	r.cur.extend(e.ref, r.fr.pos, r.fr.pos).Done = true
+	if r.full() {
+		return r.flush(drain)
+	}
+	return true
+}
+
+// shipRest ships the last line of a final file, one without a newline.
+func (r *reader) shipRest(e *entry) {
 	fr := &r.fr
 	if fr.over != nil {
 		r.addOversized(e, false)
@@ -718,12 +734,6 @@ func (r *reader) finish(drain context.Context, e *entry) bool {
 		r.addLine(e, fr.pos, line, "no_newline")
 		fr.skip(len(line))
 	}
-	r.touch()
-	r.cur.extend(e.ref, fr.pos, fr.pos).Done = true
-	if r.full() {
-		return r.flush(drain)
-	}
-	return true
 }
 
 // gap reports that e could not be read from off on, and marks it done.
@@ -743,6 +753,9 @@ func (r *reader) gap(drain context.Context, e *entry, off int64, v fileView) boo
 	g.DetectedAt = timestamp(r.now())
 	g.File = sinks.FileInfo{ID: e.ref.ID, Path: v.path}
 	g.Bytes.From, g.Bytes.To, g.Bytes.ToKnown = off, max(off, v.size), v.final && reason == lostPruned
+	if v.bound != nil && reason == lostPruned {
+		applyBound(&g, v.bound, off, v.size)
+	}
 	g.Time.After = v.lastTime
 	if next := r.reg.next(r.sink, e.ref.Seq); next != nil {
 		g.Time.Before = r.firstEventTime(next)
@@ -754,7 +767,7 @@ func (r *reader) gap(drain context.Context, e *entry, off int64, v fileView) boo
 	r.gapBytes.Add(float64(g.Bytes.To - g.Bytes.From))
 	r.log.Error("audit data lost before this sink read it", "sink", r.sink, "reason", reason, "file", e.ref.ID,
 		"path", v.path, "from", g.Bytes.From, "to", g.Bytes.To, "toKnown", g.Bytes.ToKnown,
-		"after", g.Time.After, "before", g.Time.Before)
+		"atLeast", g.Bytes.AtLeast, "estimate", g.Bytes.Estimate, "after", g.Time.After, "before", g.Time.Before)
 	if r.full() {
 		return r.flush(drain)
 	}

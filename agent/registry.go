@@ -54,8 +54,20 @@ type entry struct {
 	size       int64
 	final      bool
 	compressed bool
-	gone       bool
-	lost       string
+	// plainSize is the uncompressed size of a compressed file, from its
+	// gzip trailer; 0 when unknown.
+	plainSize int64
+	gone      bool
+	lost      string
+	// bound, set when the file was pruned while live when last seen,
+	// bounds what was lost with it.
+	bound *lossBound
+	// nlAt is a size at which the file ended with a line's end ('\n' at
+	// nlAt-1) when verified; 0 when none.
+	nlAt int64
+	// window, set when the file was copied and truncated in place, is
+	// what may have been written between the copy and the truncation.
+	window *copyWindow
 	// missed counts consecutive scans that did not find the file. A
 	// listing races with renames (a file renamed between reading the
 	// directory and opening it is in neither place), so a file is only
@@ -82,6 +94,9 @@ type candidate struct {
 	size       int64
 	mtime      time.Time
 	key        orderKey
+	// plainSize is the uncompressed size of a compressed candidate the
+	// registry does not hold, from the gzip trailer; 0 when unknown.
+	plainSize int64
 
 	// f pins the inode that was stat'ed, so a rotation between listing and
 	// use cannot swap the file; nil when the registry already holds it.
@@ -302,6 +317,9 @@ func (r *registry) listOnce() (cands []*candidate, problem string, ok bool, name
 				continue
 			}
 			c.f = f
+			if gz {
+				c.plainSize = gzipSize(f, c.size)
+			}
 		}
 		if live {
 			problem = ""
@@ -435,6 +453,9 @@ func (r *registry) scan() {
 		case !e.gone:
 			if e.missed++; e.missed >= goneAfterScans {
 				r.markGoneLocked(e)
+				if e.lost == lostPruned && !e.final {
+					e.bound = r.boundLossLocked(e)
+				}
 			}
 		}
 	}
@@ -532,12 +553,15 @@ func (r *registry) verifyLocked(e *entry, c *candidate) string {
 		if !c.gz && len(prefix) < e.fpLen && int64(len(prefix)) == c.size {
 			return lostTruncated
 		}
-		if !c.gz && len(prefix) > 0 && len(bytes.Trim(prefix, "\x00")) == 0 {
+		if !c.gz && isHole(prefix) {
 			// Truncated, then written again by a writer that kept its
 			// offset: the start is now a hole of NUL bytes.
 			return lostTruncated
 		}
 		return lostReplaced
+	}
+	if live && !c.gz && r.holeAtLineEndLocked(e, c) {
+		return lostTruncated
 	}
 	if len(prefix) > e.fpLen {
 		e.fpLen, e.fp = len(prefix), fingerprint(prefix)
@@ -554,8 +578,8 @@ func (r *registry) verifyLocked(e *entry, c *candidate) string {
 // alias is true when c duplicates an entry already matched in this scan.
 func (r *registry) matchFingerprintLocked(c *candidate, matched map[*entry]bool) (best *entry, alias bool) {
 	prefix := c.readPrefix(nil)
-	if len(prefix) == 0 {
-		return nil, false
+	if len(prefix) == 0 || isHole(prefix) {
+		return nil, false // NUL bytes are the start of any truncated file
 	}
 	for _, e := range r.entries {
 		if e.fpLen == 0 || e.fpLen > len(prefix) || fingerprint(prefix[:e.fpLen]) != e.fp {
@@ -602,12 +626,21 @@ func (r *registry) adoptLocked(e *entry, c *candidate) {
 
 func (r *registry) attachLocked(e *entry, c *candidate) {
 	r.log.Debug("file found under a new name", "file", e.ref.ID, "path", c.path, "compressed", c.gz)
+	if e.lost == lostTruncated && !c.gz && c.name != r.naming.base {
+		// copytruncate: the live file's content turned up in a copy.
+		e.window = &copyWindow{copyEnd: c.size, liveEnd: e.size}
+		r.m.rotations.Inc()
+		r.log.Info("audit log copied and truncated", "file", e.ref.ID, "to", c.path)
+	}
 	// A held descriptor on the uncompressed file keeps serving the same
 	// content when the file turns up compressed; otherwise read the new one.
 	if e.h != nil && e.compressed == c.gz {
 		r.dropHandleLocked(e)
 	}
 	e.dev, e.ino, e.path, e.compressed = c.dev, c.ino, c.path, c.gz
+	if c.plainSize > 0 {
+		e.plainSize = c.plainSize
+	}
 	e.gone, e.lost = false, ""
 	if c.name != r.naming.base {
 		e.final = true
@@ -627,17 +660,24 @@ func (r *registry) addLocked(c *candidate) *entry {
 		fp = fingerprint(prefix)
 	}
 	short := fp
+	if isHole(prefix) {
+		// A hole's digest is every hole's: tell this one apart by its seq.
+		short = fingerprint(fmt.Appendf(prefix, "seq %d", r.nextSeq))
+	}
 	if len(short) > 16 {
 		short = short[:16]
 	}
 	e := &entry{
 		ref: &sinks.FileRef{Seq: r.nextSeq, ID: fmt.Sprintf("%d-%d-%s", c.dev, c.ino, short), Path: c.path},
 		dev: c.dev, ino: c.ino, fpLen: len(prefix), fp: fp, head: prefix, path: c.path,
-		final: c.name != r.naming.base || c.gz, compressed: c.gz,
+		final: c.name != r.naming.base || c.gz, compressed: c.gz, plainSize: c.plainSize,
 		cursors: make(map[string]checkpoint.Cursor),
 	}
 	if !c.gz {
 		e.size = c.size
+	}
+	if c.name == r.naming.base && !c.gz {
+		r.holeAtLineEndLocked(e, c) // notes where it ends with a line's end
 	}
 	if c.f != nil && r.open < r.maxOpen {
 		r.adoptLocked(e, c)
@@ -823,12 +863,14 @@ type fileView struct {
 	size     int64
 	path     string
 	lastTime string
+	bound    *lossBound
+	window   *copyWindow
 }
 
 func (r *registry) view(e *entry, sink string) fileView {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return fileView{h: e.h, final: e.final, gone: e.gone, lost: e.lost, size: e.size, path: e.path, lastTime: e.cursors[sink].LastEventTime}
+	return fileView{h: e.h, final: e.final, gone: e.gone, lost: e.lost, size: e.size, path: e.path, lastTime: e.cursors[sink].LastEventTime, bound: e.bound, window: e.window}
 }
 
 // cursor returns sink's acknowledged position in e.

@@ -54,11 +54,26 @@ type GapRecord struct {
 	File       FileInfo `json:"file"`
 	// Bytes is the lost byte range. ToKnown is false when the file may have
 	// grown after the agent last saw it, so To is a lower bound.
+	//
+	// AtLeast and Estimate are set when the file was pruned after the
+	// agent last saw it live, so its end is unknown: AtLeast is a lower
+	// bound on the bytes lost from it, taking its final size as that of
+	// the smallest uncompressed backup on disk (kube-apiserver rotates at a
+	// fixed size); Estimate adds the files that were likely rotated and
+	// pruned after it unseen (Files.Estimate), each the median backup's
+	// size. Neither is counted in auditrail_gap_bytes_total.
 	Bytes struct {
-		From    int64 `json:"from"`
-		To      int64 `json:"to"`
-		ToKnown bool  `json:"toKnown"`
+		From     int64 `json:"from"`
+		To       int64 `json:"to"`
+		ToKnown  bool  `json:"toKnown"`
+		AtLeast  int64 `json:"atLeast,omitempty"`
+		Estimate int64 `json:"estimate,omitempty"`
 	} `json:"bytes"`
+	// Files, when set, counts the files lost, this one included: at least
+	// AtLeast; Estimate from the rotation times in the names of the
+	// backups on disk (their interval, and the time from the last event
+	// read to the oldest backup).
+	Files *GapFiles `json:"files,omitempty"`
 	// Time bounds the events that may be missing: after the last event the
 	// sink acknowledged from the file, before the first event of the next
 	// readable file.
@@ -66,6 +81,12 @@ type GapRecord struct {
 		After  string `json:"after,omitempty"`
 		Before string `json:"before,omitempty"`
 	} `json:"time"`
+}
+
+// GapFiles counts the files a gap record covers (GapRecord.Files).
+type GapFiles struct {
+	AtLeast  int `json:"atLeast"`
+	Estimate int `json:"estimate"`
 }
 
 // OversizedStub stands in for a line above the size limit (KindOversized).
