@@ -65,6 +65,10 @@ type chainState struct {
 	// that after a crash the sink looks for it before reusing its
 	// sequence number, which would fork the chain.
 	Pending *pendingObject `json:"pending,omitempty"`
+	// Start is why the epoch started (a Start* reason), kept until its
+	// first object is uploaded, which carries it: a crash before that
+	// continues the epoch with the same reason.
+	Start string `json:"start,omitempty"`
 }
 
 type pendingObject struct {
@@ -97,11 +101,14 @@ func loadChain(path, id string, now time.Time) (*chain, error) {
 		switch {
 		case err == nil:
 			switch {
-			case json.Unmarshal(b, &c.st) != nil || c.st.Epoch == "" || c.st.Seq <= 0:
+			case json.Unmarshal(b, &c.st) != nil || c.st.Epoch == "" || c.st.Seq < 0 || c.st.Seq == 0 && c.st.Start == "":
 				c.start = StartUnreadable
 			case c.st.Chain != "" && c.st.Chain != id:
 				c.start = StartRenamed
 			default:
+				// Seq 0: the epoch's first upload was recorded but not
+				// made, or not known to be; it continues as it began.
+				c.start = c.st.Start
 				return c, nil
 			}
 		case errors.Is(err, os.ErrNotExist):
@@ -112,7 +119,7 @@ func loadChain(path, id string, now time.Time) (*chain, error) {
 	} else {
 		c.start = StartNoState
 	}
-	c.st = chainState{Epoch: newEpoch(now)}
+	c.st = chainState{Epoch: newEpoch(now), Start: c.start}
 	return c, nil
 }
 
