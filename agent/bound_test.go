@@ -3,7 +3,6 @@ package agent
 import (
 	"bytes"
 	"compress/gzip"
-	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
@@ -66,10 +65,7 @@ func testPrunedWhileDownBound(t *testing.T, gz bool) {
 	if len(gaps) != 1 {
 		t.Fatalf("%d gap records, want 1", len(gaps))
 	}
-	var g sinks.GapRecord
-	if err := json.Unmarshal([]byte(gaps[0].Line), &g); err != nil {
-		t.Fatal(err)
-	}
+	g := notices[sinks.GapRecord](t, s, sinks.KindGap)[0]
 	if g.Bytes.From != off || g.Bytes.To != off || g.Bytes.ToKnown {
 		t.Errorf("bytes = %+v, want the known range [%d, %d), end unknown", g.Bytes, off, off)
 	}
@@ -113,10 +109,7 @@ func TestCopyTruncateWindowReported(t *testing.T) {
 	e.start(e.options(), s)
 	waitEvents(t, s, append(events(0, 20), events(25, 27)...))
 	eventually(t, "gap record", func() bool { return len(s.ofKind(sinks.KindGap)) == 1 })
-	var g sinks.GapRecord
-	if err := json.Unmarshal([]byte(s.ofKind(sinks.KindGap)[0].Line), &g); err != nil {
-		t.Fatal(err)
-	}
+	g := notices[sinks.GapRecord](t, s, sinks.KindGap)[0]
 	if g.Reason != lostTruncated || g.Bytes.From != copyEnd || g.Bytes.To != copyEnd || g.Bytes.ToKnown {
 		t.Errorf("gap = %s, want truncated from the copy's end %d, end unknown", s.ofKind(sinks.KindGap)[0].Line, copyEnd)
 	}
