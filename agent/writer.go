@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/auditrail/auditrail/internal/fsutil"
+	"github.com/auditrail/auditrail/journal"
 	"github.com/auditrail/auditrail/sinks"
 )
 
@@ -26,8 +27,10 @@ type writer struct {
 	log    *slog.Logger
 	now    func() time.Time
 	dlqDir string
-	in     <-chan *batchBuf
-	free   chan<- *batchBuf
+	// j is the sink's delivery journal; nil without a state directory.
+	j    *journal.Store
+	in   <-chan *batchBuf
+	free chan<- *batchBuf
 	// fail stops the agent with err.
 	fail func(err error)
 }
@@ -51,12 +54,38 @@ func (w *writer) run(ctx context.Context) {
 		return
 	}
 	for b := range w.in {
+		// A batch with records is journaled: its intent before the first
+		// attempt, its positions once accepted (see package journal).
+		journaled := w.j != nil && len(b.Records) > 0
+		if journaled {
+			if b.Cut.IsZero() {
+				b.Cut = w.now()
+			}
+			in := w.intentOf(b)
+			if !w.journal(ctx, "record intent", func() error { return w.j.Intend(in) }) {
+				return
+			}
+			step(w.name, stepIntent)
+		}
 		if !w.deliver(ctx, b) {
-			// Not acknowledged: it will be read again on the next start.
+			// Not acknowledged: it is cut again on the next start.
 			return
+		}
+		var gen uint64
+		if journaled {
+			step(w.name, stepWritten)
+			files, ids := w.deliveredOf(b), noticeIDs(b.notices)
+			if !w.journal(ctx, "record delivery", func() (err error) { gen, err = w.j.Delivered(files, ids); return err }) {
+				return
+			}
+			step(w.name, stepDelivered)
 		}
 		w.reg.ack(w.name, b.Segments)
 		w.reg.ackNotices(w.name, b.notices)
+		if journaled {
+			w.reg.deliveredGen(w.name, gen)
+			step(w.name, stepAcked)
+		}
 		if len(b.Records) > 0 {
 			w.m.shippedRecords.WithLabelValues(w.name).Add(float64(len(b.Records)))
 			w.m.shippedBytes.WithLabelValues(w.name).Add(float64(b.Bytes))
@@ -66,6 +95,31 @@ func (w *writer) run(ctx context.Context) {
 		b.reset()
 		w.free <- b
 	}
+}
+
+// journal runs commit, a write of the journal, until it succeeds or ctx
+// ends; it reports whether it succeeded.
+func (w *writer) journal(ctx context.Context, what string, commit func() error) bool {
+	bo := backoff{opts: w.retry}
+	for {
+		err := commit()
+		if err == nil {
+			return true
+		}
+		d := bo.next()
+		w.log.Error("delivery journal; retrying", "sink", w.name, "step", what, "retryIn", d, "err", err)
+		if !sleep(ctx, d) {
+			return false
+		}
+	}
+}
+
+func noticeIDs(ns []*notice) []string {
+	out := make([]string, len(ns))
+	for i, n := range ns {
+		out[i] = n.ref.ID
+	}
+	return out
 }
 
 // check runs the sink's start-up check, if it has one, in the sink's own
