@@ -11,7 +11,8 @@ import (
 // Scenario 2: the agent killed with SIGKILL ten times at random moments
 // (some during checkpoint commits, which run every 200 ms) and restarted
 // each time, while kube-apiserver's writer rotates about every second.
-// Every auditID+stage written must arrive in every sink at least once.
+// Every auditID+stage written must arrive in every sink, and exactly once
+// in S3, Elasticsearch and the file sink, and the archive must verify.
 func TestKillAndRestart(t *testing.T) {
 	for _, compress := range []bool{false, true} {
 		t.Run(name(compress), func(t *testing.T) {
@@ -29,7 +30,9 @@ func TestKillAndRestart(t *testing.T) {
 			written := s.W.Written()
 			s.WaitDelivered(90*time.Second, written)
 			s.StopAgent()
-			s.Report(s.Results("SIGKILL x10/"+name(compress), written))
+			rs := s.Results("SIGKILL x10/"+name(compress), written)
+			s.Report(rs)
+			s.AssertNoDuplicates(rs)
 			s.AssertArchiveVerifies()
 			log, err := readFile(s.AgentLog)
 			if err != nil {
