@@ -31,11 +31,19 @@ func (r *reader) recut(drain context.Context, in *journal.Intent) (after uint64,
 	exact = true
 	for _, s := range in.Segments {
 		e := r.reg.entry(s.Seq)
-		if e == nil || e.ref.ID != s.ID || !r.readRange(drain, e, s) {
+		switch {
+		case e != nil && e.ref.ID == s.ID && (s.Start == s.End || r.readRange(drain, e, s)):
+			// An empty range (a gap record's, a file finished) needs
+			// no reading: its file may be gone.
+			refs[s.ID] = e.ref
+		case e == nil && s.Start == s.End:
+			refs[s.ID] = &sinks.FileRef{Seq: s.Seq, ID: s.ID}
+		default:
 			exact = false
+		}
+		if !exact {
 			break
 		}
-		refs[s.ID] = e.ref
 	}
 	var recs []sinks.Record
 	if exact {

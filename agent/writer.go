@@ -59,7 +59,7 @@ func (w *writer) run(ctx context.Context) {
 		journaled := w.j != nil && len(b.Records) > 0
 		if journaled {
 			if b.Cut.IsZero() {
-				b.Cut = w.now()
+				b.Cut = w.now().UTC().Round(0) // as the journal keeps it
 			}
 			in := w.intentOf(b)
 			if !w.journal(ctx, "record intent", func() error { return w.j.Intend(in) }) {
