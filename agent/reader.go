@@ -479,7 +479,7 @@ func (r *reader) flushIfDue(drain context.Context) bool {
 }
 
 func (r *reader) full() bool {
-	return !r.recutting && len(r.cur.Records) >= r.batch.MaxEvents || r.cur.Bytes >= r.batch.MaxBytes
+	return !r.recutting && (len(r.cur.Records) >= r.batch.MaxEvents || r.cur.Bytes >= r.batch.MaxBytes)
 }
 
 // touch starts the batch's flush clock.

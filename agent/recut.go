@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"io"
 
 	"github.com/auditrail/auditrail/journal"
@@ -28,7 +29,7 @@ func (r *reader) recut(drain context.Context, in *journal.Intent) (after uint64,
 	defer func() { r.recutting = false }()
 	b := r.cur
 	refs := make(map[string]*sinks.FileRef, len(in.Segments))
-	exact = true
+	why := ""
 	for _, s := range in.Segments {
 		e := r.reg.entry(s.Seq)
 		switch {
@@ -38,23 +39,27 @@ func (r *reader) recut(drain context.Context, in *journal.Intent) (after uint64,
 			refs[s.ID] = e.ref
 		case e == nil && s.Start == s.End:
 			refs[s.ID] = &sinks.FileRef{Seq: s.Seq, ID: s.ID}
+		case e == nil || e.ref.ID != s.ID:
+			why = fmt.Sprintf("file %s (seq %d) is not known", s.ID, s.Seq)
 		default:
-			exact = false
+			why = fmt.Sprintf("file %s (seq %d) cannot be read from %d to %d", s.ID, s.Seq, s.Start, s.End)
 		}
-		if !exact {
+		if why != "" {
 			break
 		}
 	}
 	var recs []sinks.Record
-	if exact {
-		recs, exact = r.place(in, refs)
+	if why == "" {
+		if recs, exact = r.place(in, refs); !exact {
+			why = "the records read are not those of the batch"
+		}
 	}
-	if exact && recordsCRC(recs) != in.RecordsCRC32C {
-		exact = false
+	if why == "" && recordsCRC(recs) != in.RecordsCRC32C {
+		why = "the records read differ from those of the batch"
 	}
-	if !exact {
+	if why != "" {
 		r.log.Warn("the batch in doubt at the last stop cannot be cut again as it was; reading on from the acknowledged positions "+
-			"(the sink may receive part of it a second time)", "sink", r.sink, "records", in.Records, "segments", len(in.Segments))
+			"(the sink may receive part of it a second time)", "sink", r.sink, "records", in.Records, "segments", len(in.Segments), "reason", why)
 		b.reset()
 		return 0, false
 	}

@@ -39,8 +39,8 @@ func TestKillAndRestart(t *testing.T) {
 			s.WaitDelivered(90*time.Second, written)
 			s.StopAgent()
 			rs := s.Results("SIGKILL x10/"+tc.name, written)
+			s.AssertNoDuplicates(rs) // before Report, which keeps the log of a failure
 			s.Report(rs)
-			s.AssertNoDuplicates(rs)
 			s.AssertArchiveVerifies()
 			log, err := readFile(s.AgentLog)
 			if err != nil {

@@ -108,8 +108,8 @@ func TestSinkOutages(t *testing.T) {
 	s.WaitDelivered(2*time.Minute, written)
 	s.StopAgent()
 	rs := s.Results("sink outages", written)
+	s.AssertNoDuplicates(rs) // before Report, which keeps the log of a failure
 	s.Report(rs)
-	s.AssertNoDuplicates(rs)
 	s.AssertArchiveVerifies()
 	// A busy cluster slows Elasticsearch down, not to minutes behind.
 	s.AssertLagUnder("es", esDown, esUp, 30*time.Second)
@@ -308,7 +308,7 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 			t.Errorf("%s: %d duplicates after 3 graceful restarts", r.Sink, r.Duplicates)
 		}
 	}
+	s.AssertNoDuplicates(rs) // before Report, which keeps the log of a failure
 	s.Report(rs)
-	s.AssertNoDuplicates(rs)
 	s.AssertArchiveVerifies()
 }
