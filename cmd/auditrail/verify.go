@@ -30,8 +30,8 @@ func verify(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	var (
 		cfgFile, sink, bucket, prefix, endpoint, region, node, from, to, maxObject, anchorSources string
-		pathStyle, asJSON                                                          bool
-		minRetention, maxGap                                                       time.Duration
+		pathStyle, asJSON                                                                         bool
+		minRetention, maxGap                                                                      time.Duration
 	)
 	fs.StringVar(&cfgFile, "config", "", "agent configuration to take the S3 sink's bucket, endpoint and credentials from")
 	fs.StringVar(&sink, "sink", "", "name of the S3 sink in --config (default: the only one)")
