@@ -2,7 +2,6 @@ package ocsf
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"net/netip"
 	"time"
@@ -66,13 +65,23 @@ type fields struct {
 const maxUnmapped = 24
 
 // scan collects the top-level members of line, false when there are more
-// unmapped ones than fields holds.
-func (f *fields) scan(line []byte) bool {
+// unmapped ones than fields holds. The bodies ev holds are not scanned
+// again.
+func (f *fields) scan(line []byte, ev *auditjson.Event) bool {
 	m := newMembers(line)
 	for {
-		k, v, ok := m.next()
+		k, ok := m.nextKey()
 		if !ok {
 			return true
+		}
+		var v []byte
+		switch string(k) {
+		case "requestObject":
+			v = m.valueAt(ev.RequestObject)
+		case "responseObject":
+			v = m.valueAt(ev.ResponseObject)
+		default:
+			v = m.value()
 		}
 		switch string(k) {
 		case "kind", "auditID", "verb", "requestURI", "stageTimestamp":
@@ -121,7 +130,7 @@ func Append(dst, line []byte, ev *auditjson.Event) ([]byte, error) {
 		t, ok = start, startOK
 	}
 	var f fields
-	if !ok || !json.Valid(line) || !f.scan(line) {
+	if !ok || !valid(line) || !f.scan(line, ev) {
 		return dst, ErrNotMappable
 	}
 	e := enc{b: dst}

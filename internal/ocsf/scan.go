@@ -29,26 +29,49 @@ func (m *members) space() {
 
 // next returns the next member, or ok false after the last.
 func (m *members) next() (key, val []byte, ok bool) {
+	if key, ok = m.nextKey(); !ok {
+		return nil, nil, false
+	}
+	return key, m.value(), true
+}
+
+// nextKey returns the next member's key, leaving m at its value.
+func (m *members) nextKey() (key []byte, ok bool) {
 	m.space()
 	if m.i < len(m.b) && m.b[m.i] == ',' {
 		m.i++
 		m.space()
 	}
 	if m.i >= len(m.b) || m.b[m.i] != '"' {
-		return nil, nil, false
+		return nil, false
 	}
 	j := auditjson.StringEnd(m.b, m.i+1)
 	if j < 0 {
-		return nil, nil, false
+		return nil, false
 	}
 	key = m.b[m.i+1 : j]
 	m.i = j + 1
 	m.space()
 	m.i++ // ':'
 	m.space()
+	return key, true
+}
+
+// value returns the value m is at.
+func (m *members) value() []byte {
 	start := m.i
 	m.i = valueEnd(m.b, m.i)
-	return key, m.b[start:m.i], true
+	return m.b[start:m.i]
+}
+
+// valueAt returns the value m is at when it is v, a value found in the
+// same bytes before (a body auditjson parsed), without scanning it again.
+func (m *members) valueAt(v []byte) []byte {
+	if len(v) == 0 || auditjson.Offset(m.b, v) != m.i {
+		return m.value()
+	}
+	m.i += len(v)
+	return v
 }
 
 // elements iterates over the raw elements of a valid JSON array.

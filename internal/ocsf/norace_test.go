@@ -1,5 +1,0 @@
-//go:build !race
-
-package ocsf
-
-const raceEnabled = false
