@@ -83,32 +83,67 @@ func (f *fields) scan(line []byte, ev *auditjson.Event) bool {
 		default:
 			v = m.value()
 		}
+		// A member whose value is not of the type kube-apiserver writes
+		// is not mapped: it goes to unmapped as it is.
+		mapped := false
 		switch string(k) {
-		case "kind", "auditID", "verb", "requestURI", "stageTimestamp":
-			// Mapped from auditjson's fields.
+		case "kind":
+			mapped = string(v) == `"Event"`
+		case "auditID", "verb", "requestURI", "stageTimestamp":
+			mapped = isString(v) // from auditjson's fields
 		case "apiVersion":
-			f.apiVersion = v
-		case "user":
-			f.user = v
-		case "sourceIPs":
-			f.sourceIPs = v
+			f.apiVersion, mapped = v, isString(v)
 		case "userAgent":
-			f.userAgent = v
+			f.userAgent, mapped = v, isString(v)
+		case "user":
+			f.user, mapped = v, isKind(v, '{')
 		case "objectRef":
-			f.objectRef = v
-		default:
-			// Annotations and responseStatus go to unmapped whole too.
-			switch string(k) {
-			case "annotations":
-				f.annotations = v
-			case "responseStatus":
-				f.responseStatus = v
-			}
-			if !f.add(k, v) {
+			f.objectRef, mapped = v, isKind(v, '{')
+		case "sourceIPs":
+			f.sourceIPs, mapped = v, isKind(v, '[')
+		case "annotations":
+			f.annotations = v
+		case "responseStatus":
+			f.responseStatus = v
+		}
+		if !mapped && !f.add(k, v) {
+			return false
+		}
+	}
+}
+
+func isKind(v []byte, c byte) bool { return len(v) > 0 && v[0] == c }
+
+func isString(v []byte) bool { return isKind(v, '"') }
+
+// userMapped tells the members of user that actor.user holds.
+func userMapped(k, v []byte) bool {
+	switch string(k) {
+	case "username", "uid":
+		return isString(v)
+	case "groups":
+		if !isKind(v, '[') {
+			return false
+		}
+		el := newElements(v)
+		for g, ok := el.next(); ok; g, ok = el.next() {
+			if !isString(g) {
 				return false
 			}
 		}
+		return true
 	}
+	return false
+}
+
+// objectRefMapped tells the members of objectRef that resources and api
+// hold.
+func objectRefMapped(k, v []byte) bool {
+	switch string(k) {
+	case "resource", "subresource", "namespace", "name", "apiGroup", "apiVersion", "uid":
+		return isString(v)
+	}
+	return false
 }
 
 func (f *fields) add(k, v []byte) bool {
@@ -391,8 +426,16 @@ func writeUnmapped(e *enc, f *fields) {
 		e.rawKey(kv[0])
 		e.raw(kv[1])
 	}
-	unmappedMembers(e, "user", f.user, "username", "uid", "groups")
-	unmappedMembers(e, "objectRef", f.objectRef, "resource", "subresource", "namespace", "name", "apiGroup", "apiVersion", "uid")
+	if isKind(f.user, '{') {
+		unmappedMembers(e, "user", f.user, userMapped)
+	}
+	if isKind(f.objectRef, '{') {
+		unmappedMembers(e, "objectRef", f.objectRef, objectRefMapped)
+	}
+	if !isKind(f.sourceIPs, '[') {
+		e.close('}')
+		return
+	}
 	el := newElements(f.sourceIPs)
 	for v, ok := el.next(); ok; v, ok = el.next() {
 		if ip, isStr := str(v); !isStr || !validIP(ip) {
@@ -405,11 +448,11 @@ func writeUnmapped(e *enc, f *fields) {
 }
 
 // unmappedMembers writes as name the members of obj but those mapped.
-func unmappedMembers(e *enc, name string, obj []byte, mapped ...string) {
+func unmappedMembers(e *enc, name string, obj []byte, mapped func(k, v []byte) bool) {
 	opened := false
 	m := newMembers(obj)
 	for k, v, ok := m.next(); ok; k, v, ok = m.next() {
-		if isMapped(k, mapped) {
+		if mapped(k, v) {
 			continue
 		}
 		if !opened {
@@ -423,15 +466,6 @@ func unmappedMembers(e *enc, name string, obj []byte, mapped ...string) {
 	if opened {
 		e.close('}')
 	}
-}
-
-func isMapped(k []byte, mapped []string) bool {
-	for _, s := range mapped {
-		if string(k) == s {
-			return true
-		}
-	}
-	return false
 }
 
 // millis returns an RFC 3339 timestamp in milliseconds since the epoch.
