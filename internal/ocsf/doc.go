@@ -29,8 +29,10 @@
 //	unmapped                 every other field of the event, raw: level,
 //	                         stage, annotations, responseStatus,
 //	                         requestObject, responseObject, impersonatedUser,
-//	                         user.extra, objectRef.resourceVersion, and any
-//	                         field a later Kubernetes adds
+//	                         user.extra, objectRef.resourceVersion, any
+//	                         field a later Kubernetes adds, and any field
+//	                         whose value is not of the type kube-apiserver
+//	                         writes
 //
 // A source IP that is not an IP address (kube-apiserver drops those
 // already) goes to unmapped.sourceIPs instead. A line that is not valid
