@@ -47,7 +47,7 @@ func policyCmd(args []string, stdout, stderr io.Writer) int {
 		}{file, append([]policy.Finding{}, findings...)})
 	} else {
 		for _, f := range findings {
-			fmt.Fprintf(stdout, "%s:%s\n", file, f)
+			fmt.Fprintf(stdout, "%s:%d: %s %s: %s\n", file, f.Line, f.Severity, f.Rule, f.Message)
 		}
 		if len(findings) == 0 {
 			fmt.Fprintf(stdout, "%s: OK: no finding\n", file)

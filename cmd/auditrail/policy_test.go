@@ -24,7 +24,7 @@ func TestPolicyLintExitCodes(t *testing.T) {
 	}{
 		{[]string{"policy", "lint", "../../deploy/audit-policy.yaml"}, 0, "OK"},
 		{[]string{"policy", "lint", "../../policy/testdata/credential-secrets.yaml"}, 1,
-			"../../policy/testdata/credential-secrets.yaml:line 23: error credential-body:"},
+			"../../policy/testdata/credential-secrets.yaml:23: error credential-body:"},
 		{[]string{"policy", "lint", filepath.Join(dir, "missing.yaml")}, 2, ""},
 		{[]string{"policy", "lint", notPolicy}, 2, ""},
 		{[]string{"policy", "lint"}, 2, ""},
