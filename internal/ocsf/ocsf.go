@@ -385,7 +385,7 @@ func writeHTTP(e *enc, ev *auditjson.Event, f *fields) {
 
 // writeResources writes the object of the request, when it has one.
 func writeResources(e *enc, ev *auditjson.Event, f *fields) {
-	if len(f.objectRef) == 0 || len(ev.Resource) == 0 {
+	if !isKind(f.objectRef, '{') {
 		return
 	}
 	e.key("resources")
@@ -398,14 +398,16 @@ func writeResources(e *enc, ev *auditjson.Event, f *fields) {
 	if len(ev.Namespace) > 0 {
 		e.strField("namespace", ev.Namespace)
 	}
-	e.key("type")
-	e.b = append(e.b, '"')
-	e.b = append(e.b, ev.Resource...)
-	if len(ev.Subresource) > 0 {
-		e.b = append(e.b, '/')
-		e.b = append(e.b, ev.Subresource...)
+	if len(ev.Resource) > 0 || len(ev.Subresource) > 0 {
+		e.key("type")
+		e.b = append(e.b, '"')
+		e.b = append(e.b, ev.Resource...)
+		if len(ev.Subresource) > 0 {
+			e.b = append(e.b, '/')
+			e.b = append(e.b, ev.Subresource...)
+		}
+		e.b = append(e.b, '"')
 	}
-	e.b = append(e.b, '"')
 	m := newMembers(f.objectRef)
 	for k, v, ok := m.next(); ok; k, v, ok = m.next() {
 		if s, isStr := str(v); isStr && string(k) == "uid" {

@@ -407,12 +407,12 @@ func TestSchemaRejects(t *testing.T) {
 func TestOddTypesKept(t *testing.T) {
 	line := `{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"a2","stage":"ResponseComplete","verb":"get",` +
 		`"requestURI":"/api","user":{"username":"alice","uid":5,"groups":["dev",1]},"sourceIPs":"203.0.113.7","userAgent":12,` +
-		`"objectRef":{"resource":"pods","name":7,"namespace":"default"},"stageTimestamp":"2026-11-21T15:26:39.9Z"}`
+		`"objectRef":{"name":7,"namespace":"default","subresource":"status"},"stageTimestamp":"2026-11-21T15:26:39.9Z"}`
 	got := validate(t, schema(t), mapLine(t, []byte(line)))
 	for k, v := range map[string]any{
 		"unmapped.user.uid": 5.0, "unmapped.user.groups.1": 1.0, "unmapped.sourceIPs": "203.0.113.7",
 		"unmapped.userAgent": 12.0, "unmapped.objectRef.name": 7.0, "actor.user.name": "alice",
-		"resources.0.namespace": "default", "src_endpoint.name": "unknown",
+		"resources.0.namespace": "default", "src_endpoint.name": "unknown", "resources.0.type": "/status",
 	} {
 		if g := get(got, k); g != v {
 			t.Errorf("%s = %#v, want %#v", k, g, v)
