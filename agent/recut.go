@@ -172,7 +172,7 @@ func (r *reader) place(in *journal.Intent, refs map[string]*sinks.FileRef) ([]si
 }
 
 func kindByName(s string) (sinks.Kind, bool) {
-	for k := sinks.KindEvent; k <= sinks.KindStart; k++ {
+	for k := sinks.KindEvent; k.String() != "unknown"; k++ {
 		if k.String() == s {
 			return k, true
 		}
