@@ -164,6 +164,19 @@ func Decode(b []byte) (*Journal, error) {
 	return &j, nil
 }
 
+// Encode returns the bytes of a journal file holding j.
+func Encode(j *Journal) ([]byte, error) {
+	raw, err := json.Marshal(j)
+	if err != nil {
+		return nil, fmt.Errorf("encode journal: %w", err)
+	}
+	b, err := json.Marshal(envelope{Version: Version, Checksum: checksum(raw), Journal: raw})
+	if err != nil {
+		return nil, fmt.Errorf("encode journal: %w", err)
+	}
+	return b, nil
+}
+
 func checksum(b []byte) string {
 	sum := sha256.Sum256(b)
 	return "sha256:" + hex.EncodeToString(sum[:])
@@ -235,13 +248,9 @@ func (s *Store) commit() error {
 	c := s.covered.Load()
 	s.j.Files = slices.DeleteFunc(s.j.Files, func(f File) bool { return f.Gen <= c })
 	s.j.Notices = slices.DeleteFunc(s.j.Notices, func(n Notice) bool { return n.Gen <= c })
-	raw, err := json.Marshal(&s.j)
+	b, err := Encode(&s.j)
 	if err != nil {
-		return fmt.Errorf("encode journal: %w", err)
-	}
-	b, err := json.Marshal(envelope{Version: Version, Checksum: checksum(raw), Journal: raw})
-	if err != nil {
-		return fmt.Errorf("encode journal: %w", err)
+		return err
 	}
 	if err := fsutil.WriteFileAtomic(s.path, b, s.hook); err != nil {
 		return fmt.Errorf("commit journal: %w", err)

@@ -88,3 +88,33 @@ func TestCorruptJournalMovedAside(t *testing.T) {
 		t.Errorf("moved aside: %v", m)
 	}
 }
+
+func FuzzDecode(f *testing.F) {
+	good, _ := Encode(&Journal{Files: []File{{File: checkpoint.File{Seq: 1, ID: "x"}, Cursor: checkpoint.Cursor{Offset: 10}, Gen: 1}},
+		Intent: &Intent{Records: 1, Segments: []Segment{{Seq: 1, ID: "x", Start: 10, End: 20}}, Made: []Made{{Kind: "start", Line: []byte("{}")}}}})
+	f.Add(good)
+	f.Add([]byte(`{"version":1}`))
+	f.Add([]byte(`{"version":1,"checksum":"sha256:","journal":null}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		j, err := Decode(b)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("error does not wrap ErrCorrupt: %v", err)
+			}
+			return
+		}
+		// Whatever decodes must re-encode to something that decodes equal.
+		again, err := Encode(j)
+		if err != nil {
+			t.Fatal(err)
+		}
+		j2, err := Decode(again)
+		if err != nil {
+			t.Fatalf("re-encoded journal does not decode: %v", err)
+		}
+		a, _ := Encode(j2)
+		if string(a) != string(again) {
+			t.Fatalf("re-encode changed the journal")
+		}
+	})
+}

@@ -59,6 +59,7 @@ fuzz() { step "fuzz-$1" go test -run '^$' -fuzz "^$1\$" -fuzztime "${FUZZTIME:-$
 fuzz FuzzParse 200000x ./internal/auditjson
 fuzz FuzzSkipContainer 300000x ./internal/auditjson
 fuzz FuzzDecode 300000x ./checkpoint
+fuzz FuzzDecode 300000x ./journal
 fuzz FuzzFramer 20000x ./agent
 
 # kube-apiserver's writer, the real binary, SIGKILL, sink outages. The
