@@ -133,3 +133,65 @@ func testCutAgain(t *testing.T, maxBytes int) {
 		t.Fatal(err)
 	}
 }
+
+// A batch in doubt whose file was pruned while the agent was down cannot
+// be cut again: the agent reads on from the acknowledged positions, the
+// sink gets a gap record for what is gone, and what is on disk arrives
+// once.
+func TestBatchInDoubtOfAPrunedFile(t *testing.T) {
+	e := newEnv(t)
+	appendLines(t, e.live, events(0, 5)...)
+	opts := e.options()
+	opts.DrainTimeout = 100 * time.Millisecond
+	so := sinkOpts(nil)
+	first := &batchSink{hold: true}
+	so.Sink = first
+	stop := e.startWith(opts, []SinkOptions{so})
+	eventually(t, "a batch in flight", func() bool { return len(first.got()) > 0 })
+	stop()
+	// Rotated and pruned while the agent was down.
+	if err := os.Remove(e.live); err != nil {
+		t.Fatal(err)
+	}
+	appendLines(t, e.live, events(5, 9)...)
+
+	again := &batchSink{}
+	so.Sink = again
+	e.startWith(e.options(), []SinkOptions{so})
+	var gaps int
+	eventually(t, "the new file and a gap record", func() bool {
+		n := 0
+		gaps = 0
+		for _, b := range again.got() {
+			for _, r := range b.Records {
+				switch {
+				case strings.HasPrefix(r, "event "):
+					n++
+				case strings.HasPrefix(r, "gap "):
+					gaps++
+				}
+			}
+		}
+		return n >= 4 && gaps > 0
+	})
+	time.Sleep(200 * time.Millisecond)
+	seen := map[string]int{}
+	for _, b := range again.got() {
+		for _, r := range b.Records {
+			seen[r]++
+		}
+	}
+	for _, l := range events(5, 9) {
+		if n := seen["event "+l]; n != 1 {
+			t.Errorf("event on disk delivered %d times: %.80s", n, l)
+		}
+	}
+	for r, n := range seen {
+		if strings.HasPrefix(r, "event ") && n > 1 {
+			t.Errorf("delivered %d times: %.80s", n, r)
+		}
+	}
+	if gaps != 1 {
+		t.Errorf("%d gap records, want 1 for the pruned file", gaps)
+	}
+}
