@@ -55,9 +55,15 @@ func (w *writer) run(ctx context.Context) {
 		w.discard()
 		return
 	}
-	for b := range w.in {
+	defer w.flushJournal(ctx)
+	for {
+		b, ok := w.next(ctx)
+		if !ok {
+			return
+		}
 		// A batch with records is journaled: its intent before the first
-		// attempt, its positions once accepted (see package journal).
+		// attempt, its positions once accepted (see package journal),
+		// written with the next intent or when the sink goes idle.
 		journaled := w.j != nil && len(b.Records) > 0
 		if journaled {
 			if b.Cut.IsZero() {
@@ -76,10 +82,7 @@ func (w *writer) run(ctx context.Context) {
 		var gen uint64
 		if journaled {
 			step(w.name, stepWritten)
-			files, ids := w.deliveredOf(b), noticeIDs(b.notices)
-			if !w.journal(ctx, "record delivery", func() (err error) { gen, err = w.j.Delivered(files, ids); return err }) {
-				return
-			}
+			gen = w.j.Record(w.deliveredOf(b), noticeIDs(b.notices))
 			step(w.name, stepDelivered)
 		}
 		w.publishHead() // before the ack, so that the agent is not caught up without it
@@ -97,6 +100,27 @@ func (w *writer) run(ctx context.Context) {
 		}
 		b.reset()
 		w.free <- b
+	}
+}
+
+// next returns the next batch, false once the input is closed. When none
+// is waiting it first writes the deliveries the journal holds only in
+// memory: a sink that goes idle leaves no batch in doubt behind.
+func (w *writer) next(ctx context.Context) (*batchBuf, bool) {
+	select {
+	case b, ok := <-w.in:
+		return b, ok
+	default:
+	}
+	w.flushJournal(ctx)
+	b, ok := <-w.in
+	return b, ok
+}
+
+// flushJournal writes the deliveries recorded and not written yet.
+func (w *writer) flushJournal(ctx context.Context) {
+	if w.j != nil && w.j.Dirty() {
+		w.journal(ctx, "record delivery", w.j.Flush)
 	}
 }
 

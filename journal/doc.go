@@ -18,9 +18,12 @@
 // Every change rewrites the whole file: a temporary file in the same
 // directory, fsync, rename over the old one, fsync of the directory (see
 // internal/fsutil). A crash leaves the previous journal or the new one,
-// never a mix. The writer makes two such writes per batch that holds
-// records: the intent before the sink's first Write attempt, the
-// delivered positions once the sink accepted it.
+// never a mix. The writer writes the intent of each batch that holds
+// records before the sink's first Write attempt; the delivered positions,
+// once the sink accepted it, are written with the next batch's intent, or
+// on their own when no batch is waiting (Record, Flush). A crash before
+// they are written leaves the batch in doubt, which is cut again and
+// recognised by the sink.
 //
 // # Guarantee
 //

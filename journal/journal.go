@@ -103,6 +103,8 @@ type Store struct {
 	path string
 	j    Journal
 	gen  uint64
+	// dirty is set while a delivery is recorded and not written (Record).
+	dirty bool
 	// covered is the highest delivery a committed checkpoint holds.
 	covered atomic.Uint64
 	// hook, when set by a test, runs before each commit of the file.
@@ -224,6 +226,16 @@ func (s *Store) Intend(in *Intent) error {
 // hands to the checkpoint's snapshot and, once that is committed, to
 // Covered.
 func (s *Store) Delivered(files []File, ns []string) (uint64, error) {
+	gen := s.Record(files, ns)
+	return gen, s.commit()
+}
+
+// Record is Delivered without the write: the delivery becomes durable with
+// the next Intend or Flush. Until then the journal on disk still holds the
+// intent, which after a crash is cut again and recognised by the sink, so
+// a writer whose next batch is waiting saves a write per batch.
+func (s *Store) Record(files []File, ns []string) uint64 {
+	s.dirty = true
 	s.gen++
 	for _, f := range files {
 		f.Gen = s.gen
@@ -239,7 +251,18 @@ func (s *Store) Delivered(files []File, ns []string) (uint64, error) {
 		s.j.Notices = append(s.j.Notices, Notice{ID: id, Gen: s.gen})
 	}
 	s.j.Intent = nil
-	return s.gen, s.commit()
+	return s.gen
+}
+
+// Dirty reports whether a delivery was recorded and not written yet.
+func (s *Store) Dirty() bool { return s.dirty }
+
+// Flush writes the deliveries recorded since the last write, if any.
+func (s *Store) Flush() error {
+	if !s.dirty {
+		return nil
+	}
+	return s.commit()
 }
 
 // commit drops what a committed checkpoint covers and rewrites the file
@@ -255,6 +278,7 @@ func (s *Store) commit() error {
 	if err := fsutil.WriteFileAtomic(s.path, b, s.hook); err != nil {
 		return fmt.Errorf("commit journal: %w", err)
 	}
+	s.dirty = false
 	return nil
 }
 

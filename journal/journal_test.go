@@ -118,3 +118,22 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// A delivery recorded and not written leaves the intent in doubt on disk
+// until the next intent or Flush writes it.
+func TestRecordIsWrittenByFlush(t *testing.T) {
+	dir := t.TempDir()
+	s, _ := Open(dir, "a", time.Now())
+	f := checkpoint.File{Seq: 1, ID: "x"}
+	s.Intend(&Intent{Records: 1, Segments: []Segment{{Seq: 1, ID: "x", Start: 0, End: 10}}})
+	s.Record([]File{{File: f, Cursor: checkpoint.Cursor{Offset: 10}}}, nil)
+	if again, _ := Open(dir, "a", time.Now()); again.InDoubt() == nil || len(again.j.Files) != 0 {
+		t.Fatalf("before the flush the file holds %+v, want the intent alone", again.j)
+	}
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := Open(dir, "a", time.Now()); again.InDoubt() != nil || len(again.j.Files) != 1 || s.Dirty() {
+		t.Fatalf("after the flush the file holds %+v, want the delivery alone", again.j)
+	}
+}
