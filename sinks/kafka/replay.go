@@ -16,8 +16,9 @@ import (
 )
 
 // readBackMax is the most records a read-back takes from the topic, over
-// all partitions. A window holding more is read from its newest records
-// only, and what lies below may be delivered twice (see doc.go).
+// all partitions (Sink.readBackMax, for tests). A window holding more is
+// read from its newest records only, and what lies below may be delivered
+// twice (see doc.go).
 const readBackMax = 300_000
 
 // seenTTL is how long the records found by a read-back are kept to match
@@ -213,8 +214,8 @@ func (s *Sink) readBack(ctx context.Context) error {
 		total += end - from[p]
 	}
 	cut := int64(0)
-	if total > readBackMax {
-		per := int64(readBackMax) / int64(len(last))
+	if total > int64(s.readBackMax) {
+		per := int64(s.readBackMax) / int64(len(last))
 		for p, end := range last {
 			if end-from[p] > per {
 				cut += end - per - from[p]
@@ -223,7 +224,7 @@ func (s *Sink) readBack(ctx context.Context) error {
 		}
 		s.overflows.Inc()
 		s.log.Warn("read-back window larger than its cap: its oldest records are not checked, and may be delivered twice",
-			"sink", s.name, "records", total, "cap", readBackMax, "unchecked", cut)
+			"sink", s.name, "records", total, "cap", s.readBackMax, "unchecked", cut)
 	}
 	seen := &seenSet{keys: map[recordKey]struct{}{}, files: map[string]int64{}, at: s.now()}
 	for p, end := range last {

@@ -56,6 +56,8 @@ type Sink struct {
 	start      *snapshot
 	snaps      []snapshot
 	keep       time.Duration
+	// readBackMax caps a read-back (readBackMax).
+	readBackMax int
 	// doubt is set while records may be in the topic that the sink did
 	// not see acknowledged: after a restart with an intent, or a produce
 	// that failed. The next attempt reads the topic back first.
@@ -67,7 +69,7 @@ type Sink struct {
 	// produce; an error stands for an acknowledgement lost on the way.
 	afterProduce func() error
 
-	produced, resent, stubs                                        prometheus.Counter
+	produced, resent, stubs                                          prometheus.Counter
 	skipped, readBacks, readRecords, overflows, intents, listOffsets prometheus.Counter
 }
 
@@ -135,7 +137,7 @@ func New(ctx context.Context, name string, cfg Config, log *slog.Logger, reg pro
 			Help: "Snapshots of the partitions' end offsets taken before a produce.", ConstLabels: labels}),
 	}
 	s.client = &kafka.Client{Addr: s.w.Addr, Transport: s.w.Transport, Timeout: time.Duration(cfg.RequestTimeout)}
-	s.now, s.intentPath = time.Now, intentPath(cfg.StateDir, name)
+	s.now, s.intentPath, s.readBackMax = time.Now, intentPath(cfg.StateDir, name), readBackMax
 	s.keep = 2*cfg.AckLag + 5*time.Second
 	if cfg.AckLag <= 0 {
 		s.keep = 7 * time.Second
