@@ -540,3 +540,64 @@ func TestKilledProcess(t *testing.T) {
 		})
 	}
 }
+
+// The intent moves forward at most once per keep, never closer to now
+// than keep, and not while a produce is in doubt; after a restart every
+// batch written within keep before it is found again.
+func TestIntentWindowFollowsTheClock(t *testing.T) {
+	c := cluster(t)
+	dir := t.TempDir()
+	s := stateSink(t, c, dir)
+	now := time.Unix(1_700_000_000, 0)
+	s.now = func() time.Time { return now }
+	s.keep = 10 * time.Second
+	var batches []*sinks.Batch
+	var off int64
+	write := func(ctx context.Context) error {
+		b := sinktest.Batch(sinktest.File(1), off, sinktest.Events(len(batches)*20, 20, uint64(len(batches)))...)
+		off = b.Segments[0].End
+		batches = append(batches, b)
+		return s.Write(ctx, b)
+	}
+	for i := 0; i <= 40; i++ { // a batch every second for 40 s
+		if err := write(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if age := now.Sub(s.start.At); i >= 10 && (age < s.keep || age > 2*s.keep+s.keep/2) {
+			t.Fatalf("at %ds the intent is %v old, want between keep and 2.5 keep", i, age)
+		}
+		now = now.Add(time.Second)
+	}
+	if n := testutil.ToFloat64(s.intents); n < 2 || n > 5 {
+		t.Errorf("%v intents written in 40 s with keep 10 s, want one at the start and one per 10-15 s", n)
+	}
+
+	// In doubt, the intent stays where it is however old it gets.
+	start := s.start.At
+	if err := write(crashAfterProduce(s)); !errors.Is(err, errAckLost) {
+		t.Fatalf("err = %v", err)
+	}
+	s.afterProduce = nil
+	now = now.Add(time.Minute)
+	if err := s.prepare(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !s.start.At.Equal(start) {
+		t.Errorf("intent moved from %v to %v while a produce was in doubt", start, s.start.At)
+	}
+	s.Close(context.Background())
+
+	// After a restart, the batches of the last keep are found again.
+	r := stateSink(t, c, dir)
+	n := 0
+	for i := len(batches) - 11; i < len(batches); i++ {
+		if err := r.Write(context.Background(), batches[i]); err != nil {
+			t.Fatal(err)
+		}
+		n += len(batches[i].Records)
+	}
+	if v := testutil.ToFloat64(r.skipped); int(v) != n {
+		t.Errorf("skipped = %v, want all %d records of the last 11 batches", v, n)
+	}
+	assertExactlyOnce(t, c, batches...)
+}
