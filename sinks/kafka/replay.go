@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"sync"
 	"time"
 
 	kafka "github.com/segmentio/kafka-go"
@@ -49,6 +50,22 @@ type seenSet struct {
 	// went past that offset, until the next read-back.
 	files map[string]int64
 	at    time.Time
+}
+
+func newSeenSet(now time.Time) *seenSet {
+	return &seenSet{keys: map[recordKey]struct{}{}, files: map[string]int64{}, at: now}
+}
+
+// merge adds o's records to s.
+func (s *seenSet) merge(o *seenSet) {
+	for k := range o.keys {
+		s.keys[k] = struct{}{}
+	}
+	for f, off := range o.files {
+		if cur, ok := s.files[f]; !ok || off > cur {
+			s.files[f] = off
+		}
+	}
 }
 
 func (s *seenSet) add(id, source []byte) {
@@ -226,16 +243,37 @@ func (s *Sink) readBack(ctx context.Context) error {
 		s.log.Warn("read-back window larger than its cap: its oldest records are not checked, and may be delivered twice",
 			"sink", s.name, "records", total, "cap", s.readBackMax, "unchecked", cut)
 	}
-	seen := &seenSet{keys: map[recordKey]struct{}{}, files: map[string]int64{}, at: s.now()}
-	for p, end := range last {
-		if err := s.readPartition(ctx, p, from[p], end, seen); err != nil {
-			return err
-		}
+	seen, err := s.readPartitions(ctx, from, last)
+	if err != nil {
+		return err
 	}
 	s.readBacks.Inc()
 	s.readRecords.Add(float64(total - cut))
 	s.seen = seen
 	return nil
+}
+
+// readPartitions reads the partitions [from[p], last[p]) in parallel.
+func (s *Sink) readPartitions(ctx context.Context, from, last map[int32]int64) (*seenSet, error) {
+	var (
+		wg   sync.WaitGroup
+		sets = make([]*seenSet, 0, len(last))
+		errs = make([]error, len(last))
+	)
+	for p, end := range last {
+		i, set := len(sets), newSeenSet(s.now())
+		sets = append(sets, set)
+		wg.Go(func() { errs[i] = s.readPartition(ctx, p, from[p], end, set) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	seen := newSeenSet(s.now())
+	for _, set := range sets {
+		seen.merge(set)
+	}
+	return seen, nil
 }
 
 // readPartition adds the records of partition p in [from, end) to seen.
