@@ -370,13 +370,6 @@ func codeOnly(err error) error {
 	return err
 }
 
-func cmpErr(first, e error) error {
-	if first == nil {
-		return e
-	}
-	return first
-}
-
 // message returns r as a Kafka message. Its key and headers are carved
 // from per-batch buffers (s.keys, s.headers), reset by Write.
 func (s *Sink) message(r *sinks.Record) kafka.Message {
