@@ -30,7 +30,8 @@
 // start holds the end offset of every partition (ListOffsets, latest) read
 // before a produce: every record produced since lies at or above it. It
 // is written whole, atomically (temporary file, fsync, rename, fsync of
-// the directory), before the first produce of a run and whenever it moves
+// the directory), before the first produce when there is none (a run
+// after a restart goes on from the one it found) and whenever it moves
 // forward, never per batch. The sink reads the end offsets again every
 // keep/2 (keep is 2*AckLag+5s, AckLag the agent's checkpoint interval) and
 // moves start forward, once it is older than 2*keep, to the newest
