@@ -64,9 +64,10 @@
 // than keep after its acknowledgement. A read-back that fails fails the
 // Write, which the agent retries. Without a producer id the brokers cannot
 // fence an old attempt: a produce still queued in the network or at the
-// broker when the read-back that follows its failure has read the
-// partition (longer than the backoff, 100 ms or more, or a restart) lands
-// after it and is duplicated. The read-back trusts the topic: a client
+// broker, or stored by the leader but not yet by the in-sync replicas (a
+// read-back sees only what is below the high watermark), when the
+// read-back that follows its failure reads the partition (more than the
+// backoff, 100 ms or more, or a restart, after it) is duplicated. The read-back trusts the topic: a client
 // allowed to produce to it that knows a line's exact bytes and position
 // could make the sink leave that line out, as it could write anything
 // there. Records are never hidden from consumers at any isolation level:
