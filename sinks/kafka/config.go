@@ -41,6 +41,15 @@ type Config struct {
 	AllowInsecure bool `yaml:"allowInsecure"`
 	// RequestTimeout bounds one produce attempt.
 	RequestTimeout units.Duration `yaml:"requestTimeout"`
+	// StateDir is where the sink keeps its intent (see doc.go); set by the
+	// agent, not the configuration. Empty: nothing is kept, and a batch
+	// written again after a restart may be duplicated.
+	StateDir string `yaml:"-"`
+	// AckLag is how long the agent may take to record a batch the sink
+	// acknowledged (its checkpoint interval); set by the agent. The sink
+	// can find again, after a crash, every batch acknowledged within
+	// 2*AckLag+5s.
+	AckLag time.Duration `yaml:"-"`
 }
 
 // SASLConfig selects a SASL mechanism.
