@@ -22,6 +22,7 @@ import (
 	"github.com/segmentio/kafka-go/sasl/plain"
 	"github.com/segmentio/kafka-go/sasl/scram"
 
+	"github.com/auditrail/auditrail/internal/ocsf"
 	"github.com/auditrail/auditrail/sinks"
 )
 
@@ -370,12 +371,21 @@ func codeOnly(err error) error {
 	return err
 }
 
-// message returns r as a Kafka message. Its key and headers are carved
-// from per-batch buffers (s.keys, s.headers), reset by Write.
+// message returns r as a Kafka message. Its key, headers and, with format
+// ocsf, its value are carved from per-batch buffers (s.keys, s.headers),
+// reset by Write.
 func (s *Sink) message(r *sinks.Record) kafka.Message {
 	start := len(s.keys)
 	s.keys = sinks.AppendKey(s.keys, r)
 	m := kafka.Message{Key: s.keys[start:len(s.keys):len(s.keys)], Value: r.Line}
+	ocsfValue := false
+	if s.cfg.Format == "ocsf" && r.Kind == sinks.KindEvent && r.Event != nil {
+		start = len(s.keys)
+		if out, err := ocsf.Append(s.keys, r.Line, r.Event); err == nil {
+			s.keys = out
+			m.Value, ocsfValue = s.keys[start:len(s.keys):len(s.keys)], true
+		}
+	}
 	start = len(s.keys)
 	s.keys = sinks.AppendID(s.keys, r)
 	id := s.keys[start:len(s.keys):len(s.keys)]
@@ -402,13 +412,16 @@ func (s *Sink) message(r *sinks.Record) kafka.Message {
 	} else {
 		add("auditrail-kind", []byte(r.Kind.String()))
 	}
+	if ocsfValue {
+		add("auditrail-format", []byte("ocsf"))
+	}
 	add("cluster", s.cluster)
 	add("node", s.node)
 	add("agent-version", s.version)
 	if len(r.Rules) > 0 {
 		add("auditrail-rules", []byte(strings.Join(r.Rules, ",")))
 	}
-	if len(r.Line)+len(m.Key)+512 > int(s.cfg.MaxMessageBytes) {
+	if len(m.Value)+len(m.Key)+512 > int(s.cfg.MaxMessageBytes) {
 		m.Value = s.stub(r)
 		add("auditrail-stub", []byte("oversized"))
 		s.stubs.Inc()
