@@ -18,30 +18,38 @@ import (
 
 // BenchmarkBulkBody measures building the _bulk body of a 5000-event
 // batch: action lines with ids, @timestamp and agent fields spliced into
-// each event.
+// each event (format auditrail), or each event rebuilt in the Elastic
+// Kubernetes integration's layout (format elastic-kubernetes).
 func BenchmarkBulkBody(b *testing.B) {
-	srv := estest.New()
-	defer srv.Close()
-	cfg := Config{Addresses: []string{srv.URL}, Index: "bench", Cluster: "prod", Node: "master-1", AgentVersion: "v1"}
-	cfg.ApplyDefaults()
-	s, err := New(context.Background(), "es", cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
-	if err != nil {
-		b.Fatal(err)
-	}
-	batch := sinktest.Batch(sinktest.File(1), 0, sinktest.Events(0, 5000, 1)...)
-	items := make([]item, len(batch.Records))
-	for i := range batch.Records {
-		items[i] = item{rec: &batch.Records[i]}
-	}
-	var body bytes.Buffer
-	var scratch []byte
-	b.SetBytes(int64(batch.Bytes))
-	b.ReportAllocs()
-	for b.Loop() {
-		body.Reset()
-		for _, it := range items {
-			scratch = s.appendItem(&body, it, scratch)
-		}
+	for _, format := range []string{FormatAuditrail, FormatElasticKubernetes} {
+		b.Run("format="+format, func(b *testing.B) {
+			srv := estest.New()
+			defer srv.Close()
+			cfg := Config{Addresses: []string{srv.URL}, Format: format, Cluster: "prod", Node: "master-1", AgentVersion: "v1"}
+			if format == FormatAuditrail {
+				cfg.Index = "bench"
+			}
+			cfg.ApplyDefaults()
+			s, err := New(context.Background(), "es", cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
+			if err != nil {
+				b.Fatal(err)
+			}
+			batch := sinktest.Batch(sinktest.File(1), 0, sinktest.Events(0, 5000, 1)...)
+			items := make([]item, len(batch.Records))
+			for i := range batch.Records {
+				items[i] = item{rec: &batch.Records[i]}
+			}
+			var body bytes.Buffer
+			var scratch []byte
+			b.SetBytes(int64(batch.Bytes))
+			b.ReportAllocs()
+			for b.Loop() {
+				body.Reset()
+				for _, it := range items {
+					scratch = s.appendItem(&body, it, scratch)
+				}
+			}
+		})
 	}
 }
 

@@ -59,6 +59,15 @@ type Config struct {
 	// items), and items rejected with 429 wait out their pacing while
 	// the other requests go on. 1 sends one request at a time.
 	MaxInFlightRequests int `yaml:"maxInFlightRequests"`
+	// Format is the layout of the documents: auditrail (the event as
+	// written, with @timestamp and the auditrail field) or
+	// elastic-kubernetes (the Elastic Kubernetes integration's, in the
+	// data stream logs-kubernetes.audit_logs-<DataStreamNamespace>, which
+	// Elastic Security's Kubernetes rules query).
+	Format string `yaml:"format"`
+	// DataStreamNamespace is the namespace part of the data stream with
+	// format elastic-kubernetes: default unless set.
+	DataStreamNamespace string `yaml:"dataStreamNamespace"`
 }
 
 // Defaults.
@@ -74,6 +83,15 @@ const (
 
 // ApplyDefaults fills empty fields.
 func (c *Config) ApplyDefaults() {
+	if c.Format == "" {
+		c.Format = FormatAuditrail
+	}
+	if c.Format == FormatElasticKubernetes && c.DataStreamNamespace == "" {
+		c.DataStreamNamespace = "default"
+	}
+	if c.Index == "" && c.Format == FormatElasticKubernetes {
+		c.Index = c.elasticIndex()
+	}
 	if c.Index == "" {
 		c.Index = DefaultIndex
 	}
@@ -92,6 +110,11 @@ func (c *Config) ApplyDefaults() {
 	if c.MaxInFlightRequests == 0 {
 		c.MaxInFlightRequests = DefaultMaxInFlightRequests
 	}
+}
+
+// elasticIndex is the data stream of format elastic-kubernetes.
+func (c *Config) elasticIndex() string {
+	return "logs-" + elasticDataset + "-" + c.DataStreamNamespace
 }
 
 // hasCredentials reports whether requests to u carry credentials.
@@ -159,6 +182,23 @@ func (c *Config) Validate(prefix string) error {
 	}
 	if c.ItemRetryInitial <= 0 || c.ItemRetryMax < c.ItemRetryInitial {
 		add("itemRetryInitial must be positive and not above itemRetryMax")
+	}
+	switch c.Format {
+	case FormatAuditrail:
+		if c.DataStreamNamespace != "" {
+			add("dataStreamNamespace is only valid with format: %s", FormatElasticKubernetes)
+		}
+	case FormatElasticKubernetes:
+		// Elasticsearch's rules for a data stream's namespace.
+		ns := c.DataStreamNamespace
+		if ns != strings.ToLower(ns) || len(ns) > 100 || strings.ContainsAny(ns, "-\\/*?\"<>| ,#:") {
+			add("dataStreamNamespace %q must be lowercase, at most 100 bytes, without - \\ / * ? \" < > | , # : or spaces", ns)
+		}
+		if c.Index != c.elasticIndex() {
+			add("index %q: leave it unset with format: %s, which writes to %s (set dataStreamNamespace)", c.Index, FormatElasticKubernetes, c.elasticIndex())
+		}
+	default:
+		add("format %q must be %s or %s", c.Format, FormatAuditrail, FormatElasticKubernetes)
 	}
 	if c.MaxInFlightRequests < 1 || c.MaxInFlightRequests > maxMaxInFlightRequests {
 		add("maxInFlightRequests must be between 1 and %d, not %d", maxMaxInFlightRequests, c.MaxInFlightRequests)

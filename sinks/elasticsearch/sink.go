@@ -25,6 +25,8 @@
 //
 // Events carry an @timestamp from their stageTimestamp, inserted at the
 // head of the original JSON object; nothing else of the event changes.
+// With format elastic-kubernetes, documents follow instead the layout of
+// the Elastic Kubernetes integration's audit_logs data stream (elastic.go).
 package elasticsearch
 
 import (
@@ -336,6 +338,8 @@ func (s *Sink) appendItem(buf *bytes.Buffer, it item, ruleMeta []byte) []byte {
 	buf.Write(sinks.AppendID(buf.AvailableBuffer(), r))
 	buf.WriteString("\"}}\n")
 	switch {
+	case it.dead == nil && s.cfg.Format == FormatElasticKubernetes:
+		ruleMeta = s.appendElastic(buf, r, ruleMeta)
 	case it.dead != nil:
 		s.appendWrapped(buf, r, it.dead)
 	case r.Kind == sinks.KindUnparsed:
@@ -462,8 +466,12 @@ func (s *Sink) index(r *sinks.Record) string {
 }
 
 // installTemplate puts an index template for audit events matching the
-// configured index.
+// configured index: with the elastic-kubernetes format, the template for
+// the integration's data stream.
 func (s *Sink) installTemplate(ctx context.Context) error {
+	if s.cfg.Format == FormatElasticKubernetes {
+		return s.putTemplate(ctx, elasticTemplateName, elasticTemplate)
+	}
 	pattern := s.cfg.Index
 	if i := strings.IndexByte(pattern, '{'); i >= 0 {
 		pattern = pattern[:i]
@@ -481,7 +489,12 @@ func (s *Sink) installTemplate(ctx context.Context) error {
 		tmpl["data_stream"] = map[string]any{}
 	}
 	body, _ := json.Marshal(tmpl)
-	res, err := esapi.IndicesPutIndexTemplateRequest{Name: "auditrail-" + strings.Trim(pattern, "-_."), Body: bytes.NewReader(body)}.Do(ctx, s.client)
+	return s.putTemplate(ctx, "auditrail-"+strings.Trim(pattern, "-_."), body)
+}
+
+// putTemplate installs the index template body as name.
+func (s *Sink) putTemplate(ctx context.Context, name string, body []byte) error {
+	res, err := esapi.IndicesPutIndexTemplateRequest{Name: name, Body: bytes.NewReader(body)}.Do(ctx, s.client)
 	if err != nil {
 		return fmt.Errorf("install index template: %w", err)
 	}
