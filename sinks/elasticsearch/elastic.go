@@ -52,34 +52,47 @@ func (s *Sink) appendElastic(buf *bytes.Buffer, r *sinks.Record, ruleMeta []byte
 		ruleMeta = appendRules(append(ruleMeta[:0], s.meta...), r.Rules)
 		meta = ruleMeta
 	}
-	ds := map[string]any{"type": "logs", "dataset": elasticDataset, "namespace": s.cfg.DataStreamNamespace}
-	doc := map[string]any{
-		"data_stream": ds,
-		"auditrail":   json.RawMessage(meta[len(`"auditrail":`):]),
-	}
-	var ev map[string]any
-	if r.Kind == sinks.KindEvent {
-		d := json.NewDecoder(bytes.NewReader(r.Line))
-		d.UseNumber()
-		if d.Decode(&ev) != nil {
-			ev = nil
-		}
-	}
-	if ev == nil {
-		s.elasticRecord(doc, r)
-	} else {
-		elasticEvent(doc, ev, s.cfg.Cluster)
-	}
-	doc["@timestamp"] = s.timestamp(r)
-	b, err := json.Marshal(doc)
-	if err != nil {
-		// Decoded from JSON, so it encodes; kept whole in the dead-letter
-		// form should it ever not.
-		s.appendWrapped(buf, r, nil)
+	if r.Kind == sinks.KindEvent && s.appendElasticEvent(buf, r, meta) {
 		return ruleMeta
 	}
+	doc := map[string]any{
+		"@timestamp":  s.timestamp(r),
+		"data_stream": s.dataStream(),
+		"auditrail":   json.RawMessage(meta[len(`"auditrail":`):]),
+	}
+	s.elasticRecord(doc, r)
+	b, _ := json.Marshal(doc) // strings, numbers and JSON from the line
 	buf.Write(b)
 	return ruleMeta
+}
+
+func (s *Sink) dataStream() map[string]any {
+	return map[string]any{"type": "logs", "dataset": elasticDataset, "namespace": s.cfg.DataStreamNamespace}
+}
+
+// appendElasticEvent appends the document of the audit event r, and
+// reports false, having appended nothing, if its line is not a JSON
+// object. Only the event's small fields are decoded; the bodies are
+// copied as they are but for their metadata.
+func (s *Sink) appendElasticEvent(buf *bytes.Buffer, r *sinks.Record, meta []byte) bool {
+	var ev map[string]json.RawMessage
+	if json.Unmarshal(r.Line, &ev) != nil || ev == nil {
+		return false
+	}
+	doc := ecsDoc{Timestamp: s.timestamp(r),
+		DataStream: dataStream{Type: "logs", Dataset: elasticDataset, Namespace: s.cfg.DataStreamNamespace}}
+	elasticEvent(&doc, ev, s.cfg.Cluster)
+	head, err := json.Marshal(&doc)
+	if err != nil {
+		return false
+	}
+	buf.Write(head[:len(head)-1])
+	buf.WriteString(`,"kubernetes":{"audit":`)
+	buf.Write(appendRawObject(buf.AvailableBuffer(), ev))
+	buf.WriteString(`},`)
+	buf.Write(meta)
+	buf.WriteByte('}')
+	return true
 }
 
 // timestamp is the event's stageTimestamp, or now for records without
@@ -120,115 +133,221 @@ func (s *Sink) elasticRecord(doc map[string]any, r *sinks.Record) {
 	doc["log"] = map[string]any{"offset": r.Offset, "file": map[string]any{"path": r.File.Path}}
 }
 
-// elasticEvent fills doc from the audit event ev as the integration's
-// ingest pipeline does, and a little more: the event under
-// kubernetes.audit with the metadata of requestObject and responseObject
-// removed and the annotations' keys de-dotted; event.kind, event.action
-// (the verb), event.outcome (from the authorization decision),
-// user.name/id, user_agent.original, source.ip and client.ip (the first
-// of sourceIPs, the client as kube-apiserver saw it), orchestrator.*,
-// related.ip/user, and container.image.name where a pod is created.
-func elasticEvent(doc, ev map[string]any, cluster string) {
-	for _, k := range []string{"requestObject", "responseObject"} {
-		if o, ok := ev[k].(map[string]any); ok {
-			delete(o, "metadata")
-		}
-	}
-	event := map[string]any{"dataset": elasticDataset, "kind": "event"}
-	doc["event"] = event
-	doc["kubernetes"] = map[string]any{"audit": ev}
-	if ann, ok := ev["annotations"].(map[string]any); ok {
-		dedotted := make(map[string]any, len(ann))
-		for k, v := range ann {
-			dedotted[strings.ReplaceAll(k, ".", "_")] = v
-		}
-		ev["annotations"] = dedotted
-		switch ann["authorization.k8s.io/decision"] {
-		case "allow":
-			event["outcome"] = "success"
-		case "forbid":
-			event["outcome"] = "failure"
-		}
-	}
-	verb := str(ev["verb"])
-	if verb != "" {
-		event["action"] = verb
-	}
-	var related []string
-	for _, k := range []string{"user", "impersonatedUser"} {
-		u, ok := ev[k].(map[string]any)
-		if !ok {
-			continue
-		}
-		if extra, ok := u["extra"].(map[string]any); ok {
-			u["extra"] = safeKeys(extra)
-		}
-		if name := str(u["username"]); name != "" {
-			related = append(related, name)
-		}
-	}
-	user := map[string]any{}
-	if u, ok := ev["user"].(map[string]any); ok {
-		setIf(user, "name", str(u["username"]))
-		setIf(user, "id", str(u["uid"]))
-	}
-	if len(user) > 0 {
-		doc["user"] = user
-	}
-	if ua := str(ev["userAgent"]); ua != "" {
-		doc["user_agent"] = map[string]any{"original": ua}
-	}
-	ips := validIPs(ev["sourceIPs"])
-	if len(ips) > 0 {
-		doc["source"] = map[string]any{"ip": ips[0]}
-		doc["client"] = map[string]any{"ip": ips[0]}
-	}
-	rel := map[string]any{}
-	if len(ips) > 0 {
-		rel["ip"] = unique(ips)
-	}
-	if len(related) > 0 {
-		rel["user"] = unique(related)
-	}
-	if len(rel) > 0 {
-		doc["related"] = rel
-	}
-	orch := map[string]any{"type": "kubernetes"}
-	if cluster != "" {
-		orch["cluster"] = map[string]any{"name": cluster}
-	}
-	ref, _ := ev["objectRef"].(map[string]any)
-	setIf(orch, "namespace", str(ref["namespace"]))
-	setIf(orch, "api_version", str(ref["apiVersion"]))
-	res := map[string]any{}
-	setIf(res, "name", str(ref["name"]))
-	setIf(res, "type", str(ref["resource"]))
-	if len(res) > 0 {
-		orch["resource"] = res
-	}
-	doc["orchestrator"] = orch
-	if verb == "create" && str(ref["resource"]) == "pods" && str(ref["subresource"]) == "" {
-		if images := podImages(ev["requestObject"]); len(images) > 0 {
-			doc["container"] = map[string]any{"image": map[string]any{"name": images}}
-		}
-	}
+// ecsDoc is a document's fields beside kubernetes.audit.
+type ecsDoc struct {
+	Timestamp    string        `json:"@timestamp"`
+	DataStream   dataStream    `json:"data_stream"`
+	Event        ecsEvent      `json:"event"`
+	User         *ecsUser      `json:"user,omitempty"`
+	UserAgent    *ecsUserAgent `json:"user_agent,omitempty"`
+	Source       *ecsIP        `json:"source,omitempty"`
+	Client       *ecsIP        `json:"client,omitempty"`
+	Related      *ecsRelated   `json:"related,omitempty"`
+	Orchestrator ecsOrch       `json:"orchestrator"`
+	Container    *ecsContainer `json:"container,omitempty"`
 }
 
-// podImages returns the images of a Pod's containers and init containers.
-func podImages(obj any) []string {
-	o, _ := obj.(map[string]any)
-	spec, _ := o["spec"].(map[string]any)
-	var out []string
-	for _, k := range []string{"containers", "initContainers"} {
-		cs, _ := spec[k].([]any)
-		for _, c := range cs {
-			m, _ := c.(map[string]any)
-			if img := str(m["image"]); img != "" {
-				out = append(out, img)
+type dataStream struct {
+	Type      string `json:"type"`
+	Dataset   string `json:"dataset"`
+	Namespace string `json:"namespace"`
+}
+
+type ecsEvent struct {
+	Dataset string `json:"dataset"`
+	Kind    string `json:"kind"`
+	Action  string `json:"action,omitempty"`
+	Outcome string `json:"outcome,omitempty"`
+}
+
+type ecsUser struct {
+	Name string `json:"name,omitempty"`
+	ID   string `json:"id,omitempty"`
+}
+
+type ecsUserAgent struct {
+	Original string `json:"original"`
+}
+
+type ecsIP struct {
+	IP string `json:"ip"`
+}
+
+type ecsRelated struct {
+	IP   []string `json:"ip,omitempty"`
+	User []string `json:"user,omitempty"`
+}
+
+type ecsOrch struct {
+	Type       string       `json:"type"`
+	Cluster    *ecsCluster  `json:"cluster,omitempty"`
+	Namespace  string       `json:"namespace,omitempty"`
+	APIVersion string       `json:"api_version,omitempty"`
+	Resource   *ecsResource `json:"resource,omitempty"`
+}
+
+type ecsCluster struct {
+	Name string `json:"name"`
+}
+
+type ecsResource struct {
+	Name string `json:"name,omitempty"`
+	Type string `json:"type,omitempty"`
+}
+
+type ecsContainer struct {
+	Image struct {
+		Name []string `json:"name"`
+	} `json:"image"`
+}
+
+// auditFields are the fields of an audit event the ECS fields come from.
+type auditFields struct {
+	Verb             string     `json:"verb"`
+	UserAgent        string     `json:"userAgent"`
+	SourceIPs        []string   `json:"sourceIPs"`
+	User             userFields `json:"user"`
+	ImpersonatedUser userFields `json:"impersonatedUser"`
+	ObjectRef        objectRef  `json:"objectRef"`
+}
+
+type userFields struct {
+	Username string `json:"username"`
+	UID      string `json:"uid"`
+}
+
+type objectRef struct {
+	Resource, Namespace, Name, APIVersion, Subresource string
+}
+
+// elasticEvent fills doc's ECS fields from the audit event ev as the
+// integration's ingest pipeline does, and a little more, and rewrites ev
+// as the pipeline leaves it under kubernetes.audit: the metadata of
+// requestObject and responseObject removed, the annotations' keys
+// de-dotted, and user.extra keys that would fail an object mapping
+// de-dotted too (safeKeys). The ECS fields: event.kind, event.action (the
+// verb), event.outcome (from the authorization decision), user.name/id,
+// user_agent.original, source.ip and client.ip (the first of sourceIPs,
+// the client as kube-apiserver saw it), orchestrator.*, related.ip/user,
+// and container.image.name where a pod is created.
+func elasticEvent(doc *ecsDoc, ev map[string]json.RawMessage, cluster string) {
+	var f auditFields
+	for k, dst := range map[string]any{"verb": &f.Verb, "userAgent": &f.UserAgent, "sourceIPs": &f.SourceIPs,
+		"user": &f.User, "impersonatedUser": &f.ImpersonatedUser, "objectRef": &f.ObjectRef} {
+		if v, ok := ev[k]; ok {
+			json.Unmarshal(v, dst)
+		}
+	}
+	for _, k := range []string{"requestObject", "responseObject"} {
+		var o map[string]json.RawMessage
+		if json.Unmarshal(ev[k], &o) != nil || o == nil {
+			continue
+		}
+		if _, ok := o["metadata"]; ok {
+			delete(o, "metadata")
+			ev[k] = rawObject(o)
+		}
+		if k == "requestObject" && f.Verb == "create" && f.ObjectRef.Resource == "pods" && f.ObjectRef.Subresource == "" {
+			var pod struct {
+				Spec struct {
+					Containers, InitContainers []struct {
+						Image string `json:"image"`
+					}
+				} `json:"spec"`
+			}
+			json.Unmarshal(ev[k], &pod)
+			var images []string
+			for _, c := range append(pod.Spec.Containers, pod.Spec.InitContainers...) {
+				if c.Image != "" {
+					images = append(images, c.Image)
+				}
+			}
+			if images = unique(images); len(images) > 0 {
+				doc.Container = &ecsContainer{}
+				doc.Container.Image.Name = images
 			}
 		}
 	}
-	return unique(out)
+	doc.Event = ecsEvent{Dataset: elasticDataset, Kind: "event", Action: f.Verb}
+	var ann map[string]json.RawMessage
+	if json.Unmarshal(ev["annotations"], &ann) == nil && ann != nil {
+		dedotted := make(map[string]json.RawMessage, len(ann))
+		for k, v := range ann {
+			dedotted[strings.ReplaceAll(k, ".", "_")] = v
+		}
+		ev["annotations"] = rawObject(dedotted)
+		var decision string
+		json.Unmarshal(ann["authorization.k8s.io/decision"], &decision)
+		switch decision {
+		case "allow":
+			doc.Event.Outcome = "success"
+		case "forbid":
+			doc.Event.Outcome = "failure"
+		}
+	}
+	for _, k := range []string{"user", "impersonatedUser"} {
+		var u map[string]json.RawMessage
+		if json.Unmarshal(ev[k], &u) != nil || u == nil {
+			continue
+		}
+		var extra map[string]json.RawMessage
+		if json.Unmarshal(u["extra"], &extra) == nil && extra != nil {
+			u["extra"] = rawObject(safeKeys(extra))
+			ev[k] = rawObject(u)
+		}
+	}
+	if f.User.Username != "" || f.User.UID != "" {
+		doc.User = &ecsUser{Name: f.User.Username, ID: f.User.UID}
+	}
+	if f.UserAgent != "" {
+		doc.UserAgent = &ecsUserAgent{Original: f.UserAgent}
+	}
+	var rel ecsRelated
+	if ips := validIPs(f.SourceIPs); len(ips) > 0 {
+		doc.Source, doc.Client = &ecsIP{IP: ips[0]}, &ecsIP{IP: ips[0]}
+		rel.IP = unique(ips)
+	}
+	for _, name := range []string{f.User.Username, f.ImpersonatedUser.Username} {
+		if name != "" {
+			rel.User = append(rel.User, name)
+		}
+	}
+	rel.User = unique(rel.User)
+	if len(rel.IP)+len(rel.User) > 0 {
+		doc.Related = &rel
+	}
+	doc.Orchestrator = ecsOrch{Type: "kubernetes", Namespace: f.ObjectRef.Namespace, APIVersion: f.ObjectRef.APIVersion}
+	if cluster != "" {
+		doc.Orchestrator.Cluster = &ecsCluster{Name: cluster}
+	}
+	if f.ObjectRef.Name != "" || f.ObjectRef.Resource != "" {
+		doc.Orchestrator.Resource = &ecsResource{Name: f.ObjectRef.Name, Type: f.ObjectRef.Resource}
+	}
+}
+
+// rawObject encodes m, whose values are JSON decoded from a line, as an
+// object.
+func rawObject(m map[string]json.RawMessage) json.RawMessage {
+	return appendRawObject(nil, m)
+}
+
+// appendRawObject appends m as a JSON object: the values as they are,
+// without the validation and compaction json.Marshal gives a RawMessage,
+// as they come from the decoder.
+func appendRawObject(dst []byte, m map[string]json.RawMessage) []byte {
+	dst = append(dst, '{')
+	first := true
+	for k, v := range m {
+		if !first {
+			dst = append(dst, ',')
+		}
+		first = false
+		key, _ := json.Marshal(k)
+		dst = append(dst, key...)
+		dst = append(dst, ':')
+		dst = append(dst, v...)
+	}
+	return append(dst, '}')
 }
 
 // safeKeys returns extra with keys that would break an object mapping
@@ -238,13 +357,13 @@ func podImages(obj any) []string {
 // that has an empty part (a..b, .a, a.), fails the whole document. Every
 // other key is kept as it is, as the rules query them
 // (user.extra.authentication.kubernetes.io/pod-name).
-func safeKeys(extra map[string]any) map[string]any {
+func safeKeys[V any](extra map[string]V) map[string]V {
 	keys := make([]string, 0, len(extra))
 	for k := range extra {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	out := make(map[string]any, len(extra))
+	out := make(map[string]V, len(extra))
 	for i, k := range keys {
 		bad := k == "" || strings.HasPrefix(k, ".") || strings.HasSuffix(k, ".") || strings.Contains(k, "..")
 		// Sorted, a key's dotted extensions follow it.
@@ -268,26 +387,14 @@ func safeKeys(extra map[string]any) map[string]any {
 
 // validIPs returns the addresses of a sourceIPs list that parse as IP
 // addresses, which the ip fields need.
-func validIPs(v any) []string {
-	l, _ := v.([]any)
+func validIPs(l []string) []string {
 	var out []string
 	for _, x := range l {
-		if a, err := netip.ParseAddr(str(x)); err == nil {
+		if a, err := netip.ParseAddr(x); err == nil {
 			out = append(out, a.String())
 		}
 	}
 	return out
-}
-
-func str(v any) string {
-	s, _ := v.(string)
-	return s
-}
-
-func setIf(m map[string]any, k, v string) {
-	if v != "" {
-		m[k] = v
-	}
 }
 
 func unique(l []string) []string {
