@@ -57,7 +57,7 @@ func (s *Sink) appendElastic(buf *bytes.Buffer, r *sinks.Record, ruleMeta []byte
 	}
 	doc := map[string]any{
 		"@timestamp":  s.timestamp(r),
-		"data_stream": s.dataStream(),
+		"data_stream": s.stream(),
 		"auditrail":   json.RawMessage(meta[len(`"auditrail":`):]),
 	}
 	s.elasticRecord(doc, r)
@@ -66,8 +66,9 @@ func (s *Sink) appendElastic(buf *bytes.Buffer, r *sinks.Record, ruleMeta []byte
 	return ruleMeta
 }
 
-func (s *Sink) dataStream() map[string]any {
-	return map[string]any{"type": "logs", "dataset": elasticDataset, "namespace": s.cfg.DataStreamNamespace}
+// stream is the data_stream field of every document.
+func (s *Sink) stream() dataStream {
+	return dataStream{Type: "logs", Dataset: elasticDataset, Namespace: s.cfg.DataStreamNamespace}
 }
 
 // appendElasticEvent appends the document of the audit event r, and
@@ -79,8 +80,7 @@ func (s *Sink) appendElasticEvent(buf *bytes.Buffer, r *sinks.Record, meta []byt
 	if json.Unmarshal(r.Line, &ev) != nil || ev == nil {
 		return false
 	}
-	doc := ecsDoc{Timestamp: s.timestamp(r),
-		DataStream: dataStream{Type: "logs", Dataset: elasticDataset, Namespace: s.cfg.DataStreamNamespace}}
+	doc := ecsDoc{Timestamp: s.timestamp(r), DataStream: s.stream()}
 	elasticEvent(&doc, ev, s.cfg.Cluster)
 	head, err := json.Marshal(&doc)
 	if err != nil {
@@ -129,8 +129,9 @@ func (s *Sink) elasticRecord(doc map[string]any, r *sinks.Record) {
 	} else {
 		doc["error"] = map[string]any{"message": "not a Kubernetes audit event"}
 	}
-	doc["file"] = map[string]any{"path": r.File.Path}
-	doc["log"] = map[string]any{"offset": r.Offset, "file": map[string]any{"path": r.File.Path}}
+	if r.File != nil {
+		doc["log"] = map[string]any{"offset": r.Offset, "file": map[string]any{"path": r.File.Path}}
+	}
 }
 
 // ecsDoc is a document's fields beside kubernetes.audit.
