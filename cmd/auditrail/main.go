@@ -45,6 +45,7 @@ Usage:
   auditrail validate [--config FILE]
   auditrail verify   [--config FILE [--sink NAME]] [--bucket B] [--prefix P] [--node N]
                      [--from TIME] [--to TIME] [--min-retention DURATION] [--json]
+  auditrail policy lint [--json] FILE
   auditrail version
 
 Without --config, the embedded default is used: follow
@@ -75,6 +76,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return validate(args[1:], stdout, stderr)
 	case "verify":
 		return verify(args[1:], stdout, stderr)
+	case "policy":
+		return policyCmd(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, version)
 		return 0
