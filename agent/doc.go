@@ -31,11 +31,11 @@
 // resumes every sink from the later of the checkpoint and its journal, and
 // cuts the batch that was in doubt again exactly (recut.go): same ranges,
 // records, order and bytes, so that a sink that recognises a batch it holds
-// (S3, the file sink, Elasticsearch) stores each once across crashes. A
-// sink that cannot tell (Kafka) receives the batch in doubt again. When the
-// batch cannot be cut again (its file gone or changed), reading goes on
-// from the acknowledged positions: duplicates, never loss. Data that could not be
-// read before it disappeared (pruned, truncated or overwritten before a
+// (S3, the file sink, Elasticsearch, Kafka by reading back) stores each
+// once across crashes. When the batch cannot be cut again (its file gone
+// or changed), reading goes on from the acknowledged positions:
+// duplicates, never loss. Data that could not be read before it
+// disappeared (pruned, truncated or overwritten before a
 // sink reached it) is reported, never skipped silently: a gap record is
 // delivered to the sink in its place, logged and counted. Lines longer than
 // the limit are replaced by a stub record with their size, auditID and

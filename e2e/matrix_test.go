@@ -285,8 +285,7 @@ func TestBadInput(t *testing.T) {
 }
 
 // Scenario 7: SIGTERM under load, then a restart: nothing lost, no
-// duplicates in the sinks that deliver exactly once (in Kafka none beyond
-// the last un-acknowledged batch), and the archive verifies.
+// duplicate in any sink, and the archive verifies.
 func TestGracefulShutdownUnderLoad(t *testing.T) {
 	s := NewScenario(t, WriterConfig{MaxSizeMB: 2, MaxBackups: 1000, Compress: true, Seed: 27})
 	s.StartAgent()
@@ -303,11 +302,6 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 	s.WaitDelivered(time.Minute, written)
 	s.StopAgent()
 	rs := s.Results("SIGTERM under load", written)
-	for _, r := range rs {
-		if r.Duplicates > 3*1000 { // at most one batch (maxEvents 1000) per restart
-			t.Errorf("%s: %d duplicates after 3 graceful restarts", r.Sink, r.Duplicates)
-		}
-	}
 	s.AssertNoDuplicates(rs) // before Report, which keeps the log of a failure
 	s.Report(rs)
 	s.AssertArchiveVerifies()

@@ -214,9 +214,8 @@ func (s *Scenario) Report(rs []Result) {
 }
 
 // exactlyOnce are the sinks that receive every event exactly once, crashes
-// included. Kafka is not among them: a batch in doubt at a crash is
-// produced again.
-var exactlyOnce = []string{"s3", "es", "file"}
+// included: all of them.
+var exactlyOnce = []string{"s3", "es", "kafka", "file"}
 
 // AssertNoDuplicates fails the test for every event that arrived more than
 // once in a sink that delivers exactly once.

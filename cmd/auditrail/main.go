@@ -263,9 +263,10 @@ func buildSinks(ctx context.Context, c *config.Config, log *slog.Logger, reg pro
 			c.AgentVersion = version
 			s, err = elasticsearch.New(ctx, sc.Name, c, log, reg)
 		case "kafka":
-			c := *sc.Kafka
-			c.AgentVersion = version
-			s, err = kafka.New(ctx, sc.Name, c, log, reg)
+			ck := *sc.Kafka
+			ck.AgentVersion = version
+			ck.StateDir, ck.AckLag = c.StateDir, time.Duration(c.CheckpointInterval)
+			s, err = kafka.New(ctx, sc.Name, ck, log, reg)
 		case "discard":
 			s = discard.New(sc.Name)
 		default:
