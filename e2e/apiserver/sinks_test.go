@@ -302,7 +302,7 @@ func files(t *testing.T, name, dir string) store {
 func found(stores []store, needles []string) map[string]int {
 	out := map[string]int{}
 	for _, st := range stores {
-		out[st.name] += 0
+		out[st.name] += 0 // every place shows, found or not
 		for _, b := range st.blobs {
 			for _, n := range needles {
 				if bytes.Contains(b, []byte(n)) {
