@@ -210,6 +210,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		names[i] = s.Sink.Name()
 	}
 	reg := newRegistry(a.opts.AuditLogPath, names, a.opts.MaxOpenFiles, st, a.m, a.log, a.opts.Now)
+	for _, so := range a.sinks {
+		if _, chained := so.Sink.(sinks.Anchorer); !chained {
+			reg.anchorTo = append(reg.anchorTo, so.Sink.Name())
+		}
+	}
 	a.announceStart(reg, st, how)
 	reg.scan()
 	if fresh && a.opts.StartAt == "end" {

@@ -93,13 +93,13 @@ func checkEvent(r *sinks.Record) error {
 func (s *recSink) Close(context.Context) error { return nil }
 
 // records returns the records read from the audit files, leaving out the
-// tamper, heartbeat and start records (see ofKind).
+// tamper, heartbeat, start and anchor records (see ofKind).
 func (s *recSink) records() []got {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []got
 	for _, r := range s.recs {
-		if r.Kind != sinks.KindTamper && r.Kind != sinks.KindHeartbeat && r.Kind != sinks.KindStart {
+		if r.Kind != sinks.KindTamper && r.Kind != sinks.KindHeartbeat && r.Kind != sinks.KindStart && r.Kind != sinks.KindAnchor {
 			out = append(out, r)
 		}
 	}

@@ -21,6 +21,7 @@ type metrics struct {
 	gaps            *prometheus.CounterVec
 	gapBytes        *prometheus.CounterVec
 	tamper          *prometheus.CounterVec
+	anchors         *prometheus.CounterVec
 	holeBytes       *prometheus.CounterVec
 	blockReads      *prometheus.CounterVec
 	shippedRecords  *prometheus.CounterVec
@@ -76,6 +77,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Blocks of lines the sinks' readers took, by how: read (read, framed and parsed from the file) or shared (taken from another sink's reader)."}, []string{"how"}),
 		tamper: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditrail_tamper_signals_total",
 			Help: "Changes on the node outside normal operation (audit files deleted or deleted out of order, state lost), by reason."}, []string{"reason"}),
+		anchors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditrail_anchors_total",
+			Help: "Hash chain heads queued as anchor records for the other sinks, by the sink whose chain it is."}, sink),
 		shippedRecords: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditrail_sink_records_total",
 			Help: "Records acknowledged by the sink."}, sink),
 		shippedBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditrail_sink_bytes_total",
@@ -99,7 +102,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.sourceUp, m.rotations, m.filesDiscovered, m.openFiles, m.lagBytes, m.lagSeconds, m.fileOffset, m.fileSize, m.lines,
-			m.emptyLines, m.malformed, m.redacted, m.unredactable, m.dropped, m.gaps, m.gapBytes, m.tamper, m.holeBytes, m.blockReads, m.shippedRecords, m.shippedBytes, m.batches,
+			m.emptyLines, m.malformed, m.redacted, m.unredactable, m.dropped, m.gaps, m.gapBytes, m.tamper, m.anchors, m.holeBytes, m.blockReads, m.shippedRecords, m.shippedBytes, m.batches,
 			m.retries, m.failures, m.deadLetter, m.lastSuccess, m.writeDuration, m.commitDuration, m.commitErrors)
 	}
 	return m

@@ -25,6 +25,8 @@ type notice struct {
 	// those whose reader put it in a batch during this run.
 	pending map[string]bool
 	handed  map[string]bool
+	// origin is the sink whose chain head an anchor notice carries.
+	origin string
 }
 
 // newNoticeID returns an id unique across runs and state losses: the time
@@ -36,7 +38,7 @@ func newNoticeID(kind sinks.Kind, now time.Time) string {
 }
 
 func parseKind(s string) (sinks.Kind, bool) {
-	for _, k := range []sinks.Kind{sinks.KindTamper, sinks.KindHeartbeat, sinks.KindStart} {
+	for _, k := range []sinks.Kind{sinks.KindTamper, sinks.KindHeartbeat, sinks.KindStart, sinks.KindAnchor} {
 		if k.String() == s {
 			return k, true
 		}
@@ -54,6 +56,11 @@ func (r *registry) loadNotices(ns []checkpoint.Notice) {
 		}
 		nt := &notice{ref: &sinks.FileRef{ID: n.ID}, kind: kind, line: n.Record,
 			pending: make(map[string]bool), handed: make(map[string]bool)}
+		if kind == sinks.KindAnchor {
+			var a sinks.AnchorRecord
+			json.Unmarshal(n.Record, &a)
+			nt.origin = a.Sink
+		}
 		for _, s := range n.Pending {
 			if slices.Contains(r.sinks, s) {
 				nt.pending[s] = true
@@ -87,6 +94,42 @@ func (r *registry) notifyLocked(kind sinks.Kind, rec any, now time.Time) {
 		}
 		r.log.Log(context.Background(), level, "audit trail tampering signal", "reason", t.Reason, "detail", t.Detail)
 	}
+	r.dirty = true
+	r.noticeGen.Add(1)
+	r.broadcastLocked()
+}
+
+// anchor queues h, the head of origin's hash chain, for the sinks that
+// take anchors (anchorTo). An anchor supersedes the ones from the same
+// origin that a sink was not handed yet: the newer head covers the older
+// objects through the chain's links, and a sink that is down for a day
+// does not pile up one anchor per upload.
+func (r *registry) anchor(origin string, h sinks.AnchorRecord, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := &notice{ref: &sinks.FileRef{ID: newNoticeID(sinks.KindAnchor, now)}, kind: sinks.KindAnchor, line: marshalRecord(h),
+		pending: make(map[string]bool, len(r.anchorTo)), handed: make(map[string]bool, len(r.anchorTo)), origin: origin}
+	for _, s := range r.anchorTo {
+		if s != origin {
+			n.pending[s] = true
+		}
+	}
+	if len(n.pending) == 0 {
+		return
+	}
+	for _, old := range r.notices {
+		if old.kind != sinks.KindAnchor || old.origin != origin {
+			continue
+		}
+		for s := range old.pending {
+			if !old.handed[s] {
+				delete(old.pending, s)
+			}
+		}
+	}
+	r.notices = slices.DeleteFunc(r.notices, func(n *notice) bool { return len(n.pending) == 0 })
+	r.notices = append(r.notices, n)
+	r.m.anchors.WithLabelValues(origin).Inc()
 	r.dirty = true
 	r.noticeGen.Add(1)
 	r.broadcastLocked()

@@ -150,6 +150,9 @@ type registry struct {
 	// exported are the file ids with per-file gauges, to delete them when
 	// the files are gone.
 	exported map[string]bool
+	// anchorTo are the sinks that take anchor records (the ones that keep
+	// no hash chain themselves); set before the readers start.
+	anchorTo []string
 	// notices wait for sinks to acknowledge them; noticeGen counts the
 	// notices made, so readers notice new ones without the lock.
 	notices   []*notice

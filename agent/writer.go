@@ -30,6 +30,8 @@ type writer struct {
 	free   chan<- *batchBuf
 	// fail stops the agent with err.
 	fail func(err error)
+	// anchored is the last chain head published, for a sinks.Anchorer.
+	anchored sinks.AnchorRecord
 }
 
 func newWriter(so SinkOptions, reg *registry, m *metrics, log *slog.Logger, now func() time.Time, dlqRoot string, in <-chan *batchBuf, free chan<- *batchBuf, fail func(error)) *writer {
@@ -55,6 +57,7 @@ func (w *writer) run(ctx context.Context) {
 			// Not acknowledged: it will be read again on the next start.
 			return
 		}
+		w.publishHead() // before the ack, so that the agent is not caught up without it
 		w.reg.ack(w.name, b.Segments)
 		w.reg.ackNotices(w.name, b.notices)
 		if len(b.Records) > 0 {
@@ -66,6 +69,23 @@ func (w *writer) run(ctx context.Context) {
 		b.reset()
 		w.free <- b
 	}
+}
+
+// publishHead queues the sink's hash chain head as an anchor record for the
+// other sinks when it moved (sinks.Anchorer).
+func (w *writer) publishHead() {
+	a, ok := w.sink.(sinks.Anchorer)
+	if !ok {
+		return
+	}
+	h, ok := a.Head()
+	if !ok || h.Epoch == w.anchored.Epoch && h.Seq == w.anchored.Seq {
+		return
+	}
+	w.anchored = h
+	now := w.now()
+	h.AnchoredAt = timestamp(now)
+	w.reg.anchor(w.name, h, now)
 }
 
 // check runs the sink's start-up check, if it has one, in the sink's own

@@ -366,14 +366,28 @@ func (s *Scenario) VerifyArchive(args ...string) (report s3sink.Report, code int
 }
 
 // AssertArchiveVerifies checks that the S3 archive has no findings: every
-// checksum, chain link and retention holds.
+// checksum, chain link and retention holds, and when the scenario has a
+// Kafka sink, the chain heads the agent published there as anchors agree
+// with the archive and reach its last epoch.
 func (s *Scenario) AssertArchiveVerifies() {
 	s.T.Helper()
-	rep, code := s.VerifyArchive()
+	var args []string
+	cfg, err := readFile(s.Config)
+	if err != nil {
+		s.T.Fatal(err)
+	}
+	anchored := strings.Contains(cfg, "name: kafka\n")
+	if anchored {
+		args = append(args, "--anchors", "kafka")
+	}
+	rep, code := s.VerifyArchive(args...)
 	if code != 0 || !rep.OK || rep.Objects == 0 {
 		s.T.Errorf("auditrail verify exited %d over %d objects: %+v", code, rep.Objects, rep.Findings)
 	}
 	for _, e := range rep.Epochs {
-		s.T.Logf("archive: chain %s epoch %s objects %d..%d", e.Chain, e.Epoch, e.FirstSeq, e.LastSeq)
+		s.T.Logf("archive: chain %s epoch %s objects %d..%d, anchored up to %d", e.Chain, e.Epoch, e.FirstSeq, e.LastSeq, e.AnchoredSeq)
+	}
+	if n := len(rep.Epochs); anchored && (rep.Anchors == 0 || n > 0 && rep.Epochs[n-1].AnchoredSeq == 0) {
+		s.T.Errorf("verify --anchors kafka checked %d anchors; the last epoch has none", rep.Anchors)
 	}
 }

@@ -198,7 +198,8 @@ func (t *Tracker) URIs(key string) map[string]int {
 }
 
 // Agent returns how many records about the agent itself were seen, by
-// kind: AuditrailManifest, AuditrailAgentStarted, AuditrailHeartbeat.
+// kind: AuditrailManifest, AuditrailAgentStarted, AuditrailHeartbeat,
+// AuditrailAnchor.
 func (t *Tracker) Agent() map[string]int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -302,7 +303,7 @@ func (t *Tracker) line(b []byte, now time.Time) {
 		return
 	}
 	switch ev.Kind {
-	case "AuditrailManifest", "AuditrailAgentStarted", "AuditrailHeartbeat":
+	case "AuditrailManifest", "AuditrailAgentStarted", "AuditrailHeartbeat", "AuditrailAnchor":
 		t.mu.Lock()
 		t.agent[ev.Kind]++
 		t.mu.Unlock()

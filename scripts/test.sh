@@ -58,6 +58,8 @@ step purego go test -count=1 -timeout 10m -tags purego ./internal/auditjson
 fuzz() { step "fuzz-$1" go test -run '^$' -fuzz "^$1\$" -fuzztime "${FUZZTIME:-$2}" -timeout 15m "$3"; }
 fuzz FuzzParse 200000x ./internal/auditjson
 fuzz FuzzSkipContainer 300000x ./internal/auditjson
+fuzz FuzzValid 300000x ./internal/ocsf
+fuzz FuzzAppend 100000x ./internal/ocsf
 fuzz FuzzDecode 300000x ./checkpoint
 fuzz FuzzFramer 20000x ./agent
 

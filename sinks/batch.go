@@ -38,6 +38,10 @@ const (
 	// KindStart is the record the agent makes at each start (StartRecord).
 	// Like KindTamper it is not tied to a byte range.
 	KindStart
+	// KindAnchor publishes the head of another sink's hash chain
+	// (AnchorRecord), so that a copy of it lives where the node cannot
+	// rewrite it. Like KindTamper it is not tied to a byte range.
+	KindAnchor
 )
 
 // String returns the kind's name as used in metrics and marked records.
@@ -57,6 +61,8 @@ func (k Kind) String() string {
 		return "heartbeat"
 	case KindStart:
 		return "start"
+	case KindAnchor:
+		return "anchor"
 	}
 	return "unknown"
 }

@@ -16,6 +16,7 @@ const (
 	TamperRecordKind    = "AuditrailTamper"
 	HeartbeatRecordKind = "AuditrailHeartbeat"
 	StartRecordKind     = "AuditrailAgentStarted"
+	AnchorRecordKind    = "AuditrailAnchor"
 )
 
 // Reasons of tamper records.
@@ -154,4 +155,25 @@ type HeartbeatRecord struct {
 	At         string `json:"at"`
 	// IdleSince is when the sink was last handed a record.
 	IdleSince string `json:"idleSince"`
+}
+
+// AnchorRecord is the head of a sink's hash chain, published to the other
+// sinks after each upload (KindAnchor): a copy of the head that root on
+// the node cannot rewrite. `auditrail verify --anchors` compares the
+// archive with these copies; an archive rewritten after an anchor was
+// published disagrees with it.
+type AnchorRecord struct {
+	Kind       string `json:"kind"`
+	APIVersion string `json:"apiVersion"`
+	// Sink is the sink whose chain this is.
+	Sink string `json:"sink"`
+	// Chain, Epoch and Seq name the object; SHA256 is the SHA-256 of its
+	// stored bytes and Key where it is.
+	Chain  string `json:"chain"`
+	Epoch  string `json:"epoch"`
+	Seq    int64  `json:"seq"`
+	SHA256 string `json:"sha256"`
+	Key    string `json:"key"`
+	// AnchoredAt is when the agent published the head.
+	AnchoredAt string `json:"anchoredAt"`
 }

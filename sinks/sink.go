@@ -39,6 +39,17 @@ type Checker interface {
 	Check(ctx context.Context) error
 }
 
+// Anchorer is implemented by a sink that links what it stores in a hash
+// chain (S3). After each batch it accepted, the agent asks it for the
+// chain's head and, when the head moved, delivers it as an anchor record
+// (KindAnchor) to every sink that is not an Anchorer itself (so that two
+// archives do not feed each other anchors forever). Head reports false
+// while the chain has no object. It is called from the goroutine that
+// calls Write.
+type Anchorer interface {
+	Head() (AnchorRecord, bool)
+}
+
 type misconfiguredError struct{ err error }
 
 func (e misconfiguredError) Error() string { return e.err.Error() }

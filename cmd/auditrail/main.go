@@ -45,6 +45,7 @@ Usage:
   auditrail validate [--config FILE]
   auditrail verify   [--config FILE [--sink NAME]] [--bucket B] [--prefix P] [--node N]
                      [--from TIME] [--to TIME] [--min-retention DURATION] [--json]
+  auditrail policy lint [--json] FILE
   auditrail version
 
 Without --config, the embedded default is used: follow
@@ -75,6 +76,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return validate(args[1:], stdout, stderr)
 	case "verify":
 		return verify(args[1:], stdout, stderr)
+	case "policy":
+		return policyCmd(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, version)
 		return 0
@@ -260,9 +263,10 @@ func buildSinks(ctx context.Context, c *config.Config, log *slog.Logger, reg pro
 			c.AgentVersion = version
 			s, err = elasticsearch.New(ctx, sc.Name, c, log, reg)
 		case "kafka":
-			c := *sc.Kafka
-			c.AgentVersion = version
-			s, err = kafka.New(ctx, sc.Name, c, log, reg)
+			ck := *sc.Kafka
+			ck.AgentVersion = version
+			ck.StateDir, ck.AckLag = c.StateDir, time.Duration(c.CheckpointInterval)
+			s, err = kafka.New(ctx, sc.Name, ck, log, reg)
 		case "discard":
 			s = discard.New(sc.Name)
 		default:

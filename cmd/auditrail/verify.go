@@ -9,11 +9,15 @@ import (
 	"maps"
 	"os/signal"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/auditrail/auditrail/internal/config"
 	"github.com/auditrail/auditrail/internal/units"
+	"github.com/auditrail/auditrail/sinks"
+	"github.com/auditrail/auditrail/sinks/file"
+	"github.com/auditrail/auditrail/sinks/kafka"
 	"github.com/auditrail/auditrail/sinks/s3"
 )
 
@@ -25,9 +29,9 @@ func verify(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
-		cfgFile, sink, bucket, prefix, endpoint, region, node, from, to, maxObject string
-		pathStyle, asJSON                                                          bool
-		minRetention, maxGap                                                       time.Duration
+		cfgFile, sink, bucket, prefix, endpoint, region, node, from, to, maxObject, anchorSources string
+		pathStyle, asJSON                                                                         bool
+		minRetention, maxGap                                                                      time.Duration
 	)
 	fs.StringVar(&cfgFile, "config", "", "agent configuration to take the S3 sink's bucket, endpoint and credentials from")
 	fs.StringVar(&sink, "sink", "", "name of the S3 sink in --config (default: the only one)")
@@ -42,6 +46,7 @@ func verify(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&minRetention, "min-retention", -1, "Object Lock retention every object must have (default: the sink's objectLock.retention)")
 	fs.DurationVar(&maxGap, "max-gap", -1, "longest time without an upload (events or heartbeats) and longest agent downtime that are not findings; 0 skips (default: 5m, or 5 heartbeat intervals of --config if longer)")
 	fs.StringVar(&maxObject, "max-object-bytes", "1GiB", "most bytes read from one object, compressed or decompressed; a larger one is an oversized-object finding")
+	fs.StringVar(&anchorSources, "anchors", "", "compare the archive with the chain heads the agent published to these destinations, comma-separated: the name of a kafka or file sink in --config, or file:DIR for a file sink's directory")
 	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -108,6 +113,12 @@ func verify(args []string, stdout, stderr io.Writer) int {
 	cfg.ApplyDefaults()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	if anchorSources != "" {
+		if opts.Anchors, err = readAnchors(ctx, cfgFile, anchorSources); err != nil {
+			fmt.Fprintf(stderr, "verify: --anchors: %v\n", err)
+			return 2
+		}
+	}
 	rep, err := s3.Verify(ctx, cfg, opts)
 	if err != nil {
 		fmt.Fprintf(stderr, "verify: %v\n", err)
@@ -124,6 +135,51 @@ func verify(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// readAnchors reads the anchor records of each source: a kafka or file
+// sink of the configuration in cfgFile, by name, or file:DIR.
+func readAnchors(ctx context.Context, cfgFile, sources string) ([]sinks.AnchorRecord, error) {
+	out := []sinks.AnchorRecord{}
+	var c *config.Config
+	for src := range strings.SplitSeq(sources, ",") {
+		if dir, ok := strings.CutPrefix(src, "file:"); ok {
+			as, err := file.ReadAnchors(dir)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, as...)
+			continue
+		}
+		if c == nil {
+			if cfgFile == "" {
+				return nil, fmt.Errorf("%q names a sink: --config is required", src)
+			}
+			var err error
+			if c, err = loadConfig(&flags{config: cfgFile}); err != nil {
+				return nil, err
+			}
+		}
+		i := slices.IndexFunc(c.Sinks, func(sc config.Sink) bool { return sc.Name == src })
+		if i < 0 {
+			return nil, fmt.Errorf("no sink %q in %s", src, cfgFile)
+		}
+		var as []sinks.AnchorRecord
+		var err error
+		switch sc := c.Sinks[i]; sc.Type {
+		case "kafka":
+			as, err = kafka.ReadAnchors(ctx, *sc.Kafka)
+		case "file":
+			as, err = file.ReadAnchors(sc.File.Directory)
+		default:
+			return nil, fmt.Errorf("sink %q is of type %s; anchors are read back from kafka and file sinks", src, sc.Type)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("sink %s: %w", src, err)
+		}
+		out = append(out, as...)
+	}
+	return out, nil
 }
 
 func s3Sink(c *config.Config, name string) (*s3.Config, error) {
@@ -153,6 +209,9 @@ func printReport(w io.Writer, rep *s3.Report) {
 		}
 		if e.Closed {
 			fmt.Fprint(w, ", closed")
+		}
+		if e.AnchoredSeq > 0 {
+			fmt.Fprintf(w, ", anchored up to %d", e.AnchoredSeq)
 		}
 		fmt.Fprintln(w)
 	}

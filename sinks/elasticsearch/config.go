@@ -54,16 +54,44 @@ type Config struct {
 	// rounds that get nothing through back off, doubling to ItemRetryMax.
 	ItemRetryInitial units.Duration `yaml:"itemRetryInitial"`
 	ItemRetryMax     units.Duration `yaml:"itemRetryMax"`
+	// MaxInFlightRequests bounds the bulk requests a write has in flight
+	// at once: a batch is split into that many requests (of at least 64
+	// items), and items rejected with 429 wait out their pacing while
+	// the other requests go on. 1 sends one request at a time.
+	MaxInFlightRequests int `yaml:"maxInFlightRequests"`
+	// Format is the layout of the documents: auditrail (the event as
+	// written, with @timestamp and the auditrail field) or
+	// elastic-kubernetes (the Elastic Kubernetes integration's, in the
+	// data stream logs-kubernetes.audit_logs-<DataStreamNamespace>, which
+	// Elastic Security's Kubernetes rules query).
+	Format string `yaml:"format"`
+	// DataStreamNamespace is the namespace part of the data stream with
+	// format elastic-kubernetes: default unless set.
+	DataStreamNamespace string `yaml:"dataStreamNamespace"`
 }
 
 // Defaults.
 const (
 	DefaultIndex           = "logs-kubernetes.audit-default"
 	DefaultDeadLetterIndex = "auditrail-dead-letter"
+	// DefaultMaxInFlightRequests keeps a busy cluster's partial
+	// rejections from slowing the sink by more than half; more requests
+	// at once cost the node CPU and the cluster bulk threads.
+	DefaultMaxInFlightRequests = 4
+	maxMaxInFlightRequests     = 32
 )
 
 // ApplyDefaults fills empty fields.
 func (c *Config) ApplyDefaults() {
+	if c.Format == "" {
+		c.Format = FormatAuditrail
+	}
+	if c.Format == FormatElasticKubernetes && c.DataStreamNamespace == "" {
+		c.DataStreamNamespace = "default"
+	}
+	if c.Index == "" && c.Format == FormatElasticKubernetes {
+		c.Index = c.elasticIndex()
+	}
 	if c.Index == "" {
 		c.Index = DefaultIndex
 	}
@@ -79,6 +107,14 @@ func (c *Config) ApplyDefaults() {
 	if c.ItemRetryMax == 0 {
 		c.ItemRetryMax = units.Duration(2 * time.Second)
 	}
+	if c.MaxInFlightRequests == 0 {
+		c.MaxInFlightRequests = DefaultMaxInFlightRequests
+	}
+}
+
+// elasticIndex is the data stream of format elastic-kubernetes.
+func (c *Config) elasticIndex() string {
+	return "logs-" + elasticDataset + "-" + c.DataStreamNamespace
 }
 
 // hasCredentials reports whether requests to u carry credentials.
@@ -146,6 +182,26 @@ func (c *Config) Validate(prefix string) error {
 	}
 	if c.ItemRetryInitial <= 0 || c.ItemRetryMax < c.ItemRetryInitial {
 		add("itemRetryInitial must be positive and not above itemRetryMax")
+	}
+	switch c.Format {
+	case FormatAuditrail:
+		if c.DataStreamNamespace != "" {
+			add("dataStreamNamespace is only valid with format: %s", FormatElasticKubernetes)
+		}
+	case FormatElasticKubernetes:
+		// Elasticsearch's rules for a data stream's namespace.
+		ns := c.DataStreamNamespace
+		if ns != strings.ToLower(ns) || len(ns) > 100 || strings.ContainsAny(ns, "-\\/*?\"<>| ,#:") {
+			add("dataStreamNamespace %q must be lowercase, at most 100 bytes, without - \\ / * ? \" < > | , # : or spaces", ns)
+		}
+		if c.Index != c.elasticIndex() {
+			add("index %q: leave it unset with format: %s, which writes to %s (set dataStreamNamespace)", c.Index, FormatElasticKubernetes, c.elasticIndex())
+		}
+	default:
+		add("format %q must be %s or %s", c.Format, FormatAuditrail, FormatElasticKubernetes)
+	}
+	if c.MaxInFlightRequests < 1 || c.MaxInFlightRequests > maxMaxInFlightRequests {
+		add("maxInFlightRequests must be between 1 and %d, not %d", maxMaxInFlightRequests, c.MaxInFlightRequests)
 	}
 	errs = append(errs, c.TLS.Validate(prefix+".tls"))
 	return errors.Join(errs...)

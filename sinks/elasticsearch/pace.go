@@ -4,7 +4,6 @@ package elasticsearch
 // records acknowledged before a failed write.
 
 import (
-	"context"
 	"errors"
 	"net/http"
 	"strconv"
@@ -15,36 +14,34 @@ import (
 	"github.com/auditrail/auditrail/sinks"
 )
 
-// pending sets s.items to the records of b not acknowledged in an earlier,
+// pending returns the records of b not acknowledged in an earlier,
 // failed, write.
-func (s *Sink) pending(b *sinks.Batch) {
-	s.items = s.items[:0]
+func (s *Sink) pending(b *sinks.Batch) []item {
+	items := s.items[:0]
+	var id []byte
 	for i := range b.Records {
 		r := &b.Records[i]
 		if len(s.acked) > 0 {
-			s.id = sinks.AppendID(s.id[:0], r)
-			if _, ok := s.acked[string(s.id)]; ok {
+			id = sinks.AppendID(id[:0], r)
+			if _, ok := s.acked[string(id)]; ok {
 				continue
 			}
 		}
-		s.items = append(s.items, item{rec: r})
+		items = append(items, item{rec: r})
 	}
+	return items
 }
 
-// remember adds to s.acked the ids of the records of b that are not in
-// s.items, the ones still to send: Elasticsearch acknowledged them.
-func (s *Sink) remember(b *sinks.Batch) {
-	left := make(map[*sinks.Record]bool, len(s.items))
-	for _, it := range s.items {
-		left[it.rec] = true
-	}
+// remember adds the ids of acked, records Elasticsearch stored in a write
+// that failed, to s.acked.
+func (s *Sink) remember(acked []*sinks.Record) {
 	if s.acked == nil {
 		s.acked = map[string]struct{}{}
 	}
-	for i := range b.Records {
-		if r := &b.Records[i]; !left[r] {
-			s.acked[string(sinks.AppendID(s.id[:0], r))] = struct{}{}
-		}
+	var id []byte
+	for _, r := range acked {
+		id = sinks.AppendID(id[:0], r)
+		s.acked[string(id)] = struct{}{}
 	}
 }
 
@@ -52,27 +49,34 @@ func (s *Sink) remember(b *sinks.Batch) {
 type rounds struct {
 	n, retried int
 	waited     time.Duration
-	// idle is how many rounds in a row had every item rejected.
-	idle int
+	// refused counts the items rejected since the last one accepted, and
+	// idle the waits backed off since.
+	refused, idle int
 	// told is how many times the write waited as Retry-After said.
 	told int
 }
 
+// idleItems is how many items in a row must be rejected, none accepted,
+// before the waits back off: a request of one or two items all rejected
+// says little of a cluster that rejects half (one in a thousand
+// rejects ten in a row), a run of ten that it may reject everything.
+const idleItems = 10
+
 // next returns how long to wait before sending again the rejected of
-// sent items, after a request that took took. While some items get
-// through, the cluster is busy, not down: the wait is the fraction
-// rejected of the request's time, at most of itemRetryInitial, so that a
-// cluster that answers slowly gets more room and a half-rejected batch
-// takes a short round per halving, not a backoff doubling to seconds.
-// Only rounds that get nothing through back off, doubling from
+// sent items, after a request that took took. While items get through,
+// the cluster is busy, not down: the wait is the fraction rejected of the
+// request's time, at most of itemRetryInitial, so that a cluster that
+// answers slowly gets more room and a half-rejected batch takes a short
+// round per halving, not a backoff doubling to seconds. Only once
+// idleItems in a row were rejected do the waits back off, doubling from
 // itemRetryInitial up to itemRetryMax.
 func (r *rounds) next(cfg Config, took time.Duration, rejected, sent int) time.Duration {
 	r.n++
 	r.retried += rejected
 	d := min(took, time.Duration(cfg.ItemRetryInitial)) * time.Duration(rejected) / time.Duration(sent)
 	if rejected < sent {
-		r.idle = 0
-	} else {
+		r.refused, r.idle = 0, 0
+	} else if r.refused += rejected; r.refused >= idleItems {
 		d = min(time.Duration(cfg.ItemRetryInitial)<<min(r.idle, 20), time.Duration(cfg.ItemRetryMax))
 		r.idle++
 	}
@@ -84,18 +88,14 @@ func (r *rounds) next(cfg Config, took time.Duration, rejected, sent int) time.D
 // Retry-After says before it fails and leaves the retry to the agent.
 const maxTold = 3
 
-// waitAsTold waits, when err is a 429 or 503 with Retry-After, as long
-// as the cluster asked, at most itemRetryMax, and reports whether the
-// write should send the same items again.
-func (s *Sink) waitAsTold(ctx context.Context, err error, r *rounds) bool {
+// retryAfter returns how long a request answered 429 or 503 with
+// Retry-After asks to wait, and whether it did.
+func retryAfter(err error) (time.Duration, bool) {
 	var b *busyError
-	if !errors.As(err, &b) || r.told >= maxTold {
-		return false
+	if !errors.As(err, &b) {
+		return 0, false
 	}
-	r.told++
-	d := min(b.wait, time.Duration(s.cfg.ItemRetryMax))
-	r.waited += d
-	return s.sleep(ctx, d) == nil
+	return b.wait, true
 }
 
 // busyError is a whole request answered 429 or 503 with a Retry-After.
@@ -123,13 +123,36 @@ func busyOr(res *esapi.Response, err error, now time.Time) error {
 	return err
 }
 
-// logRetries logs, once a write, how many items were rejected and sent
-// again, and how many requests were answered with a Retry-After: counts
-// only, the reasons may quote the documents.
+// retryLogEvery is the least time between two logs of item retries.
+const retryLogEvery = 10 * time.Second
+
+// retryLog adds up the item retries of the writes since it last logged.
+type retryLog struct {
+	last     time.Time
+	writes   int
+	requests int
+	retried  int
+	told     int
+	waited   time.Duration
+}
+
+// logRetries adds up the retries of a write and logs them, with those of
+// the writes before that were not logged, at most every retryLogEvery:
+// counts only, the reasons may quote the documents.
 func (s *Sink) logRetries(r *rounds) {
-	if r.n == 0 && r.told == 0 {
+	l := &s.retryLog
+	if r.n > 0 || r.told > 0 {
+		l.writes++
+		l.requests += r.n
+		l.retried += r.retried
+		l.told += r.told
+		l.waited += r.waited
+	}
+	now := s.now()
+	if l.writes == 0 || (!l.last.IsZero() && now.Sub(l.last) < retryLogEvery) {
 		return
 	}
 	s.log.Warn("Elasticsearch rejected items with 429 or 5xx; sent them again", "sink", s.name,
-		"retried", r.retried, "rounds", r.n, "retryAfter", r.told, "waited", r.waited)
+		"retried", l.retried, "requests", l.requests, "writes", l.writes, "retryAfter", l.told, "waited", l.waited)
+	*l = retryLog{last: now}
 }

@@ -7,18 +7,26 @@
 // Not the auditID, which a client chooses with the Audit-ID header and can
 // give to several requests. So a batch delivered again after a crash
 // creates nothing new: Elasticsearch answers 409 for those items, which
-// counts as delivered. Items rejected with 429 or 5xx are retried on their own,
-// within the same write, paced by the fraction rejected, and never
-// dropped. Items rejected for
-// good (a mapping error, say) are sent, wrapped with the raw line as a
-// string and the error, to a dead-letter index, and counted. A whole
-// request that fails (connection error, 429, 5xx) fails the write, and the
-// agent retries the batch: the records acknowledged before are remembered
-// by id and not sent again. A 429 or 503 with Retry-After is first waited
-// out within the write (at most itemRetryMax, three times).
+// counts as delivered. A batch is split into up to maxInFlightRequests
+// bulk requests sent at once; each item counts as delivered when the
+// request that carried it answers 201 or 409 for it, and Write returns nil
+// only when every item is. Items rejected with 429 or 5xx are retried on
+// their own, within the same write, each after a wait paced by the
+// fraction its request had rejected, while the other requests go on; they
+// are never dropped, and their retries are counted and logged (at most
+// every 10 s). Items rejected for good (a mapping error, say) are sent,
+// wrapped with the raw line as a string and the error, to a dead-letter
+// index, and counted. A whole request that fails (connection error, 429,
+// 5xx) fails the write once the requests in flight have ended, and the
+// agent retries the batch: the records acknowledged before, by any
+// request, are remembered by id and not sent again. A 429 or 503 with
+// Retry-After is first waited out within the write (at most
+// itemRetryMax, three times a write).
 //
 // Events carry an @timestamp from their stageTimestamp, inserted at the
 // head of the original JSON object; nothing else of the event changes.
+// With format elastic-kubernetes, documents follow instead the layout of
+// the Elastic Kubernetes integration's audit_logs data stream (elastic.go).
 package elasticsearch
 
 import (
@@ -57,17 +65,17 @@ type Sink struct {
 
 	templated bool
 	// meta is the "auditrail" field added to every document, encoded once.
-	meta []byte
-	// ruleMeta is meta with the rules of the record being encoded.
-	ruleMeta []byte
-	source   *source
-	body     bytes.Buffer
-	items    []item
-	retry    []item
+	meta   []byte
+	source *source
+	// items and conns are kept from one write to the next.
+	items []item
+	conns []*conn
+	// retryLog gathers the item retries logged at most every
+	// retryLogEvery.
+	retryLog retryLog
 	// acked holds the ids of the records acknowledged in a write that
 	// failed later; emptied when a write succeeds.
 	acked map[string]struct{}
-	id    []byte
 
 	indexed, conflicts, itemRetries, deadLettered prometheus.Counter
 }
@@ -139,106 +147,95 @@ func (s *Sink) Name() string { return s.name }
 // Close implements sinks.Sink.
 func (s *Sink) Close(context.Context) error { return nil }
 
-// Write indexes every record of b. Items rejected with 429 or 5xx are
-// sent again in rounds paced by the fraction rejected (rounds.next); when a
-// write fails, the ids of the records acknowledged so far are kept, so
-// that the agent's next write of the batch sends only the rest.
+// Write indexes every record of b, in requests of at most a share of the
+// batch, up to maxInFlightRequests at a time. Items rejected with 429 or
+// 5xx are sent again, each after a wait paced by the fraction its request
+// had rejected (rounds.next); when a write fails, the ids of the records
+// acknowledged so far are kept, so that the agent's next write of the
+// batch sends only the rest.
 func (s *Sink) Write(ctx context.Context, b *sinks.Batch) error {
 	if s.cfg.InstallTemplate && !s.templated {
 		if err := s.installTemplate(ctx); err != nil {
 			return err
 		}
 	}
-	s.pending(b)
-	var r rounds
-	defer s.logRetries(&r)
-	for len(s.items) > 0 {
-		start := s.now()
-		retry, err := s.bulk(ctx, s.items)
-		if s.waitAsTold(ctx, err, &r) {
-			continue
-		}
-		if err != nil {
-			s.remember(b)
-			return err
-		}
-		if len(retry) == 0 {
-			break
-		}
-		d := r.next(s.cfg, s.now().Sub(start), len(retry), len(s.items))
-		s.items = append(s.items[:0], retry...)
-		if err := s.sleep(ctx, d); err != nil {
-			s.remember(b)
-			return fmt.Errorf("%d items still rejected: %w", len(retry), err)
-		}
+	w := &write{s: s, queue: s.pending(b)}
+	w.chunk = max(minBulkItems, (len(w.queue)+s.cfg.MaxInFlightRequests-1)/s.cfg.MaxInFlightRequests)
+	err := w.send(ctx)
+	s.items = w.queue[:0]
+	s.logRetries(&w.r)
+	if err != nil {
+		s.remember(w.acked)
+		return err
 	}
 	clear(s.acked)
 	return nil
 }
 
-// bulk sends items once and returns those to send again: rejected with 429
-// or 5xx, or rejected for good and now due for the dead-letter index.
-func (s *Sink) bulk(ctx context.Context, items []item) ([]item, error) {
-	// Sized for the batch beforehand: growing by doubling would leave up to
-	// twice the body allocated for every later batch.
+// bulk sends c.items once and leaves in c.retry those to send again:
+// rejected with 429 or 5xx, or rejected for good and now due for the
+// dead-letter index; c.acked gets the records stored.
+func (s *Sink) bulk(ctx context.Context, c *conn) error {
+	items := c.items
+	c.retry = c.retry[:0]
+	// Sized for the request beforehand: growing by doubling would leave
+	// up to twice the body allocated for every later request.
 	n := 0
 	for _, it := range items {
 		n += len(it.rec.Line) + itemOverhead
 	}
-	s.body.Reset()
-	if s.body.Cap() < n {
-		s.body = bytes.Buffer{}
-		s.body.Grow(n + n/8)
+	c.body.Reset()
+	if c.body.Cap() < n {
+		c.body = bytes.Buffer{}
+		c.body.Grow(n + n/8)
 	}
 	for _, it := range items {
-		s.appendItem(&s.body, it)
+		c.ruleMeta = s.appendItem(&c.body, it, c.ruleMeta)
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(s.cfg.RequestTimeout))
 	defer cancel()
 	res, err := esapi.BulkRequest{
-		Body:       bytes.NewReader(s.body.Bytes()),
+		Body:       bytes.NewReader(c.body.Bytes()),
 		FilterPath: []string{"errors", "items.*.status", "items.*.error.type", "items.*.error.reason"},
 	}.Do(ctx, s.client)
 	if err != nil {
-		return nil, fmt.Errorf("bulk request: %w", err)
+		return fmt.Errorf("bulk request: %w", err)
 	}
 	defer res.Body.Close()
 	body, err := io.ReadAll(res.Body)
 	if err != nil {
-		return nil, fmt.Errorf("read bulk response: %w", err)
+		return fmt.Errorf("read bulk response: %w", err)
 	}
 	if res.StatusCode != http.StatusOK {
-		return nil, busyOr(res, httpError("bulk request", res.StatusCode, body), s.now())
+		return busyOr(res, httpError("bulk request", res.StatusCode, body), s.now())
 	}
 	var r bulkResponse
 	if !allCreated(body) {
 		if err := json.Unmarshal(body, &r); err != nil {
-			return nil, fmt.Errorf("decode bulk response: %w", err)
+			return fmt.Errorf("decode bulk response: %w", err)
 		}
 	}
 	if !r.Errors {
 		for _, it := range items {
 			s.count(it, http.StatusCreated)
+			c.acked = append(c.acked, it.rec)
 		}
-		return nil, nil
+		return nil
 	}
 	if len(r.Items) != len(items) {
-		return nil, fmt.Errorf("bulk response has %d items for %d sent", len(r.Items), len(items))
+		return fmt.Errorf("bulk response has %d items for %d sent", len(r.Items), len(items))
 	}
-	s.retry = s.retry[:0]
 	for i, it := range items {
-		var st bulkItem
-		for _, v := range r.Items[i] {
-			st = v
-		}
+		st := r.Items[i].Create
 		switch {
 		case st.Status == http.StatusOK || st.Status == http.StatusCreated || st.Status == http.StatusConflict:
 			s.count(it, st.Status)
+			c.acked = append(c.acked, it.rec)
 		case st.Status == http.StatusTooManyRequests || st.Status >= 500:
 			s.itemRetries.Inc()
-			s.retry = append(s.retry, it)
+			c.retry = append(c.retry, it)
 		case it.dead != nil:
-			return nil, sinks.Permanent(fmt.Errorf("dead-letter index %s rejected document %s: %d %s",
+			return sinks.Permanent(fmt.Errorf("dead-letter index %s rejected document %s: %d %s",
 				s.cfg.DeadLetterIndex, sinks.AppendID(nil, it.rec), st.Status, errorType(st.Error.Type)))
 		default:
 			// The reason quotes the document's values: it goes into the
@@ -246,11 +243,11 @@ func (s *Sink) bulk(ctx context.Context, items []item) ([]item, error) {
 			s.log.Warn("Elasticsearch rejected a record; sending it to the dead-letter index", "sink", s.name,
 				"status", st.Status, "type", errorType(st.Error.Type), "id", string(sinks.AppendID(nil, it.rec)),
 				"file", it.rec.File.ID, "offset", it.rec.Offset)
-			s.retry = append(s.retry, item{rec: it.rec, dead: &itemError{Status: st.Status, Type: st.Error.Type,
+			c.retry = append(c.retry, item{rec: it.rec, dead: &itemError{Status: st.Status, Type: st.Error.Type,
 				Reason: st.Error.Reason, Index: s.index(it.rec)}})
 		}
 	}
-	return s.retry, nil
+	return nil
 }
 
 func (s *Sink) count(it item, status int) {
@@ -307,8 +304,12 @@ func allCreated(body []byte) bool {
 }
 
 type bulkResponse struct {
-	Errors bool                  `json:"errors"`
-	Items  []map[string]bulkItem `json:"items"`
+	Errors bool `json:"errors"`
+	// Items are the results of create operations, the only ones the sink
+	// sends: decoded into a struct, not a map an item.
+	Items []struct {
+		Create bulkItem `json:"create"`
+	} `json:"items"`
 }
 
 type bulkItem struct {
@@ -323,8 +324,9 @@ type bulkItem struct {
 // and the fields the sink adds.
 const itemOverhead = 256
 
-// appendItem appends the action and document lines of it.
-func (s *Sink) appendItem(buf *bytes.Buffer, it item) {
+// appendItem appends the action and document lines of it; ruleMeta is
+// scratch space, returned for the next call.
+func (s *Sink) appendItem(buf *bytes.Buffer, it item, ruleMeta []byte) []byte {
 	r := it.rec
 	index := s.index(r)
 	if it.dead != nil {
@@ -336,6 +338,8 @@ func (s *Sink) appendItem(buf *bytes.Buffer, it item) {
 	buf.Write(sinks.AppendID(buf.AvailableBuffer(), r))
 	buf.WriteString("\"}}\n")
 	switch {
+	case it.dead == nil && s.cfg.Format == FormatElasticKubernetes:
+		ruleMeta = s.appendElastic(buf, r, ruleMeta)
 	case it.dead != nil:
 		s.appendWrapped(buf, r, it.dead)
 	case r.Kind == sinks.KindUnparsed:
@@ -347,12 +351,13 @@ func (s *Sink) appendItem(buf *bytes.Buffer, it item) {
 		}
 		meta := s.meta
 		if len(r.Rules) > 0 {
-			s.ruleMeta = appendRules(append(s.ruleMeta[:0], s.meta...), r.Rules)
-			meta = s.ruleMeta
+			ruleMeta = appendRules(append(ruleMeta[:0], s.meta...), r.Rules)
+			meta = ruleMeta
 		}
 		appendWithTimestamp(buf, r.Line, ts, meta)
 	}
 	buf.WriteByte('\n')
+	return ruleMeta
 }
 
 // appendRules adds a "rules" array to meta, which ends with the
@@ -461,8 +466,12 @@ func (s *Sink) index(r *sinks.Record) string {
 }
 
 // installTemplate puts an index template for audit events matching the
-// configured index.
+// configured index: with the elastic-kubernetes format, the template for
+// the integration's data stream.
 func (s *Sink) installTemplate(ctx context.Context) error {
+	if s.cfg.Format == FormatElasticKubernetes {
+		return s.putTemplate(ctx, elasticTemplateName, elasticTemplate)
+	}
 	pattern := s.cfg.Index
 	if i := strings.IndexByte(pattern, '{'); i >= 0 {
 		pattern = pattern[:i]
@@ -480,7 +489,12 @@ func (s *Sink) installTemplate(ctx context.Context) error {
 		tmpl["data_stream"] = map[string]any{}
 	}
 	body, _ := json.Marshal(tmpl)
-	res, err := esapi.IndicesPutIndexTemplateRequest{Name: "auditrail-" + strings.Trim(pattern, "-_."), Body: bytes.NewReader(body)}.Do(ctx, s.client)
+	return s.putTemplate(ctx, "auditrail-"+strings.Trim(pattern, "-_."), body)
+}
+
+// putTemplate installs the index template body as name.
+func (s *Sink) putTemplate(ctx context.Context, name string, body []byte) error {
+	res, err := esapi.IndicesPutIndexTemplateRequest{Name: name, Body: bytes.NewReader(body)}.Do(ctx, s.client)
 	if err != nil {
 		return fmt.Errorf("install index template: %w", err)
 	}

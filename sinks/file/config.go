@@ -16,6 +16,9 @@ type Config struct {
 	MaxFileBytes units.ByteSize `yaml:"maxFileBytes"`
 	// MaxFiles removes the oldest files beyond this count; 0 keeps all.
 	MaxFiles int `yaml:"maxFiles"`
+	// Format of the audit events: "audit" (default), as kube-apiserver
+	// wrote them, or "ocsf", as OCSF API Activity events (internal/ocsf).
+	Format string `yaml:"format"`
 }
 
 // DefaultConfig returns the defaults.
@@ -31,6 +34,9 @@ func (c *Config) Validate(prefix string) error {
 	}
 	if c.MaxFileBytes <= 0 {
 		errs = append(errs, fmt.Errorf("%s.maxFileBytes must be positive", prefix))
+	}
+	if c.Format != "" && c.Format != "audit" && c.Format != "ocsf" {
+		errs = append(errs, fmt.Errorf("%s.format must be audit or ocsf, got %q", prefix, c.Format))
 	}
 	if c.MaxFiles < 0 {
 		errs = append(errs, fmt.Errorf("%s.maxFiles must not be negative", prefix))

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/auditrail/auditrail/internal/fsutil"
+	"github.com/auditrail/auditrail/internal/ocsf"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -69,7 +70,7 @@ func (s *Sink) Name() string { return s.name }
 func (s *Sink) Write(ctx context.Context, b *sinks.Batch) error {
 	s.buf = s.buf[:0]
 	for i := range b.Records {
-		s.buf = append(s.buf, b.Records[i].Line...)
+		s.buf = s.appendRecord(s.buf, &b.Records[i])
 		s.buf = append(s.buf, '\n')
 	}
 	if s.f == nil || s.size >= int64(s.cfg.MaxFileBytes) {
@@ -91,6 +92,18 @@ func (s *Sink) Write(ctx context.Context, b *sinks.Batch) error {
 		s.buf = nil
 	}
 	return nil
+}
+
+// appendRecord appends r in the configured format. The agent's own
+// records, and events OCSF cannot hold (not valid JSON, no timestamp), are
+// written as they are.
+func (s *Sink) appendRecord(dst []byte, r *sinks.Record) []byte {
+	if s.cfg.Format == "ocsf" && r.Kind == sinks.KindEvent && r.Event != nil {
+		if out, err := ocsf.Append(dst, r.Line, r.Event); err == nil {
+			return out
+		}
+	}
+	return append(dst, r.Line...)
 }
 
 func (s *Sink) closeCurrent() {

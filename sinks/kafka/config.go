@@ -39,8 +39,21 @@ type Config struct {
 	// as they are and exposes SCRAM exchanges and every record. Every
 	// insecure setting is logged at start, allowed or not.
 	AllowInsecure bool `yaml:"allowInsecure"`
+	// Format of the audit events in message values: "audit" (default), as
+	// kube-apiserver wrote them, or "ocsf", as OCSF API Activity events
+	// (internal/ocsf). Keys and headers are the same in both.
+	Format string `yaml:"format"`
 	// RequestTimeout bounds one produce attempt.
 	RequestTimeout units.Duration `yaml:"requestTimeout"`
+	// StateDir is where the sink keeps its intent (see doc.go); set by the
+	// agent, not the configuration. Empty: nothing is kept, and a batch
+	// written again after a restart may be duplicated.
+	StateDir string `yaml:"-"`
+	// AckLag is how long the agent may take to record a batch the sink
+	// acknowledged (its checkpoint interval); set by the agent. The sink
+	// can find again, after a crash, every batch acknowledged within
+	// 2*AckLag+5s.
+	AckLag time.Duration `yaml:"-"`
 }
 
 // SASLConfig selects a SASL mechanism.
@@ -103,6 +116,9 @@ func (c *Config) Validate(prefix string) error {
 	case "zstd", "lz4", "snappy", "gzip", "none":
 	default:
 		add("compression must be zstd, lz4, snappy, gzip or none, got %q", c.Compression)
+	}
+	if c.Format != "" && c.Format != "audit" && c.Format != "ocsf" {
+		add("format must be audit or ocsf, got %q", c.Format)
 	}
 	if c.MaxMessageBytes < 16<<10 {
 		add("maxMessageBytes must be at least 16KiB")

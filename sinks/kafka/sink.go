@@ -1,19 +1,3 @@
-// Package kafka implements a sink that produces every record as one Kafka
-// message, with acks from all in-sync replicas.
-//
-// The key is the auditID, so every stage of one request lands on one
-// partition, in order (the partitioner is murmur2, as in the Java client).
-// It is not an identity: a client chooses it with the Audit-ID header. The
-// auditrail-id header is one: the SHA-256 of the line as read from the
-// file, what consumers deduplicate on. The value is the original line.
-// Headers also carry stage, verb, resource, namespace, user, cluster and
-// node so that consumers can route without parsing. A line longer than maxMessageBytes is replaced by a stub that
-// names it, counted, and flagged with an auditrail-stub header.
-//
-// A batch is acknowledged only when the broker acknowledged every message.
-// Messages that failed are sent again on their own, with backoff, within
-// the same write; a write that cannot reach the cluster fails and the
-// agent retries the batch. Consumers deduplicate on key and stage.
 package kafka
 
 import (
@@ -24,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -36,6 +22,7 @@ import (
 	"github.com/segmentio/kafka-go/sasl/plain"
 	"github.com/segmentio/kafka-go/sasl/scram"
 
+	"github.com/auditrail/auditrail/internal/ocsf"
 	"github.com/auditrail/auditrail/sinks"
 )
 
@@ -53,15 +40,38 @@ type Sink struct {
 	log   *slog.Logger
 	sleep func(context.Context, time.Duration) error
 
-	msgs  []kafka.Message
-	retry []kafka.Message
+	msgs []kafka.Message
 	// keys and headers back the messages of the batch being written;
 	// cluster, node and version are the constant header values.
 	keys                   []byte
 	headers                []kafka.Header
 	cluster, node, version []byte
 
-	produced, resent, stubs prometheus.Counter
+	// client reads end offsets and reads the topic back (replay.go).
+	client *kafka.Client
+	now    func() time.Time
+	// intentPath is the intent file; start is the intent's snapshot
+	// (nil before the first), snaps the snapshots taken since, oldest
+	// first; keep is how far back the intent must reach (doc.go).
+	intentPath string
+	start      *snapshot
+	snaps      []snapshot
+	keep       time.Duration
+	// readBackMax caps a read-back (readBackMax).
+	readBackMax int
+	// doubt is set while records may be in the topic that the sink did
+	// not see acknowledged: after a restart with an intent, or a produce
+	// that failed. The next attempt reads the topic back first.
+	doubt bool
+	// seen holds what the last read-back found, until the batches go
+	// past it.
+	seen *seenSet
+	// afterProduce, when set, runs after the brokers acknowledged a
+	// produce; an error stands for an acknowledgement lost on the way.
+	afterProduce func() error
+
+	produced, resent, stubs                                          prometheus.Counter
+	skipped, readBacks, readRecords, overflows, intents, listOffsets prometheus.Counter
 }
 
 // New returns a Kafka sink. It fails when the cluster answers that the
@@ -103,7 +113,7 @@ func New(ctx context.Context, name string, cfg Config, log *slog.Logger, reg pro
 			Addr: kafka.TCP(cfg.Brokers...), Topic: cfg.Topic, Balancer: kafka.Murmur2Balancer{},
 			RequiredAcks: kafka.RequireAll, Compression: codec,
 			Transport:   &metadataCache{RoundTripper: tr, topic: cfg.Topic, now: time.Now},
-			MaxAttempts: 3, WriteBackoffMin: 50 * time.Millisecond, WriteBackoffMax: time.Second,
+			MaxAttempts: 1, WriteBackoffMin: 50 * time.Millisecond, WriteBackoffMax: time.Second,
 			BatchSize: 1000, BatchBytes: int64(cfg.MaxMessageBytes), BatchTimeout: 2 * time.Millisecond,
 			WriteTimeout: time.Duration(cfg.RequestTimeout), ReadTimeout: time.Duration(cfg.RequestTimeout),
 			AllowAutoTopicCreation: cfg.AutoCreateTopic,
@@ -114,11 +124,56 @@ func New(ctx context.Context, name string, cfg Config, log *slog.Logger, reg pro
 			Help: "Messages that failed and were sent again.", ConstLabels: labels}),
 		stubs: prometheus.NewCounter(prometheus.CounterOpts{Name: "auditrail_kafka_oversized_stubs_total",
 			Help: "Lines above maxMessageBytes sent as stubs.", ConstLabels: labels}),
+		skipped: prometheus.NewCounter(prometheus.CounterOpts{Name: "auditrail_kafka_replay_skipped_total",
+			Help: "Records written again by the agent that a read-back found already in the topic, and that were not sent again.", ConstLabels: labels}),
+		readBacks: prometheus.NewCounter(prometheus.CounterOpts{Name: "auditrail_kafka_readbacks_total",
+			Help: "Read-backs of the topic after a restart or a failed produce.", ConstLabels: labels}),
+		readRecords: prometheus.NewCounter(prometheus.CounterOpts{Name: "auditrail_kafka_readback_records_total",
+			Help: "Records read back from the topic.", ConstLabels: labels}),
+		overflows: prometheus.NewCounter(prometheus.CounterOpts{Name: "auditrail_kafka_readback_overflows_total",
+			Help: "Read-backs whose window held more records than the cap: the oldest were not checked and may be delivered twice.", ConstLabels: labels}),
+		intents: prometheus.NewCounter(prometheus.CounterOpts{Name: "auditrail_kafka_intent_writes_total",
+			Help: "Intents written (each a write, two fsyncs and a rename).", ConstLabels: labels}),
+		listOffsets: prometheus.NewCounter(prometheus.CounterOpts{Name: "auditrail_kafka_end_offset_snapshots_total",
+			Help: "Snapshots of the partitions' end offsets taken before a produce.", ConstLabels: labels}),
 	}
-	if err := sinks.Register(reg, s.produced, s.resent, s.stubs); err != nil {
+	s.client = &kafka.Client{Addr: s.w.Addr, Transport: s.w.Transport, Timeout: time.Duration(cfg.RequestTimeout)}
+	s.now, s.intentPath, s.readBackMax = time.Now, intentPath(cfg.StateDir, name), readBackMax
+	s.keep = 2*cfg.AckLag + 5*time.Second
+	if cfg.AckLag <= 0 {
+		s.keep = 7 * time.Second
+	}
+	if err := s.loadIntent(); err != nil {
+		return nil, err
+	}
+	if err := sinks.Register(reg, s.produced, s.resent, s.stubs, s.skipped, s.readBacks, s.readRecords,
+		s.overflows, s.intents, s.listOffsets); err != nil {
 		return nil, fmt.Errorf("kafka sink %s: %w", name, err)
 	}
 	return s, nil
+}
+
+// loadIntent reads the intent left by the previous run. One for the topic
+// puts the sink in doubt: the first write reads the topic back. One that
+// cannot be read is logged and counted: after it, a batch written again
+// may be duplicated, never lost.
+func (s *Sink) loadIntent() error {
+	in, err := loadIntent(s.intentPath)
+	switch {
+	case errors.Is(err, errNoIntent):
+		return nil
+	case err != nil:
+		if rerr := os.Remove(s.intentPath); rerr != nil {
+			return fmt.Errorf("kafka sink %s: %w; remove it: %w", s.name, err, rerr)
+		}
+		s.overflows.Inc()
+		s.log.Error("intent unreadable and removed: batches written again after this restart may be duplicated in Kafka", "sink", s.name, "err", err)
+	case in.Topic != s.cfg.Topic:
+		s.log.Info("intent is for another topic; nothing to read back", "sink", s.name, "intentTopic", in.Topic)
+	default:
+		s.start, s.doubt = &in.Start, true
+	}
+	return nil
 }
 
 // Check implements sinks.Checker: the topic must exist unless
@@ -196,6 +251,9 @@ func (s *Sink) Close(context.Context) error {
 }
 
 // Write produces every record of b and returns once all are acknowledged.
+// When earlier records may be in the topic unacknowledged (after a restart
+// or a failed produce), it first reads the topic back and leaves out the
+// records of b found there (doc.go).
 func (s *Sink) Write(ctx context.Context, b *sinks.Batch) error {
 	s.msgs = s.msgs[:0]
 	// kafka-go is done with the previous batch's messages once
@@ -205,46 +263,92 @@ func (s *Sink) Write(ctx context.Context, b *sinks.Batch) error {
 	for i := range b.Records {
 		s.msgs = append(s.msgs, s.message(&b.Records[i]))
 	}
+	if err := s.prepare(ctx); err != nil {
+		return err
+	}
 	backoff := 100 * time.Millisecond
-	progress := false
-	for {
-		err := s.w.WriteMessages(ctx, s.msgs...)
-		var werrs kafka.WriteErrors
-		switch {
-		case err == nil:
-			s.produced.Add(float64(len(s.msgs)))
+	for attempt := 1; ; attempt++ {
+		if s.doubt {
+			if err := s.readBack(ctx); err != nil {
+				return fmt.Errorf("kafka sink %s: %w", s.name, err)
+			}
+			s.doubt = false
+		}
+		if s.seen != nil {
+			s.msgs = s.unseen(s.msgs)
+		}
+		err := s.produce(ctx)
+		if err == nil {
+			s.acknowledged(b)
 			return nil
-		case errors.As(err, &werrs) && len(werrs) == len(s.msgs):
-			s.retry = s.retry[:0]
-			var first error
-			for i, e := range werrs {
-				if e != nil {
-					s.retry = append(s.retry, s.msgs[i])
-					first = cmpErr(first, codeOnly(e))
-				}
-			}
-			acked := len(s.msgs) - len(s.retry)
-			s.produced.Add(float64(acked))
-			progress = progress || acked > 0
-			if !progress {
-				// Nothing delivered yet: let the agent retry the batch.
-				return fmt.Errorf("produce to %s: %w", s.cfg.Topic, first)
-			}
-			// Part of the batch is delivered: send only the rest again,
-			// here, so that the delivered part is not duplicated.
-			s.resent.Add(float64(len(s.retry)))
-			s.log.Warn("some messages failed; sending them again", "sink", s.name, "failed", len(s.retry), "err", first)
-			s.msgs = append(s.msgs[:0], s.retry...)
-		case progress && ctx.Err() == nil:
-			s.resent.Add(float64(len(s.msgs)))
-			s.log.Warn("produce failed; sending the rest of the batch again", "sink", s.name, "messages", len(s.msgs), "err", codeOnly(err))
-		default:
+		}
+		// Some of the messages may be in the topic, acknowledged or not.
+		s.doubt = true
+		if attempt == maxAttempts || ctx.Err() != nil {
 			return fmt.Errorf("produce to %s: %w", s.cfg.Topic, codeOnly(err))
 		}
+		s.resent.Add(float64(failed(err, len(s.msgs))))
+		s.log.Warn("produce failed; sending the messages not found in the topic again", "sink", s.name, "attempt", attempt, "err", codeOnly(err))
 		if err := s.sleep(ctx, backoff); err != nil {
 			return err
 		}
-		backoff = min(backoff*2, 5*time.Second)
+		backoff *= 2
+	}
+}
+
+// maxAttempts is how many times Write produces before it returns an
+// error. Each attempt after the first reads the topic back: kafka-go's
+// writer makes one attempt only (MaxAttempts: 1), since one of its own
+// retries could duplicate a message whose acknowledgement was lost.
+const maxAttempts = 3
+
+// failed returns how many of n messages err says failed.
+func failed(err error, n int) int {
+	var werrs kafka.WriteErrors
+	if errors.As(err, &werrs) && len(werrs) == n {
+		return werrs.Count()
+	}
+	return n
+}
+
+// produce sends s.msgs; nil means the brokers acknowledged all of them.
+func (s *Sink) produce(ctx context.Context) error {
+	if len(s.msgs) == 0 {
+		return nil
+	}
+	err := s.w.WriteMessages(ctx, s.msgs...)
+	var werrs kafka.WriteErrors
+	switch {
+	case err == nil:
+		s.produced.Add(float64(len(s.msgs)))
+		if s.afterProduce != nil {
+			return s.afterProduce()
+		}
+	case errors.As(err, &werrs) && len(werrs) == len(s.msgs):
+		s.produced.Add(float64(len(werrs) - werrs.Count()))
+	}
+	return err
+}
+
+// unseen returns the messages of msgs that the last read-back did not
+// find in the topic, in place.
+func (s *Sink) unseen(msgs []kafka.Message) []kafka.Message {
+	out := msgs[:0]
+	for _, m := range msgs {
+		// message puts IDHeader first and SourceHeader second.
+		if _, ok := s.seen.keys[keyOf(m.Headers[0].Value, m.Headers[1].Value)]; ok {
+			s.skipped.Inc()
+			continue
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// acknowledged records that every record of b is in the topic.
+func (s *Sink) acknowledged(b *sinks.Batch) {
+	if s.seen != nil && !s.seen.pass(b, s.now()) {
+		s.seen = nil
 	}
 }
 
@@ -267,19 +371,21 @@ func codeOnly(err error) error {
 	return err
 }
 
-func cmpErr(first, e error) error {
-	if first == nil {
-		return e
-	}
-	return first
-}
-
-// message returns r as a Kafka message. Its key and headers are carved
-// from per-batch buffers (s.keys, s.headers), reset by Write.
+// message returns r as a Kafka message. Its key, headers and, with format
+// ocsf, its value are carved from per-batch buffers (s.keys, s.headers),
+// reset by Write.
 func (s *Sink) message(r *sinks.Record) kafka.Message {
 	start := len(s.keys)
 	s.keys = sinks.AppendKey(s.keys, r)
 	m := kafka.Message{Key: s.keys[start:len(s.keys):len(s.keys)], Value: r.Line}
+	ocsfValue := false
+	if s.cfg.Format == "ocsf" && r.Kind == sinks.KindEvent && r.Event != nil {
+		start = len(s.keys)
+		if out, err := ocsf.Append(s.keys, r.Line, r.Event); err == nil {
+			s.keys = out
+			m.Value, ocsfValue = s.keys[start:len(s.keys):len(s.keys)], true
+		}
+	}
 	start = len(s.keys)
 	s.keys = sinks.AppendID(s.keys, r)
 	id := s.keys[start:len(s.keys):len(s.keys)]
@@ -294,6 +400,9 @@ func (s *Sink) message(r *sinks.Record) kafka.Message {
 		}
 	}
 	add(IDHeader, id)
+	start = len(s.keys)
+	s.keys = appendSource(s.keys, r)
+	add(SourceHeader, s.keys[start:len(s.keys):len(s.keys)])
 	if r.Kind == sinks.KindEvent && ev != nil {
 		add("stage", ev.Stage)
 		add("verb", ev.Verb)
@@ -303,13 +412,16 @@ func (s *Sink) message(r *sinks.Record) kafka.Message {
 	} else {
 		add("auditrail-kind", []byte(r.Kind.String()))
 	}
+	if ocsfValue {
+		add("auditrail-format", []byte("ocsf"))
+	}
 	add("cluster", s.cluster)
 	add("node", s.node)
 	add("agent-version", s.version)
 	if len(r.Rules) > 0 {
 		add("auditrail-rules", []byte(strings.Join(r.Rules, ",")))
 	}
-	if len(r.Line)+len(m.Key)+512 > int(s.cfg.MaxMessageBytes) {
+	if len(m.Value)+len(m.Key)+512 > int(s.cfg.MaxMessageBytes) {
 		m.Value = s.stub(r)
 		add("auditrail-stub", []byte("oversized"))
 		s.stubs.Inc()
@@ -320,13 +432,27 @@ func (s *Sink) message(r *sinks.Record) kafka.Message {
 }
 
 // maxHeaders is the most headers message adds.
-const maxHeaders = 11
+const maxHeaders = 12
 
 // IDHeader carries the record's idempotency key (sinks.AppendID): for an
 // event the SHA-256 of its line as read from the file. Consumers
 // deduplicate on it; the message key, the auditID, is chosen by the client
 // that sent the request and can be shared by different requests.
 const IDHeader = "auditrail-id"
+
+// SourceHeader carries where the record was read: the source file's
+// identity and the line's offset in it, as "id@offset". With IDHeader it
+// identifies the record when the topic is read back after a crash.
+const SourceHeader = "auditrail-source"
+
+// appendSource appends r's SourceHeader value to dst.
+func appendSource(dst []byte, r *sinks.Record) []byte {
+	if r.File != nil {
+		dst = append(dst, r.File.ID...)
+	}
+	dst = append(dst, '@')
+	return strconv.AppendInt(dst, r.Offset, 10)
+}
 
 // stub stands in for a line too long for the topic.
 func (s *Sink) stub(r *sinks.Record) []byte {

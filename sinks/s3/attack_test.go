@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/auditrail/auditrail/sinks"
 	"github.com/auditrail/auditrail/sinks/sinktest"
 )
 
@@ -380,5 +382,112 @@ func TestStoreHonoursIfNoneMatch(t *testing.T) {
 	body, _ := newAttacker(t, cfg).get("k")
 	if string(body) != "first" {
 		t.Errorf("content %q after a refused PUT", body)
+	}
+}
+
+// purgeSuffix removes every version of the chain's objects from seq on,
+// bypassing Governance retention: what credentials with
+// s3:BypassGovernanceRetention can do, or anyone once retention ran out.
+// Nothing of the original suffix is left for verify to find.
+func (a *attacker) purgeSuffix(from int64) {
+	a.t.Helper()
+	ctx := context.Background()
+	keys := a.bySeq()
+	for seq := from; keys[seq] != ""; seq++ {
+		vs, err := a.c.ListObjectVersions(ctx, &s3.ListObjectVersionsInput{Bucket: aws.String(a.bucket), Prefix: aws.String(keys[seq])})
+		if err != nil {
+			a.t.Fatal(err)
+		}
+		for _, v := range vs.Versions {
+			if _, err := a.c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(a.bucket), Key: v.Key, VersionId: v.VersionId,
+				BypassGovernanceRetention: aws.Bool(true)}); err != nil {
+				a.t.Fatal(err)
+			}
+		}
+	}
+}
+
+// Root on the node, with credentials that can bypass Governance
+// retention, removes the chain's last objects entirely and uploads a
+// rewritten, re-linked suffix with the chain state to match: the archive
+// alone verifies clean. The heads the agent published to its other sinks
+// as each object was uploaded do not match it, and verify --anchors says
+// which objects were rewritten.
+func TestAnchorsRevealARewrittenArchive(t *testing.T) {
+	cfg := chainConfig(t, "anchored")
+	s := newSink(t, cfg)
+	var anchors []sinks.AnchorRecord
+	off := int64(0)
+	for range 6 {
+		off = writeBatches(t, s, off, 1)
+		h, ok := s.Head()
+		if !ok {
+			t.Fatal("no head after an upload")
+		}
+		h.AnchoredAt = time.Now().UTC().Format(time.RFC3339Nano)
+		anchors = append(anchors, h)
+	}
+	if h := anchors[len(anchors)-1]; h.Seq != 6 || h.Chain != "master-1/s3" || h.Sink != "s3" || h.Kind != sinks.AnchorRecordKind {
+		t.Fatalf("head after 6 uploads: %+v", h)
+	}
+	if rep := verify(t, cfg, VerifyOptions{RequireLock: true, Anchors: anchors}); !rep.OK || rep.Anchors != 6 || rep.Epochs[0].AnchoredSeq != 6 {
+		logFindings(t, rep)
+		t.Fatalf("untouched archive: ok %v, %d anchors, epochs %+v", rep.OK, rep.Anchors, rep.Epochs)
+	}
+
+	keys := newAttacker(t, cfg).bySeq()
+	type object struct {
+		body []byte
+		meta map[string]string
+	}
+	originals := map[int64]object{}
+	a := newAttacker(t, cfg)
+	for seq := int64(4); seq <= 6; seq++ {
+		body, meta := a.get(keys[seq])
+		originals[seq] = object{body, meta}
+	}
+	a.purgeSuffix(4)
+	// Re-upload the suffix rewritten, as rewriteSuffix does, from the
+	// originals the attacker kept.
+	body, _ := a.get(keys[3])
+	sum := sha256.Sum256(body)
+	prev := hex.EncodeToString(sum[:])
+	for seq := int64(4); seq <= 6; seq++ {
+		m, recs, err := ReadObject(keys[seq], originals[seq].body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nb, nmeta := a.forge(originals[seq].meta, m, dropFirstLine(recs), prev)
+		if err := a.put(keys[seq], nb, nmeta); err != nil {
+			t.Fatal(err)
+		}
+		prev = nmeta[MetaSHA256]
+	}
+
+	rep := verify(t, cfg, VerifyOptions{RequireLock: true})
+	logFindings(t, rep)
+	if !rep.OK {
+		t.Fatalf("the rewrite is not one the archive alone reveals; findings %v", kinds(rep))
+	}
+	rep = verify(t, cfg, VerifyOptions{RequireLock: true, Anchors: anchors})
+	logFindings(t, rep)
+	if k := kinds(rep); rep.OK || !equalCounts(k, map[string]int{"anchor-mismatch": 3}) {
+		t.Errorf("with anchors: findings %v, want 3 anchor-mismatch", k)
+	}
+	if got := rep.Epochs[0].AnchoredSeq; got != 3 {
+		t.Errorf("anchored up to %d, want 3: the objects before the rewrite", got)
+	}
+
+	// An anchor forged with the node's credentials beside a true one is a
+	// conflict, whatever the archive holds; one for an object that is not
+	// there is a missing object.
+	forged := anchors[1]
+	forged.SHA256 = strings.Repeat("0", 64)
+	gone := anchors[5]
+	gone.Seq = 7
+	rep = verify(t, cfg, VerifyOptions{RequireLock: true, Anchors: append(anchors[:3:3], forged, gone)})
+	logFindings(t, rep)
+	if k := kinds(rep); !equalCounts(k, map[string]int{"anchor-conflict": 1, "anchor-missing": 1}) {
+		t.Errorf("forged and missing anchors: findings %v", k)
 	}
 }

@@ -326,18 +326,18 @@ func (s *Sink) key(b *sinks.Batch, first time.Time) string {
 }
 
 // noticeTag distinguishes batches of the same byte range that carry
-// different tamper, heartbeat and gap records (a range read again after a
-// restart, with that run's start record, or a gap detected again at
-// another time): "_n" and a digest of the tamper and heartbeat records'
-// ids and the gap records' lines (whose file is the range's), or "" when
-// there are none. Without it the second upload would find the first at
+// different tamper, heartbeat, start, anchor and gap records (a range read
+// again after a restart, with that run's start record, or a gap detected
+// again at another time): "_n" and a digest of the ids of the records not
+// tied to a range and of the gap records' lines (whose file is the
+// range's), or "" when there are none. Without it the second upload would find the first at
 // its key and be taken for another object.
 func noticeTag(b *sinks.Batch) string {
 	h := sha256.New()
 	n := 0
 	for i := range b.Records {
 		switch b.Records[i].Kind {
-		case sinks.KindTamper, sinks.KindHeartbeat, sinks.KindStart:
+		case sinks.KindTamper, sinks.KindHeartbeat, sinks.KindStart, sinks.KindAnchor:
 			io.WriteString(h, b.Records[i].File.ID)
 		case sinks.KindGap:
 			h.Write(b.Records[i].Line)
@@ -372,4 +372,14 @@ func (s *Sink) Close(ctx context.Context) error {
 		return fmt.Errorf("close chain: %w", err)
 	}
 	return nil
+}
+
+// Head implements sinks.Anchorer: the chain's last object, as recorded.
+func (s *Sink) Head() (sinks.AnchorRecord, bool) {
+	st := s.chain.st
+	if st.Seq == 0 || st.SHA256 == "" {
+		return sinks.AnchorRecord{}, false
+	}
+	return sinks.AnchorRecord{Kind: sinks.AnchorRecordKind, APIVersion: sinks.RecordAPIVersion, Sink: s.name,
+		Chain: s.chain.id, Epoch: st.Epoch, Seq: st.Seq, SHA256: st.SHA256, Key: st.Key}, true
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/auditrail/auditrail/sinks"
 )
 
 // VerifyOptions select what Verify checks.
@@ -38,6 +40,10 @@ type VerifyOptions struct {
 	// Now is the time the last uploads are compared with; zero is the
 	// clock's.
 	Now time.Time
+	// Anchors are chain heads the agent published to its other sinks
+	// (sinks.AnchorRecord), read back from them: each anchored object must
+	// be in the archive as anchored. Nil skips the check.
+	Anchors []sinks.AnchorRecord
 }
 
 // Finding is one problem Verify found.
@@ -46,7 +52,8 @@ type Finding struct {
 	// manifest-mismatch, missing, broken-link, duplicate-seq,
 	// chain-restart, time-gap, agent-stopped, source-gap, tamper,
 	// unlocked, short-retention, overwritten, deleted, key-collision,
-	// chain-ended or oversized-object.
+	// chain-ended, oversized-object, anchor-missing, anchor-mismatch or
+	// anchor-conflict.
 	Kind   string `json:"kind"`
 	Key    string `json:"key,omitempty"`
 	Chain  string `json:"chain,omitempty"`
@@ -68,6 +75,10 @@ type EpochReport struct {
 	// Closed is set when the epoch's last object says its sink closed
 	// the chain (a clean shutdown).
 	Closed bool `json:"closed,omitempty"`
+	// AnchoredSeq is the last object of the epoch that an anchor read
+	// back from another destination confirms (VerifyOptions.Anchors): it
+	// and every object before it are as uploaded. 0 when none is.
+	AnchoredSeq int64 `json:"anchoredSeq,omitempty"`
 }
 
 // Report is Verify's result.
@@ -81,7 +92,9 @@ type Report struct {
 	// Marked counts the records the agent made, by kind: AuditrailGap,
 	// AuditrailTamper, AuditrailHeartbeat, AuditrailAgentStarted, …
 	Marked map[string]int `json:"marked"`
-	OK     bool           `json:"ok"`
+	// Anchors counts the distinct anchored objects checked.
+	Anchors int  `json:"anchors,omitempty"`
+	OK      bool `json:"ok"`
 }
 
 type verified struct {
@@ -136,6 +149,9 @@ func Verify(ctx context.Context, cfg Config, opts VerifyOptions) (*Report, error
 			}
 			rep.Epochs = append(rep.Epochs, er)
 		}
+	}
+	if opts.Anchors != nil {
+		checkAnchors(chains, opts.Anchors, opts, rep, add)
 	}
 	rep.OK = len(rep.Findings) == 0
 	return rep, nil

@@ -2,6 +2,7 @@
 package sinktest
 
 import (
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -76,4 +77,23 @@ func Spoofed(exec bool) [2]string {
 			SpoofedAuditID, uri, verb, res, sub, name, i+1, i+1)
 	}
 	return out
+}
+
+// WithAnchors returns b with an anchor record (sinks.KindAnchor) for
+// each of heads put first, as the agent puts notices, and the heads as
+// delivered.
+func WithAnchors(b *sinks.Batch, heads ...int64) (*sinks.Batch, []sinks.AnchorRecord) {
+	var recs []sinks.Record
+	var want []sinks.AnchorRecord
+	for _, seq := range heads {
+		a := sinks.AnchorRecord{Kind: sinks.AnchorRecordKind, APIVersion: sinks.RecordAPIVersion, Sink: "s3", Chain: "master-1/s3",
+			Epoch: "20261130T000000Z-00000000", Seq: seq, SHA256: fmt.Sprintf("%064x", seq), Key: fmt.Sprintf("k%d", seq),
+			AnchoredAt: "2026-11-30T00:00:00Z"}
+		line, _ := json.Marshal(a)
+		recs = append(recs, sinks.Record{Line: line, Kind: sinks.KindAnchor, File: &sinks.FileRef{ID: fmt.Sprintf("anchor-%d", seq)}})
+		b.Bytes += len(line)
+		want = append(want, a)
+	}
+	b.Records = append(recs, b.Records...)
+	return b, want
 }

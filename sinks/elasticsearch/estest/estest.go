@@ -42,6 +42,7 @@ type Server struct {
 	bulkRequests  int
 	templates     map[string]json.RawMessage
 	lastAuth      string
+	beforeBulk    func() (after func())
 }
 
 // New starts a server on 127.0.0.1.
@@ -93,6 +94,16 @@ func (s *Server) FailRequestsWith(f func(body []byte) (status int, response stri
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.requestReply = f
+}
+
+// BeforeBulk makes the server call f for each _bulk request before it
+// serves it, outside its lock, so that f may hold requests to see how
+// many arrive at once; the function f returns is called once the request
+// is served.
+func (s *Server) BeforeBulk(f func() (after func())) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.beforeBulk = f
 }
 
 // FailItems makes f decide each item's status: 0 serves it normally.
@@ -183,6 +194,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		if len(parts) == 2 {
 			def = parts[0]
 		}
+		s.mu.Lock()
+		before := s.beforeBulk
+		s.mu.Unlock()
+		if before != nil {
+			defer before()()
+		}
 		s.bulk(w, body, def)
 	case len(parts) == 2 && parts[0] == "_index_template" && r.Method == http.MethodPut:
 		s.mu.Lock()
@@ -256,7 +273,9 @@ func (s *Server) bulk(w http.ResponseWriter, body []byte, defIndex string) {
 		}
 	}
 	sc := bufio.NewScanner(bytes.NewReader(body))
-	sc.Buffer(make([]byte, 1<<20), 128<<20)
+	// Grown to the longest line as needed: a 1 MiB buffer cleared for
+	// every request would make small requests cost as much as large ones.
+	sc.Buffer(nil, 128<<20)
 	var items []map[string]result
 	anyErr := false
 	for sc.Scan() {
