@@ -12,6 +12,7 @@ import (
 
 	"github.com/auditrail/auditrail/checkpoint"
 	"github.com/auditrail/auditrail/internal/fsutil"
+	"github.com/auditrail/auditrail/journal"
 	"github.com/auditrail/auditrail/rules"
 	"github.com/auditrail/auditrail/sinks"
 	"github.com/prometheus/client_golang/prometheus"
@@ -95,6 +96,9 @@ type Agent struct {
 	log   *slog.Logger
 	m     *metrics
 	store *checkpoint.Store
+
+	// journals are the sinks' delivery journals, by sink name.
+	journals map[string]*journal.Store
 
 	mu    sync.Mutex
 	ready bool
@@ -209,6 +213,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	for i, s := range a.sinks {
 		names[i] = s.Sink.Name()
 	}
+	if err := a.openJournals(st, names, how == stateResumed); err != nil {
+		return err
+	}
 	reg := newRegistry(a.opts.AuditLogPath, names, a.opts.MaxOpenFiles, st, a.m, a.log, a.opts.Now)
 	for _, so := range a.sinks {
 		if _, chained := so.Sink.(sinks.Anchorer); !chained {
@@ -222,6 +229,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	if err := a.commit(reg); err != nil {
 		return err
+	}
+	for _, j := range a.journals {
+		j.Covered(j.Gen()) // the checkpoint just committed holds what they held
 	}
 
 	readCtx, stopReading := context.WithCancel(context.Background())
@@ -249,6 +259,9 @@ func (a *Agent) Run(ctx context.Context) error {
 			tag: so.TagRules, heartbeat: a.opts.HeartbeatInterval, blocks: blocks,
 		})
 		wr := newWriter(so, reg, a.m, a.log, a.opts.Now, filepath.Join(a.opts.StateDir, "dead-letter"), out, free, cancel)
+		if j := a.journals[so.Sink.Name()]; j != nil {
+			rd.inDoubt, wr.j = j.InDoubt(), j
+		}
 		readers.Go(func() { rd.run(readCtx, drainCtx) })
 		writers.Go(func() { wr.run(drainCtx) })
 	}
@@ -317,7 +330,40 @@ func (a *Agent) commitLoop(reg *registry, stop <-chan struct{}) {
 	}
 }
 
+// openJournals opens every sink's delivery journal and merges it into st:
+// each sink resumes from the later of the checkpoint and its journal. A
+// journal that cannot be trusted is moved aside, and that sink resumes from
+// the checkpoint alone: duplicates, never loss. Without a checkpoint to
+// resume (none, or one moved aside) every file is read again, and the
+// journals are emptied.
+func (a *Agent) openJournals(st *checkpoint.State, names []string, resume bool) error {
+	a.journals = make(map[string]*journal.Store, len(names))
+	for _, name := range names {
+		j, err := journal.Open(a.opts.StateDir, name, a.opts.Now())
+		if errors.Is(err, journal.ErrCorrupt) {
+			a.log.Error("delivery journal cannot be trusted; this sink resumes from the checkpoint (what it received since may arrive twice)",
+				"sink", name, "err", err)
+		} else if err != nil {
+			return err
+		}
+		a.journals[name] = j
+		if !resume {
+			if err := j.Forget(); err != nil {
+				return err
+			}
+			continue
+		}
+		if conflicts := j.Apply(st, name); len(conflicts) > 0 {
+			a.log.Warn("delivery journal names files the checkpoint knows as others; resuming those from the checkpoint",
+				"sink", name, "seqs", conflicts)
+		}
+	}
+	return nil
+}
+
 func (a *Agent) commit(reg *registry) error {
+	// The deliveries acknowledged before the snapshot are in it.
+	gens := reg.deliveredGens()
 	st, dirty := reg.snapshot()
 	if !dirty {
 		return nil
@@ -328,8 +374,13 @@ func (a *Agent) commit(reg *registry) error {
 	if err != nil {
 		a.m.commitErrors.Inc()
 		reg.markDirty()
+		return err
 	}
-	return err
+	for sink, g := range gens {
+		a.journals[sink].Covered(g)
+	}
+	step("", stepCommitted)
+	return nil
 }
 
 func (a *Agent) stopWhenCaughtUp(ctx context.Context, reg *registry, stop func()) {

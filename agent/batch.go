@@ -144,6 +144,7 @@ func (b *batchBuf) reset() {
 	clear(b.Segments)
 	b.Segments = b.Segments[:0]
 	b.Bytes = 0
+	b.Cut = time.Time{}
 	b.lastTS = nil
 	clear(b.notices)
 	b.notices = b.notices[:0]

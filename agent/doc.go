@@ -22,12 +22,20 @@
 //
 // # Guarantee
 //
-// Every complete line reaches every sink at least once, in file order. A
-// sink's position advances only when the sink acknowledged the batch
-// (Write returned nil), and positions are committed atomically by the
-// checkpoint package on a timer and at shutdown. After a crash, what was in
-// flight is delivered again: duplicates, never loss. Data that could not be
-// read before it disappeared (pruned, truncated or overwritten before a
+// Every complete line reaches every sink, in file order. A sink's position
+// advances only when the sink acknowledged the batch (Write returned nil),
+// and positions are committed atomically by the checkpoint package on a
+// timer and at shutdown. Between commits each sink's writer keeps a
+// delivery journal (package journal): the intent of a batch before its
+// first write, the positions delivered once the sink accepted it. A start
+// resumes every sink from the later of the checkpoint and its journal, and
+// cuts the batch that was in doubt again exactly (recut.go): same ranges,
+// records, order and bytes, so that a sink that recognises a batch it holds
+// (S3, the file sink, Elasticsearch, Kafka by reading back) stores each
+// once across crashes. When the batch cannot be cut again (its file gone
+// or changed), reading goes on from the acknowledged positions:
+// duplicates, never loss. Data that could not be read before it
+// disappeared (pruned, truncated or overwritten before a
 // sink reached it) is reported, never skipped silently: a gap record is
 // delivered to the sink in its place, logged and counted. Lines longer than
 // the limit are replaced by a stub record with their size, auditID and

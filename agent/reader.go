@@ -15,6 +15,7 @@ import (
 
 	"github.com/auditrail/auditrail/internal/auditjson"
 	"github.com/auditrail/auditrail/internal/redact"
+	"github.com/auditrail/auditrail/journal"
 	"github.com/auditrail/auditrail/rules"
 	"github.com/auditrail/auditrail/sinks"
 	"github.com/prometheus/client_golang/prometheus"
@@ -46,6 +47,13 @@ type reader struct {
 
 	cur *batchBuf
 	fr  framer
+	// inDoubt is the intent the journal held at start without an outcome:
+	// the first batch is cut again from it (see recut). recutting is set
+	// meanwhile: batches are not flushed. from holds where reading goes on
+	// in a file the re-cut batch ends in.
+	inDoubt   *journal.Intent
+	recutting bool
+	from      map[uint64]int64
 	// blocks, when set, shares read and parsed lines with the other
 	// sinks' readers.
 	blocks *blockCache
@@ -140,6 +148,13 @@ func (r *reader) run(ctx, drain context.Context) {
 		return
 	}
 	var after uint64
+	if r.inDoubt != nil {
+		after, _ = r.recut(drain, r.inDoubt)
+		r.inDoubt = nil
+		if !r.cur.empty() && !r.flush(drain) {
+			return
+		}
+	}
 	for ctx.Err() == nil {
 		if !r.addNotices(drain) {
 			break
@@ -254,7 +269,7 @@ func openSource(h *handle, off int64) (source, error) {
 // the file is finished (read to the end of a final file, or reported as a
 // gap) and false when reading must stop first.
 func (r *reader) readFile(ctx, drain context.Context, e *entry) bool {
-	off := r.reg.cursor(e, r.sink).Offset
+	off := max(r.reg.cursor(e, r.sink).Offset, r.from[e.ref.Seq])
 	r.log.Debug("reading file", "sink", r.sink, "file", e.ref.ID, "offset", off)
 	h := r.reg.acquire(e)
 	for h == nil {
@@ -457,14 +472,14 @@ func (r *reader) consume(drain context.Context, e *entry, b *block, i int) bool 
 // flushIfDue hands the batch to the writer if its flush interval has
 // passed. It returns false when reading must stop.
 func (r *reader) flushIfDue(drain context.Context) bool {
-	if !r.cur.empty() && r.now().Sub(r.cur.started) >= r.batch.FlushInterval {
+	if !r.cur.empty() && !r.recutting && r.now().Sub(r.cur.started) >= r.batch.FlushInterval {
 		return r.flush(drain)
 	}
 	return true
 }
 
 func (r *reader) full() bool {
-	return len(r.cur.Records) >= r.batch.MaxEvents || r.cur.Bytes >= r.batch.MaxBytes
+	return !r.recutting && (len(r.cur.Records) >= r.batch.MaxEvents || r.cur.Bytes >= r.batch.MaxBytes)
 }
 
 // touch starts the batch's flush clock.

@@ -157,6 +157,9 @@ type registry struct {
 	// notices made, so readers notice new ones without the lock.
 	notices   []*notice
 	noticeGen atomic.Uint64
+	// gens are, per sink, the last journal delivery acknowledged (see
+	// deliveredGen).
+	gens map[string]uint64
 	// sealedNoticed is set once a redaction failure was reported.
 	sealedNoticed atomic.Bool
 	now           func() time.Time

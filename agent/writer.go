@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/auditrail/auditrail/internal/fsutil"
+	"github.com/auditrail/auditrail/journal"
 	"github.com/auditrail/auditrail/sinks"
 )
 
@@ -26,8 +27,10 @@ type writer struct {
 	log    *slog.Logger
 	now    func() time.Time
 	dlqDir string
-	in     <-chan *batchBuf
-	free   chan<- *batchBuf
+	// j is the sink's delivery journal; nil without a state directory.
+	j    *journal.Store
+	in   <-chan *batchBuf
+	free chan<- *batchBuf
 	// fail stops the agent with err.
 	fail func(err error)
 	// anchored is the last chain head published, for a sinks.Anchorer.
@@ -52,14 +55,43 @@ func (w *writer) run(ctx context.Context) {
 		w.discard()
 		return
 	}
-	for b := range w.in {
-		if !w.deliver(ctx, b) {
-			// Not acknowledged: it will be read again on the next start.
+	defer w.flushJournal(ctx)
+	for {
+		b, ok := w.next(ctx)
+		if !ok {
 			return
+		}
+		// A batch with records is journaled: its intent before the first
+		// attempt, its positions once accepted (see package journal),
+		// written with the next intent or when the sink goes idle.
+		journaled := w.j != nil && len(b.Records) > 0
+		if journaled {
+			if b.Cut.IsZero() {
+				b.Cut = w.now().UTC().Round(0) // as the journal keeps it
+			}
+			in := w.intentOf(b)
+			if !w.journal(ctx, "record intent", func() error { return w.j.Intend(in) }) {
+				return
+			}
+			step(w.name, stepIntent)
+		}
+		if !w.deliver(ctx, b) {
+			// Not acknowledged: it is cut again on the next start.
+			return
+		}
+		var gen uint64
+		if journaled {
+			step(w.name, stepWritten)
+			gen = w.j.Record(w.deliveredOf(b), noticeIDs(b.notices))
+			step(w.name, stepDelivered)
 		}
 		w.publishHead() // before the ack, so that the agent is not caught up without it
 		w.reg.ack(w.name, b.Segments)
 		w.reg.ackNotices(w.name, b.notices)
+		if journaled {
+			w.reg.deliveredGen(w.name, gen)
+			step(w.name, stepAcked)
+		}
 		if len(b.Records) > 0 {
 			w.m.shippedRecords.WithLabelValues(w.name).Add(float64(len(b.Records)))
 			w.m.shippedBytes.WithLabelValues(w.name).Add(float64(b.Bytes))
@@ -69,6 +101,52 @@ func (w *writer) run(ctx context.Context) {
 		b.reset()
 		w.free <- b
 	}
+}
+
+// next returns the next batch, false once the input is closed. When none
+// is waiting it first writes the deliveries the journal holds only in
+// memory: a sink that goes idle leaves no batch in doubt behind.
+func (w *writer) next(ctx context.Context) (*batchBuf, bool) {
+	select {
+	case b, ok := <-w.in:
+		return b, ok
+	default:
+	}
+	w.flushJournal(ctx)
+	b, ok := <-w.in
+	return b, ok
+}
+
+// flushJournal writes the deliveries recorded and not written yet.
+func (w *writer) flushJournal(ctx context.Context) {
+	if w.j != nil && w.j.Dirty() {
+		w.journal(ctx, "record delivery", w.j.Flush)
+	}
+}
+
+// journal runs commit, a write of the journal, until it succeeds or ctx
+// ends; it reports whether it succeeded.
+func (w *writer) journal(ctx context.Context, what string, commit func() error) bool {
+	bo := backoff{opts: w.retry}
+	for {
+		err := commit()
+		if err == nil {
+			return true
+		}
+		d := bo.next()
+		w.log.Error("delivery journal; retrying", "sink", w.name, "step", what, "retryIn", d, "err", err)
+		if !sleep(ctx, d) {
+			return false
+		}
+	}
+}
+
+func noticeIDs(ns []*notice) []string {
+	out := make([]string, len(ns))
+	for i, n := range ns {
+		out[i] = n.ref.ID
+	}
+	return out
 }
 
 // publishHead queues the sink's hash chain head as an anchor record for the

@@ -24,7 +24,10 @@
 // The state records, per source file and per sink, the offset below which
 // that sink has acknowledged every line. Positions only move forward on
 // acknowledgement, so resuming from a loaded state re-delivers at most what
-// was in flight: duplicates are possible, loss is not.
+// was acknowledged or in flight since the last commit: duplicates are
+// possible, loss is not. The agent closes that window with each sink's
+// delivery journal (package journal), which it merges into the state at
+// start.
 //
 // This package imports neither the agent nor the sinks.
 package checkpoint

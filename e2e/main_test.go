@@ -12,6 +12,11 @@ import (
 var bin string
 
 func TestMain(m *testing.M) {
+	if b := os.Getenv("AUDITRAIL_E2E_BIN"); b != "" {
+		// A binary built elsewhere, e.g. of an older commit to compare.
+		bin = b
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "auditrail-e2e-bin")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -57,7 +57,8 @@ func NewScenario(t *testing.T, wc WriterConfig) *Scenario {
 	}
 	addr := freeAddr(t)
 	s.Metrics = "http://" + addr + "/metrics"
-	if err := srv.WriteConfig(s.Config, s.Live, filepath.Join(root, "state")); err != nil {
+	archive := filepath.Join(root, "archive")
+	if err := srv.WriteConfig(s.Config, s.Live, filepath.Join(root, "state"), archive); err != nil {
 		t.Fatal(err)
 	}
 	f, _ := os.OpenFile(s.Config, os.O_APPEND|os.O_WRONLY, 0)
@@ -66,7 +67,7 @@ func NewScenario(t *testing.T, wc WriterConfig) *Scenario {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	s3t, est, kt := srv.Watch(ctx, t)
-	s.Sinks = map[string]*Tracker{"s3": s3t, "es": est, "kafka": kt}
+	s.Sinks = map[string]*Tracker{"s3": s3t, "es": est, "kafka": kt, "file": WatchFile(ctx, archive)}
 	wc.Path = s.Live
 	s.W = NewWriter(wc)
 	s.Agent = &Agent{Bin: bin, Config: s.Config, Env: AgentEnv()}
@@ -172,7 +173,7 @@ func (s *Scenario) WaitDelivered(timeout time.Duration, want map[string]time.Tim
 // Results compares what each sink received with want.
 func (s *Scenario) Results(name string, want map[string]time.Time) []Result {
 	var out []Result
-	for _, sink := range []string{"s3", "es", "kafka"} {
+	for _, sink := range []string{"s3", "es", "kafka", "file"} {
 		out = append(out, Measure(name, sink, want, s.Sinks[sink]))
 	}
 	return out
@@ -209,6 +210,21 @@ func (s *Scenario) Report(rs []Result) {
 			}
 		}
 		s.T.Logf("agent warnings and errors:\n%s", problems(b, 30))
+	}
+}
+
+// exactlyOnce are the sinks that receive every event exactly once, crashes
+// included: all of them.
+var exactlyOnce = []string{"s3", "es", "kafka", "file"}
+
+// AssertNoDuplicates fails the test for every event that arrived more than
+// once in a sink that delivers exactly once.
+func (s *Scenario) AssertNoDuplicates(rs []Result) {
+	s.T.Helper()
+	for _, r := range rs {
+		if slices.Contains(exactlyOnce, r.Sink) && r.Duplicates > 0 {
+			s.T.Errorf("%s: %d events arrived more than once", r.Sink, r.Duplicates)
+		}
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"log"
 	"maps"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -56,8 +57,8 @@ func StartServers(t miniotest.TB) *Servers {
 }
 
 // WriteConfig writes an agent config with the S3, Elasticsearch and Kafka
-// sinks.
-func (s *Servers) WriteConfig(path, auditLog, stateDir string) error {
+// sinks, and a file sink writing to archive unless it is "".
+func (s *Servers) WriteConfig(path, auditLog, stateDir, archive string) error {
 	cfg := strings.Join([]string{
 		"auditLogPath: " + auditLog,
 		"stateDir: " + stateDir,
@@ -98,6 +99,17 @@ func (s *Servers) WriteConfig(path, auditLog, stateDir string) error {
 		"      topic: " + s.Topic,
 		"      requestTimeout: 10s",
 	}, "\n") + "\n"
+	if archive != "" {
+		cfg += strings.Join([]string{
+			"  - name: file",
+			"    type: file",
+			"    batch: {maxEvents: 1000, flushInterval: 200ms}",
+			"    retry: {initialInterval: 100ms, maxInterval: 2s}",
+			"    file:",
+			"      directory: " + archive,
+			"      maxFileBytes: 4MiB",
+		}, "\n") + "\n"
+	}
 	return os.WriteFile(path, []byte(cfg), 0o644)
 }
 
@@ -291,7 +303,9 @@ type event struct {
 	RequestURI string `json:"requestURI"`
 }
 
-func (t *Tracker) line(b []byte, now time.Time) {
+// line records the record b, seen at now, and returns its auditID/stage
+// key if it counts as an event.
+func (t *Tracker) line(b []byte, now time.Time) string {
 	var ev event
 	err := json.Unmarshal(b, &ev)
 	if err == nil && ev.Kind == "AuditrailOversizedLine" && ev.AuditID != "" && ev.Stage != "" {
@@ -300,19 +314,19 @@ func (t *Tracker) line(b []byte, now time.Time) {
 		t.stubs++
 		t.mu.Unlock()
 		t.saw(Key(ev.AuditID, ev.Stage), now)
-		return
+		return Key(ev.AuditID, ev.Stage)
 	}
 	switch ev.Kind {
 	case "AuditrailManifest", "AuditrailAgentStarted", "AuditrailHeartbeat", "AuditrailAnchor":
 		t.mu.Lock()
 		t.agent[ev.Kind]++
 		t.mu.Unlock()
-		return
+		return ""
 	case "AuditrailTamper":
 		t.mu.Lock()
 		t.tampers = append(t.tampers, string(b))
 		t.mu.Unlock()
-		return
+		return ""
 	}
 	if err == nil && ev.Kind == "Event" && ev.AuditID == "" {
 		ev.Kind = "Event without auditID" // e.g. a malformed line that Go's decoder accepts
@@ -325,7 +339,7 @@ func (t *Tracker) line(b []byte, now time.Time) {
 			t.gaps = append(t.gaps, string(b))
 		}
 		t.mu.Unlock()
-		return
+		return ""
 	}
 	k := Key(ev.AuditID, ev.Stage)
 	t.saw(k, now)
@@ -334,6 +348,7 @@ func (t *Tracker) line(b []byte, now time.Time) {
 		u[ev.RequestURI]++
 	}
 	t.mu.Unlock()
+	return k
 }
 
 // Watch follows every sink until ctx ends, recording what arrives.
@@ -388,6 +403,81 @@ func (s *Servers) watchS3(ctx context.Context, tr *Tracker) {
 			}
 		}
 		sleep(ctx, 100*time.Millisecond)
+	}
+}
+
+// WatchFile follows the file sink's archive in dir until ctx ends,
+// recording what arrives. A torn batch the sink cuts off after a crash is
+// taken back.
+func WatchFile(ctx context.Context, dir string) *Tracker {
+	tr := newTracker()
+	go func() {
+		type seen struct {
+			off int64
+			key string
+		}
+		read := map[string]int64{}
+		keys := map[string][]seen{}
+		for ctx.Err() == nil {
+			files, _ := filepath.Glob(filepath.Join(dir, "auditrail-*.ndjson"))
+			for _, p := range files {
+				fi, err := os.Stat(p)
+				if err != nil {
+					continue
+				}
+				if size := fi.Size(); size < read[p] {
+					kept := keys[p][:0]
+					for _, k := range keys[p] {
+						if k.off < size {
+							kept = append(kept, k)
+						} else {
+							tr.unsee(k.key)
+						}
+					}
+					keys[p], read[p] = kept, size
+				}
+				b, err := readFrom(p, read[p])
+				if err != nil {
+					continue
+				}
+				now := time.Now()
+				for len(b) > 0 {
+					i := bytes.IndexByte(b, '\n')
+					if i < 0 {
+						break
+					}
+					if k := tr.line(b[:i], now); k != "" {
+						keys[p] = append(keys[p], seen{read[p], k})
+					}
+					read[p] += int64(i + 1)
+					b = b[i+1:]
+				}
+			}
+			sleep(ctx, 100*time.Millisecond)
+		}
+	}()
+	return tr
+}
+
+func readFrom(path string, off int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if _, err := f.Seek(off, io.SeekStart); err != nil {
+		return nil, err
+	}
+	return io.ReadAll(f)
+}
+
+// unsee takes back an event counted by line.
+func (t *Tracker) unsee(key string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.count[key]--; t.count[key] <= 0 {
+		delete(t.count, key)
+		delete(t.first, key)
 	}
 }
 

@@ -61,6 +61,7 @@ fuzz FuzzSkipContainer 300000x ./internal/auditjson
 fuzz FuzzValid 300000x ./internal/ocsf
 fuzz FuzzAppend 100000x ./internal/ocsf
 fuzz FuzzDecode 300000x ./checkpoint
+fuzz FuzzDecode 300000x ./journal
 fuzz FuzzFramer 20000x ./agent
 
 # kube-apiserver's writer, the real binary, SIGKILL, sink outages. The

@@ -2,6 +2,7 @@ package sinks
 
 import (
 	"crypto/sha256"
+	"time"
 
 	"github.com/auditrail/auditrail/internal/auditjson"
 )
@@ -124,4 +125,9 @@ type Batch struct {
 	Segments []Segment
 	// Bytes is the total length of the records' lines.
 	Bytes int
+	// Cut is when the agent first built the batch. A batch cut again after
+	// a crash (see package journal) has the same records, ranges and Cut,
+	// so a sink that names a batch without events by time names it the
+	// same.
+	Cut time.Time
 }

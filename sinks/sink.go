@@ -5,7 +5,10 @@
 // of the batch is durably accepted, and the agent advances the sink's file
 // positions only then. Batches can be written again after a crash or a
 // failed attempt, so implementations must be idempotent or document that
-// they are not. Concurrency comes from the agent (one writer per sink), not
+// they are not. After a crash the batch that was in doubt is written again
+// exactly as it was first cut (the same records in the same order, the same
+// segments and Cut), so a sink that recognises a batch it holds, by name or
+// by content, stores it once. Concurrency comes from the agent (one writer per sink), not
 // from callbacks.
 package sinks
 

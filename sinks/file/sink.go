@@ -2,20 +2,23 @@
 // size-rotated files in a local directory, fsyncing every batch.
 //
 // Files are named auditrail-<UTC time to the nanosecond>-<pid>.ndjson, so
-// that they sort by creation. Every run of the agent starts a new file. A batch is
-// acknowledged only after it is written and fsynced. The sink is not
-// idempotent: a batch re-delivered after a crash is appended again, so
-// readers should deduplicate on the SHA-256 of the line, not on auditID
-// and stage, which a client can give to several requests with the
-// Audit-ID header.
+// that they sort by creation. Every run of the agent starts a new file. A
+// batch is acknowledged only after it is written and fsynced.
+//
+// Before each append the sink records, atomically (temporary file, fsync,
+// rename, fsync of the directory), the file and its size before and after
+// the append, in .auditrail-<sink>.pending.json in the directory. After a
+// crash the agent writes the batch it had in doubt again, cut exactly as
+// before (see package journal); the sink then finds it whole at the
+// recorded place and does not append it again, or finds a torn part of it
+// and cuts that off before writing it whole. Each batch is in the archive
+// once, as long as the directory and the agent's state directory survive.
 package file
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/auditrail/auditrail/internal/fsutil"
-	"github.com/auditrail/auditrail/internal/ocsf"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -23,6 +26,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/auditrail/auditrail/internal/fsutil"
+	"github.com/auditrail/auditrail/internal/ocsf"
 	"github.com/auditrail/auditrail/sinks"
 )
 
@@ -38,6 +43,9 @@ type Sink struct {
 	size int64
 	last time.Time // creation time of the newest file
 	buf  []byte
+	// inDoubt is the append the last run recorded, settled by the first
+	// Write (see reconcile).
+	inDoubt *pending
 }
 
 // New returns a file sink, creating its directory. The directory and its
@@ -60,7 +68,11 @@ func New(name string, cfg Config) (*Sink, error) {
 			return nil, fmt.Errorf("file sink %s: make %s private: %w", name, f, err)
 		}
 	}
-	return &Sink{name: name, cfg: cfg, now: time.Now}, nil
+	p, err := loadPending(pendingPath(cfg.Directory, name))
+	if err != nil {
+		return nil, fmt.Errorf("file sink %s: %w", name, err)
+	}
+	return &Sink{name: name, cfg: cfg, now: time.Now, inDoubt: p}, nil
 }
 
 // Name implements sinks.Sink.
@@ -73,20 +85,35 @@ func (s *Sink) Write(ctx context.Context, b *sinks.Batch) error {
 		s.buf = s.appendRecord(s.buf, &b.Records[i])
 		s.buf = append(s.buf, '\n')
 	}
+	if s.inDoubt != nil {
+		done, err := s.reconcile(s.inDoubt, s.buf)
+		if err != nil {
+			return err
+		}
+		s.inDoubt = nil
+		if done {
+			return nil
+		}
+	}
 	if s.f == nil || s.size >= int64(s.cfg.MaxFileBytes) {
 		if err := s.rotate(); err != nil {
 			return err
 		}
 	}
+	p := pending{File: filepath.Base(s.f.Name()), Size: s.size, End: s.size + int64(len(s.buf))}
+	if err := s.record(p); err != nil {
+		return err
+	}
 	n, err := s.f.Write(s.buf)
 	s.size += int64(n)
-	if err != nil {
-		s.closeCurrent()
-		return fmt.Errorf("file sink %s: write: %w", s.name, err)
+	if err == nil {
+		err = s.f.Sync()
 	}
-	if err := s.f.Sync(); err != nil {
+	if err != nil {
+		// What was written of it is cut off before the next attempt.
 		s.closeCurrent()
-		return fmt.Errorf("file sink %s: sync: %w", s.name, err)
+		s.inDoubt = &p
+		return fmt.Errorf("file sink %s: write: %w", s.name, err)
 	}
 	if cap(s.buf) > 8<<20 {
 		s.buf = nil

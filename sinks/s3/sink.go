@@ -285,8 +285,9 @@ func (s *Sink) metadata(b *sinks.Batch, firstEvent time.Time) map[string]string 
 	}
 }
 
-// firstEventTime returns the time of the batch's first event, or now for a
-// batch without events.
+// firstEventTime returns the time of the batch's first event; for a batch
+// without events, when it was cut (the same when it is cut again after a
+// crash), or now.
 func (s *Sink) firstEventTime(b *sinks.Batch) time.Time {
 	for i := range b.Records {
 		if ts := sinks.EventTime(&b.Records[i]); len(ts) > 0 {
@@ -294,6 +295,9 @@ func (s *Sink) firstEventTime(b *sinks.Batch) time.Time {
 				return t.UTC()
 			}
 		}
+	}
+	if !b.Cut.IsZero() {
+		return b.Cut.UTC()
 	}
 	return s.now().UTC()
 }

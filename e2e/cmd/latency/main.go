@@ -47,7 +47,7 @@ func main() {
 	live := filepath.Join(auditDir, "audit.log")
 	cfg := filepath.Join(dir, "auditrail.yaml")
 	srv.S3Flush = *s3Flush
-	if err := srv.WriteConfig(cfg, live, filepath.Join(dir, "state")); err != nil {
+	if err := srv.WriteConfig(cfg, live, filepath.Join(dir, "state"), ""); err != nil {
 		r.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
