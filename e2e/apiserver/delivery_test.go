@@ -118,6 +118,9 @@ func (r *run) results(x *expected) []sinkResult {
 		if res.Unexpected > 0 {
 			r.t.Errorf("%s: %d events kube-apiserver did not write", name, res.Unexpected)
 		}
+		if res.Duplicates > 0 {
+			r.t.Errorf("%s: %d lines delivered more than once across the SIGKILLs", name, res.Duplicates)
+		}
 		for kind, n := range rcv.Other {
 			switch kind {
 			case "AuditrailGap", "Event without auditID", "":

@@ -35,7 +35,7 @@ import (
 // destination.
 func writeConfig(t *testing.T, srv *e2e.Servers, path, auditLog, stateDir, fileDir, hookURL, hookSecret string) {
 	t.Helper()
-	if err := srv.WriteConfig(path, auditLog, stateDir); err != nil {
+	if err := srv.WriteConfig(path, auditLog, stateDir, fileDir); err != nil {
 		t.Fatal(err)
 	}
 	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
@@ -43,8 +43,6 @@ func writeConfig(t *testing.T, srv *e2e.Servers, path, auditLog, stateDir, fileD
 		t.Fatal(err)
 	}
 	defer f.Close()
-	// The sinks list is the last key WriteConfig writes.
-	fmt.Fprintf(f, "  - name: file\n    type: file\n    batch: {flushInterval: 200ms}\n    file: {directory: %s}\n", fileDir)
 	fmt.Fprintf(f, "heartbeatInterval: 5s\nalerts:\n  rateLimit: {burst: 100000, interval: 1s}\n  destinations:\n"+
 		"    - {name: soc, type: webhook, url: %q, secret: %q, allowInsecure: true}\n", hookURL, hookSecret)
 }
