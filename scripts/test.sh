@@ -43,7 +43,7 @@ if [ -n "$unformatted" ]; then
   echo "gofmt would change:"; echo "$unformatted"; exit 1
 fi
 
-step vet sh -c 'go vet ./... && cd e2e && go vet ./...'
+step vet sh -c 'go vet ./... && (cd e2e && go vet ./...) && cd e2e/apiserver && go vet ./...'
 
 # Per package; the slowest (agent, sinks/s3 with MinIO) take 2-4 min on a
 # busy 2-core machine under the race detector.
@@ -67,4 +67,8 @@ fuzz FuzzFramer 20000x ./agent
 # kube-apiserver's writer, the real binary, SIGKILL, sink outages. The
 # binary's build in TestMain counts against the timeout.
 step e2e sh -c 'cd e2e && go test -count=1 -v -timeout 60m ./...'
+# The real kube-apiserver in process (k8s.io/kubernetes, its own module),
+# the agent shipping its audit log. go test compiles kube-apiserver before
+# the timeout starts; the run itself takes a few minutes.
+step apiserver sh -c 'cd e2e/apiserver && go test -count=1 -v -timeout 20m ./...'
 echo "== all passed in $((SECONDS - start)) s; logs in $logs"
