@@ -39,6 +39,9 @@ const (
 	// MetaCollision names the key another object held (see
 	// Manifest.Collision).
 	MetaCollision = "collision"
+	// MetaFormat is "ocsf" on objects whose events are OCSF (see
+	// Manifest.Format).
+	MetaFormat = "format"
 )
 
 // Reasons an epoch starts.

@@ -28,6 +28,11 @@ type Config struct {
 	Node    string `yaml:"node"`
 	// Compression of each object: zstd, gzip or none.
 	Compression string `yaml:"compression"`
+	// Format of the audit events in the objects: "audit" (default), the
+	// bytes kube-apiserver wrote, or "ocsf", OCSF API Activity events
+	// (internal/ocsf). The manifest, the chain and verify cover the bytes
+	// stored either way.
+	Format string `yaml:"format"`
 	// ObjectLock is set on every object.
 	ObjectLock ObjectLockConfig `yaml:"objectLock"`
 	// ServerSideEncryption: "" (the bucket's default), AES256 or aws:kms.
@@ -107,6 +112,9 @@ func (c *Config) Validate(prefix string) error {
 	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(prefix+"."+format, a...)) }
 	if c.Bucket == "" {
 		add("bucket is required")
+	}
+	if c.Format != "" && c.Format != "audit" && c.Format != "ocsf" {
+		add("format must be audit or ocsf, got %q", c.Format)
 	}
 	switch c.Compression {
 	case "zstd", "gzip", "none":

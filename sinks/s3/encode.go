@@ -10,6 +10,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/auditrail/auditrail/internal/ocsf"
 	"github.com/auditrail/auditrail/sinks"
 )
 
@@ -23,6 +24,11 @@ type encoder struct {
 	out         bytes.Buffer
 	sum         hash.Hash
 	sumBuf      [sha256.Size]byte
+	// ocsf maps events to OCSF API Activity (Config.Format) into mapped,
+	// record i at mapped[ends[i-1]:ends[i]].
+	ocsf   bool
+	mapped []byte
+	ends   []int
 }
 
 func newEncoder(kind string) (*encoder, error) {
@@ -55,9 +61,12 @@ func newEncoder(kind string) (*encoder, error) {
 // the records, then the records, compressed as they are written, without
 // an uncompressed copy. It stays valid until the next call.
 func (e *encoder) encode(b *sinks.Batch, head func(recordsSHA256 []byte) []byte) ([]byte, error) {
+	if e.ocsf {
+		e.mapOCSF(b)
+	}
 	e.sum.Reset()
 	for i := range b.Records {
-		e.sum.Write(b.Records[i].Line)
+		e.sum.Write(e.record(b, i))
 		e.sum.Write(newline)
 	}
 	manifest := head(e.sum.Sum(e.sumBuf[:0]))
@@ -76,8 +85,11 @@ func (e *encoder) encode(b *sinks.Batch, head func(recordsSHA256 []byte) []byte)
 	w.Write(manifest)
 	w.Write(newline)
 	for i := range b.Records {
-		w.Write(b.Records[i].Line)
+		w.Write(e.record(b, i))
 		w.Write(newline)
+	}
+	if cap(e.mapped) > 64<<20 {
+		e.mapped = nil // a rare huge batch: do not keep its buffer
 	}
 	var err error
 	switch e.kind {
@@ -93,6 +105,38 @@ func (e *encoder) encode(b *sinks.Batch, head func(recordsSHA256 []byte) []byte)
 }
 
 var newline = []byte{'\n'}
+
+// mapOCSF maps b's events to OCSF into e.mapped; the agent's records and
+// lines OCSF cannot hold stay as they are.
+func (e *encoder) mapOCSF(b *sinks.Batch) {
+	e.mapped, e.ends = e.mapped[:0], e.ends[:0]
+	for i := range b.Records {
+		r := &b.Records[i]
+		mapped := false
+		if r.Kind == sinks.KindEvent && r.Event != nil {
+			if out, err := ocsf.Append(e.mapped, r.Line, r.Event); err == nil {
+				e.mapped, mapped = out, true
+			}
+		}
+		if !mapped {
+			e.mapped = append(e.mapped, r.Line...)
+		}
+		e.ends = append(e.ends, len(e.mapped))
+	}
+}
+
+// record returns the bytes stored for record i of b: its line, or as
+// mapped by mapOCSF.
+func (e *encoder) record(b *sinks.Batch, i int) []byte {
+	if !e.ocsf {
+		return b.Records[i].Line
+	}
+	start := 0
+	if i > 0 {
+		start = e.ends[i-1]
+	}
+	return e.mapped[start:e.ends[i]]
+}
 
 func (e *encoder) close() {
 	if e.zw != nil {

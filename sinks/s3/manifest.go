@@ -48,6 +48,9 @@ type Manifest struct {
 	// Collision is the key this object belongs at, which already held
 	// another object when the sink uploaded it.
 	Collision string `json:"collision,omitempty"`
+	// Format is "ocsf" when the events are OCSF API Activity events
+	// (Config.Format); empty when they are the bytes kube-apiserver wrote.
+	Format string `json:"format,omitempty"`
 }
 
 // newManifest fills a manifest from the object's metadata (without its
@@ -61,7 +64,7 @@ func newManifest(meta map[string]string) Manifest {
 		Records: records, RecordsSHA256: meta[MetaRecordsSHA256],
 		SourceFile: meta["source-file"], SourceRange: meta["source-range"],
 		FirstEvent: meta["first-event"], LastEvent: meta["last-event"], Marked: meta[MetaMarked],
-		Closed: meta[MetaClosed] == "true", Collision: meta[MetaCollision],
+		Closed: meta[MetaClosed] == "true", Collision: meta[MetaCollision], Format: meta[MetaFormat],
 	}
 }
 

@@ -90,6 +90,7 @@ func New(ctx context.Context, name string, cfg Config, log *slog.Logger, reg pro
 	if err != nil {
 		return nil, fmt.Errorf("s3 sink %s: %w", name, err)
 	}
+	enc.ocsf = cfg.Format == "ocsf"
 	ch, err := loadChain(chainPath(cfg.StateDir, name), cfg.Node+"/"+name, time.Now())
 	if err != nil {
 		return nil, fmt.Errorf("s3 sink %s: %w", name, err)
@@ -274,7 +275,7 @@ func marked(b *sinks.Batch) string {
 // and its SHA-256.
 func (s *Sink) metadata(b *sinks.Batch, firstEvent time.Time) map[string]string {
 	first, last := span(b)
-	return map[string]string{
+	meta := map[string]string{
 		MetaMarked:     marked(b),
 		"records":      strconv.Itoa(len(b.Records)),
 		"source-file":  first.File.ID,
@@ -283,6 +284,10 @@ func (s *Sink) metadata(b *sinks.Batch, firstEvent time.Time) map[string]string 
 		"first-event":  firstEvent.UTC().Format(time.RFC3339Nano),
 		"last-event":   last.LastEventTime,
 	}
+	if s.cfg.Format == "ocsf" {
+		meta[MetaFormat] = "ocsf"
+	}
+	return meta
 }
 
 // firstEventTime returns the time of the batch's first event; for a batch
