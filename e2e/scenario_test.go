@@ -383,8 +383,8 @@ func (s *Scenario) VerifyArchive(args ...string) (report s3sink.Report, code int
 
 // AssertArchiveVerifies checks that the S3 archive has no findings: every
 // checksum, chain link and retention holds, and when the scenario has a
-// Kafka sink, the chain heads the agent published there as anchors agree
-// with the archive and reach its last epoch.
+// Kafka or Elasticsearch sink, the chain heads the agent published there as
+// anchors agree with the archive and reach its last epoch.
 func (s *Scenario) AssertArchiveVerifies() {
 	s.T.Helper()
 	var args []string
@@ -392,9 +392,15 @@ func (s *Scenario) AssertArchiveVerifies() {
 	if err != nil {
 		s.T.Fatal(err)
 	}
-	anchored := strings.Contains(cfg, "name: kafka\n")
+	var sources []string
+	for _, name := range []string{"kafka", "es"} {
+		if strings.Contains(cfg, "name: "+name+"\n") {
+			sources = append(sources, name)
+		}
+	}
+	anchored := len(sources) > 0
 	if anchored {
-		args = append(args, "--anchors", "kafka")
+		args = append(args, "--anchors", strings.Join(sources, ","))
 	}
 	rep, code := s.VerifyArchive(args...)
 	if code != 0 || !rep.OK || rep.Objects == 0 {
@@ -404,6 +410,6 @@ func (s *Scenario) AssertArchiveVerifies() {
 		s.T.Logf("archive: chain %s epoch %s objects %d..%d, anchored up to %d", e.Chain, e.Epoch, e.FirstSeq, e.LastSeq, e.AnchoredSeq)
 	}
 	if n := len(rep.Epochs); anchored && (rep.Anchors == 0 || n > 0 && rep.Epochs[n-1].AnchoredSeq == 0) {
-		s.T.Errorf("verify --anchors kafka checked %d anchors; the last epoch has none", rep.Anchors)
+		s.T.Errorf("verify --anchors %s checked %d anchors; the last epoch has none", strings.Join(sources, ","), rep.Anchors)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/auditrail/auditrail/internal/config"
 	"github.com/auditrail/auditrail/internal/units"
 	"github.com/auditrail/auditrail/sinks"
+	"github.com/auditrail/auditrail/sinks/elasticsearch"
 	"github.com/auditrail/auditrail/sinks/file"
 	"github.com/auditrail/auditrail/sinks/kafka"
 	"github.com/auditrail/auditrail/sinks/s3"
@@ -46,7 +47,7 @@ func verify(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&minRetention, "min-retention", -1, "Object Lock retention every object must have (default: the sink's objectLock.retention)")
 	fs.DurationVar(&maxGap, "max-gap", -1, "longest time without an upload (events or heartbeats) and longest agent downtime that are not findings; 0 skips (default: 5m, or 5 heartbeat intervals of --config if longer)")
 	fs.StringVar(&maxObject, "max-object-bytes", "1GiB", "most bytes read from one object, compressed or decompressed; a larger one is an oversized-object finding")
-	fs.StringVar(&anchorSources, "anchors", "", "compare the archive with the chain heads the agent published to these destinations, comma-separated: the name of a kafka or file sink in --config, or file:DIR for a file sink's directory")
+	fs.StringVar(&anchorSources, "anchors", "", "compare the archive with the chain heads the agent published to these destinations, comma-separated: the name of a kafka, elasticsearch or file sink in --config, or file:DIR for a file sink's directory")
 	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -169,10 +170,12 @@ func readAnchors(ctx context.Context, cfgFile, sources string) ([]sinks.AnchorRe
 		switch sc := c.Sinks[i]; sc.Type {
 		case "kafka":
 			as, err = kafka.ReadAnchors(ctx, *sc.Kafka)
+		case "elasticsearch":
+			as, err = elasticsearch.ReadAnchors(ctx, *sc.Elasticsearch)
 		case "file":
 			as, err = file.ReadAnchors(sc.File.Directory)
 		default:
-			return nil, fmt.Errorf("sink %q is of type %s; anchors are read back from kafka and file sinks", src, sc.Type)
+			return nil, fmt.Errorf("sink %q is of type %s; anchors are read back from kafka, elasticsearch and file sinks", src, sc.Type)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("sink %s: %w", src, err)

@@ -11,6 +11,7 @@ package estest
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"compress/gzip"
 	"encoding/json"
 	"fmt"
@@ -18,6 +19,8 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"path"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -43,6 +46,9 @@ type Server struct {
 	templates     map[string]json.RawMessage
 	lastAuth      string
 	beforeBulk    func() (after func())
+	// scrolls hold the hits of open scrolls not returned yet, by id.
+	scrolls map[string][]hit
+	nextID  int
 }
 
 // New starts a server on 127.0.0.1.
@@ -213,8 +219,14 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		n := len(s.docs[parts[0]])
 		s.mu.Unlock()
 		fmt.Fprintf(w, `{"count":%d}`, n)
+	case len(parts) >= 2 && parts[0] == "_search" && parts[1] == "scroll":
+		id := r.URL.Query().Get("scroll_id")
+		if len(parts) == 3 {
+			id = parts[2]
+		}
+		s.scroll(w, r.Method, id, body)
 	case len(parts) == 2 && parts[1] == "_search":
-		s.search(w, parts[0], body)
+		s.search(w, parts[0], body, r.URL.Query().Get("scroll") != "")
 	default:
 		w.WriteHeader(http.StatusNotFound)
 		fmt.Fprintf(w, `{"error":{"type":"not_implemented","reason":"estest does not serve %s %s"},"status":404}`, r.Method, r.URL.Path)
@@ -345,28 +357,145 @@ func (s *Server) item(op, index, id string, doc json.RawMessage) result {
 }
 
 // search serves {"query":{"ids":{"values":[...]}}}.
-func (s *Server) search(w http.ResponseWriter, index string, body []byte) {
+type hit struct {
+	Index  string          `json:"_index"`
+	ID     string          `json:"_id"`
+	Source json.RawMessage `json:"_source"`
+}
+
+// search answers a query by ids, or by match or term clauses on one field
+// each, any of which matches ("bool.should"), over an index name or a
+// pattern with * (several comma-separated). With scroll set, it answers
+// the first size hits and a _scroll_id for the rest.
+func (s *Server) search(w http.ResponseWriter, index string, body []byte, scroll bool) {
 	var q struct {
 		Size  int `json:"size"`
 		Query struct {
 			IDs struct {
 				Values []string `json:"values"`
 			} `json:"ids"`
+			Bool struct {
+				Should []map[string]map[string]string `json:"should"`
+			} `json:"bool"`
 		} `json:"query"`
 	}
 	json.Unmarshal(body, &q)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	type hit struct {
-		ID     string          `json:"_id"`
-		Source json.RawMessage `json:"_source"`
-	}
 	var hits []hit
-	for _, id := range q.Query.IDs.Values {
-		if d, ok := s.docs[index][id]; ok {
-			hits = append(hits, hit{ID: id, Source: d})
+	for _, ix := range s.indices(index) {
+		for _, id := range q.Query.IDs.Values {
+			if d, ok := s.docs[ix][id]; ok {
+				hits = append(hits, hit{Index: ix, ID: id, Source: d})
+			}
+		}
+		if len(q.Query.Bool.Should) == 0 {
+			continue
+		}
+		for _, c := range s.order[ix] {
+			if d := s.docs[ix][c.id]; matchesAny(d, q.Query.Bool.Should) {
+				hits = append(hits, hit{Index: ix, ID: c.id, Source: d})
+			}
 		}
 	}
-	sort.Slice(hits, func(i, j int) bool { return hits[i].ID < hits[j].ID })
-	json.NewEncoder(w).Encode(map[string]any{"hits": map[string]any{"total": map[string]any{"value": len(hits)}, "hits": hits}})
+	if len(q.Query.IDs.Values) > 0 {
+		sort.Slice(hits, func(i, j int) bool { return hits[i].ID < hits[j].ID })
+	}
+	if !scroll {
+		json.NewEncoder(w).Encode(map[string]any{"hits": map[string]any{"total": map[string]any{"value": len(hits)}, "hits": hits}})
+		return
+	}
+	if s.scrolls == nil {
+		s.scrolls = map[string][]hit{}
+	}
+	s.nextID++
+	id := fmt.Sprintf("scroll-%d", s.nextID)
+	size := cmp.Or(q.Size, 10)
+	s.scrolls[id] = hits
+	s.page(w, id, size, len(hits))
+}
+
+// page answers the next size hits of scroll id.
+func (s *Server) page(w http.ResponseWriter, id string, size, total int) {
+	hits := s.scrolls[id]
+	n := min(size, len(hits))
+	s.scrolls[id] = hits[n:]
+	json.NewEncoder(w).Encode(map[string]any{"_scroll_id": id, "_size": size,
+		"hits": map[string]any{"total": map[string]any{"value": total}, "hits": hits[:n]}})
+}
+
+// scroll continues (GET, POST) or clears (DELETE) a scroll, named in the
+// path, the query or the body.
+func (s *Server) scroll(w http.ResponseWriter, method, id string, body []byte) {
+	var q struct {
+		ScrollID string `json:"scroll_id"`
+	}
+	json.Unmarshal(body, &q)
+	q.ScrollID = cmp.Or(id, q.ScrollID)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.scrolls[q.ScrollID]; !ok {
+		w.WriteHeader(http.StatusNotFound)
+		io.WriteString(w, `{"error":{"type":"search_context_missing_exception","reason":"no such scroll"},"status":404}`)
+		return
+	}
+	if method == http.MethodDelete {
+		delete(s.scrolls, q.ScrollID)
+		io.WriteString(w, `{"succeeded":true,"num_freed":1}`)
+		return
+	}
+	s.page(w, q.ScrollID, 1000, len(s.scrolls[q.ScrollID]))
+}
+
+// indices returns the index names pattern names, * matching any run of
+// characters.
+func (s *Server) indices(pattern string) []string {
+	var out []string
+	for _, p := range strings.Split(pattern, ",") {
+		for ix := range s.docs {
+			if ok, _ := path.Match(p, ix); ok && !slices.Contains(out, ix) {
+				out = append(out, ix)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// matchesAny reports whether doc has, for one of the clauses ({"match" or
+// "term": {field: value}}), the value at the field's dotted path.
+func matchesAny(doc json.RawMessage, clauses []map[string]map[string]string) bool {
+	var v map[string]any
+	if json.Unmarshal(doc, &v) != nil {
+		return false
+	}
+	for _, c := range clauses {
+		for _, fv := range c {
+			for field, want := range fv {
+				if got, ok := lookup(v, field).(string); ok && got == want {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// lookup returns the value at a dotted path, taking keys that hold dots
+// (flattened objects) as they come.
+func lookup(v map[string]any, field string) any {
+	if x, ok := v[field]; ok {
+		return x
+	}
+	for i := range len(field) {
+		if field[i] != '.' {
+			continue
+		}
+		if sub, ok := v[field[:i]].(map[string]any); ok {
+			if x := lookup(sub, field[i+1:]); x != nil {
+				return x
+			}
+		}
+	}
+	return nil
 }
