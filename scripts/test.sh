@@ -55,7 +55,7 @@ step purego go test -count=1 -timeout 10m -tags purego ./internal/auditjson
 # duration races Go 1.26's fuzzing coordinator at its deadline (go.dev/issue/75804)
 # and fails with "context deadline exceeded" on a loaded machine. 5-10 s
 # each on the 2-core CI machine.
-fuzz() { step "fuzz-$1" go test -run '^$' -fuzz "^$1\$" -fuzztime "${FUZZTIME:-$2}" -timeout 15m "$3"; }
+fuzz() { step "fuzz-$1-$(basename "$3")" go test -run '^$' -fuzz "^$1\$" -fuzztime "${FUZZTIME:-$2}" -timeout 15m "$3"; }
 fuzz FuzzParse 200000x ./internal/auditjson
 fuzz FuzzSkipContainer 300000x ./internal/auditjson
 fuzz FuzzValid 300000x ./internal/ocsf
