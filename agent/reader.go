@@ -327,7 +327,7 @@ func (r *reader) readFile(ctx, drain context.Context, e *entry) bool {
 			off, w := copyWindowView(v, v.window, r.fr.pos)
 			return r.gap(drain, e, off, w)
 		}
-		if v.gone || h.gz || v.final && !v.settling {
+		if v.final || v.gone || h.gz {
 			return r.finish(drain, e)
 		}
 		if !r.wait(ctx, drain) {

@@ -49,13 +49,10 @@ type entry struct {
 	fpLen    int
 	fp       string
 	// head is the file's first fpLen bytes, once read in this run.
-	head  []byte
-	path  string
-	size  int64
-	final bool
-	// finalAt is when this run saw the file rotated away (final); zero
-	// for a file final before it started or compressed. See renameSettle.
-	finalAt    time.Time
+	head       []byte
+	path       string
+	size       int64
+	final      bool
 	compressed bool
 	// plainSize is the uncompressed size of a compressed file, from its
 	// gzip trailer; 0 when unknown.
@@ -512,21 +509,6 @@ func (r *registry) copyingLocked(c *candidate) bool {
 // it is taken as gone.
 const goneAfterScans = 2
 
-// renameSettle is how long a file renamed away keeps being read after
-// its last bytes, for a writer that still holds its descriptor and
-// writes a last line after the rename. kube-apiserver's lumberjack does
-// not (it renames after closing); a logrotate without copytruncate and an
-// application that reopens its log on a signal does, briefly.
-const renameSettle = 500 * time.Millisecond
-
-// finalLocked marks e rotated away.
-func (r *registry) finalLocked(e *entry) {
-	if !e.final && !e.compressed {
-		e.finalAt = r.now()
-	}
-	e.final = true
-}
-
 // tamperSettle is how long a file that vanished may wait for the verdict
 // on whether that was tampering. kube-apiserver's lumberjack removes the
 // backups of one pruning pass newest first, so a newer backup is gone for
@@ -631,7 +613,7 @@ func (r *registry) updateLocked(e *entry, c *candidate) {
 		e.path = c.path
 	}
 	if c.name != r.naming.base {
-		r.finalLocked(e)
+		e.final = true
 	}
 	if !c.gz {
 		e.size = c.size
@@ -667,7 +649,7 @@ func (r *registry) attachLocked(e *entry, c *candidate) {
 	}
 	e.gone, e.lost = false, ""
 	if c.name != r.naming.base {
-		r.finalLocked(e)
+		e.final = true
 	}
 	if !c.gz && c.size > e.size {
 		e.size = c.size
@@ -699,9 +681,6 @@ func (r *registry) addLocked(c *candidate) *entry {
 	}
 	if !c.gz {
 		e.size = c.size
-	}
-	if e.final && !c.gz {
-		e.finalAt = r.now() // a backup first seen now may have been renamed just now
 	}
 	if c.name == r.naming.base && !c.gz {
 		r.holeAtLineEndLocked(e, c) // notes where it ends with a line's end
@@ -892,16 +871,12 @@ type fileView struct {
 	lastTime string
 	bound    *lossBound
 	window   *copyWindow
-	// settling is set while a file renamed away in this run may still get
-	// a last write (renameSettle).
-	settling bool
 }
 
 func (r *registry) view(e *entry, sink string) fileView {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return fileView{h: e.h, final: e.final, gone: e.gone, lost: e.lost, size: e.size, path: e.path, lastTime: e.cursors[sink].LastEventTime, bound: e.bound, window: e.window,
-		settling: e.final && !e.finalAt.IsZero() && r.now().Sub(e.finalAt) < renameSettle}
+	return fileView{h: e.h, final: e.final, gone: e.gone, lost: e.lost, size: e.size, path: e.path, lastTime: e.cursors[sink].LastEventTime, bound: e.bound, window: e.window}
 }
 
 // cursor returns sink's acknowledged position in e.
