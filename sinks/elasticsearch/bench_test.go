@@ -66,26 +66,7 @@ func BenchmarkWriteRejected(b *testing.B) {
 	}{{1, false}, {1, true}, {DefaultMaxInFlightRequests, false}, {DefaultMaxInFlightRequests, true}} {
 		inflight, rejected := tc.inflight, tc.rejected
 		b.Run(fmt.Sprintf("inflight=%d/half429=%v", inflight, rejected), func(b *testing.B) {
-			srv := estest.New()
-			defer srv.Close()
-			if rejected {
-				var mu sync.Mutex
-				n := 0
-				srv.FailItems(func(_, _ string) int {
-					mu.Lock()
-					defer mu.Unlock()
-					if n++; n%2 == 0 {
-						return 429
-					}
-					return 0
-				})
-			}
-			cfg := Config{Addresses: []string{srv.URL}, Index: "bench", MaxInFlightRequests: inflight}
-			cfg.ApplyDefaults()
-			s, err := New(context.Background(), "es", cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
-			if err != nil {
-				b.Fatal(err)
-			}
+			s := benchSink(b, inflight, rejected)
 			events := 0
 			for i := 0; b.Loop(); i++ {
 				b.StopTimer()
@@ -111,27 +92,7 @@ func BenchmarkRejectedRatio(b *testing.B) {
 		b.Run(fmt.Sprintf("inflight=%d", inflight), func(b *testing.B) {
 			var sinks [2]*Sink
 			for i, rejected := range []bool{false, true} {
-				srv := estest.New()
-				defer srv.Close()
-				if rejected {
-					var mu sync.Mutex
-					n := 0
-					srv.FailItems(func(_, _ string) int {
-						mu.Lock()
-						defer mu.Unlock()
-						if n++; n%2 == 0 {
-							return 429
-						}
-						return 0
-					})
-				}
-				cfg := Config{Addresses: []string{srv.URL}, Index: "bench", MaxInFlightRequests: inflight}
-				cfg.ApplyDefaults()
-				s, err := New(context.Background(), "es", cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
-				if err != nil {
-					b.Fatal(err)
-				}
-				sinks[i] = s
+				sinks[i] = benchSink(b, inflight, rejected)
 			}
 			var took [2]time.Duration
 			events := 0
@@ -152,4 +113,32 @@ func BenchmarkRejectedRatio(b *testing.B) {
 			b.ReportMetric(half/free, "ratio")
 		})
 	}
+}
+
+// benchSink returns a sink with inflight requests to a test server of its
+// own, closed with the benchmark, that answers 429 to every other item it
+// receives when rejected is set.
+func benchSink(b *testing.B, inflight int, rejected bool) *Sink {
+	b.Helper()
+	srv := estest.New()
+	b.Cleanup(srv.Close)
+	if rejected {
+		var mu sync.Mutex
+		n := 0
+		srv.FailItems(func(_, _ string) int {
+			mu.Lock()
+			defer mu.Unlock()
+			if n++; n%2 == 0 {
+				return 429
+			}
+			return 0
+		})
+	}
+	cfg := Config{Addresses: []string{srv.URL}, Index: "bench", MaxInFlightRequests: inflight}
+	cfg.ApplyDefaults()
+	s, err := New(context.Background(), "es", cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s
 }
