@@ -278,52 +278,7 @@ func (s *Sink) readPartitions(ctx context.Context, from, last map[int32]int64) (
 
 // readPartition adds the records of partition p in [from, end) to seen.
 func (s *Sink) readPartition(ctx context.Context, p int32, from, end int64, seen *seenSet) error {
-	for from < end {
-		res, err := s.client.Fetch(ctx, &kafka.FetchRequest{Topic: s.cfg.Topic, Partition: int(p), Offset: from,
-			MinBytes: 1, MaxBytes: 16 << 20, MaxWait: 100 * time.Millisecond})
-		if err == nil {
-			err = res.Error
-		}
-		if err != nil {
-			return fmt.Errorf("read back partition %d at offset %d: %w", p, from, codeOnly(err))
-		}
-		next, err := addRecords(res.Records, from, end, seen)
-		if err != nil {
-			return fmt.Errorf("read back partition %d at offset %d: %w", p, from, err)
-		}
-		if next == from {
-			// Nothing returned below the end: the records there are gone
-			// (retention) or are not data (transaction markers).
-			if res.HighWatermark <= from || res.LogStartOffset > from {
-				return nil
-			}
-			return fmt.Errorf("read back partition %d: no records at offset %d, below the end %d", p, from, end)
-		}
-		from = next
-	}
-	return nil
-}
-
-// addRecords adds the records of rr in [from, end) to seen and returns the
-// offset after the last one read.
-func addRecords(rr kafka.RecordReader, from, end int64, seen *seenSet) (int64, error) {
-	for {
-		r, err := rr.ReadRecord()
-		if errors.Is(err, io.EOF) {
-			return from, nil
-		}
-		if err != nil {
-			return from, err
-		}
-		closeBytes(r.Key)
-		closeBytes(r.Value)
-		if r.Offset < from {
-			continue
-		}
-		if r.Offset >= end {
-			return end, nil
-		}
-		from = r.Offset + 1
+	return s.scanPartition(ctx, p, from, end, func(r kafka.Record) error {
 		var id, source []byte
 		for _, h := range r.Headers {
 			switch h.Key {
@@ -336,6 +291,65 @@ func addRecords(rr kafka.RecordReader, from, end int64, seen *seenSet) (int64, e
 		if id != nil && source != nil {
 			seen.add(id, source)
 		}
+		return nil
+	})
+}
+
+// scanPartition calls fn with each record of partition p in [from, end),
+// in offset order. The record's key and value are valid until fn returns.
+func (s *Sink) scanPartition(ctx context.Context, p int32, from, end int64, fn func(kafka.Record) error) error {
+	for from < end {
+		res, err := s.client.Fetch(ctx, &kafka.FetchRequest{Topic: s.cfg.Topic, Partition: int(p), Offset: from,
+			MinBytes: 1, MaxBytes: 16 << 20, MaxWait: 100 * time.Millisecond})
+		if err == nil {
+			err = res.Error
+		}
+		if err != nil {
+			return fmt.Errorf("read partition %d at offset %d: %w", p, from, codeOnly(err))
+		}
+		next, err := scanRecords(res.Records, from, end, fn)
+		if err != nil {
+			return fmt.Errorf("read partition %d at offset %d: %w", p, from, err)
+		}
+		if next == from {
+			// Nothing returned below the end: the records there are gone
+			// (retention) or are not data (transaction markers).
+			if res.HighWatermark <= from || res.LogStartOffset > from {
+				return nil
+			}
+			return fmt.Errorf("read partition %d: no records at offset %d, below the end %d", p, from, end)
+		}
+		from = next
+	}
+	return nil
+}
+
+// scanRecords calls fn with the records of rr in [from, end) and returns
+// the offset after the last one read.
+func scanRecords(rr kafka.RecordReader, from, end int64, fn func(kafka.Record) error) (int64, error) {
+	for {
+		r, err := rr.ReadRecord()
+		if errors.Is(err, io.EOF) {
+			return from, nil
+		}
+		if err != nil {
+			return from, err
+		}
+		if r.Offset >= from && r.Offset < end {
+			err = fn(*r)
+		}
+		closeBytes(r.Key)
+		closeBytes(r.Value)
+		if err != nil {
+			return from, err
+		}
+		if r.Offset < from {
+			continue
+		}
+		if r.Offset >= end {
+			return end, nil
+		}
+		from = r.Offset + 1
 	}
 }
 
