@@ -170,6 +170,28 @@ func (s *Scenario) WaitDelivered(timeout time.Duration, want map[string]time.Tim
 	}
 }
 
+// WaitCaughtUp waits until sink has received every event written so
+// far, and fails the test if it has not within timeout. A scenario that
+// takes sinks down in turn calls it before the next outage, so that a
+// sink still catching up from its own outage is not judged on keeping up
+// with the next one.
+func (s *Scenario) WaitCaughtUp(sink string, timeout time.Duration) {
+	s.T.Helper()
+	want := s.W.Written()
+	deadline := time.Now().Add(timeout)
+	for {
+		lost, _ := Compare(want, s.Sinks[sink].Received())
+		if len(lost) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.T.Errorf("%s: %d of %d events written not delivered %v after it was back", sink, len(lost), len(want), timeout)
+			return
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
 // Results compares what each sink received with want.
 func (s *Scenario) Results(name string, want map[string]time.Time) []Result {
 	var out []Result
