@@ -16,10 +16,8 @@ import (
 	"github.com/auditrail/auditrail/internal/config"
 	"github.com/auditrail/auditrail/internal/units"
 	"github.com/auditrail/auditrail/sinks"
-	"github.com/auditrail/auditrail/sinks/elasticsearch"
-	"github.com/auditrail/auditrail/sinks/file"
-	"github.com/auditrail/auditrail/sinks/kafka"
 	"github.com/auditrail/auditrail/sinks/s3"
+	verifier "github.com/auditrail/auditrail/verify"
 )
 
 // verify checks the S3 archive's versions, hash chains, checksums and
@@ -95,7 +93,7 @@ func verify(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "verify: --max-object-bytes: must be a positive size, got %q\n", maxObject)
 		return 2
 	}
-	opts := s3.VerifyOptions{Node: node, MinRetention: max(minRetention, 0), RequireLock: requireLock || minRetention > 0, MaxGap: maxGap,
+	opts := verifier.Options{Node: node, MinRetention: max(minRetention, 0), RequireLock: requireLock || minRetention > 0, MaxGap: maxGap,
 		MaxObjectBytes: maxObjectBytes}
 	for _, t := range []struct {
 		dst  *time.Time
@@ -120,7 +118,7 @@ func verify(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 	}
-	rep, err := s3.Verify(ctx, cfg, opts)
+	rep, err := verifier.Archive(ctx, cfg, opts)
 	if err != nil {
 		fmt.Fprintf(stderr, "verify: %v\n", err)
 		return 2
@@ -145,7 +143,7 @@ func readAnchors(ctx context.Context, cfgFile, sources string) ([]sinks.AnchorRe
 	var c *config.Config
 	for src := range strings.SplitSeq(sources, ",") {
 		if dir, ok := strings.CutPrefix(src, "file:"); ok {
-			as, err := file.ReadAnchors(dir)
+			as, err := verifier.AnchorSource{Dir: dir}.Read(ctx)
 			if err != nil {
 				return nil, err
 			}
@@ -165,18 +163,18 @@ func readAnchors(ctx context.Context, cfgFile, sources string) ([]sinks.AnchorRe
 		if i < 0 {
 			return nil, fmt.Errorf("no sink %q in %s", src, cfgFile)
 		}
-		var as []sinks.AnchorRecord
-		var err error
+		var a verifier.AnchorSource
 		switch sc := c.Sinks[i]; sc.Type {
 		case "kafka":
-			as, err = kafka.ReadAnchors(ctx, *sc.Kafka)
+			a.Kafka = sc.Kafka
 		case "elasticsearch":
-			as, err = elasticsearch.ReadAnchors(ctx, *sc.Elasticsearch)
+			a.Elasticsearch = sc.Elasticsearch
 		case "file":
-			as, err = file.ReadAnchors(sc.File.Directory)
+			a.Dir = sc.File.Directory
 		default:
 			return nil, fmt.Errorf("sink %q is of type %s; anchors are read back from kafka, elasticsearch and file sinks", src, sc.Type)
 		}
+		as, err := a.Read(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("sink %s: %w", src, err)
 		}
@@ -202,7 +200,7 @@ func s3Sink(c *config.Config, name string) (*s3.Config, error) {
 	return found, nil
 }
 
-func printReport(w io.Writer, rep *s3.Report) {
+func printReport(w io.Writer, rep *verifier.Report) {
 	fmt.Fprintf(w, "s3://%s/%s: %d objects, %d bytes\n", rep.Bucket, rep.Prefix, rep.Objects, rep.Bytes)
 	for _, e := range rep.Epochs {
 		fmt.Fprintf(w, "chain %s epoch %s: objects %d..%d (%d), events %s .. %s", e.Chain, e.Epoch, e.FirstSeq, e.LastSeq,

@@ -70,7 +70,7 @@ type Sink struct {
 	checked bool // the bucket passed the startup check
 	closed  bool // Close ran
 	// scanner reads objects found at the sink's keys.
-	scanner *scanner
+	scanner *Scanner
 
 	// chain links every object to the one before (see chain.go).
 	chain *chain
@@ -82,7 +82,7 @@ type Sink struct {
 // New returns an S3 sink. It returns an error when the configuration is
 // unusable or the bucket definitely lacks what the configuration requires.
 func New(ctx context.Context, name string, cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Sink, error) {
-	client, err := newClient(ctx, cfg)
+	client, err := NewClient(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("s3 sink %s: %w", name, err)
 	}
@@ -104,7 +104,7 @@ func New(ctx context.Context, name string, cfg Config, log *slog.Logger, reg pro
 	labels := prometheus.Labels{"sink": name}
 	s := &Sink{
 		name: name, cfg: cfg, client: client, log: log, now: time.Now, enc: enc, chain: ch,
-		scanner: newScanner(DefaultMaxObjectBytes),
+		scanner: &Scanner{Limit: DefaultMaxObjectBytes},
 		objects: prometheus.NewCounter(prometheus.CounterOpts{Name: "auditrail_s3_objects_total",
 			Help: "Objects uploaded.", ConstLabels: labels}),
 		objectBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "auditrail_s3_object_bytes_total",
@@ -133,7 +133,9 @@ func (s *Sink) Check(ctx context.Context) error {
 	return err
 }
 
-func newClient(ctx context.Context, cfg Config) (*s3.Client, error) {
+// NewClient returns a client for cfg's endpoint, region, credentials and
+// TLS settings, as the sink uses them.
+func NewClient(ctx context.Context, cfg Config) (*s3.Client, error) {
 	tlsCfg, err := cfg.TLS.Build()
 	if err != nil {
 		return nil, err
@@ -370,7 +372,7 @@ func (s *Sink) Close(ctx context.Context) error {
 		return nil
 	}
 	s.closed = true
-	defer s.scanner.close()
+	defer s.scanner.Close()
 	defer s.enc.close()
 	if s.chain.st.Seq == 0 {
 		return nil
