@@ -1,29 +1,3 @@
-// Package s3 implements a sink that writes each batch as one object to an
-// S3 bucket, with Object Lock retention set on every object.
-//
-// An object holds the batch's original lines as NDJSON, compressed with
-// zstd (default), gzip or not at all. Its key is deterministic:
-//
-//	<prefix>/cluster=<c>/node=<n>/dt=YYYY-MM-DD/hour=HH/<first event time>_<file id>_<start>-<end>.ndjson.zst
-//
-// so the same batch delivered twice lands on the same key. Every upload
-// carries an x-amz-checksum-sha256 that S3 verifies (locked buckets require
-// an integrity checksum) and the SHA-256 of the whole object in the
-// x-amz-meta-sha256 metadata, and is conditional (If-None-Match: *): it
-// never makes a new version over an object. When S3 answers that the key
-// exists (412), the sink reads that object and hashes its records: the
-// same records are the batch delivered before, not uploaded again; other
-// records are someone else's object, left alone, and the batch goes to a
-// key of its own whose manifest names the key taken (see upload.go).
-//
-// Close uploads an object whose manifest says the chain is closed, so that
-// verify accepts a chain that ends there.
-//
-// At start the sink checks that the bucket exists and has versioning and
-// Object Lock enabled, and refuses to run otherwise unless
-// objectLock.required is false. If S3 cannot be reached at start, the check
-// runs again before the first upload, so that an unreachable bucket never
-// stops the other sinks.
 package s3
 
 import (
