@@ -4,8 +4,8 @@
 // checksum, the hash chain links of every epoch and how each chain ends,
 // the agent's own records (gaps, tampering, downtime), Object Lock
 // retention, and, given the chain heads the agent published to its other
-// sinks (read back with AnchorSource), that each anchored object is in
-// the archive as anchored. Archive returns a Report; a Report without
+// sinks (Options.Anchors, read back by those sinks' ReadAnchors), that
+// each anchored object is in the archive as anchored. Archive returns a Report; a Report without
 // findings is OK.
 package verify
 

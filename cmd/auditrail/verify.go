@@ -16,6 +16,9 @@ import (
 	"github.com/auditrail/auditrail/internal/config"
 	"github.com/auditrail/auditrail/internal/units"
 	"github.com/auditrail/auditrail/sinks"
+	"github.com/auditrail/auditrail/sinks/elasticsearch"
+	"github.com/auditrail/auditrail/sinks/file"
+	"github.com/auditrail/auditrail/sinks/kafka"
 	"github.com/auditrail/auditrail/sinks/s3"
 	verifier "github.com/auditrail/auditrail/verify"
 )
@@ -143,7 +146,7 @@ func readAnchors(ctx context.Context, cfgFile, sources string) ([]sinks.AnchorRe
 	var c *config.Config
 	for src := range strings.SplitSeq(sources, ",") {
 		if dir, ok := strings.CutPrefix(src, "file:"); ok {
-			as, err := verifier.AnchorSource{Dir: dir}.Read(ctx)
+			as, err := file.ReadAnchors(dir)
 			if err != nil {
 				return nil, err
 			}
@@ -163,18 +166,18 @@ func readAnchors(ctx context.Context, cfgFile, sources string) ([]sinks.AnchorRe
 		if i < 0 {
 			return nil, fmt.Errorf("no sink %q in %s", src, cfgFile)
 		}
-		var a verifier.AnchorSource
+		var as []sinks.AnchorRecord
+		var err error
 		switch sc := c.Sinks[i]; sc.Type {
 		case "kafka":
-			a.Kafka = sc.Kafka
+			as, err = kafka.ReadAnchors(ctx, *sc.Kafka)
 		case "elasticsearch":
-			a.Elasticsearch = sc.Elasticsearch
+			as, err = elasticsearch.ReadAnchors(ctx, *sc.Elasticsearch)
 		case "file":
-			a.Dir = sc.File.Directory
+			as, err = file.ReadAnchors(sc.File.Directory)
 		default:
 			return nil, fmt.Errorf("sink %q is of type %s; anchors are read back from kafka, elasticsearch and file sinks", src, sc.Type)
 		}
-		as, err := a.Read(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("sink %s: %w", src, err)
 		}
