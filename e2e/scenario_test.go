@@ -21,7 +21,7 @@ import (
 	"time"
 
 	"github.com/auditrail/auditrail/internal/testproc"
-	s3sink "github.com/auditrail/auditrail/sinks/s3"
+	"github.com/auditrail/auditrail/verify"
 )
 
 // Scenario is one end-to-end run: kube-apiserver's writer, the real agent
@@ -386,7 +386,7 @@ func readFile(path string) (string, error) {
 // VerifyArchive runs `auditrail verify` over the scenario's bucket, with
 // args added, and returns its report; it fails the test when the command
 // cannot run.
-func (s *Scenario) VerifyArchive(args ...string) (report s3sink.Report, code int) {
+func (s *Scenario) VerifyArchive(args ...string) (report verify.Report, code int) {
 	s.T.Helper()
 	cmd := testproc.Command(bin, append([]string{"verify", "--config", s.Config, "--json"}, args...)...)
 	cmd.Env = append(os.Environ(), AgentEnv()...)

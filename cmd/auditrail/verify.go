@@ -20,6 +20,7 @@ import (
 	"github.com/auditrail/auditrail/sinks/file"
 	"github.com/auditrail/auditrail/sinks/kafka"
 	"github.com/auditrail/auditrail/sinks/s3"
+	verifier "github.com/auditrail/auditrail/verify"
 )
 
 // verify checks the S3 archive's versions, hash chains, checksums and
@@ -95,7 +96,7 @@ func verify(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "verify: --max-object-bytes: must be a positive size, got %q\n", maxObject)
 		return 2
 	}
-	opts := s3.VerifyOptions{Node: node, MinRetention: max(minRetention, 0), RequireLock: requireLock || minRetention > 0, MaxGap: maxGap,
+	opts := verifier.Options{Node: node, MinRetention: max(minRetention, 0), RequireLock: requireLock || minRetention > 0, MaxGap: maxGap,
 		MaxObjectBytes: maxObjectBytes}
 	for _, t := range []struct {
 		dst  *time.Time
@@ -120,7 +121,7 @@ func verify(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 	}
-	rep, err := s3.Verify(ctx, cfg, opts)
+	rep, err := verifier.Archive(ctx, cfg, opts)
 	if err != nil {
 		fmt.Fprintf(stderr, "verify: %v\n", err)
 		return 2
@@ -202,7 +203,7 @@ func s3Sink(c *config.Config, name string) (*s3.Config, error) {
 	return found, nil
 }
 
-func printReport(w io.Writer, rep *s3.Report) {
+func printReport(w io.Writer, rep *verifier.Report) {
 	fmt.Fprintf(w, "s3://%s/%s: %d objects, %d bytes\n", rep.Bucket, rep.Prefix, rep.Objects, rep.Bytes)
 	for _, e := range rep.Epochs {
 		fmt.Fprintf(w, "chain %s epoch %s: objects %d..%d (%d), events %s .. %s", e.Chain, e.Epoch, e.FirstSeq, e.LastSeq,
