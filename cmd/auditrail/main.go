@@ -135,7 +135,7 @@ func loadConfig(f *flags) (*config.Config, error) {
 		}
 		raw = b
 	}
-	return config.ParseWith(raw, registry.SinkTypes(), func(c *config.Config) error {
+	return config.ParseWith(raw, registry.Schema(), func(c *config.Config) error {
 		if f.auditLogPath != "" {
 			c.AuditLogPath = f.auditLogPath
 		}
@@ -238,7 +238,8 @@ func agentOptions(c *config.Config, once bool, log *slog.Logger, reg prometheus.
 
 func buildSinks(ctx context.Context, c *config.Config, log *slog.Logger, reg prometheus.Registerer) ([]agent.SinkOptions, error) {
 	var out []agent.SinkOptions
-	set, err := c.Alerts.RuleSet()
+	alerts := registry.Alerts(c)
+	set, err := alerts.RuleSet()
 	if err != nil {
 		return nil, err
 	}
@@ -256,18 +257,18 @@ func buildSinks(ctx context.Context, c *config.Config, log *slog.Logger, reg pro
 			return nil, err
 		}
 		var tag *rules.Set
-		if *c.Alerts.TagRecords && t.TagRecords {
+		if *alerts.TagRecords && t.TagRecords {
 			tag = set
 		}
 		out = append(out, sinkOptions(s, sc, tag))
 	}
-	for _, d := range c.Alerts.Destinations {
-		s, err := alert.New(ctx, &c.Alerts, set, d, version, log, reg)
+	for _, d := range alerts.Destinations {
+		s, err := alert.New(ctx, alerts, set, d, version, log, reg)
 		if err != nil {
 			closeSinks(out)
 			return nil, err
 		}
-		out = append(out, sinkOptions(s, registry.AlertDelivery(&c.Alerts), nil))
+		out = append(out, sinkOptions(s, registry.AlertDelivery(alerts), nil))
 	}
 	return out, nil
 }

@@ -25,7 +25,6 @@ import (
 	"time"
 
 	"github.com/auditrail/auditrail/internal/units"
-	"github.com/auditrail/auditrail/sinks/alert"
 	"gopkg.in/yaml.v3"
 )
 
@@ -56,12 +55,12 @@ type Config struct {
 	HTTP    HTTPConfig `yaml:"http"`
 	Sinks   []Sink     `yaml:"sinks"`
 	// Alerts configures detection rules and where their alerts go.
-	Alerts alert.Config `yaml:"alerts"`
+	Alerts Alerts `yaml:"alerts"`
 
 	// vars names the environment variables the configuration refers to.
 	vars []string
-	// types is the table of sink types the configuration was parsed with.
-	types []SinkType
+	// schema is what the configuration was parsed with.
+	schema Schema
 }
 
 // LogConfig configures the agent's own logs.
@@ -117,8 +116,8 @@ func (c *Config) Insecure() []string {
 			prefixed(fmt.Sprintf("sinks[%d].%s", i, s.Type), in.Insecure())
 		}
 	}
-	for i := range c.Alerts.Destinations {
-		prefixed(fmt.Sprintf("alerts.destinations[%d]", i), c.Alerts.Destinations[i].Insecure())
+	if in, ok := c.Alerts.AlertsSection.(interface{ Insecure() []string }); ok {
+		prefixed("alerts", in.Insecure())
 	}
 	return out
 }
@@ -148,16 +147,16 @@ func ListensEverywhere(addr string) bool {
 }
 
 // Load reads the file at path, or the embedded default if path is empty,
-// with the sink types in types (sinks/registry.SinkTypes).
-func Load(path string, types []SinkType) (*Config, error) {
+// with schema (sinks/registry.Schema).
+func Load(path string, schema Schema) (*Config, error) {
 	if path == "" {
-		return Parse(Default, types)
+		return Parse(Default, schema)
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	c, err := Parse(b, types)
+	c, err := Parse(b, schema)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -165,15 +164,16 @@ func Load(path string, types []SinkType) (*Config, error) {
 }
 
 // Parse decodes, expands, defaults and validates a configuration. A sink's
-// type must be one of types, and its section decodes into the type's.
-func Parse(b []byte, types []SinkType) (*Config, error) { return ParseWith(b, types, nil) }
+// type must be one of schema's, and its section decodes into the type's;
+// the alerts section decodes into schema's.
+func Parse(b []byte, schema Schema) (*Config, error) { return ParseWith(b, schema, nil) }
 
 // ParseWith is Parse with a hook that may override values (command-line
 // flags) after decoding and before defaults and validation. Its errors
 // show no value taken from the environment (see Unexpand).
-func ParseWith(b []byte, types []SinkType, override func(*Config) error) (*Config, error) {
+func ParseWith(b []byte, schema Schema, override func(*Config) error) (*Config, error) {
 	vars := units.Variables(string(b))
-	c, err := parse(b, types, override)
+	c, err := parse(b, schema, override)
 	if err != nil {
 		return nil, unexpand(vars, err)
 	}
@@ -226,8 +226,11 @@ func envReplacer(vars []string) *strings.Replacer {
 	return strings.NewReplacer(args...)
 }
 
-func parse(b []byte, types []SinkType, override func(*Config) error) (*Config, error) {
-	c := &Config{types: types}
+func parse(b []byte, schema Schema, override func(*Config) error) (*Config, error) {
+	c := &Config{schema: schema}
+	if schema.NewAlerts != nil {
+		c.Alerts.AlertsSection = schema.NewAlerts()
+	}
 	if err := c.decode(b); err != nil {
 		return nil, err
 	}
@@ -268,7 +271,7 @@ func (c *Config) decode(b []byte) error {
 		problems = terr.Errors
 	}
 	for i := range c.Sinks {
-		p, err := c.Sinks[i].decodeSections(c.types)
+		p, err := c.Sinks[i].decodeSections(c.schema.SinkTypes)
 		if err != nil {
 			return fmt.Errorf("config: %w", err)
 		}
@@ -293,7 +296,7 @@ func problemLine(p string) int {
 // naming the key on error.
 func expandStrings(v reflect.Value, path string) error {
 	switch v.Kind() {
-	case reflect.Pointer:
+	case reflect.Pointer, reflect.Interface:
 		if !v.IsNil() {
 			return expandStrings(v.Elem(), path)
 		}
@@ -306,7 +309,9 @@ func expandStrings(v reflect.Value, path string) error {
 				continue // not from the file, or a sink's Section (see parse)
 			}
 			p := name
-			if path != "" {
+			if t.Field(i).Anonymous {
+				p = path // Alerts' section
+			} else if path != "" {
 				p = path + "." + name
 			}
 			errs = append(errs, expandStrings(v.Field(i), p))
@@ -350,7 +355,12 @@ func (c *Config) applyDefaults() {
 	setDefault(&c.HTTP.PprofAddress, "127.0.0.1:6060")
 	setDefault(&c.Log.Level, "info")
 	setDefault(&c.Log.Format, "json")
-	c.Alerts.ApplyDefaults()
+	if c.Alerts.AlertsSection == nil && c.schema.NewAlerts != nil {
+		c.Alerts.AlertsSection = c.schema.NewAlerts() // "alerts:" with nothing below
+	}
+	if c.Alerts.AlertsSection != nil {
+		c.Alerts.ApplyDefaults()
+	}
 	for i := range c.Sinks {
 		s := &c.Sinks[i]
 		setDefault(&s.Name, s.Type)
@@ -430,11 +440,8 @@ func (c *Config) validate() error {
 	for i := range c.Sinks {
 		errs = append(errs, c.validateSink(i, names))
 	}
-	errs = append(errs, c.Alerts.Validate("alerts"))
-	for i, d := range c.Alerts.Destinations {
-		if names[alert.SinkName(d.Name)] {
-			add("alerts.destinations[%d].name %q: its cursor name %q is a sink's name", i, d.Name, alert.SinkName(d.Name))
-		}
+	if c.Alerts.AlertsSection != nil {
+		errs = append(errs, c.Alerts.Validate("alerts"), c.Alerts.CheckNames("alerts", func(n string) bool { return names[n] }))
 	}
 	return errors.Join(errs...)
 }

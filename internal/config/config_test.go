@@ -14,10 +14,10 @@ import (
 )
 
 // parse parses b with the sink types of this build.
-func parse(b []byte) (*config.Config, error) { return config.Parse(b, registry.SinkTypes()) }
+func parse(b []byte) (*config.Config, error) { return config.Parse(b, registry.Schema()) }
 
 func TestDefaultConfigIsValid(t *testing.T) {
-	c, err := config.Load("", registry.SinkTypes())
+	c, err := config.Load("", registry.Schema())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +35,7 @@ func TestDefaultConfigIsValid(t *testing.T) {
 func TestExampleConfigIsValid(t *testing.T) {
 	t.Setenv("NODE_NAME", "master-1")
 	t.Setenv("ALERT_WEBHOOK_SECRET", strings.Repeat("s", 32))
-	if _, err := config.Load(filepath.Join("..", "..", "examples", "auditrail.yaml"), registry.SinkTypes()); err != nil {
+	if _, err := config.Load(filepath.Join("..", "..", "examples", "auditrail.yaml"), registry.Schema()); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -186,7 +186,7 @@ func TestByteSize(t *testing.T) {
 }
 
 func TestLoadMissingFile(t *testing.T) {
-	_, err := config.Load(filepath.Join(t.TempDir(), "nope.yaml"), registry.SinkTypes())
+	_, err := config.Load(filepath.Join(t.TempDir(), "nope.yaml"), registry.Schema())
 	if err == nil || !os.IsNotExist(errorsUnwrapAll(err)) {
 		t.Fatalf("err = %v", err)
 	}
@@ -215,9 +215,10 @@ alerts:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := c.Alerts.Destinations[0]; d.Name != "webhook" || d.Secret != "0123456789abcdef0123456789abcdef" || *c.Alerts.TagRecords != true ||
-		c.Alerts.RateLimit.Burst != 10 || c.Alerts.FlushInterval != units.Duration(200*time.Millisecond) {
-		t.Errorf("alerts = %+v", c.Alerts)
+	a := registry.Alerts(c)
+	if d := a.Destinations[0]; d.Name != "webhook" || d.Secret != "0123456789abcdef0123456789abcdef" || *a.TagRecords != true ||
+		a.RateLimit.Burst != 10 || a.FlushInterval != units.Duration(200*time.Millisecond) {
+		t.Errorf("alerts = %+v", a)
 	}
 	for yaml, want := range map[string]string{
 		"alerts: {rules: [{id: x, severity: low, verb: [get]}]}":                   "field verb not found",

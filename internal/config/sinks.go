@@ -56,6 +56,36 @@ type Section interface {
 	Validate(key string) error
 }
 
+// Schema is what other packages own of the configuration: the sink types
+// and the alerts section. sinks/registry.Schema returns the agent's.
+type Schema struct {
+	SinkTypes []SinkType
+	// NewAlerts returns an empty alerts section to decode into; nil
+	// refuses an alerts section.
+	NewAlerts func() AlertsSection
+}
+
+// AlertsSection is the alerts section, which sinks/alert owns. It may
+// have an Insecure method, as a Section may.
+type AlertsSection interface {
+	Section
+	// CheckNames checks that no destination reads the log under a name
+	// that isSink reports as a sink's; key is the section's.
+	CheckNames(key string, isSink func(name string) bool) error
+}
+
+// Alerts holds the alerts section.
+type Alerts struct{ AlertsSection }
+
+// UnmarshalYAML decodes into the section the schema gave, with the
+// strict decoder.
+func (a *Alerts) UnmarshalYAML(unmarshal func(any) error) error {
+	if a.AlertsSection == nil {
+		return errors.New("alerts: this configuration takes no alerts section")
+	}
+	return unmarshal(a.AlertsSection)
+}
+
 // SinkType is what the configuration knows of a sink type: its entry in
 // the table of sink types (sinks/registry), without the constructor.
 type SinkType struct {
@@ -273,7 +303,7 @@ func lookup(types []SinkType, name string) (SinkType, bool) {
 
 // sinkType returns the sink type called name in the table the
 // configuration was parsed with.
-func (c *Config) sinkType(name string) (SinkType, bool) { return lookup(c.types, name) }
+func (c *Config) sinkType(name string) (SinkType, bool) { return lookup(c.schema.SinkTypes, name) }
 
 // validateSink checks sinks[i]; names holds the names of the sinks
 // before it.
@@ -285,7 +315,7 @@ func (c *Config) validateSink(i int, names map[string]bool) error {
 	typ, known := c.sinkType(s.Type)
 	if !known {
 		var all []string
-		for _, t := range c.types {
+		for _, t := range c.schema.SinkTypes {
 			all = append(all, t.Name)
 		}
 		add("type must be one of %s, got %q", strings.Join(all, ", "), s.Type)

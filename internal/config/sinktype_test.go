@@ -42,11 +42,11 @@ func (m *memo) ResolvePaths(stateDir string) { m.stateDir = stateDir }
 func (m *memo) Insecure() []string { return []string{"path: memo"} }
 
 // table has a type with a section and one without, and no other.
-var table = []config.SinkType{
+var table = config.Schema{SinkTypes: []config.SinkType{
 	{Name: "memo", NewSection: func() config.Section { return &memo{} },
 		Batch: config.BatchConfig{MaxEvents: 3}},
 	{Name: "discard"},
-}
+}}
 
 // The configuration knows the sink types the table gives, and only those:
 // a type it lacks is refused, naming the key, as is that type's section.

@@ -104,14 +104,18 @@ var Types = []Type{
 	},
 }
 
-// SinkTypes returns the configuration's view of Types, for config.Parse.
-func SinkTypes() []config.SinkType {
+// Schema returns the configuration's view of Types and the alerts
+// section, for config.Parse.
+func Schema() config.Schema {
 	out := make([]config.SinkType, len(Types))
 	for i, t := range Types {
 		out[i] = t.SinkType
 	}
-	return out
+	return config.Schema{SinkTypes: out, NewAlerts: func() config.AlertsSection { return &alert.Config{} }}
 }
+
+// Alerts returns the configuration's alerts section.
+func Alerts(c *config.Config) *alert.Config { return c.Alerts.AlertsSection.(*alert.Config) }
 
 // Lookup returns the type called name.
 func Lookup(name string) (Type, bool) {

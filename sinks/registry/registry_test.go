@@ -40,12 +40,12 @@ func TestEveryTypeIsComplete(t *testing.T) {
 				t.Error("ApplyDefaults sets no default")
 			}
 			// Strict: an unknown key in the section is refused, by name.
-			_, err := config.Parse([]byte(head+"    "+typ.Name+": {surelyNotAKey: 1}\n"), SinkTypes())
+			_, err := config.Parse([]byte(head+"    "+typ.Name+": {surelyNotAKey: 1}\n"), Schema())
 			if err == nil || !strings.Contains(err.Error(), "field surelyNotAKey not found") {
 				t.Errorf("unknown key in the section: error %v", err)
 			}
 			// Validation quotes the section's key in every error.
-			_, err = config.Parse([]byte(head+"    "+typ.Name+": {}\n"), SinkTypes())
+			_, err = config.Parse([]byte(head+"    "+typ.Name+": {}\n"), Schema())
 			if err != nil {
 				for _, line := range strings.Split(err.Error(), "\n") {
 					if !strings.HasPrefix(line, "sinks[0]."+typ.Name) {
@@ -60,7 +60,7 @@ func TestEveryTypeIsComplete(t *testing.T) {
 // checkNoSection checks a type without a section: a sink of it parses
 // with its batch defaults, and is built with its name.
 func checkNoSection(t *testing.T, typ Type, head string) {
-	c, err := config.Parse([]byte(head), SinkTypes())
+	c, err := config.Parse([]byte(head), Schema())
 	if err != nil {
 		t.Fatal(err)
 	}
