@@ -92,7 +92,7 @@ func (h *HTTPConfig) validate(add func(string, ...any)) {
 			add("http.address must be host:port, e.g. 127.0.0.1:9808, got %q", h.Address)
 		}
 	}
-	if h.Pprof && !IsLoopback(h.PprofAddress) {
+	if h.Pprof && !isLoopback(h.PprofAddress) {
 		add("http.pprofAddress must be a loopback address (127.0.0.1 or [::1]) with a port, got %q", h.PprofAddress)
 	}
 }
@@ -103,7 +103,7 @@ func (h *HTTPConfig) validate(add func(string, ...any)) {
 // the agent logs every entry at start, allowed or not.
 func (c *Config) Insecure() []string {
 	var out []string
-	if ListensEverywhere(c.HTTP.Address) {
+	if listensEverywhere(c.HTTP.Address) {
 		out = append(out, "http.address: no host, listens on every interface (on the host network, every address of the node)")
 	}
 	prefixed := func(key string, l []string) {
@@ -122,8 +122,8 @@ func (c *Config) Insecure() []string {
 	return out
 }
 
-// IsLoopback reports whether addr is host:port with a loopback host.
-func IsLoopback(addr string) bool {
+// isLoopback reports whether addr is host:port with a loopback host.
+func isLoopback(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return false
@@ -135,9 +135,9 @@ func IsLoopback(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// ListensEverywhere reports whether addr has no host or an unspecified one
+// listensEverywhere reports whether addr has no host or an unspecified one
 // (0.0.0.0, ::): a listener on every interface.
-func ListensEverywhere(addr string) bool {
+func listensEverywhere(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return false
