@@ -137,8 +137,9 @@ func verify(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// readAnchors reads the anchor records of each source: a kafka or file
-// sink of the configuration in cfgFile, by name, or file:DIR.
+// readAnchors reads the anchor records of each source: a sink of the
+// configuration in cfgFile, by name, whose type reads anchors back
+// (registry.Type.ReadAnchors), or file:DIR.
 func readAnchors(ctx context.Context, cfgFile, sources string) ([]sinks.AnchorRecord, error) {
 	out := []sinks.AnchorRecord{}
 	var c *config.Config
