@@ -95,7 +95,7 @@ func dropCounters(m *metrics, sink string, rules []DropRule) []prometheus.Counte
 
 // frame puts the records of f, a frame of file, into cur and makes cur
 // cover it.
-func (b *builder) frame(cur *batchBuf, file *sinks.FileRef, f framer.Frame) {
+func (b *builder) frame(cur *batchBuf, file *sinks.FileRef, f *framer.Frame) {
 	switch {
 	case f.Kind == framer.Hole:
 		// NUL bytes where a line should start: the hole a writer without
@@ -119,7 +119,7 @@ func (b *builder) frame(cur *batchBuf, file *sinks.FileRef, f framer.Frame) {
 // (see framer.Rest), into cur: shipped like any line, an event if it is a
 // whole one, else unparsed. The segment is extended when the file is
 // finished.
-func (b *builder) rest(cur *batchBuf, file *sinks.FileRef, f framer.Frame) {
+func (b *builder) rest(cur *batchBuf, file *sinks.FileRef, f *framer.Frame) {
 	if f.Kind == framer.Oversized {
 		b.oversized(cur, file, f)
 		return
@@ -358,7 +358,7 @@ func malformedReason(err error) string {
 
 // oversized ships a stub for f, a line above the limit: its size, SHA-256
 // and the auditID found in its first bytes.
-func (b *builder) oversized(cur *batchBuf, file *sinks.FileRef, f framer.Frame) {
+func (b *builder) oversized(cur *batchBuf, file *sinks.FileRef, f *framer.Frame) {
 	stub := sinks.OversizedStub{
 		Kind: sinks.OversizedStubKind, APIVersion: sinks.RecordAPIVersion, AuditID: string(auditjson.FindAuditID(f.Bytes)),
 		Size: f.Size, Limit: b.maxLine, SHA256: hex.EncodeToString(f.Sum[:]), Complete: f.Complete,

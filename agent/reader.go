@@ -281,7 +281,7 @@ func (r *reader) step(drain context.Context, e *entry, src framer.Source, gz boo
 
 // frame makes records of the complete frames the framer holds.
 func (r *reader) frame(drain context.Context, e *entry) bool {
-	for f, ok := r.fr.Next(); ok; f, ok = r.fr.Next() {
+	for f := r.fr.Next(); f != nil; f = r.fr.Next() {
 		r.build.frame(r.cur, e.ref, f)
 		if f.Kind != framer.Hole && r.full() && !r.flush(drain) {
 			return false
@@ -348,7 +348,7 @@ func (r *reader) finish(drain context.Context, e *entry) bool {
 
 // shipRest ships the last line of a final file, one without a newline.
 func (r *reader) shipRest(e *entry) {
-	if f, ok := r.fr.Rest(); ok {
+	if f := r.fr.Rest(); f != nil {
 		r.build.rest(r.cur, e.ref, f)
 	}
 }

@@ -42,8 +42,8 @@ const BufSize = 256 << 10
 // keeps.
 const PrefixBytes = 4 << 10
 
-// Frame is one frame of a file: bytes Start to End. The slices are valid
-// until the framer's next Fill, Next or Rest.
+// Frame is one frame of a file: bytes Start to End. A frame and its
+// slices are valid until the framer's next Fill, Next or Rest.
 type Frame struct {
 	Kind       Kind
 	Start, End int64
@@ -72,10 +72,7 @@ type Source interface {
 // returns kind 0 when data holds no complete frame.
 func Split(data []byte, maxLine int) (k Kind, n int) {
 	if len(data) > 0 && data[0] == 0 {
-		for n < len(data) && data[n] == 0 {
-			n++
-		}
-		return Hole, n
+		return Hole, nuls(data)
 	}
 	i := bytes.IndexByte(data, '\n')
 	switch {
@@ -85,6 +82,15 @@ func Split(data []byte, maxLine int) (k Kind, n int) {
 		return 0, 0
 	}
 	return Line, i
+}
+
+// nuls returns how many NUL bytes data starts with.
+func nuls(data []byte) int {
+	n := 0
+	for n < len(data) && data[n] == 0 {
+		n++
+	}
+	return n
 }
 
 // Framer frames a source from an offset on. The zero Framer is ready after
@@ -103,6 +109,9 @@ type Framer struct {
 	prefix    []byte
 	overStart int64
 	overSize  int64
+
+	// frame is the last frame returned.
+	frame Frame
 }
 
 // Reset makes the framer frame from off, lines of at most maxLine bytes.
@@ -168,23 +177,23 @@ func (f *Framer) Fill(src Source) (int, error) {
 	return n, err
 }
 
-// Next returns the next complete frame of the bytes read, or false when
+// Next returns the next complete frame of the bytes read, or nil when
 // they hold none: Fill reads more.
-func (f *Framer) Next() (Frame, bool) {
+func (f *Framer) Next() *Frame {
 	data := f.buf[f.start:f.end]
 	if f.over == nil {
 		k, n := Split(data, f.maxLine)
 		switch k {
 		case Line:
-			fr := Frame{Kind: Line, Start: f.pos, End: f.pos + int64(n) + 1, Bytes: data[:n:n]}
+			f.frame = Frame{Kind: Line, Start: f.pos, End: f.pos + int64(n) + 1, Bytes: data[:n:n]}
 			f.skip(n + 1)
-			return fr, true
+			return &f.frame
 		case Hole:
-			fr := Frame{Kind: Hole, Start: f.pos, End: f.pos + int64(n)}
+			f.frame = Frame{Kind: Hole, Start: f.pos, End: f.pos + int64(n)}
 			f.skip(n)
-			return fr, true
+			return &f.frame
 		case 0:
-			return Frame{}, false
+			return nil
 		}
 		f.startOver()
 	}
@@ -193,39 +202,39 @@ func (f *Framer) Next() (Frame, bool) {
 	if i < 0 {
 		f.absorb(data)
 		f.start, f.end = 0, 0
-		return Frame{}, false
+		return nil
 	}
 	f.absorb(data[:i])
 	f.skip(i + 1)
-	return f.oversized(true), true
+	return f.oversized(true)
 }
 
 // Rest returns the unfinished last line, at the end of a file that will
-// not grow (once Next returned false after the last Fill): a Line without
-// its newline, or an Oversized line that is not Complete. It returns false
+// not grow (once Next returned nil after the last Fill): a Line without
+// its newline, or an Oversized line that is not Complete. It returns nil
 // when the file ended with a newline.
-func (f *Framer) Rest() (Frame, bool) {
+func (f *Framer) Rest() *Frame {
 	if f.over != nil {
-		return f.oversized(false), true
+		return f.oversized(false)
 	}
 	if f.end == f.start {
-		return Frame{}, false
+		return nil
 	}
 	data := f.buf[f.start:f.end]
-	fr := Frame{Kind: Line, Start: f.pos, End: f.pos + int64(len(data)), Bytes: data[:len(data):len(data)]}
+	f.frame = Frame{Kind: Line, Start: f.pos, End: f.pos + int64(len(data)), Bytes: data[:len(data):len(data)]}
 	f.skip(len(data))
-	return fr, true
+	return &f.frame
 }
 
 // oversized ends the line above the limit and returns its frame.
-func (f *Framer) oversized(complete bool) Frame {
-	fr := Frame{Kind: Oversized, Start: f.overStart, End: f.overStart + f.overSize, Bytes: f.prefix, Size: f.overSize, Complete: complete}
+func (f *Framer) oversized(complete bool) *Frame {
+	f.frame = Frame{Kind: Oversized, Start: f.overStart, End: f.overStart + f.overSize, Bytes: f.prefix, Size: f.overSize, Complete: complete}
 	if complete {
-		fr.End++
+		f.frame.End++
 	}
-	f.over.Sum(fr.Sum[:0])
-	f.pos, f.over = fr.End, nil
-	return fr
+	f.over.Sum(f.frame.Sum[:0])
+	f.pos, f.over = f.frame.End, nil
+	return &f.frame
 }
 
 func (f *Framer) skip(n int) {

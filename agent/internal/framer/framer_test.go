@@ -93,15 +93,11 @@ func run(t *testing.T, data, sizes []byte, maxLine, bufSize int) []Frame {
 		}
 		before := f.Pos()
 		n, err := f.Fill(src)
-		for {
-			fr, ok := f.Next()
-			if !ok {
-				break
-			}
+		for fr := f.Next(); fr != nil; fr = f.Next() {
 			if fr.End != f.Pos() {
 				t.Fatalf("frame %+v ends at %d, Pos is %d", fr, fr.End, f.Pos())
 			}
-			add(fr)
+			add(*fr)
 		}
 		if n == 0 {
 			if err != io.EOF {
@@ -113,8 +109,8 @@ func run(t *testing.T, data, sizes []byte, maxLine, bufSize int) []Frame {
 			f.Unread()
 		}
 	}
-	if fr, ok := f.Rest(); ok {
-		add(fr)
+	if fr := f.Rest(); fr != nil {
+		add(*fr)
 	}
 	if f.Pos() != int64(len(data)) || f.Buffered() != 0 {
 		t.Fatalf("Pos %d, %d bytes buffered after the end; want %d, 0", f.Pos(), f.Buffered(), len(data))
@@ -166,14 +162,14 @@ func TestLimit(t *testing.T) {
 	var kinds []Kind
 	for {
 		n, _ := f.Fill(src)
-		for fr, ok := f.Next(); ok; fr, ok = f.Next() {
+		for fr := f.Next(); fr != nil; fr = f.Next() {
 			kinds = append(kinds, fr.Kind)
 		}
 		if n == 0 {
 			break
 		}
 	}
-	if fr, ok := f.Rest(); ok {
+	if fr := f.Rest(); fr != nil {
 		kinds = append(kinds, fr.Kind)
 		if fr.Complete || fr.Size != 8 {
 			t.Fatalf("last line: %+v, want an incomplete oversized line of 8 bytes", fr)
