@@ -45,18 +45,18 @@ const PrefixBytes = 4 << 10
 // Frame is one frame of a file: bytes Start to End. A frame and its
 // slices are valid until the framer's next Fill, Next or Rest.
 type Frame struct {
-	Kind       Kind
+	Kind Kind
+	// Complete reports whether an oversized line's newline was read (false
+	// for the last line of a file that ended without one).
+	Complete   bool
 	Start, End int64
 	// Bytes is the line without its newline (Line), or the line's first
 	// PrefixBytes bytes (Oversized).
 	Bytes []byte
 	// Size is the length of an oversized line, its newline excluded.
 	Size int64
-	// Complete reports whether an oversized line's newline was read (false
-	// for the last line of a file that ended without one).
-	Complete bool
-	// Sum is the SHA-256 of an oversized line.
-	Sum [sha256.Size]byte
+	// Sum is the SHA-256 of an oversized line; nil for other frames.
+	Sum *[sha256.Size]byte
 }
 
 // Source reads a file's content. The framer reads at the offset following
@@ -110,8 +110,9 @@ type Framer struct {
 	overStart int64
 	overSize  int64
 
-	// frame is the last frame returned.
+	// frame is the last frame returned, sum the hash it points to.
 	frame Frame
+	sum   [sha256.Size]byte
 }
 
 // Reset makes the framer frame from off, lines of at most maxLine bytes.
@@ -228,11 +229,11 @@ func (f *Framer) Rest() *Frame {
 
 // oversized ends the line above the limit and returns its frame.
 func (f *Framer) oversized(complete bool) *Frame {
-	f.frame = Frame{Kind: Oversized, Start: f.overStart, End: f.overStart + f.overSize, Bytes: f.prefix, Size: f.overSize, Complete: complete}
+	f.frame = Frame{Kind: Oversized, Start: f.overStart, End: f.overStart + f.overSize, Bytes: f.prefix, Size: f.overSize, Complete: complete, Sum: &f.sum}
 	if complete {
 		f.frame.End++
 	}
-	f.over.Sum(f.frame.Sum[:0])
+	f.over.Sum(f.sum[:0])
 	f.pos, f.over = f.frame.End, nil
 	return &f.frame
 }
