@@ -139,9 +139,10 @@ func (f *Framer) AtLineStart() bool { return f.start == f.end && f.over == nil }
 // were framed elsewhere.
 func (f *Framer) Advance(off int64) { f.pos = off }
 
-// Unread forgets the bytes read of the unfinished line at Pos, so that
-// the next Fill reads them again. Inside a line above the limit, whose
-// bytes are hashed as they are read, it does nothing.
+// Unread forgets the bytes read and not framed yet (once Next returned
+// nil, the start of the line at Pos), so that the next Fill reads them
+// again. Inside a line above the limit, whose bytes are hashed as they are
+// read, it does nothing.
 func (f *Framer) Unread() {
 	if f.over == nil {
 		f.start, f.end = 0, 0
@@ -149,7 +150,8 @@ func (f *Framer) Unread() {
 }
 
 // Fill reads more bytes from src, making room first. It returns how many
-// it read and the source's error.
+// it read and the source's error. Call it once Next returned nil: the
+// bytes it holds are then at most the start of one line.
 func (f *Framer) Fill(src Source) (int, error) {
 	if f.end == len(f.buf) && f.start > 0 {
 		n := copy(f.buf, f.buf[f.start:f.end])
