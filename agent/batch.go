@@ -62,6 +62,13 @@ func (b *batchBuf) newEvent() *auditjson.Event {
 	return ev
 }
 
+// touch starts the batch's flush clock.
+func (b *batchBuf) touch(now func() time.Time) {
+	if b.started.IsZero() {
+		b.started = now()
+	}
+}
+
 func (b *batchBuf) empty() bool { return len(b.Records) == 0 && len(b.Segments) == 0 }
 
 // store copies line into the arena and returns the stable copy.

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/auditrail/auditrail/agent/internal/framer"
 	"github.com/auditrail/auditrail/internal/auditjson"
 	"github.com/auditrail/auditrail/internal/redact"
 	"github.com/auditrail/auditrail/rules"
@@ -180,7 +181,7 @@ func (c *blockCache) readBuf() []byte {
 // it. The caller holds the block and must release it. It returns nil when
 // there is no complete line at off that a block can hold; the caller then
 // frames from its own buffer.
-func (c *blockCache) get(e *entry, off int64, src source) (*block, int) {
+func (c *blockCache) get(e *entry, off int64, src framer.Source) (*block, int) {
 	key := blockKey{e, off}
 	for {
 		c.mu.Lock()
@@ -268,12 +269,12 @@ func (c *blockCache) table(n int) []blockLine {
 }
 
 // read builds the block at off: the complete lines among the next
-// blockSize bytes, up to blockLines of them and up to the first line a
-// block does not hold (empty lines are held; a line starting with NUL, or
-// longer than the limit, is not).
-func (c *blockCache) read(e *entry, off int64, src source) *block {
+// blockSize bytes, framed as the readers frame (framer.Split), up to
+// blockLines of them and up to the first frame a block does not hold
+// (empty lines are held; a hole or a line longer than the limit is not).
+func (c *blockCache) read(e *entry, off int64, src framer.Source) *block {
 	buf := c.readBuf()
-	n, _ := src.read(buf, off)
+	n, _ := src.ReadAt(buf, off)
 	data := buf[:n]
 	k := bytes.LastIndexByte(data, '\n')
 	if k < 0 {
@@ -290,11 +291,8 @@ func (c *blockCache) read(e *entry, off int64, src source) *block {
 	b := &block{c: c, e: e, start: off, data: data, buf: buf}
 	b.lines = c.table(min(bytes.Count(data, newline), blockLines))
 	for pos := 0; pos < len(data) && len(b.lines) < blockLines; {
-		if data[pos] == 0 {
-			break
-		}
-		i := bytes.IndexByte(data[pos:], '\n')
-		if i > c.maxLine {
+		k, i := framer.Split(data[pos:], c.maxLine)
+		if k != framer.Line {
 			break
 		}
 		b.lines = append(b.lines, blockLine{off: pos, n: i})

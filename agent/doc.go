@@ -11,6 +11,17 @@
 // are the buffer, so a slow or dead sink never delays another one; the only
 // memory a sink holds is its bounded set of batches.
 //
+// One batch, from read to ack:
+//   - reader.go: run takes the sink's next file from the registry and
+//     readFile reads it from the sink's cursor; step takes the lines there
+//     from a block shared with the other sinks' readers (blocks.go), or has
+//     the framer (package agent/internal/framer) read and frame them.
+//   - build.go: the builder makes each frame or block line a record (parse,
+//     drop, tag, redact, stub, gap) in the batch (batch.go) and extends the
+//     batch's segment over its bytes; the reader's flush hands the batch on.
+//   - writer.go: run journals the batch's intent, deliver writes it until
+//     the sink accepts it, then registry.ack advances the sink's cursors.
+//
 // # Identity
 //
 // A file is identified by (device, inode) and by the SHA-256 of its first

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/auditrail/auditrail/agent/internal/framer"
 	"github.com/auditrail/auditrail/journal"
 	"github.com/auditrail/auditrail/sinks"
 )
@@ -104,7 +105,7 @@ func (r *reader) readRange(drain context.Context, e *entry, s journal.Segment) b
 		return false
 	}
 	lim := &limitSource{src: src, end: s.End}
-	r.fr.reset(s.Start, r.maxLine)
+	r.fr.Reset(s.Start, r.maxLine)
 	for {
 		n, ok, err := r.step(drain, e, lim, true)
 		if !ok {
@@ -120,7 +121,7 @@ func (r *reader) readRange(drain context.Context, e *entry, s journal.Segment) b
 	if s.Done {
 		r.shipRest(e)
 	}
-	return r.fr.pos == s.End && r.fr.start == r.fr.end
+	return r.fr.Pos() == s.End && r.fr.Buffered() == 0
 }
 
 // place returns the batch's records in the order of in: those read, with
@@ -182,16 +183,16 @@ func kindByName(s string) (sinks.Kind, bool) {
 
 // limitSource ends a source at end.
 type limitSource struct {
-	src source
+	src framer.Source
 	end int64
 }
 
-func (l *limitSource) read(p []byte, off int64) (int, error) {
+func (l *limitSource) ReadAt(p []byte, off int64) (int, error) {
 	if off >= l.end {
 		return 0, io.EOF
 	}
 	if rest := l.end - off; int64(len(p)) > rest {
 		p = p[:rest]
 	}
-	return l.src.read(p, off)
+	return l.src.ReadAt(p, off)
 }

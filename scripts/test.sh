@@ -75,7 +75,8 @@ fuzz FuzzValid 300000x ./internal/ocsf
 fuzz FuzzAppend 100000x ./internal/ocsf
 fuzz FuzzDecode 300000x ./checkpoint
 fuzz FuzzDecode 300000x ./journal
-fuzz FuzzFramer 20000x ./agent
+fuzz FuzzFramer 20000x ./agent/internal/framer
+fuzz FuzzRecords 5000x ./agent
 
 # kube-apiserver's writer, the real binary, SIGKILL, sink outages. The
 # binary's build in TestMain counts against the timeout.

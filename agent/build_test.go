@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -24,7 +25,7 @@ type chunkSource struct {
 	lastAt int64
 }
 
-func (s *chunkSource) read(p []byte, off int64) (int, error) {
+func (s *chunkSource) ReadAt(p []byte, off int64) (int, error) {
 	if int(off) >= s.limit {
 		return 0, io.EOF
 	}
@@ -53,10 +54,10 @@ func frameAll(t testing.TB, data, sizes []byte, maxLine int, shared bool) ([]sin
 	r.takeBatch(context.Background())
 	e := &entry{ref: &sinks.FileRef{Seq: 1, ID: "f"}}
 	src := &chunkSource{data: data, sizes: sizes, limit: len(data)}
-	r.fr.reset(0, maxLine)
-	r.fr.buf = make([]byte, 16) // small, to exercise growth and compaction
+	r.fr.Reset(0, maxLine)
 	if shared {
 		r.blocks = newBlockCache(maxLine, 1<<20, nil, m)
+		r.build.shared = r.blocks.tag
 	}
 	for {
 		if n, _, _ := r.step(context.Background(), e, src, false); n == 0 {
@@ -70,13 +71,16 @@ func frameAll(t testing.TB, data, sizes []byte, maxLine int, shared bool) ([]sin
 	return r.cur.Records, end
 }
 
-// FuzzFramer checks that framing, whatever the chunking, yields exactly
-// the complete lines: whole up to maxLine, as stubs above it, empty lines
-// skipped, and nothing after the last newline.
-func FuzzFramer(f *testing.F) {
+// FuzzRecords checks that a reader, whatever the chunking and whether it
+// takes lines from shared blocks or frames them itself, makes exactly one
+// record of each complete line: the line up to maxLine, a stub above it,
+// none for empty lines and holes, and none after the last newline. The
+// framer alone is fuzzed by agent/internal/framer's FuzzFramer.
+func FuzzRecords(f *testing.F) {
 	f.Add([]byte("a\nbb\n\nccc"), []byte{0, 3, 1})
 	f.Add([]byte(`{"auditID":"x","big":"`+string(bytes.Repeat([]byte("z"), 100))+"\"}\nok\n"), []byte{7})
 	f.Add(bytes.Repeat([]byte("0123456789abcdefghijklmnopqrstuvwxyz\n"), 20), []byte{2, 63, 5})
+	f.Add([]byte("\x00\x00{}\n\x00\n"+strings.Repeat("y", 90)+"\n{\"a\":1}\n\x00"), []byte{0, 200, 9})
 	f.Fuzz(func(t *testing.T, data, sizes []byte) {
 		const maxLine = 40
 		for _, shared := range []bool{false, true} {
@@ -172,9 +176,9 @@ func benchFraming(b *testing.B, redact bool) {
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	for b.Loop() {
-		r.fr.reset(0, 16<<20)
+		r.fr.Reset(0, 16<<20)
 		for {
-			n, _ := r.fr.fill(plainBytes(data))
+			n, _ := r.fr.Fill(plainBytes(data))
 			if n == 0 {
 				break
 			}
@@ -186,7 +190,7 @@ func benchFraming(b *testing.B, redact bool) {
 // plainBytes is a source over a byte slice.
 type plainBytes []byte
 
-func (p plainBytes) read(b []byte, off int64) (int, error) {
+func (p plainBytes) ReadAt(b []byte, off int64) (int, error) {
 	if int(off) >= len(p) {
 		return 0, io.EOF
 	}
