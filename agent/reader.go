@@ -269,9 +269,9 @@ func openSource(h *handle, off int64) (source, error) {
 // the file is finished (read to the end of a final file, or reported as a
 // gap) and false when reading must stop first.
 func (r *reader) readFile(ctx, drain context.Context, e *entry) bool {
-	off := max(r.reg.cursor(e, r.sink).Offset, r.from[e.ref.Seq])
+	off := max(r.reg.pos.cursor(e.ref.Seq, r.sink).Offset, r.from[e.ref.Seq])
 	r.log.Debug("reading file", "sink", r.sink, "file", e.ref.ID, "offset", off)
-	h := r.reg.acquire(e)
+	h := r.reg.files.acquire(e)
 	for h == nil {
 		if v := r.reg.view(e, r.sink); v.gone || v.lost != "" {
 			return r.gap(drain, e, off, v)
@@ -281,14 +281,14 @@ func (r *reader) readFile(ctx, drain context.Context, e *entry) bool {
 		if !r.wait(ctx, drain) {
 			return false
 		}
-		h = r.reg.acquire(e)
+		h = r.reg.files.acquire(e)
 	}
-	defer func() { r.reg.release(h) }()
+	defer func() { r.reg.files.release(h) }()
 	src, err := openSource(h, off)
 	if err != nil {
 		r.log.Warn("cannot resume compressed audit file", "file", e.ref.ID, "offset", off, "err", err)
 		v := r.reg.view(e, r.sink)
-		v.lost = "unreadable"
+		v.lost = lostUnreadable
 		return r.gap(drain, e, off, v)
 	}
 	r.fr.reset(off, r.maxLine)
@@ -302,8 +302,8 @@ func (r *reader) readFile(ctx, drain context.Context, e *entry) bool {
 		}
 		if v.h != nil && v.h != h && !v.h.gz {
 			// Found again under another inode (a copy): continue there.
-			r.reg.release(h)
-			if h = r.reg.acquire(e); h == nil {
+			r.reg.files.release(h)
+			if h = r.reg.files.acquire(e); h == nil {
 				return r.gap(drain, e, r.fr.pos, r.reg.view(e, r.sink))
 			}
 			src = plainSource{h}
@@ -318,7 +318,7 @@ func (r *reader) readFile(ctx, drain context.Context, e *entry) bool {
 		if err != nil && !errors.Is(err, io.EOF) {
 			r.log.Warn("read audit file", "file", e.ref.ID, "path", v.path, "err", err)
 			if h.gz {
-				v.lost = "unreadable"
+				v.lost = lostUnreadable
 				return r.gap(drain, e, r.fr.pos, v)
 			}
 		}
@@ -504,12 +504,12 @@ func (r *reader) addRecord(ref *sinks.FileRef, off int64, line []byte, kind sink
 // addNotices puts the registry's notices this sink has not been handed
 // into the batch. It returns false when reading must stop.
 func (r *reader) addNotices(drain context.Context) bool {
-	gen := r.reg.noticeGen.Load()
+	gen := r.reg.pos.noticeGen.Load()
 	if gen == r.noticeGen {
 		return true
 	}
 	r.noticeGen = gen
-	for _, n := range r.reg.takeNotices(r.sink) {
+	for _, n := range r.reg.pos.takeNotices(r.sink) {
 		r.addRecord(n.ref, 0, n.line, n.kind)
 		r.cur.notices = append(r.cur.notices, n)
 		r.lines.WithLabelValues(n.kind.String()).Inc()
@@ -567,14 +567,14 @@ func (r *reader) sealedBody(rec *sinks.Record) {
 	r.nSealedBody.Inc()
 	r.log.Warn("an event body that had to be redacted could not be; shipped with a marker and its SHA-256 in its place",
 		"sink", r.sink, "file", rec.File.ID, "offset", rec.Offset)
-	if !r.reg.sealedNoticed.CompareAndSwap(false, true) {
+	if !r.reg.pos.sealedNoticed.CompareAndSwap(false, true) {
 		return
 	}
 	now := r.now()
 	detail := fmt.Sprintf("an event body that had to be redacted could not be (the first this run: file %s, offset %d, resource %q); "+
 		"sinks that redact secrets received a marker with its SHA-256 in its place, the others the original. "+
 		"Later ones are counted in auditrail_redaction_sealed_total", rec.File.ID, rec.Offset, rec.Event.Resource)
-	r.reg.notify(sinks.KindTamper, newTamper(sinks.TamperUnredactable, detail, now), now)
+	r.reg.pos.notify(sinks.KindTamper, newTamper(sinks.TamperUnredactable, detail, now), now)
 }
 
 // addLine ships a line: as an event if it parses, else as unparsed,
@@ -764,7 +764,7 @@ func (r *reader) gap(drain context.Context, e *entry, off int64, v fileView) boo
 		return true
 	}
 	var g sinks.GapRecord
-	g.Kind, g.APIVersion, g.Reason, g.Sink = sinks.GapRecordKind, sinks.RecordAPIVersion, reason, r.sink
+	g.Kind, g.APIVersion, g.Reason, g.Sink = sinks.GapRecordKind, sinks.RecordAPIVersion, string(reason), r.sink
 	g.DetectedAt = timestamp(r.now())
 	g.File = sinks.FileInfo{ID: e.ref.ID, Path: v.path}
 	g.Bytes.From, g.Bytes.To, g.Bytes.ToKnown = off, max(off, v.size), v.final && reason == lostPruned
@@ -778,7 +778,7 @@ func (r *reader) gap(drain context.Context, e *entry, off int64, v fileView) boo
 	r.add(e, off, marshalRecord(g), sinks.KindGap)
 	r.cur.extend(e.ref, off, off).Done = true
 	r.nGap.Inc()
-	r.gaps.WithLabelValues(reason).Inc()
+	r.gaps.WithLabelValues(string(reason)).Inc()
 	r.gapBytes.Add(float64(g.Bytes.To - g.Bytes.From))
 	r.log.Error("audit data lost before this sink read it", "sink", r.sink, "reason", reason, "file", e.ref.ID,
 		"path", v.path, "from", g.Bytes.From, "to", g.Bytes.To, "toKnown", g.Bytes.ToKnown,
@@ -792,11 +792,11 @@ func (r *reader) gap(drain context.Context, e *entry, off int64, v fileView) boo
 // firstEventTime returns the timestamp of the first event in e, if it can
 // be read cheaply.
 func (r *reader) firstEventTime(e *entry) string {
-	h := r.reg.acquire(e)
+	h := r.reg.files.acquire(e)
 	if h == nil {
 		return ""
 	}
-	defer r.reg.release(h)
+	defer r.reg.files.release(h)
 	src, err := openSource(h, 0)
 	if err != nil {
 		return ""

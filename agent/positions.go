@@ -1,0 +1,240 @@
+package agent
+
+import (
+	"log/slog"
+	"maps"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/auditrail/auditrail/checkpoint"
+	"github.com/auditrail/auditrail/sinks"
+)
+
+// positions is the position table: every sink's acknowledged cursor in
+// every file (by the file's seq), the notices that wait for sinks, and
+// the journal deliveries acknowledged. Only ack advances a cursor; the
+// table knows nothing of the files on disk and does no I/O.
+type positions struct {
+	sinks []string
+	m     *metrics
+	log   *slog.Logger
+	bell  *bell
+	// anchorTo are the sinks that take anchor records (the ones that keep
+	// no hash chain themselves); set before the readers start.
+	anchorTo []string
+
+	mu sync.Mutex
+	// rows are the cursors by file seq, then sink. A row is made by the
+	// first acknowledgement for its file and dropped (forget) when the
+	// file tracker stops tracking the file.
+	rows  map[uint64]map[string]checkpoint.Cursor
+	dirty bool
+	// delivered is set once any sink acknowledged a batch.
+	delivered bool
+	// notices wait for sinks to acknowledge them; noticeGen counts the
+	// notices made, so readers notice new ones without the lock.
+	notices   []*notice
+	noticeGen atomic.Uint64
+	// gens are, per sink, the last journal delivery acknowledged (see
+	// deliveredGen).
+	gens map[string]uint64
+	// sealedNoticed is set once a redaction failure was reported.
+	sealedNoticed atomic.Bool
+}
+
+func newPositions(sinkNames []string, st *checkpoint.State, m *metrics, log *slog.Logger, b *bell) *positions {
+	p := &positions{sinks: sinkNames, m: m, log: log, bell: b, rows: make(map[uint64]map[string]checkpoint.Cursor, len(st.Files))}
+	for _, f := range st.Files {
+		row := make(map[string]checkpoint.Cursor, len(sinkNames))
+		for _, s := range sinkNames {
+			if c, ok := f.Cursors[s]; ok {
+				row[s] = c
+			}
+		}
+		p.rows[f.Seq] = row
+	}
+	p.loadNotices(st.Notices)
+	return p
+}
+
+// cursor returns sink's acknowledged position in the file seq.
+func (p *positions) cursor(seq uint64, sink string) checkpoint.Cursor {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.rows[seq][sink]
+}
+
+// ack records that sink acknowledged segs: each file's cursor moves to
+// the segment's end if that is further, and to done when the segment
+// finished the file. It reports whether some file became done for sink.
+func (p *positions) ack(sink string, segs []sinks.Segment) (finished bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.delivered = true
+	for _, s := range segs {
+		row := p.rows[s.File.Seq]
+		if row == nil {
+			row = make(map[string]checkpoint.Cursor, len(p.sinks))
+			p.rows[s.File.Seq] = row
+		}
+		c := row[sink]
+		if s.End > c.Offset {
+			c.Offset = s.End
+		}
+		if s.LastEventTime != "" {
+			c.LastEventTime = s.LastEventTime
+		}
+		if s.Done {
+			c.Done = true
+			finished = true
+		}
+		row[sink] = c
+	}
+	p.dirty = true
+	return finished
+}
+
+// skipTo sets every sink's cursor in the files of cs, for a first start
+// that begins at the end of the files on disk; before any reader starts.
+func (p *positions) skipTo(cs map[uint64]checkpoint.Cursor) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for seq, c := range cs {
+		row := make(map[string]checkpoint.Cursor, len(p.sinks))
+		for _, s := range p.sinks {
+			row[s] = c
+		}
+		p.rows[seq] = row
+	}
+	p.dirty = true
+}
+
+// forget drops the rows of files no longer tracked.
+func (p *positions) forget(seqs []uint64) {
+	if len(seqs) == 0 {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, seq := range seqs {
+		delete(p.rows, seq)
+	}
+}
+
+// progress is what the file tracker needs to know of a file's cursors.
+type progress struct {
+	// done is set when every sink finished the file.
+	done bool
+	// last is the time of the latest event any sink acknowledged from
+	// it, or zero.
+	last time.Time
+}
+
+// progress returns, by file seq, whether every sink finished each file
+// and its latest acknowledged event. A file without a row is in none.
+func (p *positions) progress() map[uint64]progress {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make(map[uint64]progress, len(p.rows))
+	for seq, row := range p.rows {
+		pr := progress{done: true}
+		for _, s := range p.sinks {
+			if !row[s].Done {
+				pr.done = false
+			}
+		}
+		for _, c := range row {
+			if t, err := time.Parse(time.RFC3339Nano, c.LastEventTime); err == nil && t.After(pr.last) {
+				pr.last = t
+			}
+		}
+		out[seq] = pr
+	}
+	return out
+}
+
+// doneBy returns the seqs of the files sink finished.
+func (p *positions) doneBy(sink string) map[uint64]bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make(map[uint64]bool, len(p.rows))
+	for seq, row := range p.rows {
+		if row[sink].Done {
+			out[seq] = true
+		}
+	}
+	return out
+}
+
+// rowsSnapshot is a copy of the table for a checkpoint.
+type rowsSnapshot struct {
+	rows    map[uint64]map[string]checkpoint.Cursor
+	notices []checkpoint.Notice
+	dirty   bool
+}
+
+// snapshot copies the table, and whether it changed since the last
+// snapshot.
+func (p *positions) snapshot() rowsSnapshot {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := rowsSnapshot{rows: make(map[uint64]map[string]checkpoint.Cursor, len(p.rows)), notices: p.exportNoticesLocked(), dirty: p.dirty}
+	for seq, row := range p.rows {
+		s.rows[seq] = maps.Clone(row)
+	}
+	p.dirty = false
+	return s
+}
+
+// cursors returns a copy of the cursors by file seq, then sink.
+func (p *positions) cursors() map[uint64]map[string]checkpoint.Cursor {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make(map[uint64]map[string]checkpoint.Cursor, len(p.rows))
+	for seq, row := range p.rows {
+		out[seq] = maps.Clone(row)
+	}
+	return out
+}
+
+// markDirty makes the next snapshot report a change, so a failed commit
+// is tried again.
+func (p *positions) markDirty() {
+	p.mu.Lock()
+	p.dirty = true
+	p.mu.Unlock()
+}
+
+// shipping reports whether some sink acknowledged a batch since the start.
+func (p *positions) shipping() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.delivered
+}
+
+// waiting reports whether some notice waits for a sink.
+func (p *positions) waiting() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.notices) > 0
+}
+
+// deliveredGen records that sink's journal holds every delivery up to gen;
+// called after the position table acknowledged them.
+func (p *positions) deliveredGen(sink string, gen uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.gens == nil {
+		p.gens = make(map[string]uint64)
+	}
+	p.gens[sink] = gen
+}
+
+// deliveredGens returns, per sink, the last delivery the table
+// acknowledged: a snapshot taken after it holds all of them.
+func (p *positions) deliveredGens() map[string]uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return maps.Clone(p.gens)
+}
