@@ -27,7 +27,7 @@ type lossBound struct {
 // boundLossLocked returns the bound on what e lost, from the backups on
 // disk that were rotated after the last event read from e. Memory only.
 func (t *tracker) boundLossLocked(e *entry) *lossBound {
-	last := t.prog[e.ref.Seq].last
+	last := t.lasts[e.ref.Seq]
 	var sizes []int64
 	var times []time.Time
 	for _, o := range t.entries {

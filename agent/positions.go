@@ -41,6 +41,9 @@ type positions struct {
 	gens map[string]uint64
 	// sealedNoticed is set once a redaction failure was reported.
 	sealedNoticed atomic.Bool
+	// done is published under mu whenever a file is finished or
+	// forgotten (publishDoneLocked).
+	done atomic.Pointer[doneSets]
 }
 
 func newPositions(sinkNames []string, st *checkpoint.State, m *metrics, log *slog.Logger, b *bell) *positions {
@@ -55,6 +58,7 @@ func newPositions(sinkNames []string, st *checkpoint.State, m *metrics, log *slo
 		p.rows[f.Seq] = row
 	}
 	p.loadNotices(st.Notices)
+	p.publishDoneLocked()
 	return p
 }
 
@@ -85,11 +89,14 @@ func (p *positions) ack(sink string, segs []sinks.Segment) (finished bool) {
 		if s.LastEventTime != "" {
 			c.LastEventTime = s.LastEventTime
 		}
-		if s.Done {
+		if s.Done && !c.Done {
 			c.Done = true
 			finished = true
 		}
 		row[sink] = c
+	}
+	if finished {
+		p.publishDoneLocked()
 	}
 	p.dirty = true
 	return finished
@@ -107,6 +114,7 @@ func (p *positions) skipTo(cs map[uint64]checkpoint.Cursor) {
 		}
 		p.rows[seq] = row
 	}
+	p.publishDoneLocked()
 	p.dirty = true
 }
 
@@ -120,48 +128,66 @@ func (p *positions) forget(seqs []uint64) {
 	for _, seq := range seqs {
 		delete(p.rows, seq)
 	}
+	p.publishDoneLocked()
 }
 
-// progress is what the file tracker needs to know of a file's cursors.
-type progress struct {
-	// done is set when every sink finished the file.
-	done bool
-	// last is the time of the latest event any sink acknowledged from
-	// it, or zero.
-	last time.Time
+// doneSets are the files finished, by sink and by every sink. A set is
+// replaced, never changed, so it is read without the lock.
+type doneSets struct {
+	bySink map[string]map[uint64]bool
+	all    map[uint64]bool
+	// gen orders the sets: a later one has a higher gen.
+	gen uint64
 }
 
-// progress returns, by file seq, whether every sink finished each file
-// and its latest acknowledged event. A file without a row is in none.
-func (p *positions) progress() map[uint64]progress {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	out := make(map[uint64]progress, len(p.rows))
-	for seq, row := range p.rows {
-		pr := progress{done: true}
-		for _, s := range p.sinks {
-			if !row[s].Done {
-				pr.done = false
-			}
-		}
-		for _, c := range row {
-			if t, err := time.Parse(time.RFC3339Nano, c.LastEventTime); err == nil && t.After(pr.last) {
-				pr.last = t
-			}
-		}
-		out[seq] = pr
+// publishDoneLocked replaces the done sets after a file was finished or
+// forgotten.
+func (p *positions) publishDoneLocked() {
+	d := &doneSets{bySink: make(map[string]map[uint64]bool, len(p.sinks)), all: make(map[uint64]bool)}
+	if old := p.done.Load(); old != nil {
+		d.gen = old.gen + 1
 	}
-	return out
+	for _, s := range p.sinks {
+		d.bySink[s] = make(map[uint64]bool)
+	}
+	for seq, row := range p.rows {
+		all := true
+		for _, s := range p.sinks {
+			if row[s].Done {
+				d.bySink[s][seq] = true
+			} else {
+				all = false
+			}
+		}
+		if all {
+			d.all[seq] = true
+		}
+	}
+	p.done.Store(d)
 }
 
-// doneBy returns the seqs of the files sink finished.
-func (p *positions) doneBy(sink string) map[uint64]bool {
+// finished returns the files finished. The sets must not be changed.
+func (p *positions) finished() *doneSets { return p.done.Load() }
+
+// doneBy returns the seqs of the files sink finished. The set must not be
+// changed.
+func (p *positions) doneBy(sink string) map[uint64]bool { return p.done.Load().bySink[sink] }
+
+// lastEvents returns, for each file of seqs, the time of the latest event
+// any sink acknowledged from it; files without one are left out.
+func (p *positions) lastEvents(seqs []uint64) map[uint64]time.Time {
+	var raw []seqCursor
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	out := make(map[uint64]bool, len(p.rows))
-	for seq, row := range p.rows {
-		if row[sink].Done {
-			out[seq] = true
+	for _, seq := range seqs {
+		for s, c := range p.rows[seq] {
+			raw = append(raw, seqCursor{seq, s, c})
+		}
+	}
+	p.mu.Unlock()
+	out := make(map[uint64]time.Time, len(seqs))
+	for _, r := range raw {
+		if t, err := time.Parse(time.RFC3339Nano, r.c.LastEventTime); err == nil && t.After(out[r.seq]) {
+			out[r.seq] = t
 		}
 	}
 	return out
@@ -187,15 +213,34 @@ func (p *positions) snapshot() rowsSnapshot {
 	return s
 }
 
-// cursors returns a copy of the cursors by file seq, then sink.
-func (p *positions) cursors() map[uint64]map[string]checkpoint.Cursor {
+// seqCursor is a sink's cursor in the file seq.
+type seqCursor struct {
+	seq  uint64
+	sink string
+	c    checkpoint.Cursor
+}
+
+// cursors returns a copy of every cursor, keyed by file seq and sink.
+func (p *positions) cursors() map[seqSink]checkpoint.Cursor {
+	flat := make([]seqCursor, 0, 32*len(p.sinks)) // rarely grown with the lock held
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	out := make(map[uint64]map[string]checkpoint.Cursor, len(p.rows))
 	for seq, row := range p.rows {
-		out[seq] = maps.Clone(row)
+		for s, c := range row {
+			flat = append(flat, seqCursor{seq, s, c})
+		}
+	}
+	p.mu.Unlock()
+	out := make(map[seqSink]checkpoint.Cursor, len(flat))
+	for _, sc := range flat {
+		out[seqSink{sc.seq, sc.sink}] = sc.c
 	}
 	return out
+}
+
+// seqSink names a sink's cursor in a file.
+type seqSink struct {
+	seq  uint64
+	sink string
 }
 
 // markDirty makes the next snapshot report a change, so a failed commit

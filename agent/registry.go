@@ -35,7 +35,7 @@ func newRegistry(livePath string, sinkNames []string, maxOpen int, st *checkpoin
 	b := &bell{}
 	p := newPositions(sinkNames, st, m, log, b)
 	return &registry{
-		files: newTracker(livePath, maxOpen, st, m, log, now, b, p.progress),
+		files: newTracker(livePath, maxOpen, st, m, log, now, b, p),
 		pos:   p, bell: b, sinks: sinkNames, m: m, now: now,
 	}
 }
@@ -224,7 +224,7 @@ func (r *registry) caughtUp() bool {
 	files, _ := r.files.stats()
 	for _, f := range files {
 		for _, s := range r.sinks {
-			c := rows[f.Seq][s]
+			c := rows[seqSink{f.Seq, s}]
 			if c.Done {
 				continue
 			}

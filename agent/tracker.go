@@ -82,6 +82,15 @@ type entry struct {
 	h         *handle
 }
 
+// progress is what the tracker reads of the position table.
+type progress interface {
+	// finished returns the files finished, immutable sets.
+	finished() *doneSets
+	// lastEvents returns the time of the latest event acknowledged from
+	// each file of seqs.
+	lastEvents(seqs []uint64) map[uint64]time.Time
+}
+
 // tracker is the file tracker: it finds the live file and its rotated
 // siblings, tells them apart by inode and fingerprint, follows their
 // names, and holds descriptors open for files that some sink has not
@@ -102,9 +111,8 @@ type tracker struct {
 	m        *metrics
 	bell     *bell
 	now      func() time.Time
-	// progress returns the position table's view of every file; called
-	// without mu.
-	progress func() map[uint64]progress
+	// table is the position table; read without mu held.
+	table progress
 
 	// scanMu serializes scans: between a scan's reads, done without mu,
 	// and its update under mu, no other scan changes what it read.
@@ -119,17 +127,21 @@ type tracker struct {
 	open    int
 	// missingSince is when the live file was first seen missing.
 	missingSince time.Time
-	// prog is progress as of the last update that needed it.
-	prog map[uint64]progress
+	// finished are the files finished, the latest sets read from the
+	// table; lasts the latest event acknowledged from the files not
+	// final, as of the last scan.
+	finished *doneSets
+	lasts    map[uint64]time.Time
 	// later runs once mu is unlocked: closing descriptors, logging.
 	later []func()
 }
 
-func newTracker(livePath string, maxOpen int, st *checkpoint.State, m *metrics, log *slog.Logger, now func() time.Time, b *bell, prog func() map[uint64]progress) *tracker {
+func newTracker(livePath string, maxOpen int, st *checkpoint.State, m *metrics, log *slog.Logger, now func() time.Time, b *bell, table progress) *tracker {
 	t := &tracker{
 		log: log, now: now, naming: newNaming(livePath), livePath: livePath, maxOpen: maxOpen, m: m, bell: b,
-		progress: prog, bySeq: make(map[uint64]*entry), nextSeq: max(st.NextSeq, 1),
+		table: table, bySeq: make(map[uint64]*entry), nextSeq: max(st.NextSeq, 1),
 	}
+	t.finished = table.finished()
 	for _, f := range st.Files {
 		e := &entry{
 			ref: &sinks.FileRef{Seq: f.Seq, ID: f.ID, Path: f.Path},
@@ -175,8 +187,16 @@ func (t *tracker) heldFiles() map[[2]uint64]bool {
 	return held
 }
 
+// learnLocked takes d as what is finished, unless a later set was taken
+// already by a concurrent caller.
+func (t *tracker) learnLocked(d *doneSets) {
+	if t.finished == nil || d.gen > t.finished.gen {
+		t.finished = d
+	}
+}
+
 func (t *tracker) doneByAllLocked(e *entry) bool {
-	return t.prog[e.ref.Seq].done
+	return t.finished.all[e.ref.Seq]
 }
 
 // scan lists the directory and brings the tracker up to date: renames,
@@ -192,12 +212,14 @@ func (t *tracker) scan() (removed []uint64, tampers []sinks.TamperRecord) {
 			c.close()
 		}
 	}()
+	var lasts map[uint64]time.Time
 	if listed {
-		t.readCandidates(cands)
+		lasts = t.table.lastEvents(t.readCandidates(cands))
 	}
-	prog := t.progress()
+	finished := t.table.finished()
 	t.mu.Lock()
-	t.prog = prog
+	t.learnLocked(finished)
+	t.lasts = lasts
 	t.reportLocked(problem)
 	if !listed {
 		t.unlock()
@@ -214,8 +236,9 @@ func (t *tracker) scan() (removed []uint64, tampers []sinks.TamperRecord) {
 // readCandidates reads, without mu, what updateLocked will look at of
 // each candidate: the prefix of every one but those unchanged since
 // their content was verified, and the bytes at the end of the live file
-// (holeAtLineEndLocked).
-func (t *tracker) readCandidates(cands []*candidate) {
+// (holeAtLineEndLocked). It returns the seqs of the files not final,
+// whose loss is bounded if they are found gone (boundLossLocked).
+func (t *tracker) readCandidates(cands []*candidate) (unfinal []uint64) {
 	type plan struct {
 		prefix bool
 		offs   []int64
@@ -240,6 +263,11 @@ func (t *tracker) readCandidates(cands []*candidate) {
 			c.held = t.pinLocked(c.dev, c.ino)
 		}
 	}
+	for _, e := range t.entries {
+		if !e.final && !e.gone {
+			unfinal = append(unfinal, e.ref.Seq)
+		}
+	}
 	t.unlock()
 	for i, c := range cands {
 		c.readContent(plans[i].prefix, plans[i].offs)
@@ -252,6 +280,7 @@ func (t *tracker) readCandidates(cands []*candidate) {
 		}
 	}
 	t.unlock()
+	return unfinal
 }
 
 // byInoLocked maps the (device, inode) of every file still on disk to it.
@@ -649,10 +678,10 @@ func (t *tracker) detachLocked(e *entry, reason lossReason) {
 // removeFinished releases the files every sink finished and stops
 // tracking those gone from disk, whose seqs it returns.
 func (t *tracker) removeFinished() []uint64 {
-	prog := t.progress()
+	finished := t.table.finished()
 	t.mu.Lock()
 	defer t.unlock()
-	t.prog = prog
+	t.learnLocked(finished)
 	return t.removeFinishedLocked()
 }
 
@@ -694,9 +723,9 @@ func wantOpenOf(e *entry) wantOpen {
 func (t *tracker) holdOpen() {
 	tried := make(map[*entry]bool)
 	for {
-		prog := t.progress()
+		finished := t.table.finished()
 		t.mu.Lock()
-		t.prog = prog
+		t.learnLocked(finished)
 		var want []wantOpen
 		for _, e := range t.entries {
 			if t.open+len(want) >= t.maxOpen {
@@ -901,11 +930,11 @@ type fileStat struct {
 
 // stats returns every tracked file, ascending seq, and the next seq.
 func (t *tracker) stats() ([]fileStat, uint64) {
+	out := make([]fileStat, 0, 32) // rarely grown with the lock held
 	t.mu.Lock()
 	defer t.unlock()
-	out := make([]fileStat, len(t.entries))
-	for i, e := range t.entries {
-		out[i] = fileStat{File: e.identity(), gone: e.gone}
+	for _, e := range t.entries {
+		out = append(out, fileStat{File: e.identity(), gone: e.gone})
 	}
 	return out, t.nextSeq
 }
