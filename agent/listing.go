@@ -88,6 +88,16 @@ func (c *candidate) close() {
 // directory and examining its entries.
 var testHookAfterReadDir func()
 
+// testHookFileIO, when set by a test, runs before the tracker or the
+// registry opens, reads or closes an audit file once it listed it.
+var testHookFileIO func(op string)
+
+func fileIO(op string) {
+	if testHookFileIO != nil {
+		testHookFileIO(op)
+	}
+}
+
 // list reads the directory. It returns ok == false when the directory
 // could not be listed, in which case nothing may be concluded about files
 // having gone. held are the (device, inode) pairs the tracker holds open,
@@ -238,6 +248,7 @@ func (c *candidate) readContent(prefix bool, offsets []int64) {
 	if !prefix && len(offsets) == 0 {
 		return
 	}
+	fileIO("read candidate")
 	f, done, ok := c.file()
 	if !ok {
 		c.prefixRead = prefix

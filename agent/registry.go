@@ -125,6 +125,7 @@ func (r *registry) skipExisting() {
 
 // lastLineEnd returns the offset just after the last newline before size.
 func lastLineEnd(path string, size int64) int64 {
+	fileIO("read end")
 	f, err := openAudit(path)
 	if err != nil {
 		return 0

@@ -167,7 +167,10 @@ func (t *tracker) unlock() {
 }
 
 func (t *tracker) closeLater(f *os.File) {
-	t.later = append(t.later, func() { f.Close() })
+	t.later = append(t.later, func() {
+		fileIO("close")
+		f.Close()
+	})
 }
 
 func (t *tracker) logLater(level slog.Level, msg string, args ...any) {
@@ -784,6 +787,7 @@ func (t *tracker) openFor(w wantOpen, hold bool) bool {
 // openIdentified opens path if it is still the file (dev, ino). The
 // problem is set when it could not be opened for lack of permission.
 func openIdentified(path string, dev, ino uint64) (*os.File, sourceProblem) {
+	fileIO("open")
 	f, err := openAudit(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrPermission) {
@@ -959,6 +963,7 @@ func (t *tracker) onlyPartialLine(seq uint64, off int64) bool {
 	h.refs++
 	t.unlock()
 	defer t.release(h)
+	fileIO("read tail")
 	buf := make([]byte, size-off)
 	n, _ := h.f.ReadAt(buf, off)
 	return bytes.IndexByte(buf[:n], '\n') < 0
