@@ -3,14 +3,17 @@
 //
 // # Data flow
 //
-// The file tracker (tracker.go, listing.go) watches the audit directory
-// (fsnotify plus a periodic scan) and tracks the live file and its rotated
-// siblings. The position table (positions.go, notices.go) holds every
-// sink's acknowledged cursor in every file and the notices waiting for
-// sinks; only an acknowledgement advances a cursor. The registry
-// (registry.go) joins the two for the operations that need both. Each has
-// its own lock, which guards memory only: files are opened, read and
-// closed without a lock held. Each sink has its own reader and writer: the
+// The file tracker watches the audit directory (fsnotify plus a periodic
+// scan) and tracks the live file and its rotated siblings: tracker.go (the
+// type and the scan), listing.go (the directory listing and what is read
+// of each file found), identify.go (matching what is found to the files
+// known), descriptors.go (the descriptors held open). The position table
+// (positions.go, notices.go) holds every sink's acknowledged cursor in
+// every file and the notices waiting for sinks; only an acknowledgement
+// advances a cursor. The registry (registry.go) joins the two for the
+// operations that need both, reading positions before files. Each has its
+// own lock, which guards memory only: files are opened, read and closed
+// without a lock held. Each sink has its own reader and writer: the
 // reader reads the files at that sink's cursor, frames complete lines and
 // builds batches; the writer delivers them in order, retrying with
 // exponential backoff and jitter. The files on disk are the buffer, so a
