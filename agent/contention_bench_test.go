@@ -28,50 +28,7 @@ import (
 //
 //	go test -run '^$' -bench ScanContention -mutexprofile mutex.out ./agent
 func BenchmarkScanContention(b *testing.B) {
-	dir := filepath.Join(b.TempDir(), "audit")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		b.Fatal(err)
-	}
-	at := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
-	n := 0
-	for i := range 16 {
-		var lines []string
-		for range 2000 {
-			lines = append(lines, event(n))
-			n++
-		}
-		name := lumberjackName(dir, at.Add(time.Duration(i)*time.Minute))
-		if i%2 == 0 {
-			writeGzip(b, name+".gz", lines)
-		} else {
-			writeLines(b, name, lines, "\n")
-		}
-	}
-	live := filepath.Join(dir, "audit.log")
-	var lines []string
-	for range 200 {
-		lines = append(lines, event(n))
-		n++
-	}
-	// The live file ends with half a line; the cursors stand 60 KiB before
-	// its end, which the caught-up check reads.
-	writeLines(b, live, lines, `{"kind":"Event","apiVersion":"audit.k8s.io/v1"`)
-	names := []string{"s3", "es", "kafka"}
-	reg := newRegistry(live, names, 4, &checkpoint.State{}, newMetrics(nil), testLogger(), time.Now)
-	reg.scan()
-	fi, err := os.Stat(live)
-	if err != nil {
-		b.Fatal(err)
-	}
-	var liveEntry *entry
-	for e := reg.next(names[0], 0); e != nil; e = reg.next(names[0], e.ref.Seq) {
-		liveEntry = e
-	}
-	end := fi.Size() - 60<<10
-	for _, s := range names {
-		reg.ack(s, []sinks.Segment{{File: liveEntry.ref, Start: 0, End: end}})
-	}
-
+	reg, names, liveEntry, end := scanBench(b)
 	var stop atomic.Bool
 	var steps atomic.Int64
 	var wg sync.WaitGroup
@@ -135,4 +92,62 @@ func writeGzip(b *testing.B, path string, lines []string) {
 	if err := zw.Close(); err != nil {
 		b.Fatal(err)
 	}
+}
+
+// BenchmarkScan measures a scan of BenchmarkScanContention's directory
+// alone: its own cost, without contention.
+func BenchmarkScan(b *testing.B) {
+	reg, _, _, _ := scanBench(b)
+	for b.Loop() {
+		reg.scan()
+	}
+}
+
+// scanBench makes the registry the scan benchmarks scan, its sinks, the
+// live file, and the cursors' offset in it.
+func scanBench(b *testing.B) (reg *registry, names []string, liveEntry *entry, end int64) {
+	dir := filepath.Join(b.TempDir(), "audit")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		b.Fatal(err)
+	}
+	at := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
+	n := 0
+	for i := range 16 {
+		var lines []string
+		for range 2000 {
+			lines = append(lines, event(n))
+			n++
+		}
+		name := lumberjackName(dir, at.Add(time.Duration(i)*time.Minute))
+		if i%2 == 0 {
+			writeGzip(b, name+".gz", lines)
+		} else {
+			writeLines(b, name, lines, "\n")
+		}
+	}
+	live := filepath.Join(dir, "audit.log")
+	var lines []string
+	for range 200 {
+		lines = append(lines, event(n))
+		n++
+	}
+	// The live file ends with half a line; the cursors stand 60 KiB before
+	// its end, which the caught-up check reads.
+	writeLines(b, live, lines, `{"kind":"Event","apiVersion":"audit.k8s.io/v1"`)
+	names = []string{"s3", "es", "kafka"}
+	reg = newRegistry(live, names, 4, &checkpoint.State{}, newMetrics(nil), testLogger(), time.Now)
+	reg.scan()
+	fi, err := os.Stat(live)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for e := reg.next(names[0], 0); e != nil; e = reg.next(names[0], e.ref.Seq) {
+		liveEntry = e
+	}
+	end = fi.Size() - 60<<10
+	for _, s := range names {
+		reg.ack(s, []sinks.Segment{{File: liveEntry.ref, Start: 0, End: end}})
+	}
+
+	return reg, names, liveEntry, end
 }
