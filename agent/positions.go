@@ -44,6 +44,8 @@ type positions struct {
 	// done is published under mu whenever a file is finished or
 	// forgotten (publishDoneLocked).
 	done atomic.Pointer[doneSets]
+	// cursorsHint is how many cursors the last call of cursors copied.
+	cursorsHint atomic.Int32
 }
 
 func newPositions(sinkNames []string, st *checkpoint.State, m *metrics, log *slog.Logger, b *bell) *positions {
@@ -222,8 +224,9 @@ type seqCursor struct {
 
 // cursors returns a copy of every cursor, keyed by file seq and sink.
 func (p *positions) cursors() map[seqSink]checkpoint.Cursor {
-	flat := make([]seqCursor, 0, 32*len(p.sinks)) // rarely grown with the lock held
+	flat := make([]seqCursor, 0, p.cursorsHint.Load()+2*int32(len(p.sinks))) // rarely grown with the lock held
 	p.mu.Lock()
+	p.cursorsHint.Store(int32(len(p.rows) * len(p.sinks)))
 	for seq, row := range p.rows {
 		for s, c := range row {
 			flat = append(flat, seqCursor{seq, s, c})

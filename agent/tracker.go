@@ -6,6 +6,7 @@ import (
 	"os"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/auditrail/auditrail/checkpoint"
@@ -119,6 +120,8 @@ type tracker struct {
 	lasts    map[uint64]time.Time
 	// later runs once mu is unlocked: closing descriptors, logging.
 	later []func()
+	// statsHint is how many files the last stats returned.
+	statsHint atomic.Int32
 }
 
 func newTracker(livePath string, maxOpen int, st *checkpoint.State, m *metrics, log *slog.Logger, now func() time.Time, b *bell, table progress) *tracker {
@@ -418,9 +421,10 @@ type fileStat struct {
 
 // stats returns every tracked file, ascending seq, and the next seq.
 func (t *tracker) stats() ([]fileStat, uint64) {
-	out := make([]fileStat, 0, 32) // rarely grown with the lock held
+	out := make([]fileStat, 0, t.statsHint.Load()+2) // rarely grown with the lock held
 	t.mu.Lock()
 	defer t.unlock()
+	t.statsHint.Store(int32(len(t.entries)))
 	for _, e := range t.entries {
 		out = append(out, fileStat{File: e.identity(), gone: e.gone})
 	}
