@@ -186,13 +186,13 @@ func (a *Agent) announceStart(reg *registry, st *checkpoint.State, how string) {
 		rec.PreviousRunUntil = timestamp(st.SavedAt)
 		rec.DowntimeSeconds = max(now.Sub(st.SavedAt).Seconds(), 0)
 	}
-	reg.notify(sinks.KindStart, rec, now)
+	reg.pos.notify(sinks.KindStart, rec, now)
 	switch how {
 	case stateNone:
-		reg.notify(sinks.KindTamper, newTamper(sinks.TamperNoState, fmt.Sprintf(
+		reg.pos.notify(sinks.KindTamper, newTamper(sinks.TamperNoState, fmt.Sprintf(
 			"no checkpoint in %s: the agent's first start on this node, or its state directory was deleted", a.opts.StateDir), now), now)
 	case stateCorrupt:
-		reg.notify(sinks.KindTamper, newTamper(sinks.TamperCorruptState, fmt.Sprintf(
+		reg.pos.notify(sinks.KindTamper, newTamper(sinks.TamperCorruptState, fmt.Sprintf(
 			"the checkpoint in %s could not be trusted and was moved aside; every audit file on disk is read again", a.opts.StateDir), now), now)
 	}
 }
@@ -219,7 +219,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	reg := newRegistry(a.opts.AuditLogPath, names, a.opts.MaxOpenFiles, st, a.m, a.log, a.opts.Now)
 	for _, so := range a.sinks {
 		if _, chained := so.Sink.(sinks.Anchorer); !chained {
-			reg.anchorTo = append(reg.anchorTo, so.Sink.Name())
+			reg.pos.anchorTo = append(reg.pos.anchorTo, so.Sink.Name())
 		}
 	}
 	a.announceStart(reg, st, how)
@@ -297,7 +297,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	<-committerDone
 	err = a.commit(reg)
 	// 4. Release the files and close the sinks.
-	reg.closeAll()
+	reg.files.closeAll()
 	closeCtx, cancelClose := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancelClose()
 	for _, so := range a.sinks {
@@ -363,7 +363,7 @@ func (a *Agent) openJournals(st *checkpoint.State, names []string, resume bool) 
 
 func (a *Agent) commit(reg *registry) error {
 	// The deliveries acknowledged before the snapshot are in it.
-	gens := reg.deliveredGens()
+	gens := reg.pos.deliveredGens()
 	st, dirty := reg.snapshot()
 	if !dirty {
 		return nil
@@ -373,7 +373,7 @@ func (a *Agent) commit(reg *registry) error {
 	a.m.commitDuration.Observe(time.Since(start).Seconds())
 	if err != nil {
 		a.m.commitErrors.Inc()
-		reg.markDirty()
+		reg.pos.markDirty()
 		return err
 	}
 	for sink, g := range gens {

@@ -26,12 +26,12 @@ type lossBound struct {
 
 // boundLossLocked returns the bound on what e lost, from the backups on
 // disk that were rotated after the last event read from e. Memory only.
-func (r *registry) boundLossLocked(e *entry) *lossBound {
-	last := r.lastEventLocked(e)
+func (t *tracker) boundLossLocked(e *entry) *lossBound {
+	last := t.lasts[e.ref.Seq]
 	var sizes []int64
 	var times []time.Time
-	for _, o := range r.entries {
-		at, ok := r.naming.rotatedAt(filepath.Base(o.path))
+	for _, o := range t.entries {
+		at, ok := t.naming.rotatedAt(filepath.Base(o.path))
 		if o.gone || !ok || !at.After(last) {
 			continue
 		}
@@ -70,18 +70,6 @@ func estimateFiles(last time.Time, times []time.Time) int {
 		return 1
 	}
 	return max(1, int(times[0].Sub(last)/d))
-}
-
-// lastEventLocked returns the time of the latest event any sink
-// acknowledged from e, or zero.
-func (r *registry) lastEventLocked(e *entry) time.Time {
-	var last time.Time
-	for _, c := range e.cursors {
-		if t, err := time.Parse(time.RFC3339Nano, c.LastEventTime); err == nil && t.After(last) {
-			last = t
-		}
-	}
-	return last
 }
 
 // applyBound fills g's bounds for a sink that read the lost file up to

@@ -110,7 +110,7 @@ func TestCopyTruncateWindowReported(t *testing.T) {
 	waitEvents(t, s, append(events(0, 20), events(25, 27)...))
 	eventually(t, "gap record", func() bool { return len(s.ofKind(sinks.KindGap)) == 1 })
 	g := notices[sinks.GapRecord](t, s, sinks.KindGap)[0]
-	if g.Reason != lostTruncated || g.Bytes.From != copyEnd || g.Bytes.To != copyEnd || g.Bytes.ToKnown {
+	if g.Reason != string(lostTruncated) || g.Bytes.From != copyEnd || g.Bytes.To != copyEnd || g.Bytes.ToKnown {
 		t.Errorf("gap = %s, want truncated from the copy's end %d, end unknown", s.ofKind(sinks.KindGap)[0].Line, copyEnd)
 	}
 	if g.Time.After != "2026-11-21T10:00:19.000000Z" {

@@ -291,14 +291,14 @@ func (b *builder) sealedBody(rec *sinks.Record) {
 	b.nSealedBody.Inc()
 	b.log.Warn("an event body that had to be redacted could not be; shipped with a marker and its SHA-256 in its place",
 		"sink", b.sink, "file", rec.File.ID, "offset", rec.Offset)
-	if !b.reg.sealedNoticed.CompareAndSwap(false, true) {
+	if !b.reg.pos.sealedNoticed.CompareAndSwap(false, true) {
 		return
 	}
 	now := b.now()
 	detail := fmt.Sprintf("an event body that had to be redacted could not be (the first this run: file %s, offset %d, resource %q); "+
 		"sinks that redact secrets received a marker with its SHA-256 in its place, the others the original. "+
 		"Later ones are counted in auditrail_redaction_sealed_total", rec.File.ID, rec.Offset, rec.Event.Resource)
-	b.reg.notify(sinks.KindTamper, newTamper(sinks.TamperUnredactable, detail, now), now)
+	b.reg.pos.notify(sinks.KindTamper, newTamper(sinks.TamperUnredactable, detail, now), now)
 }
 
 // malformedLogEvery is how often at most a builder logs a malformed line;
@@ -373,9 +373,9 @@ func (b *builder) oversized(cur *batchBuf, file *sinks.FileRef, f *framer.Frame)
 // gap ships the gap record of file, which could not be read from off on
 // for reason; v is what the registry knows of the file and before the
 // time of the first event after the gap, if known.
-func (b *builder) gap(cur *batchBuf, file *sinks.FileRef, off int64, v fileView, reason, before string) {
+func (b *builder) gap(cur *batchBuf, file *sinks.FileRef, off int64, v fileView, reason lossReason, before string) {
 	var g sinks.GapRecord
-	g.Kind, g.APIVersion, g.Reason, g.Sink = sinks.GapRecordKind, sinks.RecordAPIVersion, reason, b.sink
+	g.Kind, g.APIVersion, g.Reason, g.Sink = sinks.GapRecordKind, sinks.RecordAPIVersion, string(reason), b.sink
 	g.DetectedAt = timestamp(b.now())
 	g.File = sinks.FileInfo{ID: file.ID, Path: v.path}
 	g.Bytes.From, g.Bytes.To, g.Bytes.ToKnown = off, max(off, v.size), v.final && reason == lostPruned
@@ -385,7 +385,7 @@ func (b *builder) gap(cur *batchBuf, file *sinks.FileRef, off int64, v fileView,
 	g.Time.After, g.Time.Before = v.lastTime, before
 	b.add(cur, file, off, marshalRecord(g), sinks.KindGap)
 	b.nGap.Inc()
-	b.gaps.WithLabelValues(reason).Inc()
+	b.gaps.WithLabelValues(string(reason)).Inc()
 	b.gapBytes.Add(float64(g.Bytes.To - g.Bytes.From))
 	b.log.Error("audit data lost before this sink read it", "sink", b.sink, "reason", reason, "file", file.ID,
 		"path", v.path, "from", g.Bytes.From, "to", g.Bytes.To, "toKnown", g.Bytes.ToKnown,

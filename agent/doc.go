@@ -3,13 +3,22 @@
 //
 // # Data flow
 //
-// One registry watches the audit directory (fsnotify plus a periodic scan)
-// and tracks the live file and its rotated siblings. Each sink has its own
-// reader and writer: the reader reads the files at that sink's cursor,
-// frames complete lines and builds batches; the writer delivers them in
-// order, retrying with exponential backoff and jitter. The files on disk
-// are the buffer, so a slow or dead sink never delays another one; the only
-// memory a sink holds is its bounded set of batches.
+// The file tracker watches the audit directory (fsnotify plus a periodic
+// scan) and tracks the live file and its rotated siblings: tracker.go (the
+// type and the scan), listing.go (the directory listing and what is read
+// of each file found), identify.go (matching what is found to the files
+// known), descriptors.go (the descriptors held open). The position table
+// (positions.go, notices.go) holds every sink's acknowledged cursor in
+// every file and the notices waiting for sinks; only an acknowledgement
+// advances a cursor. The registry (registry.go) joins the two for the
+// operations that need both, reading positions before files. Each has its
+// own lock, which guards memory only: files are opened, read and closed
+// without a lock held. Each sink has its own reader and writer: the
+// reader reads the files at that sink's cursor, frames complete lines and
+// builds batches; the writer delivers them in order, retrying with
+// exponential backoff and jitter. The files on disk are the buffer, so a
+// slow or dead sink never delays another one; the only memory a sink holds
+// is its bounded set of batches.
 //
 // One batch, from read to ack:
 //   - reader.go: run takes the sink's next file from the registry and
@@ -20,14 +29,15 @@
 //     drop, tag, redact, stub, gap) in the batch (batch.go) and extends the
 //     batch's segment over its bytes; the reader's flush hands the batch on.
 //   - writer.go: run journals the batch's intent, deliver writes it until
-//     the sink accepts it, then registry.ack advances the sink's cursors.
+//     the sink accepts it, then registry.ack has the position table (positions.ack) advance the
+//     sink's cursors.
 //
 // # Identity
 //
 // A file is identified by (device, inode) and by the SHA-256 of its first
 // 1 KiB. The inode follows renames; the fingerprint recognises a file
 // compressed into a .gz, copied by logrotate's copytruncate, or an inode
-// reused by new content. The registry holds descriptors open for files a
+// reused by new content. The tracker holds descriptors open for files a
 // sink has not finished, so a rotated file that kube-apiserver prunes stays
 // readable until every sink is done with it.
 //

@@ -53,7 +53,7 @@ func (w *writer) intentOf(b *batchBuf) *journal.Intent {
 			Done: s.Done, LastEventTime: s.LastEventTime})
 		seqs = append(seqs, s.File.Seq)
 	}
-	in.Files = w.reg.identities(seqs)
+	in.Files = w.reg.files.identities(seqs)
 	for i := range b.Records {
 		r := &b.Records[i]
 		if r.Kind == sinks.KindEvent {
@@ -74,7 +74,7 @@ func (w *writer) deliveredOf(b *batchBuf) []journal.File {
 	for _, s := range b.Segments {
 		seqs = append(seqs, s.File.Seq)
 	}
-	ids := w.reg.identities(seqs)
+	ids := w.reg.files.identities(seqs)
 	out := make([]journal.File, 0, len(b.Segments))
 	for _, s := range b.Segments {
 		i := slices.IndexFunc(ids, func(f checkpoint.File) bool { return f.Seq == s.File.Seq })
@@ -82,69 +82,6 @@ func (w *writer) deliveredOf(b *batchBuf) []journal.File {
 			continue // no longer tracked: done by every sink
 		}
 		out = append(out, journal.File{File: ids[i], Cursor: checkpoint.Cursor{Offset: s.End, Done: s.Done, LastEventTime: s.LastEventTime}})
-	}
-	return out
-}
-
-// identities returns the checkpoint records of the files with the given
-// seqs that the registry tracks, without cursors.
-func (r *registry) identities(seqs []uint64) []checkpoint.File {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([]checkpoint.File, 0, len(seqs))
-	for _, seq := range seqs {
-		e := r.bySeq[seq]
-		if e == nil || slices.ContainsFunc(out, func(f checkpoint.File) bool { return f.Seq == seq }) {
-			continue
-		}
-		out = append(out, checkpoint.File{
-			Seq: e.ref.Seq, ID: e.ref.ID, Dev: e.dev, Ino: e.ino, FingerprintLen: e.fpLen, Fingerprint: e.fp,
-			Path: e.path, Size: e.size, Final: e.final, Compressed: e.compressed,
-		})
-	}
-	return out
-}
-
-// entry returns the file with seq, or nil.
-func (r *registry) entry(seq uint64) *entry {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.bySeq[seq]
-}
-
-// claimNotice returns the notice id if it waits for sink and was not
-// handed to its reader yet, and marks it handed; nil otherwise.
-func (r *registry) claimNotice(sink, id string) *notice {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, n := range r.notices {
-		if n.ref.ID == id && n.pending[sink] && !n.handed[sink] {
-			n.handed[sink] = true
-			return n
-		}
-	}
-	return nil
-}
-
-// delivered records that sink's journal holds every delivery up to gen;
-// called after the registry acknowledged them.
-func (r *registry) deliveredGen(sink string, gen uint64) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.gens == nil {
-		r.gens = make(map[string]uint64)
-	}
-	r.gens[sink] = gen
-}
-
-// deliveredGens returns, per sink, the last delivery the registry
-// acknowledged: a snapshot taken after it holds all of them.
-func (r *registry) deliveredGens() map[string]uint64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make(map[string]uint64, len(r.gens))
-	for k, v := range r.gens {
-		out[k] = v
 	}
 	return out
 }

@@ -16,7 +16,7 @@ import (
 // notice is a record about the node or the agent, not tied to a byte range
 // of a source file: a tamper signal or a start record. It is kept, and
 // committed with the checkpoint, until every sink acknowledged it.
-// Guarded by registry.mu.
+// Guarded by positions.mu.
 type notice struct {
 	ref  *sinks.FileRef // ID is the notice's id; Seq is 0
 	kind sinks.Kind
@@ -48,7 +48,7 @@ func parseKind(s string) (sinks.Kind, bool) {
 
 // loadNotices restores the notices of a checkpoint, for the sinks that
 // are still configured.
-func (r *registry) loadNotices(ns []checkpoint.Notice) {
+func (p *positions) loadNotices(ns []checkpoint.Notice) {
 	for _, n := range ns {
 		kind, ok := parseKind(n.Kind)
 		if !ok {
@@ -62,41 +62,37 @@ func (r *registry) loadNotices(ns []checkpoint.Notice) {
 			nt.origin = a.Sink
 		}
 		for _, s := range n.Pending {
-			if slices.Contains(r.sinks, s) {
+			if slices.Contains(p.sinks, s) {
 				nt.pending[s] = true
 			}
 		}
 		if len(nt.pending) > 0 {
-			r.notices = append(r.notices, nt)
+			p.notices = append(p.notices, nt)
 		}
 	}
 }
 
 // notify queues a record for every sink.
-func (r *registry) notify(kind sinks.Kind, rec any, now time.Time) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.notifyLocked(kind, rec, now)
-}
-
-func (r *registry) notifyLocked(kind sinks.Kind, rec any, now time.Time) {
+func (p *positions) notify(kind sinks.Kind, rec any, now time.Time) {
 	n := &notice{ref: &sinks.FileRef{ID: newNoticeID(kind, now)}, kind: kind, line: marshalRecord(rec),
-		pending: make(map[string]bool, len(r.sinks)), handed: make(map[string]bool, len(r.sinks))}
-	for _, s := range r.sinks {
+		pending: make(map[string]bool, len(p.sinks)), handed: make(map[string]bool, len(p.sinks))}
+	for _, s := range p.sinks {
 		n.pending[s] = true
 	}
-	r.notices = append(r.notices, n)
+	p.mu.Lock()
+	p.notices = append(p.notices, n)
+	p.dirty = true
+	p.noticeGen.Add(1)
+	p.mu.Unlock()
 	if t, ok := rec.(sinks.TamperRecord); ok {
-		r.m.tamper.WithLabelValues(t.Reason).Inc()
+		p.m.tamper.WithLabelValues(t.Reason).Inc()
 		level := slog.LevelError
 		if t.Reason == sinks.TamperNoState {
 			level = slog.LevelWarn // also every node's first start
 		}
-		r.log.Log(context.Background(), level, "audit trail tampering signal", "reason", t.Reason, "detail", t.Detail)
+		p.log.Log(context.Background(), level, "audit trail tampering signal", "reason", t.Reason, "detail", t.Detail)
 	}
-	r.dirty = true
-	r.noticeGen.Add(1)
-	r.broadcastLocked()
+	p.bell.ring()
 }
 
 // anchor queues h, the head of origin's hash chain, for the sinks that
@@ -104,20 +100,29 @@ func (r *registry) notifyLocked(kind sinks.Kind, rec any, now time.Time) {
 // origin that a sink was not handed yet: the newer head covers the older
 // objects through the chain's links, and a sink that is down for a day
 // does not pile up one anchor per upload.
-func (r *registry) anchor(origin string, h sinks.AnchorRecord, now time.Time) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+func (p *positions) anchor(origin string, h sinks.AnchorRecord, now time.Time) {
+	if p.queueAnchor(origin, h, now) {
+		p.m.anchors.WithLabelValues(origin).Inc()
+		p.bell.ring()
+	}
+}
+
+// queueAnchor queues the anchor notice; it reports whether some
+// sink takes it.
+func (p *positions) queueAnchor(origin string, h sinks.AnchorRecord, now time.Time) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	n := &notice{ref: &sinks.FileRef{ID: newNoticeID(sinks.KindAnchor, now)}, kind: sinks.KindAnchor, line: marshalRecord(h),
-		pending: make(map[string]bool, len(r.anchorTo)), handed: make(map[string]bool, len(r.anchorTo)), origin: origin}
-	for _, s := range r.anchorTo {
+		pending: make(map[string]bool, len(p.anchorTo)), handed: make(map[string]bool, len(p.anchorTo)), origin: origin}
+	for _, s := range p.anchorTo {
 		if s != origin {
 			n.pending[s] = true
 		}
 	}
 	if len(n.pending) == 0 {
-		return
+		return false
 	}
-	for _, old := range r.notices {
+	for _, old := range p.notices {
 		if old.kind != sinks.KindAnchor || old.origin != origin {
 			continue
 		}
@@ -127,21 +132,20 @@ func (r *registry) anchor(origin string, h sinks.AnchorRecord, now time.Time) {
 			}
 		}
 	}
-	r.notices = slices.DeleteFunc(r.notices, func(n *notice) bool { return len(n.pending) == 0 })
-	r.notices = append(r.notices, n)
-	r.m.anchors.WithLabelValues(origin).Inc()
-	r.dirty = true
-	r.noticeGen.Add(1)
-	r.broadcastLocked()
+	p.notices = slices.DeleteFunc(p.notices, func(n *notice) bool { return len(n.pending) == 0 })
+	p.notices = append(p.notices, n)
+	p.dirty = true
+	p.noticeGen.Add(1)
+	return true
 }
 
 // takeNotices returns the notices sink has not been handed yet, and marks
 // them handed.
-func (r *registry) takeNotices(sink string) []*notice {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+func (p *positions) takeNotices(sink string) []*notice {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	var out []*notice
-	for _, n := range r.notices {
+	for _, n := range p.notices {
 		if n.pending[sink] && !n.handed[sink] {
 			n.handed[sink] = true
 			out = append(out, n)
@@ -150,25 +154,39 @@ func (r *registry) takeNotices(sink string) []*notice {
 	return out
 }
 
+// claimNotice returns the notice id if it waits for sink and was not
+// handed to its reader yet, and marks it handed; nil otherwise.
+func (p *positions) claimNotice(sink, id string) *notice {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, n := range p.notices {
+		if n.ref.ID == id && n.pending[sink] && !n.handed[sink] {
+			n.handed[sink] = true
+			return n
+		}
+	}
+	return nil
+}
+
 // ackNotices records that sink acknowledged ns.
-func (r *registry) ackNotices(sink string, ns []*notice) {
+func (p *positions) ackNotices(sink string, ns []*notice) {
 	if len(ns) == 0 {
 		return
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	for _, n := range ns {
 		delete(n.pending, sink)
 	}
-	r.notices = slices.DeleteFunc(r.notices, func(n *notice) bool { return len(n.pending) == 0 })
-	r.dirty = true
+	p.notices = slices.DeleteFunc(p.notices, func(n *notice) bool { return len(n.pending) == 0 })
+	p.dirty = true
 }
 
-func (r *registry) exportNoticesLocked() []checkpoint.Notice {
+func (p *positions) exportNoticesLocked() []checkpoint.Notice {
 	var out []checkpoint.Notice
-	for _, n := range r.notices {
+	for _, n := range p.notices {
 		cn := checkpoint.Notice{ID: n.ref.ID, Kind: n.kind.String(), Record: json.RawMessage(n.line)}
-		for _, s := range r.sinks {
+		for _, s := range p.sinks {
 			if n.pending[s] {
 				cn.Pending = append(cn.Pending, s)
 			}

@@ -180,9 +180,9 @@ func (r *reader) wait(ctx, drain context.Context) bool {
 // the file is finished (read to the end of a final file, or reported as a
 // gap) and false when reading must stop first.
 func (r *reader) readFile(ctx, drain context.Context, e *entry) bool {
-	off := max(r.reg.cursor(e, r.sink).Offset, r.from[e.ref.Seq])
+	off := max(r.reg.pos.cursor(e.ref.Seq, r.sink).Offset, r.from[e.ref.Seq])
 	r.log.Debug("reading file", "sink", r.sink, "file", e.ref.ID, "offset", off)
-	h := r.reg.acquire(e)
+	h := r.reg.files.acquire(e)
 	for h == nil {
 		if v := r.reg.view(e, r.sink); v.gone || v.lost != "" {
 			return r.gap(drain, e, off, v)
@@ -192,14 +192,14 @@ func (r *reader) readFile(ctx, drain context.Context, e *entry) bool {
 		if !r.wait(ctx, drain) {
 			return false
 		}
-		h = r.reg.acquire(e)
+		h = r.reg.files.acquire(e)
 	}
-	defer func() { r.reg.release(h) }()
+	defer func() { r.reg.files.release(h) }()
 	src, err := openSource(h, off)
 	if err != nil {
 		r.log.Warn("cannot resume compressed audit file", "file", e.ref.ID, "offset", off, "err", err)
 		v := r.reg.view(e, r.sink)
-		v.lost = "unreadable"
+		v.lost = lostUnreadable
 		return r.gap(drain, e, off, v)
 	}
 	r.fr.Reset(off, r.maxLine)
@@ -213,8 +213,8 @@ func (r *reader) readFile(ctx, drain context.Context, e *entry) bool {
 		}
 		if v.h != nil && v.h != h && !v.h.gz {
 			// Found again under another inode (a copy): continue there.
-			r.reg.release(h)
-			if h = r.reg.acquire(e); h == nil {
+			r.reg.files.release(h)
+			if h = r.reg.files.acquire(e); h == nil {
 				return r.gap(drain, e, r.fr.Pos(), r.reg.view(e, r.sink))
 			}
 			src = plainSource{h}
@@ -229,7 +229,7 @@ func (r *reader) readFile(ctx, drain context.Context, e *entry) bool {
 		if err != nil && !errors.Is(err, io.EOF) {
 			r.log.Warn("read audit file", "file", e.ref.ID, "path", v.path, "err", err)
 			if h.gz {
-				v.lost = "unreadable"
+				v.lost = lostUnreadable
 				return r.gap(drain, e, r.fr.Pos(), v)
 			}
 		}
@@ -320,12 +320,12 @@ func (r *reader) full() bool {
 // addNotices puts the registry's notices this sink has not been handed
 // into the batch. It returns false when reading must stop.
 func (r *reader) addNotices(drain context.Context) bool {
-	gen := r.reg.noticeGen.Load()
+	gen := r.reg.pos.noticeGen.Load()
 	if gen == r.noticeGen {
 		return true
 	}
 	r.noticeGen = gen
-	for _, n := range r.reg.takeNotices(r.sink) {
+	for _, n := range r.reg.pos.takeNotices(r.sink) {
 		r.build.notice(r.cur, n)
 		if r.full() && !r.flush(drain) {
 			return false

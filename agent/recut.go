@@ -32,7 +32,7 @@ func (r *reader) recut(drain context.Context, in *journal.Intent) (after uint64,
 	refs := make(map[string]*sinks.FileRef, len(in.Segments))
 	why := ""
 	for _, s := range in.Segments {
-		e := r.reg.entry(s.Seq)
+		e := r.reg.files.entry(s.Seq)
 		switch {
 		case e != nil && e.ref.ID == s.ID && (s.Start == s.End || r.readRange(drain, e, s)):
 			// An empty range (a gap record's, a file finished) needs
@@ -76,7 +76,7 @@ func (r *reader) recut(drain context.Context, in *journal.Intent) (after uint64,
 	b.lastTS = nil
 	b.Cut = in.Cut
 	for _, id := range in.Notices {
-		if n := r.reg.claimNotice(r.sink, id); n != nil {
+		if n := r.reg.pos.claimNotice(r.sink, id); n != nil {
 			b.notices = append(b.notices, n)
 		}
 	}
@@ -95,11 +95,11 @@ func (r *reader) recut(drain context.Context, in *journal.Intent) (after uint64,
 // readRange frames the lines of s, a range of e, into the batch, without
 // flushing.
 func (r *reader) readRange(drain context.Context, e *entry, s journal.Segment) bool {
-	h := r.reg.acquire(e)
+	h := r.reg.files.acquire(e)
 	if h == nil {
 		return false
 	}
-	defer r.reg.release(h)
+	defer r.reg.files.release(h)
 	src, err := openSource(h, s.Start)
 	if err != nil {
 		return false

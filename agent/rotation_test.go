@@ -257,7 +257,7 @@ func TestTruncatedWhileDown(t *testing.T) {
 	waitEvents(t, s, events(0, 22))
 	var g sinks.GapRecord
 	json.Unmarshal([]byte(s.ofKind(sinks.KindGap)[0].Line), &g)
-	if g.Reason != lostTruncated {
+	if g.Reason != string(lostTruncated) {
 		t.Fatalf("gap reason %q, want truncated", g.Reason)
 	}
 }

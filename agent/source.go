@@ -39,11 +39,11 @@ func openSource(h *handle, off int64) (framer.Source, error) {
 // firstEventTime returns the timestamp of the first event in e, if it can
 // be read cheaply.
 func firstEventTime(reg *registry, e *entry) string {
-	h := reg.acquire(e)
+	h := reg.files.acquire(e)
 	if h == nil {
 		return ""
 	}
-	defer reg.release(h)
+	defer reg.files.release(h)
 	src, err := openSource(h, 0)
 	if err != nil {
 		return ""

@@ -87,9 +87,9 @@ func (w *writer) run(ctx context.Context) {
 		}
 		w.publishHead() // before the ack, so that the agent is not caught up without it
 		w.reg.ack(w.name, b.Segments)
-		w.reg.ackNotices(w.name, b.notices)
+		w.reg.pos.ackNotices(w.name, b.notices)
 		if journaled {
-			w.reg.deliveredGen(w.name, gen)
+			w.reg.pos.deliveredGen(w.name, gen)
 			step(w.name, stepAcked)
 		}
 		if len(b.Records) > 0 {
@@ -163,7 +163,7 @@ func (w *writer) publishHead() {
 	w.anchored = h
 	now := w.now()
 	h.AnchoredAt = timestamp(now)
-	w.reg.anchor(w.name, h, now)
+	w.reg.pos.anchor(w.name, h, now)
 }
 
 // check runs the sink's start-up check, if it has one, in the sink's own
