@@ -24,15 +24,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # scripts/bench.sh live MB/s [duration] [runs], scripts/bench.sh idle
-# [duration] [runs]: the agent follows a live log that kube-apiserver's
-# audit backend writes at MB/s over lumberjack (rotating every 100 MB), or
-# an empty one, into S3 (zstd), Elasticsearch and Kafka at default batch
-# settings (every flush interval 1 s), the servers in another process
-# (e2e/cmd/live). Prints each run and the median of each column: the
+# [duration] [runs]: the agent follows a live log to which the cached
+# corpus is appended at MB/s through lumberjack (one write per event,
+# rotating every 100 MB), or an empty one, into S3 (zstd), Elasticsearch
+# and Kafka at default batch settings (every flush interval 1 s), the
+# servers in another process (e2e/cmd/live). LIVE_WRITER=apiserver
+# generates the events with kube-apiserver's audit backend instead (it
+# needs more CPU than the agent: on a loaded 2-core machine it reaches
+# about 3 MB/s). Prints each run and the median of each column: the
 # agent's CPU from the first write until every event is in every sink,
 # as a share of a core and per GB, its peak RSS, and per sink the p99 of
-# append -> acknowledged. CORPUS_BODIES=words writes bodies of words and
-# hex (3.7% of requests Secret writes); PROFILE_DIR keeps a CPU profile of
+# append -> acknowledged. CORPUS_BODIES=words: bodies of words and hex
+# (3.7% of requests Secret writes); PROFILE_DIR keeps a CPU profile of
 # each run there.
 if [ "${1:-}" = live ] || [ "${1:-}" = idle ]; then
   if [ "$1" = idle ]; then rate=0; shift; else rate=${2:?usage: scripts/bench.sh live MB/s [duration] [runs]}; shift 2; fi
@@ -41,6 +44,15 @@ if [ "${1:-}" = live ] || [ "${1:-}" = idle ]; then
   bodies=${CORPUS_BODIES:-k8s}
   secrets=0
   if [ "$bodies" = words ]; then secrets=37; fi
+  corpus=${CORPUS_DIR:-$PWD/testdata-cache/corpus-1g-$bodies}
+  src=(-corpus "$corpus")
+  if [ "${LIVE_WRITER:-}" = apiserver ] || [ "$rate" = 0 ]; then
+    src=()
+  elif [ ! -f "$corpus/audit.log" ]; then
+    echo "generating corpus in $corpus (once)"
+    (cd e2e && go run ./cmd/gencorpus -dir "$corpus" -mb 1024 -maxsize-mb 100 -seed 11 -random-bodies="$([ "$bodies" = random ] && echo true || echo false)" \
+      -word-bodies="$([ "$bodies" = words ] && echo true || echo false)" -secret-writes-permille "$secrets")
+  fi
   work=$(mktemp -d)
   trap 'rm -rf "$work"' EXIT
   ./scripts/tools.sh > /dev/null
@@ -51,7 +63,7 @@ if [ "${1:-}" = live ] || [ "${1:-}" = idle ]; then
     prof=()
     if [ -n "${PROFILE_DIR:-}" ]; then mkdir -p "$PROFILE_DIR"; prof=(-cpuprofile "$PROFILE_DIR/live-$bodies-$rate-$i.pprof"); fi
     "$work/live" -bin "$work/auditrail" -mbps "$rate" -duration "$duration" -bodies "$bodies" \
-      -secret-writes-permille "$secrets" "${prof[@]}" $([ "$i" = 1 ] && echo -header) | tee -a "$work/rows"
+      -secret-writes-permille "$secrets" "${src[@]}" "${prof[@]}" $([ "$i" = 1 ] && echo -header) | tee -a "$work/rows"
   done
   # The median of each column over the runs.
   awk -F'\t' '$1 != "bodies" { n++; for (c = 2; c <= NF; c++) v[c, n] = $c; nf = NF; b = $1 }
