@@ -16,7 +16,6 @@ import (
 type zstdCodec struct {
 	encoders sync.Pool // *zstd.Encoder
 	decoders sync.Pool // *zstd.Decoder
-	buffers  sync.Pool // *[]byte
 }
 
 var installZstd sync.Once
@@ -34,13 +33,15 @@ func (c *zstdCodec) NewWriter(w io.Writer) io.WriteCloser {
 	enc, _ := c.encoders.Get().(*zstd.Encoder)
 	if enc == nil {
 		var err error
-		enc, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1),
+		enc, err = zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1),
 			zstd.WithWindowSize(256<<10), zstd.WithZeroFrames(true), zstd.WithEncoderCRC(false))
 		if err != nil {
 			return errWriteCloser{err}
 		}
+	} else {
+		enc.Reset(w)
 	}
-	return &zstdWriter{c: c, enc: enc, dst: w, buf: c.buffer()}
+	return &zstdWriter{c: c, enc: enc}
 }
 
 func (c *zstdCodec) NewReader(r io.Reader) io.ReadCloser {
@@ -56,54 +57,19 @@ func (c *zstdCodec) NewReader(r io.Reader) io.ReadCloser {
 	return &zstdReader{c: c, dec: dec}
 }
 
-// zstdWriter collects a record batch and compresses it whole when closed:
-// kafka-go writes each record to the codec in pieces of a few bytes
-// (lengths, header keys and values, the value), which zstd's streaming
-// encoder copies into its blocks one by one.
 type zstdWriter struct {
 	c   *zstdCodec
 	enc *zstd.Encoder
-	dst io.Writer
-	buf *[]byte
 }
 
-func (w *zstdWriter) Write(p []byte) (int, error) {
-	*w.buf = append(*w.buf, p...)
-	return len(p), nil
-}
+func (w *zstdWriter) Write(p []byte) (int, error) { return w.enc.Write(p) }
 
 func (w *zstdWriter) Close() error {
-	out := w.c.buffer()
-	*out = w.enc.EncodeAll(*w.buf, (*out)[:0])
-	_, err := w.dst.Write(*out)
+	err := w.enc.Close()
+	w.enc.Reset(io.Discard) // do not keep the destination alive in the pool
 	w.c.encoders.Put(w.enc)
-	w.c.put(w.buf)
-	w.c.put(out)
-	w.enc, w.dst, w.buf = nil, nil, nil
 	return err
 }
-
-// buffer returns an empty buffer from the pool.
-func (c *zstdCodec) buffer() *[]byte {
-	if b, ok := c.buffers.Get().(*[]byte); ok {
-		*b = (*b)[:0]
-		return b
-	}
-	b := make([]byte, 0, 64<<10)
-	return &b
-}
-
-// put returns b to the pool unless it grew past maxPooledBuffer.
-func (c *zstdCodec) put(b *[]byte) {
-	if cap(*b) <= maxPooledBuffer {
-		c.buffers.Put(b)
-	}
-}
-
-// maxPooledBuffer is the largest buffer kept for reuse: a partition's
-// batch is at most the producer's BatchBytes (maxMessageBytes, 1 MiB by
-// default).
-const maxPooledBuffer = 4 << 20
 
 type zstdReader struct {
 	c   *zstdCodec
