@@ -198,17 +198,25 @@ func cpuTime(pid int) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')') // the command name may hold spaces
+	d, err := statCPU(string(b))
+	if err != nil {
+		return 0, fmt.Errorf("parse /proc/%d/stat: %w", pid, err)
+	}
+	return d, nil
+}
+
+// statCPU returns utime + stime from a /proc/<pid>/stat line.
+func statCPU(s string) (time.Duration, error) {
+	i := strings.LastIndexByte(s, ')') // the command name may hold spaces and parentheses
 	f := strings.Fields(s[i+1:])
-	if len(f) < 13 {
-		return 0, fmt.Errorf("parse /proc/%d/stat: %d fields", pid, len(f))
+	if i < 0 || len(f) < 13 {
+		return 0, fmt.Errorf("%d fields", len(f))
 	}
 	var ticks int64
 	for _, v := range f[11:13] { // utime, stime: fields 14 and 15 of the line
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
-			return 0, fmt.Errorf("parse /proc/%d/stat: %w", pid, err)
+			return 0, err
 		}
 		ticks += n
 	}
