@@ -26,6 +26,7 @@ import (
 	"github.com/auditrail/auditrail/sinks"
 	"github.com/auditrail/auditrail/sinks/file"
 	"github.com/auditrail/auditrail/sinks/s3"
+	"github.com/auditrail/auditrail/verify"
 )
 
 // crashChildEnv, when set, makes the test binary run an agent as the
@@ -168,7 +169,7 @@ func TestCrashBetweenSteps(t *testing.T) {
 				}
 			}
 			assertOnce(t, "file", want, archiveLines(t, run.Archive))
-			rep, err := s3.Verify(context.Background(), verifyConfig(srv, run.Bucket), s3.VerifyOptions{})
+			rep, err := verify.Archive(context.Background(), verifyConfig(srv, run.Bucket), verify.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}

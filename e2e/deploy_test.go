@@ -21,6 +21,7 @@ import (
 	"github.com/auditrail/auditrail/internal/config"
 	"github.com/auditrail/auditrail/internal/miniotest"
 	"github.com/auditrail/auditrail/internal/testproc"
+	"github.com/auditrail/auditrail/sinks/registry"
 )
 
 // The deployment artifacts: the Helm chart (linted, rendered, and every
@@ -353,7 +354,7 @@ func checkConfig(t *testing.T, raw, auditLog, httpAddr string) {
 	t.Setenv("ALERT_WEBHOOK_SECRET", strings.Repeat("s", 32))
 	t.Setenv("POD_IP", "10.1.2.3")
 	t.Setenv("SLACK_WEBHOOK_URL", "https://hooks.slack.com/services/T0/B0/x")
-	c, err := config.Parse([]byte(raw))
+	c, err := config.Parse([]byte(raw), registry.Schema())
 	if err != nil {
 		t.Fatalf("rendered config is invalid: %v\n%s", err, raw)
 	}

@@ -57,6 +57,7 @@ func TestSinkOutages(t *testing.T) {
 	up := time.Now()
 	s.Srv.MinIO.Restart()
 	s.AssertKeptUp("s3", down, up)
+	s.WaitCaughtUp("s3", 2*time.Minute)
 
 	node := int32(2)
 	_, portStr, _ := net.SplitHostPort(s.Srv.Kafka.ListenAddrs()[node])
@@ -71,6 +72,7 @@ func TestSinkOutages(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.AssertKeptUp("kafka", down, up)
+	s.WaitCaughtUp("kafka", 2*time.Minute)
 
 	// Elasticsearch busy for the whole phase: half the items answered 429
 	// on every attempt, and in its first quarter every other request 503.

@@ -21,7 +21,7 @@ import (
 	"time"
 
 	"github.com/auditrail/auditrail/internal/testproc"
-	s3sink "github.com/auditrail/auditrail/sinks/s3"
+	"github.com/auditrail/auditrail/verify"
 )
 
 // Scenario is one end-to-end run: kube-apiserver's writer, the real agent
@@ -164,6 +164,28 @@ func (s *Scenario) WaitDelivered(timeout time.Duration, want map[string]time.Tim
 			}
 		}
 		if done {
+			return
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+// WaitCaughtUp waits until sink has received every event written so
+// far, and fails the test if it has not within timeout. A scenario that
+// takes sinks down in turn calls it before the next outage, so that a
+// sink still catching up from its own outage is not judged on keeping up
+// with the next one.
+func (s *Scenario) WaitCaughtUp(sink string, timeout time.Duration) {
+	s.T.Helper()
+	want := s.W.Written()
+	deadline := time.Now().Add(timeout)
+	for {
+		lost, _ := Compare(want, s.Sinks[sink].Received())
+		if len(lost) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.T.Errorf("%s: %d of %d events written not delivered %v after it was back", sink, len(lost), len(want), timeout)
 			return
 		}
 		time.Sleep(300 * time.Millisecond)
@@ -364,7 +386,7 @@ func readFile(path string) (string, error) {
 // VerifyArchive runs `auditrail verify` over the scenario's bucket, with
 // args added, and returns its report; it fails the test when the command
 // cannot run.
-func (s *Scenario) VerifyArchive(args ...string) (report s3sink.Report, code int) {
+func (s *Scenario) VerifyArchive(args ...string) (report verify.Report, code int) {
 	s.T.Helper()
 	cmd := testproc.Command(bin, append([]string{"verify", "--config", s.Config, "--json"}, args...)...)
 	cmd.Env = append(os.Environ(), AgentEnv()...)

@@ -6,10 +6,10 @@ import (
 	"testing"
 	"time"
 
-	s3sink "github.com/auditrail/auditrail/sinks/s3"
+	"github.com/auditrail/auditrail/verify"
 )
 
-func findingKinds(rep s3sink.Report) map[string]int {
+func findingKinds(rep verify.Report) map[string]int {
 	out := map[string]int{}
 	for _, f := range rep.Findings {
 		out[f.Kind]++

@@ -33,7 +33,22 @@ step() {
   fi
 }
 
-step tools ./scripts/tools.sh
+# MinIO and helm build in the background (the first time mostly a
+# download) while the tests and their dependencies compile: go list
+# -export compiles every package the test steps need, without linking,
+# with the same flags, so the steps below find it in the build cache.
+# go vet runs inside each go test (-vet=all), on the packages the race
+# build already compiled, instead of compiling everything a second time.
+echo "== tools in the background ($logs/tools.log)"
+./scripts/tools.sh >"$logs/tools.log" 2>&1 &
+tools=$!
+step compile sh -c 'go list -race -export -deps -test ./... >/dev/null && cd e2e && go list -export -deps -test ./... >/dev/null && cd apiserver && go list -export -deps -test ./... >/dev/null'
+echo "== tools ($((SECONDS - start)) s)"
+if ! wait "$tools"; then
+  echo "== tools FAILED; the last 300 lines of $logs/tools.log:"
+  tail -n 300 "$logs/tools.log"
+  exit 1
+fi
 # Tests that need MinIO fail rather than skip when it is missing.
 export AUDITRAIL_REQUIRE_TOOLS=1
 
@@ -43,11 +58,9 @@ if [ -n "$unformatted" ]; then
   echo "gofmt would change:"; echo "$unformatted"; exit 1
 fi
 
-step vet sh -c 'go vet ./... && (cd e2e && go vet ./...) && cd e2e/apiserver && go vet ./...'
-
 # Per package; the slowest (agent, sinks/s3 with MinIO) take 2-4 min on a
 # busy 2-core machine under the race detector.
-step unit go test -race -count=1 -timeout 20m ./...
+step unit go test -race -vet=all -count=1 -timeout 20m ./...
 # The byte-at-a-time parser, which architectures without a vector masks64 use.
 step purego go test -count=1 -timeout 10m -tags purego ./internal/auditjson
 
@@ -66,9 +79,9 @@ fuzz FuzzFramer 20000x ./agent
 
 # kube-apiserver's writer, the real binary, SIGKILL, sink outages. The
 # binary's build in TestMain counts against the timeout.
-step e2e sh -c 'cd e2e && go test -count=1 -v -timeout 60m ./...'
+step e2e sh -c 'cd e2e && go test -vet=all -count=1 -v -timeout 60m ./...'
 # The real kube-apiserver in process (k8s.io/kubernetes, its own module),
 # the agent shipping its audit log. go test compiles kube-apiserver before
 # the timeout starts; the run itself takes a few minutes.
-step apiserver sh -c 'cd e2e/apiserver && go test -count=1 -v -timeout 20m ./...'
+step apiserver sh -c 'cd e2e/apiserver && go test -vet=all -count=1 -v -timeout 20m ./...'
 echo "== all passed in $((SECONDS - start)) s; logs in $logs"

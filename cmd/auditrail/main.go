@@ -25,11 +25,7 @@ import (
 	"github.com/auditrail/auditrail/rules"
 	"github.com/auditrail/auditrail/sinks"
 	"github.com/auditrail/auditrail/sinks/alert"
-	"github.com/auditrail/auditrail/sinks/discard"
-	"github.com/auditrail/auditrail/sinks/elasticsearch"
-	"github.com/auditrail/auditrail/sinks/file"
-	"github.com/auditrail/auditrail/sinks/kafka"
-	"github.com/auditrail/auditrail/sinks/s3"
+	"github.com/auditrail/auditrail/sinks/registry"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -139,7 +135,7 @@ func loadConfig(f *flags) (*config.Config, error) {
 		}
 		raw = b
 	}
-	return config.ParseWith(raw, func(c *config.Config) error {
+	return config.ParseWith(raw, registry.Schema(), func(c *config.Config) error {
 		if f.auditLogPath != "" {
 			c.AuditLogPath = f.auditLogPath
 		}
@@ -242,71 +238,53 @@ func agentOptions(c *config.Config, once bool, log *slog.Logger, reg prometheus.
 
 func buildSinks(ctx context.Context, c *config.Config, log *slog.Logger, reg prometheus.Registerer) ([]agent.SinkOptions, error) {
 	var out []agent.SinkOptions
-	set, err := c.Alerts.RuleSet()
+	alerts := registry.Alerts(c)
+	set, err := alerts.RuleSet()
 	if err != nil {
 		return nil, err
 	}
+	env := registry.Env{StateDir: c.StateDir, CheckpointInterval: time.Duration(c.CheckpointInterval),
+		Version: version, Log: log, Registerer: reg}
 	for _, sc := range c.Sinks {
-		var (
-			s   sinks.Sink
-			err error
-		)
-		switch sc.Type {
-		case "file":
-			s, err = file.New(sc.Name, *sc.File)
-		case "s3":
-			c3 := *sc.S3
-			c3.StateDir = c.StateDir
-			s, err = s3.New(ctx, sc.Name, c3, log, reg)
-		case "elasticsearch":
-			c := *sc.Elasticsearch
-			c.AgentVersion = version
-			s, err = elasticsearch.New(ctx, sc.Name, c, log, reg)
-		case "kafka":
-			ck := *sc.Kafka
-			ck.AgentVersion = version
-			ck.StateDir, ck.AckLag = c.StateDir, time.Duration(c.CheckpointInterval)
-			s, err = kafka.New(ctx, sc.Name, ck, log, reg)
-		case "discard":
-			s = discard.New(sc.Name)
-		default:
-			err = fmt.Errorf("sink %s: unknown type %q", sc.Name, sc.Type)
+		t, ok := registry.Lookup(sc.Type)
+		if !ok {
+			closeSinks(out)
+			return nil, fmt.Errorf("sink %s: unknown type %q", sc.Name, sc.Type)
 		}
+		s, err := t.New(ctx, sc.Name, sc.Section, env)
 		if err != nil {
 			closeSinks(out)
 			return nil, err
 		}
 		var tag *rules.Set
-		if *c.Alerts.TagRecords && (sc.Type == "elasticsearch" || sc.Type == "kafka") {
+		if *alerts.TagRecords && t.TagRecords {
 			tag = set
 		}
-		out = append(out, agent.SinkOptions{
-			Sink: s, TagRules: tag,
-			Batch: agent.BatchOptions{MaxEvents: sc.Batch.MaxEvents, MaxBytes: int(sc.Batch.MaxBytes),
-				FlushInterval: time.Duration(sc.Batch.FlushInterval)},
-			Retry: agent.RetryOptions{InitialInterval: time.Duration(sc.Retry.InitialInterval),
-				MaxInterval: time.Duration(sc.Retry.MaxInterval)},
-			MaxInFlight: sc.MaxInFlight,
-			KeepSecrets: !*sc.RedactSecrets,
-			Drop:        dropRules(sc.Drop),
-		})
+		out = append(out, sinkOptions(s, sc, tag))
 	}
-	for _, d := range c.Alerts.Destinations {
-		s, err := alert.New(ctx, &c.Alerts, set, d, version, log, reg)
+	for _, d := range alerts.Destinations {
+		s, err := alert.New(ctx, alerts, set, d, version, log, reg)
 		if err != nil {
 			closeSinks(out)
 			return nil, err
 		}
-		out = append(out, agent.SinkOptions{
-			Sink:  s,
-			Batch: agent.BatchOptions{MaxEvents: 5000, MaxBytes: 4 << 20, FlushInterval: time.Duration(c.Alerts.FlushInterval)},
-			Retry: agent.RetryOptions{InitialInterval: 100 * time.Millisecond, MaxInterval: 10 * time.Second},
-			// One batch at a time: its alerts must be delivered before
-			// the next batch is evaluated.
-			MaxInFlight: 1,
-		})
+		out = append(out, sinkOptions(s, registry.AlertDelivery(alerts), nil))
 	}
 	return out, nil
+}
+
+// sinkOptions gives s the settings of sc, and tag to tag its records.
+func sinkOptions(s sinks.Sink, sc config.Sink, tag *rules.Set) agent.SinkOptions {
+	return agent.SinkOptions{
+		Sink: s, TagRules: tag,
+		Batch: agent.BatchOptions{MaxEvents: sc.Batch.MaxEvents, MaxBytes: int(sc.Batch.MaxBytes),
+			FlushInterval: time.Duration(sc.Batch.FlushInterval)},
+		Retry: agent.RetryOptions{InitialInterval: time.Duration(sc.Retry.InitialInterval),
+			MaxInterval: time.Duration(sc.Retry.MaxInterval)},
+		MaxInFlight: sc.MaxInFlight,
+		KeepSecrets: !*sc.RedactSecrets,
+		Drop:        dropRules(sc.Drop),
+	}
 }
 
 func dropRules(rs []config.DropRule) []agent.DropRule {

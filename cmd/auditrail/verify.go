@@ -16,10 +16,10 @@ import (
 	"github.com/auditrail/auditrail/internal/config"
 	"github.com/auditrail/auditrail/internal/units"
 	"github.com/auditrail/auditrail/sinks"
-	"github.com/auditrail/auditrail/sinks/elasticsearch"
 	"github.com/auditrail/auditrail/sinks/file"
-	"github.com/auditrail/auditrail/sinks/kafka"
+	"github.com/auditrail/auditrail/sinks/registry"
 	"github.com/auditrail/auditrail/sinks/s3"
+	verifier "github.com/auditrail/auditrail/verify"
 )
 
 // verify checks the S3 archive's versions, hash chains, checksums and
@@ -95,7 +95,7 @@ func verify(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "verify: --max-object-bytes: must be a positive size, got %q\n", maxObject)
 		return 2
 	}
-	opts := s3.VerifyOptions{Node: node, MinRetention: max(minRetention, 0), RequireLock: requireLock || minRetention > 0, MaxGap: maxGap,
+	opts := verifier.Options{Node: node, MinRetention: max(minRetention, 0), RequireLock: requireLock || minRetention > 0, MaxGap: maxGap,
 		MaxObjectBytes: maxObjectBytes}
 	for _, t := range []struct {
 		dst  *time.Time
@@ -120,7 +120,7 @@ func verify(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 	}
-	rep, err := s3.Verify(ctx, cfg, opts)
+	rep, err := verifier.Archive(ctx, cfg, opts)
 	if err != nil {
 		fmt.Fprintf(stderr, "verify: %v\n", err)
 		return 2
@@ -138,8 +138,9 @@ func verify(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// readAnchors reads the anchor records of each source: a kafka or file
-// sink of the configuration in cfgFile, by name, or file:DIR.
+// readAnchors reads the anchor records of each source: a sink of the
+// configuration in cfgFile, by name, whose type reads anchors back
+// (registry.Type.ReadAnchors), or file:DIR.
 func readAnchors(ctx context.Context, cfgFile, sources string) ([]sinks.AnchorRecord, error) {
 	out := []sinks.AnchorRecord{}
 	var c *config.Config
@@ -165,24 +166,29 @@ func readAnchors(ctx context.Context, cfgFile, sources string) ([]sinks.AnchorRe
 		if i < 0 {
 			return nil, fmt.Errorf("no sink %q in %s", src, cfgFile)
 		}
-		var as []sinks.AnchorRecord
-		var err error
-		switch sc := c.Sinks[i]; sc.Type {
-		case "kafka":
-			as, err = kafka.ReadAnchors(ctx, *sc.Kafka)
-		case "elasticsearch":
-			as, err = elasticsearch.ReadAnchors(ctx, *sc.Elasticsearch)
-		case "file":
-			as, err = file.ReadAnchors(sc.File.Directory)
-		default:
-			return nil, fmt.Errorf("sink %q is of type %s; anchors are read back from kafka, elasticsearch and file sinks", src, sc.Type)
+		sc := c.Sinks[i]
+		t, _ := registry.Lookup(sc.Type)
+		if t.ReadAnchors == nil {
+			return nil, fmt.Errorf("sink %q is of type %s; anchors are read back from sinks of type %s", src, sc.Type, anchorTypes())
 		}
+		as, err := t.ReadAnchors(ctx, sc.Section)
 		if err != nil {
 			return nil, fmt.Errorf("sink %s: %w", src, err)
 		}
 		out = append(out, as...)
 	}
 	return out, nil
+}
+
+// anchorTypes lists the sink types that anchors are read back from.
+func anchorTypes() string {
+	var names []string
+	for _, t := range registry.Types {
+		if t.ReadAnchors != nil {
+			names = append(names, t.Name)
+		}
+	}
+	return strings.Join(names, ", ")
 }
 
 func s3Sink(c *config.Config, name string) (*s3.Config, error) {
@@ -194,7 +200,7 @@ func s3Sink(c *config.Config, name string) (*s3.Config, error) {
 		if found != nil {
 			return nil, fmt.Errorf("verify: the configuration has several S3 sinks; name one with --sink")
 		}
-		found = sc.S3
+		found = sc.Section.(*s3.Config)
 	}
 	if found == nil {
 		return nil, fmt.Errorf("verify: no S3 sink %q in the configuration", name)
@@ -202,7 +208,7 @@ func s3Sink(c *config.Config, name string) (*s3.Config, error) {
 	return found, nil
 }
 
-func printReport(w io.Writer, rep *s3.Report) {
+func printReport(w io.Writer, rep *verifier.Report) {
 	fmt.Fprintf(w, "s3://%s/%s: %d objects, %d bytes\n", rep.Bucket, rep.Prefix, rep.Objects, rep.Bytes)
 	for _, e := range rep.Epochs {
 		fmt.Fprintf(w, "chain %s epoch %s: objects %d..%d (%d), events %s .. %s", e.Chain, e.Epoch, e.FirstSeq, e.LastSeq,

@@ -27,7 +27,7 @@ import (
 	"github.com/auditrail/auditrail/e2e"
 	"github.com/auditrail/auditrail/internal/testproc"
 	"github.com/auditrail/auditrail/sinks/alert"
-	s3sink "github.com/auditrail/auditrail/sinks/s3"
+	"github.com/auditrail/auditrail/verify"
 )
 
 // writeConfig writes the agent's configuration: S3 (MinIO), Elasticsearch
@@ -313,7 +313,7 @@ func found(stores []store, needles []string) map[string]int {
 }
 
 // verifyArchive runs `auditrail verify --json` over the S3 archive.
-func verifyArchive(t *testing.T, config string) (rep s3sink.Report, code int, stderr string) {
+func verifyArchive(t *testing.T, config string) (rep verify.Report, code int, stderr string) {
 	t.Helper()
 	cmd := testproc.Command(bin, "verify", "--config", config, "--json")
 	cmd.Env = append(os.Environ(), e2e.AgentEnv()...)

@@ -9,26 +9,22 @@ package config
 
 import (
 	"bytes"
+	"cmp"
 	_ "embed"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
-	"path"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/auditrail/auditrail/internal/units"
-	"github.com/auditrail/auditrail/sinks/alert"
-	"github.com/auditrail/auditrail/sinks/elasticsearch"
-	"github.com/auditrail/auditrail/sinks/file"
-	"github.com/auditrail/auditrail/sinks/kafka"
-	"github.com/auditrail/auditrail/sinks/s3"
 	"gopkg.in/yaml.v3"
 )
 
@@ -59,10 +55,12 @@ type Config struct {
 	HTTP    HTTPConfig `yaml:"http"`
 	Sinks   []Sink     `yaml:"sinks"`
 	// Alerts configures detection rules and where their alerts go.
-	Alerts alert.Config `yaml:"alerts"`
+	Alerts Alerts `yaml:"alerts"`
 
 	// vars names the environment variables the configuration refers to.
 	vars []string
+	// schema is what the configuration was parsed with.
+	schema Schema
 }
 
 // LogConfig configures the agent's own logs.
@@ -94,7 +92,7 @@ func (h *HTTPConfig) validate(add func(string, ...any)) {
 			add("http.address must be host:port, e.g. 127.0.0.1:9808, got %q", h.Address)
 		}
 	}
-	if h.Pprof && !IsLoopback(h.PprofAddress) {
+	if h.Pprof && !isLoopback(h.PprofAddress) {
 		add("http.pprofAddress must be a loopback address (127.0.0.1 or [::1]) with a port, got %q", h.PprofAddress)
 	}
 }
@@ -105,7 +103,7 @@ func (h *HTTPConfig) validate(add func(string, ...any)) {
 // the agent logs every entry at start, allowed or not.
 func (c *Config) Insecure() []string {
 	var out []string
-	if ListensEverywhere(c.HTTP.Address) {
+	if listensEverywhere(c.HTTP.Address) {
 		out = append(out, "http.address: no host, listens on every interface (on the host network, every address of the node)")
 	}
 	prefixed := func(key string, l []string) {
@@ -114,30 +112,18 @@ func (c *Config) Insecure() []string {
 		}
 	}
 	for i, s := range c.Sinks {
-		key := fmt.Sprintf("sinks[%d]", i)
-		switch {
-		case s.Elasticsearch != nil:
-			prefixed(key+".elasticsearch", s.Elasticsearch.Insecure())
-		case s.Kafka != nil:
-			prefixed(key+".kafka", s.Kafka.Insecure())
-		case s.S3 != nil:
-			// SigV4 never sends the secret key; the events travel as sent.
-			if strings.HasPrefix(strings.ToLower(s.S3.Endpoint), "http://") {
-				out = append(out, key+".s3.endpoint: http://, events in cleartext")
-			}
-			if s.S3.TLS.InsecureSkipVerify {
-				out = append(out, key+".s3.tls.insecureSkipVerify: the endpoint's certificate is not verified")
-			}
+		if in, ok := s.Section.(interface{ Insecure() []string }); ok {
+			prefixed(fmt.Sprintf("sinks[%d].%s", i, s.Type), in.Insecure())
 		}
 	}
-	for i := range c.Alerts.Destinations {
-		prefixed(fmt.Sprintf("alerts.destinations[%d]", i), c.Alerts.Destinations[i].Insecure())
+	if in, ok := c.Alerts.AlertsSection.(interface{ Insecure() []string }); ok {
+		prefixed("alerts", in.Insecure())
 	}
 	return out
 }
 
-// IsLoopback reports whether addr is host:port with a loopback host.
-func IsLoopback(addr string) bool {
+// isLoopback reports whether addr is host:port with a loopback host.
+func isLoopback(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return false
@@ -149,9 +135,9 @@ func IsLoopback(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// ListensEverywhere reports whether addr has no host or an unspecified one
+// listensEverywhere reports whether addr has no host or an unspecified one
 // (0.0.0.0, ::): a listener on every interface.
-func ListensEverywhere(addr string) bool {
+func listensEverywhere(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return false
@@ -160,116 +146,34 @@ func ListensEverywhere(addr string) bool {
 	return host == "" || (ip != nil && ip.IsUnspecified())
 }
 
-// Sink is one destination.
-type Sink struct {
-	Name        string      `yaml:"name"`
-	Type        string      `yaml:"type"`
-	Batch       BatchConfig `yaml:"batch"`
-	Retry       RetryConfig `yaml:"retry"`
-	MaxInFlight int         `yaml:"maxInFlight"`
-	// RedactSecrets replaces the values of Secrets and TokenRequests in
-	// event bodies by their SHA-256 (default true). Set it to false for a
-	// sink that must keep the original bytes, such as a locked archive.
-	RedactSecrets *bool `yaml:"redactSecrets"`
-	// Drop lists rules whose events this sink does not receive, e.g.
-	// controllers' lease reads for Elasticsearch while S3 keeps all.
-	Drop []DropRule `yaml:"drop"`
-	// Exactly the section named by Type is set.
-	File          *file.Config          `yaml:"file"`
-	S3            *s3.Config            `yaml:"s3"`
-	Elasticsearch *elasticsearch.Config `yaml:"elasticsearch"`
-	Kafka         *kafka.Config         `yaml:"kafka"`
-}
-
-// section is a sink type's own configuration.
-type section interface {
-	ApplyDefaults()
-	Validate(prefix string) error
-}
-
-// sections returns the sink's type-specific sections by type name.
-func (s *Sink) sections() map[string]section {
-	out := map[string]section{}
-	if s.File != nil {
-		out["file"] = fileSection{s.File}
-	}
-	if s.S3 != nil {
-		out["s3"] = s.S3
-	}
-	if s.Elasticsearch != nil {
-		out["elasticsearch"] = s.Elasticsearch
-	}
-	if s.Kafka != nil {
-		out["kafka"] = s.Kafka
-	}
-	return out
-}
-
-// fileSection gives the file sink's config the section interface.
-type fileSection struct{ *file.Config }
-
-func (f fileSection) ApplyDefaults() {
-	setDefault(&f.MaxFileBytes, file.DefaultConfig().MaxFileBytes)
-}
-
-// batchDefaults are the batch bounds each sink type starts from: S3 makes
-// few large objects, the others many small requests.
-var batchDefaults = map[string]BatchConfig{
-	"s3": {MaxEvents: 1 << 20, MaxBytes: 4 << 20, FlushInterval: units.Duration(5 * time.Second)},
-}
-
-// DropRule matches events by glob patterns (path.Match) on verb,
-// resource (or resource/subresource), namespace and user; every non-empty
-// list must match.
-type DropRule struct {
-	Name       string   `yaml:"name"`
-	Verbs      []string `yaml:"verbs"`
-	Resources  []string `yaml:"resources"`
-	Namespaces []string `yaml:"namespaces"`
-	Users      []string `yaml:"users"`
-}
-
-// BatchConfig bounds a sink's batches.
-type BatchConfig struct {
-	MaxEvents     int            `yaml:"maxEvents"`
-	MaxBytes      units.ByteSize `yaml:"maxBytes"`
-	FlushInterval units.Duration `yaml:"flushInterval"`
-}
-
-// RetryConfig shapes the backoff between failed writes.
-type RetryConfig struct {
-	InitialInterval units.Duration `yaml:"initialInterval"`
-	MaxInterval     units.Duration `yaml:"maxInterval"`
-}
-
-// SinkTypes are the sink types this build knows.
-var SinkTypes = []string{"file", "s3", "elasticsearch", "kafka", "discard"}
-
-// Load reads the file at path, or the embedded default if path is empty.
-func Load(path string) (*Config, error) {
+// Load reads the file at path, or the embedded default if path is empty,
+// with schema (sinks/registry.Schema).
+func Load(path string, schema Schema) (*Config, error) {
 	if path == "" {
-		return Parse(Default)
+		return Parse(Default, schema)
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	c, err := Parse(b)
+	c, err := Parse(b, schema)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return c, nil
 }
 
-// Parse decodes, expands, defaults and validates a configuration.
-func Parse(b []byte) (*Config, error) { return ParseWith(b, nil) }
+// Parse decodes, expands, defaults and validates a configuration. A sink's
+// type must be one of schema's, and its section decodes into the type's;
+// the alerts section decodes into schema's.
+func Parse(b []byte, schema Schema) (*Config, error) { return ParseWith(b, schema, nil) }
 
 // ParseWith is Parse with a hook that may override values (command-line
 // flags) after decoding and before defaults and validation. Its errors
 // show no value taken from the environment (see Unexpand).
-func ParseWith(b []byte, override func(*Config) error) (*Config, error) {
+func ParseWith(b []byte, schema Schema, override func(*Config) error) (*Config, error) {
 	vars := units.Variables(string(b))
-	c, err := parse(b, override)
+	c, err := parse(b, schema, override)
 	if err != nil {
 		return nil, unexpand(vars, err)
 	}
@@ -322,15 +226,23 @@ func envReplacer(vars []string) *strings.Replacer {
 	return strings.NewReplacer(args...)
 }
 
-func parse(b []byte, override func(*Config) error) (*Config, error) {
-	c := &Config{}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("config: %w", err)
+func parse(b []byte, schema Schema, override func(*Config) error) (*Config, error) {
+	c := &Config{schema: schema}
+	if schema.NewAlerts != nil {
+		c.Alerts.AlertsSection = schema.NewAlerts()
+	}
+	if err := c.decode(b); err != nil {
+		return nil, err
 	}
 	if err := expandStrings(reflect.ValueOf(c).Elem(), ""); err != nil {
 		return nil, err
+	}
+	for i, s := range c.Sinks {
+		if s.Section != nil {
+			if err := expandStrings(reflect.ValueOf(s.Section), fmt.Sprintf("sinks[%d].%s", i, s.Type)); err != nil {
+				return nil, err
+			}
+		}
 	}
 	if override != nil {
 		if err := override(c); err != nil {
@@ -338,17 +250,53 @@ func parse(b []byte, override func(*Config) error) (*Config, error) {
 		}
 	}
 	c.applyDefaults()
-	if err := c.Validate(); err != nil {
+	if err := c.validate(); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// decode decodes b strictly: every key unknown to the configuration, to
+// the table of sink types or to a sink type's section is an error, and
+// they are reported together in yaml's words.
+func (c *Config) decode(b []byte) error {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	var terr *yaml.TypeError
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) && !errors.As(err, &terr) {
+		return fmt.Errorf("config: %w", err)
+	}
+	var problems []string
+	if terr != nil {
+		problems = terr.Errors
+	}
+	for i := range c.Sinks {
+		p, err := c.Sinks[i].decodeSections(c.schema.SinkTypes)
+		if err != nil {
+			return fmt.Errorf("config: %w", err)
+		}
+		problems = append(problems, p...)
+	}
+	if len(problems) > 0 {
+		slices.SortStableFunc(problems, func(a, b string) int { return cmp.Compare(problemLine(a), problemLine(b)) })
+		return fmt.Errorf("config: %w", &yaml.TypeError{Errors: problems})
+	}
+	return nil
+}
+
+// problemLine returns the line of a problem the decoder reported, "line
+// N: ...", or 0.
+func problemLine(p string) int {
+	var n int
+	fmt.Sscanf(p, "line %d:", &n)
+	return n
 }
 
 // expandStrings expands environment references in every string field,
 // naming the key on error.
 func expandStrings(v reflect.Value, path string) error {
 	switch v.Kind() {
-	case reflect.Pointer:
+	case reflect.Pointer, reflect.Interface:
 		if !v.IsNil() {
 			return expandStrings(v.Elem(), path)
 		}
@@ -357,8 +305,13 @@ func expandStrings(v reflect.Value, path string) error {
 		var errs []error
 		for i := 0; i < v.NumField(); i++ {
 			name := strings.Split(t.Field(i).Tag.Get("yaml"), ",")[0]
+			if name == "-" || !t.Field(i).IsExported() {
+				continue // not from the file, or a sink's Section (see parse)
+			}
 			p := name
-			if path != "" {
+			if t.Field(i).Anonymous {
+				p = path // Alerts' section
+			} else if path != "" {
 				p = path + "." + name
 			}
 			errs = append(errs, expandStrings(v.Field(i), p))
@@ -402,17 +355,19 @@ func (c *Config) applyDefaults() {
 	setDefault(&c.HTTP.PprofAddress, "127.0.0.1:6060")
 	setDefault(&c.Log.Level, "info")
 	setDefault(&c.Log.Format, "json")
-	c.Alerts.ApplyDefaults()
+	if c.Alerts.AlertsSection == nil && c.schema.NewAlerts != nil {
+		c.Alerts.AlertsSection = c.schema.NewAlerts() // "alerts:" with nothing below
+	}
+	if c.Alerts.AlertsSection != nil {
+		c.Alerts.ApplyDefaults()
+	}
 	for i := range c.Sinks {
 		s := &c.Sinks[i]
 		setDefault(&s.Name, s.Type)
-		bd, ok := batchDefaults[s.Type]
-		if !ok {
-			bd = BatchConfig{MaxEvents: 5000, MaxBytes: 2 << 20, FlushInterval: units.Duration(time.Second)}
-		}
-		setDefault(&s.Batch.MaxEvents, bd.MaxEvents)
-		setDefault(&s.Batch.MaxBytes, bd.MaxBytes)
-		setDefault(&s.Batch.FlushInterval, bd.FlushInterval)
+		typ, _ := c.sinkType(s.Type)
+		setDefault(&s.Batch.MaxEvents, cmp.Or(typ.Batch.MaxEvents, defaultBatch.MaxEvents))
+		setDefault(&s.Batch.MaxBytes, cmp.Or(typ.Batch.MaxBytes, defaultBatch.MaxBytes))
+		setDefault(&s.Batch.FlushInterval, cmp.Or(typ.Batch.FlushInterval, defaultBatch.FlushInterval))
 		setDefault(&s.Retry.InitialInterval, units.Duration(100*time.Millisecond))
 		setDefault(&s.Retry.MaxInterval, units.Duration(30*time.Second))
 		// maxInFlight defaults to 0: the reader fills the next batch while
@@ -423,14 +378,14 @@ func (c *Config) applyDefaults() {
 			t := true
 			s.RedactSecrets = &t
 		}
-		if s.Type == "file" && s.File == nil {
-			s.File = &file.Config{}
+		if s.Section == nil && typ.SectionOptional {
+			s.Section = typ.NewSection()
 		}
-		for _, sec := range s.sections() {
-			sec.ApplyDefaults()
-		}
-		if s.File != nil && s.File.Directory != "" && !filepath.IsAbs(s.File.Directory) {
-			s.File.Directory = filepath.Join(c.StateDir, s.File.Directory)
+		if s.Section != nil {
+			s.Section.ApplyDefaults()
+			if r, ok := s.Section.(interface{ ResolvePaths(stateDir string) }); ok {
+				r.ResolvePaths(c.StateDir)
+			}
 		}
 	}
 }
@@ -442,8 +397,8 @@ func setDefault[T comparable](p *T, v T) {
 	}
 }
 
-// Validate checks every section and reports all problems together.
-func (c *Config) Validate() error {
+// validate checks every section and reports all problems together.
+func (c *Config) validate() error {
 	var errs []error
 	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	if c.AuditLogPath == "" {
@@ -483,75 +438,10 @@ func (c *Config) Validate() error {
 	}
 	names := map[string]bool{}
 	for i := range c.Sinks {
-		errs = append(errs, c.Sinks[i].validate(fmt.Sprintf("sinks[%d]", i), names))
+		errs = append(errs, c.validateSink(i, names))
 	}
-	errs = append(errs, c.Alerts.Validate("alerts"))
-	for i, d := range c.Alerts.Destinations {
-		if names[alert.SinkName(d.Name)] {
-			add("alerts.destinations[%d].name %q: its cursor name %q is a sink's name", i, d.Name, alert.SinkName(d.Name))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-func (s *Sink) validate(key string, names map[string]bool) error {
-	var errs []error
-	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(key+"."+format, a...)) }
-	if !oneOf(s.Type, SinkTypes...) {
-		add("type must be one of %s, got %q", strings.Join(SinkTypes, ", "), s.Type)
-	}
-	if names[s.Name] {
-		add("name %q is used by another sink", s.Name)
-	}
-	names[s.Name] = true
-	if strings.ContainsAny(s.Name, "/\\ ") {
-		add("name %q must not contain slashes or spaces", s.Name)
-	}
-	if s.Batch.MaxEvents < 1 {
-		add("batch.maxEvents must be positive")
-	}
-	if s.Batch.MaxBytes < 1 {
-		add("batch.maxBytes must be positive")
-	}
-	if s.Batch.FlushInterval <= 0 {
-		add("batch.flushInterval must be positive")
-	}
-	if s.Retry.InitialInterval <= 0 || s.Retry.MaxInterval < s.Retry.InitialInterval {
-		add("retry.initialInterval must be positive and not above retry.maxInterval")
-	}
-	if s.MaxInFlight < 0 {
-		add("maxInFlight must not be negative")
-	}
-	rules := map[string]bool{}
-	for i, r := range s.Drop {
-		rk := fmt.Sprintf("drop[%d]", i)
-		if r.Name == "" {
-			add("%s.name is required", rk)
-		} else if rules[r.Name] {
-			add("%s.name %q is used by another rule", rk, r.Name)
-		}
-		rules[r.Name] = true
-		if len(r.Verbs)+len(r.Resources)+len(r.Namespaces)+len(r.Users) == 0 {
-			add("%s (%s) matches every event; give it verbs, resources, namespaces or users", rk, r.Name)
-		}
-		for field, pats := range map[string][]string{"verbs": r.Verbs, "resources": r.Resources, "namespaces": r.Namespaces, "users": r.Users} {
-			for j, p := range pats {
-				if _, err := path.Match(p, ""); err != nil {
-					add("%s.%s[%d] (rule %s): bad pattern %q", rk, field, j, r.Name, p)
-				}
-			}
-		}
-	}
-	secs := s.sections()
-	for typ, sec := range secs {
-		if typ != s.Type {
-			add("%s is only valid for type %s", typ, typ)
-			continue
-		}
-		errs = append(errs, sec.Validate(key+"."+typ))
-	}
-	if _, ok := secs[s.Type]; !ok && s.Type != "discard" && oneOf(s.Type, SinkTypes...) {
-		add("%s section is required for type %s", s.Type, s.Type)
+	if c.Alerts.AlertsSection != nil {
+		errs = append(errs, c.Alerts.Validate("alerts"), c.Alerts.CheckNames("alerts", func(n string) bool { return names[n] }))
 	}
 	return errors.Join(errs...)
 }

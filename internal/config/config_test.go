@@ -1,4 +1,4 @@
-package config
+package config_test
 
 import (
 	"os"
@@ -7,18 +7,24 @@ import (
 	"testing"
 	"time"
 
+	"github.com/auditrail/auditrail/internal/config"
 	"github.com/auditrail/auditrail/internal/units"
+	"github.com/auditrail/auditrail/sinks/file"
+	"github.com/auditrail/auditrail/sinks/registry"
 )
 
+// parse parses b with the sink types of this build.
+func parse(b []byte) (*config.Config, error) { return config.Parse(b, registry.Schema()) }
+
 func TestDefaultConfigIsValid(t *testing.T) {
-	c, err := Load("")
+	c, err := config.Load("", registry.Schema())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.AuditLogPath != "/var/log/kubernetes/audit/audit.log" || len(c.Sinks) != 1 || c.Sinks[0].Type != "file" {
 		t.Fatalf("default = %+v", c)
 	}
-	if got := c.Sinks[0].File.Directory; got != "/var/lib/auditrail/archive" {
+	if got := c.Sinks[0].Section.(*file.Config).Directory; got != "/var/lib/auditrail/archive" {
 		t.Errorf("relative file sink directory resolves to %q", got)
 	}
 	if c.MaxLineBytes != 16<<20 || c.DrainTimeout != units.Duration(25*time.Second) {
@@ -29,14 +35,14 @@ func TestDefaultConfigIsValid(t *testing.T) {
 func TestExampleConfigIsValid(t *testing.T) {
 	t.Setenv("NODE_NAME", "master-1")
 	t.Setenv("ALERT_WEBHOOK_SECRET", strings.Repeat("s", 32))
-	if _, err := Load(filepath.Join("..", "..", "examples", "auditrail.yaml")); err != nil {
+	if _, err := config.Load(filepath.Join("..", "..", "examples", "auditrail.yaml"), registry.Schema()); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func TestParseFull(t *testing.T) {
 	t.Setenv("ARCHIVE", "/mnt/worm")
-	c, err := Parse([]byte(`
+	c, err := parse([]byte(`
 auditLogPath: /var/log/kubernetes/audit/audit.log
 stateDir: /var/lib/x
 maxLineBytes: 32MiB
@@ -51,11 +57,12 @@ sinks:
 		t.Fatal(err)
 	}
 	s := c.Sinks[0]
+	fc := s.Section.(*file.Config)
 	if c.MaxLineBytes != 32<<20 || c.PollInterval != units.Duration(250*time.Millisecond) {
 		t.Errorf("top level = %+v", c)
 	}
-	if s.File.Directory != "/mnt/worm/audit" || s.File.MaxFileBytes != 1<<30 || s.File.MaxFiles != 3 {
-		t.Errorf("file = %+v", s.File)
+	if fc.Directory != "/mnt/worm/audit" || fc.MaxFileBytes != 1<<30 || fc.MaxFiles != 3 {
+		t.Errorf("file = %+v", fc)
 	}
 	if s.Batch.MaxEvents != 10 || s.Batch.MaxBytes != 1<<20 || s.Retry.MaxInterval != units.Duration(30*time.Second) {
 		t.Errorf("batch/retry = %+v %+v", s.Batch, s.Retry)
@@ -68,7 +75,7 @@ sinks:
 // The batch defaults bound each sink's memory: maxInFlight + 2 batches of
 // up to maxBytes of lines.
 func TestSinkBatchDefaults(t *testing.T) {
-	c, err := Parse([]byte(`
+	c, err := parse([]byte(`
 auditLogPath: /a/audit.log
 sinks:
   - {type: discard}
@@ -131,7 +138,7 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
-			_, err := Parse([]byte(c.yaml))
+			_, err := parse([]byte(c.yaml))
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("error = %v, want it to contain %q", err, c.want)
 			}
@@ -161,7 +168,7 @@ func TestExpand(t *testing.T) {
 
 func TestEnvValueCannotInjectYAML(t *testing.T) {
 	t.Setenv("EVIL", "x\nstartAt: end")
-	c, err := Parse([]byte("auditLogPath: /a/${EVIL}\nsinks:\n  - type: discard\n"))
+	c, err := parse([]byte("auditLogPath: /a/${EVIL}\nsinks:\n  - type: discard\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +186,7 @@ func TestByteSize(t *testing.T) {
 }
 
 func TestLoadMissingFile(t *testing.T) {
-	_, err := Load(filepath.Join(t.TempDir(), "nope.yaml"))
+	_, err := config.Load(filepath.Join(t.TempDir(), "nope.yaml"), registry.Schema())
 	if err == nil || !os.IsNotExist(errorsUnwrapAll(err)) {
 		t.Fatalf("err = %v", err)
 	}
@@ -197,7 +204,7 @@ func errorsUnwrapAll(err error) error {
 
 func TestAlertsSection(t *testing.T) {
 	base := "auditLogPath: /var/log/audit.log\nsinks: [{type: discard, name: alert-soc}]\n"
-	c, err := Parse([]byte("auditLogPath: /var/log/audit.log\nsinks: [{type: discard}]\n" + `
+	c, err := parse([]byte("auditLogPath: /var/log/audit.log\nsinks: [{type: discard}]\n" + `
 alerts:
   disable: [admission-webhook-change]
   rules:
@@ -208,9 +215,10 @@ alerts:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := c.Alerts.Destinations[0]; d.Name != "webhook" || d.Secret != "0123456789abcdef0123456789abcdef" || *c.Alerts.TagRecords != true ||
-		c.Alerts.RateLimit.Burst != 10 || c.Alerts.FlushInterval != units.Duration(200*time.Millisecond) {
-		t.Errorf("alerts = %+v", c.Alerts)
+	a := registry.Alerts(c)
+	if d := a.Destinations[0]; d.Name != "webhook" || d.Secret != "0123456789abcdef0123456789abcdef" || *a.TagRecords != true ||
+		a.RateLimit.Burst != 10 || a.FlushInterval != units.Duration(200*time.Millisecond) {
+		t.Errorf("alerts = %+v", a)
 	}
 	for yaml, want := range map[string]string{
 		"alerts: {rules: [{id: x, severity: low, verb: [get]}]}":                   "field verb not found",
@@ -220,7 +228,7 @@ alerts:
 		"alerts: {flushInterval: 5s}":                                              "alerts.flushInterval must be positive and at most 1s",
 		"alerts: {destinations: [{name: k, type: kafka, kafka: {topic: alerts}}]}": "alerts.destinations[0].kafka.brokers",
 	} {
-		_, err := Parse([]byte(base + yaml))
+		_, err := parse([]byte(base + yaml))
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: error %v, want %q", yaml, err, want)
 		}
@@ -230,7 +238,7 @@ alerts:
 // Profiles are served on a listener of their own, on loopback, never on the
 // metrics address that Prometheus (and the node's network) reaches.
 func TestPprofListenerDefaultsToLoopback(t *testing.T) {
-	c, err := Parse([]byte("auditLogPath: /a/audit.log\nhttp: {address: \":9808\", pprof: true}\nsinks:\n  - type: discard\n"))
+	c, err := parse([]byte("auditLogPath: /a/audit.log\nhttp: {address: \":9808\", pprof: true}\nsinks:\n  - type: discard\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +249,7 @@ func TestPprofListenerDefaultsToLoopback(t *testing.T) {
 
 // Every insecure setting is listed for the start-up log, allowed or not.
 func TestInsecureSettingsAreListed(t *testing.T) {
-	c, err := Parse([]byte(`auditLogPath: /a/audit.log
+	c, err := parse([]byte(`auditLogPath: /a/audit.log
 http: {address: ":9808"}
 sinks:
   - type: elasticsearch

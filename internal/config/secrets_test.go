@@ -1,7 +1,6 @@
-package config
+package config_test
 
 import (
-	"errors"
 	"strconv"
 	"strings"
 	"testing"
@@ -42,7 +41,7 @@ func TestErrorsNameTheVariableNotItsValue(t *testing.T) {
 			for _, v := range []string{"ES_URL", "ES_AUTH", "BROKER", "AUDIT_PATH", "POLL", "MAX_LINE", "DEST"} {
 				t.Setenv(v, c.env)
 			}
-			_, err := Parse([]byte(c.yaml))
+			_, err := parse([]byte(c.yaml))
 			if err == nil {
 				t.Fatal("no error")
 			}
@@ -58,26 +57,5 @@ func TestErrorsNameTheVariableNotItsValue(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-func TestUnexpand(t *testing.T) {
-	t.Setenv("SHORT", "pass")
-	t.Setenv("LONG", "password1")
-	t.Setenv("QUOTED", `a"b`)
-	t.Setenv("EMPTY", "")
-	vars := []string{"SHORT", "LONG", "QUOTED", "EMPTY", "UNSET_SURELY"}
-	for _, c := range []struct{ in, want string }{
-		{`got "password1" and "pass"`, `got "${LONG}" and "${SHORT}"`},
-		{`got "a\"b"`, `got "${QUOTED}"`},
-		{`got a"b`, `got ${QUOTED}`},
-		{"nothing to hide", "nothing to hide"},
-	} {
-		if got := unexpand(vars, errors.New(c.in)).Error(); got != c.want {
-			t.Errorf("unexpand(%s) = %s, want %s", c.in, got, c.want)
-		}
-	}
-	if unexpand(vars, nil) != nil {
-		t.Error("unexpand(nil) is not nil")
 	}
 }

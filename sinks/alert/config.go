@@ -99,6 +99,32 @@ func (d *Destination) Insecure() []string {
 	return out
 }
 
+// Insecure describes the destinations' settings that expose alerts or
+// credentials, or let anyone forge alerts, each with its key below the
+// section.
+func (c *Config) Insecure() []string {
+	var out []string
+	for i := range c.Destinations {
+		for _, s := range c.Destinations[i].Insecure() {
+			out = append(out, fmt.Sprintf("destinations[%d].%s", i, s))
+		}
+	}
+	return out
+}
+
+// CheckNames checks that no destination reads the log under the name of
+// a sink, as isSink reports it: they would share a cursor. key is the
+// section's YAML path.
+func (c *Config) CheckNames(key string, isSink func(name string) bool) error {
+	var errs []error
+	for i, d := range c.Destinations {
+		if isSink(SinkName(d.Name)) {
+			errs = append(errs, fmt.Errorf("%s.destinations[%d].name %q: its cursor name %q is a sink's name", key, i, d.Name, SinkName(d.Name)))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // DestinationTypes are the alert destinations this build knows.
 var DestinationTypes = []string{"webhook", "slack", "kafka"}
 

@@ -3,6 +3,7 @@ package file
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 
 	"github.com/auditrail/auditrail/internal/units"
 )
@@ -24,6 +25,21 @@ type Config struct {
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{MaxFileBytes: 128 << 20}
+}
+
+// ApplyDefaults fills empty fields from DefaultConfig.
+func (c *Config) ApplyDefaults() {
+	if c.MaxFileBytes == 0 {
+		c.MaxFileBytes = DefaultConfig().MaxFileBytes
+	}
+}
+
+// ResolvePaths makes a relative Directory relative to stateDir, the
+// agent's state directory.
+func (c *Config) ResolvePaths(stateDir string) {
+	if c.Directory != "" && !filepath.IsAbs(c.Directory) {
+		c.Directory = filepath.Join(stateDir, c.Directory)
+	}
 }
 
 // Validate checks the config. prefix is the YAML path of the section.

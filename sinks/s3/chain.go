@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/auditrail/auditrail/internal/fsutil"
@@ -128,6 +129,11 @@ func loadChain(path, id string, now time.Time) (*chain, error) {
 
 // epochLayout is the start time at the head of an epoch's name.
 const epochLayout = "20060102T150405Z"
+
+// EpochStart returns the start time an epoch's name begins with.
+func EpochStart(epoch string) (time.Time, error) {
+	return time.Parse(epochLayout, strings.SplitN(epoch, "-", 2)[0])
+}
 
 func newEpoch(now time.Time) string {
 	var r [4]byte

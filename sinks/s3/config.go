@@ -103,6 +103,20 @@ func (c *Config) ApplyDefaults() {
 	c.ObjectLock.Mode = strings.ToUpper(c.ObjectLock.Mode)
 }
 
+// Insecure describes the settings that expose the events, each with its
+// key below the section. SigV4 never sends the secret key; the events
+// travel as sent.
+func (c *Config) Insecure() []string {
+	var out []string
+	if strings.HasPrefix(strings.ToLower(c.Endpoint), "http://") {
+		out = append(out, "endpoint: http://, events in cleartext")
+	}
+	if c.TLS.InsecureSkipVerify {
+		out = append(out, "tls.insecureSkipVerify: the endpoint's certificate is not verified")
+	}
+	return out
+}
+
 // LockRequired reports whether the bucket must have Object Lock.
 func (c *Config) LockRequired() bool { return c.ObjectLock.Required == nil || *c.ObjectLock.Required }
 

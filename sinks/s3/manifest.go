@@ -73,9 +73,10 @@ func (m Manifest) line() []byte {
 	return b
 }
 
-// mismatch reports which of the manifest's chain fields disagree with the
-// object's metadata, if any.
-func (m Manifest) mismatch(meta map[string]string) string {
+// Mismatch names the first of the manifest's chain fields (chain, epoch,
+// seq, prev, records-sha256) that disagrees with the object's metadata,
+// or returns "" when they agree.
+func (m Manifest) Mismatch(meta map[string]string) string {
 	switch {
 	case m.Chain != meta[MetaChain]:
 		return "chain"

@@ -74,7 +74,7 @@ func TestReplayIsSettledByContent(t *testing.T) {
 			if len(vs.Versions) != 2 {
 				t.Errorf("%d versions, want 2", len(vs.Versions))
 			}
-			rep := verify(t, cfg, VerifyOptions{RequireLock: true})
+			rep := verify(t, cfg)
 			if !rep.OK || len(rep.Epochs) != 1 || rep.Epochs[0].LastSeq != 2 {
 				t.Errorf("epochs %+v findings %+v", rep.Epochs, rep.Findings)
 			}

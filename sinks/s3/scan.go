@@ -14,6 +14,8 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/auditrail/auditrail/sinks"
 )
 
 // DefaultMaxObjectBytes bounds what is read of one object, compressed and
@@ -29,55 +31,67 @@ const maxManifestBytes = 64 << 10
 // which are a few hundred bytes; longer lines are events.
 const maxMarkedLine = 64 << 10
 
-// scan is what reading one object's body found, in one pass and in
+// Scan is what reading one object's body found, in one pass and in
 // bounded memory.
-type scan struct {
-	sha        string // hex SHA-256 of the body as stored; "" if it was not read whole
-	bodyBytes  int64
-	manifest   Manifest
-	noManifest error  // why the first line is not a manifest, nil if it is
-	recordsSHA string // hex SHA-256 of the bytes after the manifest line
-	// oversized is set when the body or its decompressed content exceeds
+type Scan struct {
+	SHA256    string // hex SHA-256 of the body as stored; "" if it was not read whole
+	bodyBytes int64
+	Manifest  Manifest
+	// NoManifest is why the first line is not a manifest (ErrNoManifest,
+	// or the body does not decompress), nil if it is: then every line
+	// of the content is a record.
+	NoManifest    error
+	RecordsSHA256 string // hex SHA-256 of the bytes after the manifest line
+	// Oversized is set when the body or its decompressed content exceeds
 	// the bound: the records' SHA-256 is then unknown.
-	oversized bool
-	marked    []markedRecord
+	Oversized bool
+	// Marked are the records the agent made, found among the records.
+	Marked []MarkedRecord
 }
 
-// scanner reads objects one after the other, reusing its decoders.
-type scanner struct {
-	limit int64
+// MarkedRecord is a record the agent made (sinks.GapRecord,
+// sinks.TamperRecord, sinks.StartRecord, …), found in an object.
+type MarkedRecord struct {
+	Kind string // the record's "kind": sinks.GapRecordKind, …
+	Line []byte
+}
+
+// Scanner reads objects one after the other, reusing its decoders. The
+// zero value is ready to use.
+type Scanner struct {
+	// Limit bounds the bytes read of one object, compressed and
+	// decompressed; zero means DefaultMaxObjectBytes.
+	Limit int64
 	zstd  *zstd.Decoder
 	gzip  *gzip.Reader
 }
 
-func newScanner(limit int64) *scanner {
-	if limit <= 0 {
-		limit = DefaultMaxObjectBytes
-	}
-	return &scanner{limit: limit}
-}
-
-func (sc *scanner) close() {
+// Close releases the scanner's decoders.
+func (sc *Scanner) Close() {
 	if sc.zstd != nil {
 		sc.zstd.Close()
 	}
 }
 
-// scan reads the body of the object at key: it hashes the body, and
-// decompresses it by the key's extension, at most sc.limit bytes of
+// Scan reads the body of the object at key: it hashes the body, and
+// decompresses it by the key's extension, at most sc.Limit bytes of
 // either, to check the manifest line, hash the records and find the
 // agent's records among them. It returns an error only when the body
-// cannot be read; what the content is wrong about is in the scan.
-func (sc *scanner) scan(key string, body io.Reader) (*scan, error) {
-	s := &scan{}
+// cannot be read; what the content is wrong about is in the Scan.
+func (sc *Scanner) Scan(key string, body io.Reader) (*Scan, error) {
+	limit := sc.Limit
+	if limit <= 0 {
+		limit = DefaultMaxObjectBytes
+	}
+	s := &Scan{}
 	h := sha256.New()
-	raw := &countingReader{r: io.TeeReader(io.LimitReader(body, sc.limit+1), h)}
+	raw := &countingReader{r: io.TeeReader(io.LimitReader(body, limit+1), h)}
 	content, err := sc.decompressor(key, raw)
 	if err == nil {
-		err = s.readContent(io.LimitReader(content, sc.limit+1), sc.limit)
+		err = s.readContent(io.LimitReader(content, limit+1), limit)
 	}
 	if err != nil && !isReadError(err) {
-		s.noManifest = fmt.Errorf("decompress: %w", err)
+		s.NoManifest = fmt.Errorf("decompress: %w", err)
 		err = nil
 	}
 	if err != nil {
@@ -87,11 +101,11 @@ func (sc *scanner) scan(key string, body io.Reader) (*scan, error) {
 		return nil, err
 	}
 	s.bodyBytes = raw.n
-	if raw.n > sc.limit {
-		s.oversized = true
+	if raw.n > limit {
+		s.Oversized = true
 		return s, nil
 	}
-	s.sha = hex.EncodeToString(h.Sum(nil))
+	s.SHA256 = hex.EncodeToString(h.Sum(nil))
 	return s, nil
 }
 
@@ -121,7 +135,7 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (sc *scanner) decompressor(key string, r io.Reader) (io.Reader, error) {
+func (sc *Scanner) decompressor(key string, r io.Reader) (io.Reader, error) {
 	switch {
 	case strings.HasSuffix(key, ".zst"):
 		if sc.zstd == nil {
@@ -146,20 +160,20 @@ func (sc *scanner) decompressor(key string, r io.Reader) (io.Reader, error) {
 
 // readContent reads the decompressed content: the manifest line, then
 // the records, hashed and searched for the agent's records.
-func (s *scan) readContent(r io.Reader, limit int64) error {
+func (s *Scan) readContent(r io.Reader, limit int64) error {
 	br := bufio.NewReaderSize(r, 64<<10)
 	head, err := br.ReadSlice('\n')
 	switch {
 	case err == bufio.ErrBufferFull, err == io.EOF:
-		s.noManifest = ErrNoManifest
+		s.NoManifest = ErrNoManifest
 	case err != nil:
 		return err
-	case json.Unmarshal(head[:len(head)-1], &s.manifest) != nil || s.manifest.Kind != KindManifest:
-		s.noManifest = ErrNoManifest
+	case json.Unmarshal(head[:len(head)-1], &s.Manifest) != nil || s.Manifest.Kind != KindManifest:
+		s.NoManifest = ErrNoManifest
 	}
 	n := int64(len(head))
 	rw := &recordsWriter{h: sha256.New()}
-	if s.noManifest != nil {
+	if s.NoManifest != nil {
 		rw.Write(head) // the whole content is records
 	}
 	m, err := io.Copy(rw, br)
@@ -167,12 +181,12 @@ func (s *scan) readContent(r io.Reader, limit int64) error {
 		return err
 	}
 	rw.flush()
-	s.marked = rw.marked
+	s.Marked = rw.marked
 	if n+m > limit {
-		s.oversized = true
+		s.Oversized = true
 		return nil
 	}
-	s.recordsSHA = hex.EncodeToString(rw.h.Sum(nil))
+	s.RecordsSHA256 = hex.EncodeToString(rw.h.Sum(nil))
 	return nil
 }
 
@@ -182,7 +196,7 @@ type recordsWriter struct {
 	h      hash.Hash
 	line   []byte
 	long   bool // the current line is past maxMarkedLine: an event
-	marked []markedRecord
+	marked []MarkedRecord
 }
 
 func (w *recordsWriter) Write(p []byte) (int, error) {
@@ -214,4 +228,26 @@ func (w *recordsWriter) flush() {
 		w.marked = append(w.marked, markedRecords(w.line)...)
 	}
 	w.long, w.line = false, w.line[:0]
+}
+
+// markedRecords returns the records the agent made among recs.
+func markedRecords(recs []byte) []MarkedRecord {
+	var out []MarkedRecord
+	for len(recs) > 0 {
+		line := recs
+		if i := bytes.IndexByte(recs, '\n'); i >= 0 {
+			line, recs = recs[:i], recs[i+1:]
+		} else {
+			recs = nil
+		}
+		if !bytes.Contains(line, []byte(`"kind":"Auditrail`)) || !bytes.Contains(line, []byte(`"apiVersion":"`+sinks.RecordAPIVersion+`"`)) {
+			continue
+		}
+		var head struct{ Kind string }
+		if json.Unmarshal(line, &head) == nil && strings.HasPrefix(head.Kind, "Auditrail") {
+			// A copy: the line is in a buffer reused for the next one.
+			out = append(out, MarkedRecord{Kind: head.Kind, Line: bytes.Clone(line)})
+		}
+	}
+	return out
 }

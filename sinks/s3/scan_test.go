@@ -5,7 +5,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"io"
 	"testing"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/auditrail/auditrail/sinks/sinktest"
 )
@@ -56,43 +60,43 @@ func TestScanIsBounded(t *testing.T) {
 			if tc.body != nil {
 				body = tc.body(key, body)
 			}
-			sc := newScanner(tc.limit)
-			defer sc.close()
-			got, err := sc.scan(key, bytes.NewReader(body))
+			sc := &Scanner{Limit: tc.limit}
+			defer sc.Close()
+			got, err := sc.Scan(key, bytes.NewReader(body))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got.oversized != tc.oversized || (got.noManifest != nil) != tc.noManifest {
-				t.Fatalf("oversized %v, no manifest %v; want %v, %v", got.oversized, got.noManifest, tc.oversized, tc.noManifest)
+			if got.Oversized != tc.oversized || (got.NoManifest != nil) != tc.noManifest {
+				t.Fatalf("oversized %v, no manifest %v; want %v, %v", got.Oversized, got.NoManifest, tc.oversized, tc.noManifest)
 			}
 			bodySum := sha256.Sum256(body)
-			if wantSHA := hex.EncodeToString(bodySum[:]); !got.oversized || int64(len(body)) <= tc.limit {
-				if got.sha != wantSHA {
-					t.Errorf("body SHA-256 %q, want %s", got.sha, wantSHA)
+			if wantSHA := hex.EncodeToString(bodySum[:]); !got.Oversized || int64(len(body)) <= tc.limit {
+				if got.SHA256 != wantSHA {
+					t.Errorf("body SHA-256 %q, want %s", got.SHA256, wantSHA)
 				}
 			}
 			if tc.oversized || tc.noManifest {
 				return
 			}
-			if got.recordsSHA != hex.EncodeToString(recsSum[:]) || got.manifest.RecordsSHA256 != got.recordsSHA {
-				t.Errorf("records SHA-256 %s, manifest %s, want %x", got.recordsSHA, got.manifest.RecordsSHA256, recsSum)
+			if got.RecordsSHA256 != hex.EncodeToString(recsSum[:]) || got.Manifest.RecordsSHA256 != got.RecordsSHA256 {
+				t.Errorf("records SHA-256 %s, manifest %s, want %x", got.RecordsSHA256, got.Manifest.RecordsSHA256, recsSum)
 			}
-			if len(got.marked) != 1 || got.marked[0].kind != "AuditrailHeartbeat" || string(got.marked[0].line) != hb {
-				t.Errorf("marked records %+v", got.marked)
+			if len(got.Marked) != 1 || got.Marked[0].Kind != "AuditrailHeartbeat" || string(got.Marked[0].Line) != hb {
+				t.Errorf("marked records %+v", got.Marked)
 			}
 		})
 	}
 	// One scanner reads objects one after the other, whatever happened to
 	// the one before.
-	sc := newScanner(1 << 20)
-	defer sc.close()
+	sc := &Scanner{Limit: 1 << 20}
+	defer sc.Close()
 	for i, comp := range []string{"zstd", "zstd", "gzip", "gzip", "zstd"} {
 		key, body := encodeBatch(t, comp, lines)
 		if i == 1 {
 			body = bomb(t, ".ndjson.zst", 8<<20)
 		}
-		got, err := sc.scan(key, bytes.NewReader(body))
-		if err != nil || (i != 1 && got.recordsSHA != hex.EncodeToString(recsSum[:])) {
+		got, err := sc.Scan(key, bytes.NewReader(body))
+		if err != nil || (i != 1 && got.RecordsSHA256 != hex.EncodeToString(recsSum[:])) {
 			t.Errorf("object %d (%s): err %v, scan %+v", i, comp, err, got)
 		}
 	}
@@ -104,11 +108,35 @@ func (failingReader) Read([]byte) (int, error) { return 0, errors.New("connectio
 
 // A body that cannot be read is an error, not a finding about content.
 func TestScanReadError(t *testing.T) {
-	sc := newScanner(1 << 20)
-	defer sc.close()
+	sc := &Scanner{Limit: 1 << 20}
+	defer sc.Close()
 	for _, key := range []string{"k.ndjson.zst", "k.ndjson.gz", "k.ndjson"} {
-		if _, err := sc.scan(key, failingReader{}); err == nil {
+		if _, err := sc.Scan(key, failingReader{}); err == nil {
 			t.Errorf("%s: no error from a failing body", key)
 		}
 	}
 }
+
+// bomb returns n zero bytes (a multiple of 1 MiB) compressed as the
+// key's extension says: one compressed MiB repeated, as concatenated
+// frames or members, which readers decompress one after the other.
+func bomb(t *testing.T, ext string, n int64) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	var w io.WriteCloser
+	switch ext {
+	case ".ndjson.zst":
+		w, _ = zstd.NewWriter(&buf, zstd.WithEncoderLevel(zstd.SpeedBestCompression))
+	case ".ndjson.gz":
+		w, _ = gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	}
+	if _, err := io.CopyN(w, zeros{}, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	return bytes.Repeat(buf.Bytes(), int(n>>20))
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }

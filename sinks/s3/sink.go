@@ -1,29 +1,3 @@
-// Package s3 implements a sink that writes each batch as one object to an
-// S3 bucket, with Object Lock retention set on every object.
-//
-// An object holds the batch's original lines as NDJSON, compressed with
-// zstd (default), gzip or not at all. Its key is deterministic:
-//
-//	<prefix>/cluster=<c>/node=<n>/dt=YYYY-MM-DD/hour=HH/<first event time>_<file id>_<start>-<end>.ndjson.zst
-//
-// so the same batch delivered twice lands on the same key. Every upload
-// carries an x-amz-checksum-sha256 that S3 verifies (locked buckets require
-// an integrity checksum) and the SHA-256 of the whole object in the
-// x-amz-meta-sha256 metadata, and is conditional (If-None-Match: *): it
-// never makes a new version over an object. When S3 answers that the key
-// exists (412), the sink reads that object and hashes its records: the
-// same records are the batch delivered before, not uploaded again; other
-// records are someone else's object, left alone, and the batch goes to a
-// key of its own whose manifest names the key taken (see upload.go).
-//
-// Close uploads an object whose manifest says the chain is closed, so that
-// verify accepts a chain that ends there.
-//
-// At start the sink checks that the bucket exists and has versioning and
-// Object Lock enabled, and refuses to run otherwise unless
-// objectLock.required is false. If S3 cannot be reached at start, the check
-// runs again before the first upload, so that an unreachable bucket never
-// stops the other sinks.
 package s3
 
 import (
@@ -70,7 +44,7 @@ type Sink struct {
 	checked bool // the bucket passed the startup check
 	closed  bool // Close ran
 	// scanner reads objects found at the sink's keys.
-	scanner *scanner
+	scanner *Scanner
 
 	// chain links every object to the one before (see chain.go).
 	chain *chain
@@ -82,7 +56,7 @@ type Sink struct {
 // New returns an S3 sink. It returns an error when the configuration is
 // unusable or the bucket definitely lacks what the configuration requires.
 func New(ctx context.Context, name string, cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Sink, error) {
-	client, err := newClient(ctx, cfg)
+	client, err := NewClient(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("s3 sink %s: %w", name, err)
 	}
@@ -104,7 +78,7 @@ func New(ctx context.Context, name string, cfg Config, log *slog.Logger, reg pro
 	labels := prometheus.Labels{"sink": name}
 	s := &Sink{
 		name: name, cfg: cfg, client: client, log: log, now: time.Now, enc: enc, chain: ch,
-		scanner: newScanner(DefaultMaxObjectBytes),
+		scanner: &Scanner{Limit: DefaultMaxObjectBytes},
 		objects: prometheus.NewCounter(prometheus.CounterOpts{Name: "auditrail_s3_objects_total",
 			Help: "Objects uploaded.", ConstLabels: labels}),
 		objectBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "auditrail_s3_object_bytes_total",
@@ -133,7 +107,9 @@ func (s *Sink) Check(ctx context.Context) error {
 	return err
 }
 
-func newClient(ctx context.Context, cfg Config) (*s3.Client, error) {
+// NewClient returns a client for cfg's endpoint, region, credentials and
+// TLS settings, as the sink uses them.
+func NewClient(ctx context.Context, cfg Config) (*s3.Client, error) {
 	tlsCfg, err := cfg.TLS.Build()
 	if err != nil {
 		return nil, err
@@ -370,7 +346,7 @@ func (s *Sink) Close(ctx context.Context) error {
 		return nil
 	}
 	s.closed = true
-	defer s.scanner.close()
+	defer s.scanner.Close()
 	defer s.enc.close()
 	if s.chain.st.Seq == 0 {
 		return nil

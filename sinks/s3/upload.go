@@ -141,7 +141,7 @@ func (s *Sink) settle(ctx context.Context, o object) (bool, error) {
 	if got == nil {
 		return false, fmt.Errorf("upload %s: S3 answered that the key exists, and then that it does not", o.key)
 	}
-	if got.noManifest != nil || got.recordsSHA != o.meta[MetaRecordsSHA256] {
+	if got.NoManifest != nil || got.RecordsSHA256 != o.meta[MetaRecordsSHA256] {
 		return false, s.chain.drop()
 	}
 	meta := manifestMeta(got)
@@ -160,11 +160,11 @@ func (s *Sink) settle(ctx context.Context, o object) (bool, error) {
 
 // manifestMeta returns the chain place the content of an object states,
 // with its SHA-256, as chain metadata; nil without a manifest.
-func manifestMeta(got *scan) map[string]string {
-	if got.noManifest != nil {
+func manifestMeta(got *Scan) map[string]string {
+	if got.NoManifest != nil {
 		return nil
 	}
-	return map[string]string{MetaEpoch: got.manifest.Epoch, MetaSeq: strconv.FormatInt(got.manifest.Seq, 10), MetaSHA256: got.sha}
+	return map[string]string{MetaEpoch: got.Manifest.Epoch, MetaSeq: strconv.FormatInt(got.Manifest.Seq, 10), MetaSHA256: got.SHA256}
 }
 
 // resolvePending settles an upload whose outcome is unknown: it is the
@@ -179,7 +179,7 @@ func (s *Sink) resolvePending(ctx context.Context) error {
 		return err
 	}
 	var meta map[string]string
-	if got != nil && got.sha == p.SHA256 {
+	if got != nil && got.SHA256 == p.SHA256 {
 		meta = manifestMeta(got)
 	}
 	return s.chain.resolve(meta)
@@ -187,7 +187,7 @@ func (s *Sink) resolvePending(ctx context.Context) error {
 
 // fetch reads the current object at key and hashes its content, in
 // bounded memory; nil if there is none.
-func (s *Sink) fetch(ctx context.Context, key string) (*scan, error) {
+func (s *Sink) fetch(ctx context.Context, key string) (*Scan, error) {
 	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.cfg.Bucket), Key: aws.String(key)})
 	if err != nil {
 		var re *awshttp.ResponseError
@@ -197,7 +197,7 @@ func (s *Sink) fetch(ctx context.Context, key string) (*scan, error) {
 		return nil, fmt.Errorf("look for %s: %w", key, err)
 	}
 	defer out.Body.Close()
-	got, err := s.scanner.scan(key, out.Body)
+	got, err := s.scanner.Scan(key, out.Body)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", key, err)
 	}

@@ -1,4 +1,4 @@
-package s3
+package verify
 
 import (
 	"context"
@@ -48,7 +48,7 @@ func fmtTime(t *time.Time) string { return aws.ToTime(t).UTC().Format(time.RFC33
 
 // listVersions lists every version and delete marker under prefix, by
 // key, for the keys opts selects.
-func listVersions(ctx context.Context, client *s3.Client, bucket, prefix string, opts VerifyOptions) ([]*keyVersions, error) {
+func listVersions(ctx context.Context, client *s3.Client, bucket, prefix string, opts Options) ([]*keyVersions, error) {
 	byKey := map[string]*keyVersions{}
 	get := func(key string) *keyVersions {
 		if byKey[key] == nil {

@@ -1,4 +1,13 @@
-package s3
+// Package verify checks an archive the s3 sink wrote (its on-bucket format
+// is stated in package sinks/s3): every version of every key, each
+// object's SHA-256 against its metadata, its manifest line and S3's
+// checksum, the hash chain links of every epoch and how each chain ends,
+// the agent's own records (gaps, tampering, downtime), Object Lock
+// retention, and, given the chain heads the agent published to its other
+// sinks (Options.Anchors, read back by those sinks' ReadAnchors), that
+// each anchored object is in the archive as anchored. Archive returns a Report; a Report without
+// findings is OK.
+package verify
 
 import (
 	"context"
@@ -12,10 +21,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/auditrail/auditrail/sinks"
+	s3sink "github.com/auditrail/auditrail/sinks/s3"
 )
 
-// VerifyOptions select what Verify checks.
-type VerifyOptions struct {
+// Options select what Archive checks.
+type Options struct {
 	// Node restricts the walk to one node's objects (the node= key part).
 	Node string
 	// From and To restrict it to objects whose first event falls in
@@ -35,7 +45,7 @@ type VerifyOptions struct {
 	MaxGap time.Duration
 	// MaxObjectBytes bounds the bytes read from one object, compressed
 	// and decompressed; an object past it is an oversized-object finding.
-	// Zero means DefaultMaxObjectBytes.
+	// Zero means s3sink.DefaultMaxObjectBytes.
 	MaxObjectBytes int64
 	// Now is the time the last uploads are compared with; zero is the
 	// clock's.
@@ -46,7 +56,7 @@ type VerifyOptions struct {
 	Anchors []sinks.AnchorRecord
 }
 
-// Finding is one problem Verify found.
+// Finding is one problem Archive found.
 type Finding struct {
 	// Kind is checksum-mismatch, misplaced, no-chain, no-manifest,
 	// manifest-mismatch, missing, broken-link, duplicate-seq,
@@ -76,12 +86,12 @@ type EpochReport struct {
 	// the chain (a clean shutdown).
 	Closed bool `json:"closed,omitempty"`
 	// AnchoredSeq is the last object of the epoch that an anchor read
-	// back from another destination confirms (VerifyOptions.Anchors): it
+	// back from another destination confirms (Options.Anchors): it
 	// and every object before it are as uploaded. 0 when none is.
 	AnchoredSeq int64 `json:"anchoredSeq,omitempty"`
 }
 
-// Report is Verify's result.
+// Report is Archive's result.
 type Report struct {
 	Bucket   string        `json:"bucket"`
 	Prefix   string        `json:"prefix"`
@@ -106,23 +116,17 @@ type verified struct {
 	firstEvent string
 	closed     bool // the manifest says the sink closed the chain here
 	// marked are the agent's own records in the object.
-	marked []markedRecord
+	marked []s3sink.MarkedRecord
 }
 
-// markedRecord is a record the agent made, found in an object.
-type markedRecord struct {
-	kind string // the record's "kind": sinks.GapRecordKind, …
-	line []byte
-}
-
-// Verify walks the archive under cfg's bucket and prefix: it lists every
+// Archive walks the archive under cfg's bucket and prefix: it lists every
 // version of every key, reports keys written over or deleted, downloads
 // the oldest version of each and checks its SHA-256 against its metadata,
 // its manifest and S3's checksum, follows every hash chain link, reports
 // missing sequence numbers, chain restarts and chains that stopped, and
 // checks each object's Object Lock.
-func Verify(ctx context.Context, cfg Config, opts VerifyOptions) (*Report, error) {
-	client, err := newClient(ctx, cfg)
+func Archive(ctx context.Context, cfg s3sink.Config, opts Options) (*Report, error) {
+	client, err := s3sink.NewClient(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -159,10 +163,13 @@ func Verify(ctx context.Context, cfg Config, opts VerifyOptions) (*Report, error
 
 // verifyObjects checks the oldest version of every key and returns the
 // objects of every chain, by chain and epoch.
-func verifyObjects(ctx context.Context, client *s3.Client, bucket string, keys []*keyVersions, opts VerifyOptions,
+func verifyObjects(ctx context.Context, client *s3.Client, bucket string, keys []*keyVersions, opts Options,
 	rep *Report, add func(Finding)) (map[string]map[string][]*verified, error) {
-	sc := newScanner(opts.MaxObjectBytes)
-	defer sc.close()
+	sc := &s3sink.Scanner{Limit: opts.MaxObjectBytes}
+	if sc.Limit <= 0 {
+		sc.Limit = s3sink.DefaultMaxObjectBytes
+	}
+	defer sc.Close()
 	chains := map[string]map[string][]*verified{} // chain → epoch → objects
 	for _, k := range keys {
 		k.check(add)
@@ -179,19 +186,19 @@ func verifyObjects(ctx context.Context, client *s3.Client, bucket string, keys [
 			continue
 		}
 		for _, m := range v.marked {
-			rep.Marked[m.kind]++
+			rep.Marked[m.Kind]++
 		}
-		id := v.meta[MetaChain]
+		id := v.meta[s3sink.MetaChain]
 		if chains[id] == nil {
 			chains[id] = map[string][]*verified{}
 		}
-		chains[id][v.meta[MetaEpoch]] = append(chains[id][v.meta[MetaEpoch]], v)
+		chains[id][v.meta[s3sink.MetaEpoch]] = append(chains[id][v.meta[s3sink.MetaEpoch]], v)
 	}
 	return chains, nil
 }
 
 // selected reports whether key is in the node and time window.
-func selected(key string, opts VerifyOptions) bool {
+func selected(key string, opts Options) bool {
 	if opts.Node != "" && !strings.Contains(key, "/node="+opts.Node+"/") && !strings.HasPrefix(key, "node="+opts.Node+"/") {
 		return false
 	}

@@ -1,4 +1,4 @@
-package s3
+package verify
 
 import (
 	"fmt"
@@ -23,7 +23,7 @@ type anchorAt struct {
 // must be in the archive with the anchored SHA-256, and anchors must not
 // disagree with each other: the node's credentials can add an anchor, not
 // remove one.
-func checkAnchors(chains map[string]map[string][]*verified, anchors []sinks.AnchorRecord, opts VerifyOptions, rep *Report, add func(Finding)) {
+func checkAnchors(chains map[string]map[string][]*verified, anchors []sinks.AnchorRecord, opts Options, rep *Report, add func(Finding)) {
 	objs := map[anchorAt][]*verified{}
 	for id, epochs := range chains {
 		for epoch, os := range epochs {

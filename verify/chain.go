@@ -1,18 +1,18 @@
-package s3
+package verify
 
 import (
 	"encoding/json"
 	"fmt"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/auditrail/auditrail/sinks"
+	s3sink "github.com/auditrail/auditrail/sinks/s3"
 )
 
 // checkEpoch follows one epoch's links in sequence order.
-func checkEpoch(id, epoch string, first bool, objs []*verified, opts VerifyOptions, add func(Finding)) EpochReport {
+func checkEpoch(id, epoch string, first bool, objs []*verified, opts Options, add func(Finding)) EpochReport {
 	sort.Slice(objs, func(i, j int) bool {
 		if objs[i].seq != objs[j].seq {
 			return objs[i].seq < objs[j].seq
@@ -23,7 +23,7 @@ func checkEpoch(id, epoch string, first bool, objs []*verified, opts VerifyOptio
 		FirstEvent: objs[0].firstEvent, LastEvent: objs[len(objs)-1].meta["last-event"]}
 	windowed := !opts.From.IsZero() || !opts.To.IsZero()
 	if objs[0].seq == 1 {
-		er.Start = objs[0].meta[MetaChainStart]
+		er.Start = objs[0].meta[s3sink.MetaChainStart]
 		if !first {
 			add(Finding{Kind: "chain-restart", Key: objs[0].key, Chain: id, Epoch: epoch, Seq: 1,
 				Detail: fmt.Sprintf("the chain starts again (%s): the agent's state was lost or replaced; compare the events around %s with the previous epoch", er.Start, objs[0].firstEvent)})
@@ -34,7 +34,7 @@ func checkEpoch(id, epoch string, first bool, objs []*verified, opts VerifyOptio
 	}
 	var born time.Time // the chain's first start, when this is its first epoch
 	if first {
-		if t, err := time.Parse(epochLayout, strings.SplitN(epoch, "-", 2)[0]); err == nil {
+		if t, err := s3sink.EpochStart(epoch); err == nil {
 			born = t
 		}
 	}
@@ -49,7 +49,7 @@ func checkEpoch(id, epoch string, first bool, objs []*verified, opts VerifyOptio
 // checkLinks follows the links between consecutive objects of an epoch,
 // sorted, and the time between their uploads. An object too large to
 // hash links to nothing checkable.
-func checkLinks(id, epoch string, objs []*verified, opts VerifyOptions, add func(Finding)) {
+func checkLinks(id, epoch string, objs []*verified, opts Options, add func(Finding)) {
 	for i := 1; i < len(objs); i++ {
 		prev, cur := objs[i-1], objs[i]
 		if d := cur.lastMod.Sub(prev.lastMod); opts.MaxGap > 0 && d > opts.MaxGap {
@@ -64,9 +64,9 @@ func checkLinks(id, epoch string, objs []*verified, opts VerifyOptions, add func
 		case cur.seq > prev.seq+1:
 			add(Finding{Kind: "missing", Key: cur.key, Chain: id, Epoch: epoch, Seq: prev.seq + 1,
 				Detail: fmt.Sprintf("objects %d to %d are missing, between %s and %s", prev.seq+1, cur.seq-1, prev.key, cur.key)})
-		case prev.sha != "" && cur.meta[MetaPrev] != prev.sha:
+		case prev.sha != "" && cur.meta[s3sink.MetaPrev] != prev.sha:
 			add(Finding{Kind: "broken-link", Key: cur.key, Chain: id, Epoch: epoch, Seq: cur.seq,
-				Detail: fmt.Sprintf("previous object %s has SHA-256 %s, this object links to %q", prev.key, prev.sha, cur.meta[MetaPrev])})
+				Detail: fmt.Sprintf("previous object %s has SHA-256 %s, this object links to %q", prev.key, prev.sha, cur.meta[s3sink.MetaPrev])})
 		}
 	}
 }
@@ -76,7 +76,7 @@ func checkLinks(id, epoch string, objs []*verified, opts VerifyOptions, add func
 // than opts.MaxGap before now (or opts.To): the agent was stopped without
 // a clean shutdown and not started again, or its node or sink renamed.
 // A live chain uploads at least a heartbeat every heartbeatInterval.
-func checkEnd(id, epoch string, objs []*verified, opts VerifyOptions, add func(Finding)) {
+func checkEnd(id, epoch string, objs []*verified, opts Options, add func(Finding)) {
 	last := objs[len(objs)-1]
 	if last.closed || opts.MaxGap <= 0 {
 		return
@@ -101,13 +101,13 @@ func checkEnd(id, epoch string, objs []*verified, opts VerifyOptions, add func(F
 // the node, tampering, and downtime. A no-state tamper record made when the
 // chain was born (the start of its first epoch, zero if this is not it) is
 // the node's first start, wherever a crash may have put it.
-func checkMarked(o *verified, chain, epoch string, born time.Time, opts VerifyOptions, add func(Finding)) {
+func checkMarked(o *verified, chain, epoch string, born time.Time, opts Options, add func(Finding)) {
 	for _, m := range o.marked {
 		f := Finding{Key: o.key, Chain: chain, Epoch: epoch, Seq: o.seq}
-		switch m.kind {
+		switch m.Kind {
 		case sinks.GapRecordKind:
 			var g sinks.GapRecord
-			json.Unmarshal(m.line, &g)
+			json.Unmarshal(m.Line, &g)
 			to := strconv.FormatInt(g.Bytes.To, 10)
 			if !g.Bytes.ToKnown {
 				to = "at least " + to
@@ -117,7 +117,7 @@ func checkMarked(o *verified, chain, epoch string, born time.Time, opts VerifyOp
 				g.Bytes.From, to, g.File.Path, g.Reason, g.DetectedAt, orUnknown(g.Time.After), orUnknown(g.Time.Before))
 		case sinks.TamperRecordKind:
 			var tr sinks.TamperRecord
-			json.Unmarshal(m.line, &tr)
+			json.Unmarshal(m.Line, &tr)
 			if t, err := time.Parse(time.RFC3339Nano, tr.DetectedAt); err == nil && tr.Reason == sinks.TamperNoState &&
 				!born.IsZero() && t.Sub(born).Abs() < time.Minute {
 				continue
@@ -129,7 +129,7 @@ func checkMarked(o *verified, chain, epoch string, born time.Time, opts VerifyOp
 			}
 		case sinks.StartRecordKind:
 			var st sinks.StartRecord
-			json.Unmarshal(m.line, &st)
+			json.Unmarshal(m.Line, &st)
 			down := time.Duration(st.DowntimeSeconds * float64(time.Second))
 			if opts.MaxGap <= 0 || down <= opts.MaxGap {
 				continue
