@@ -14,7 +14,9 @@ import (
 type Agent struct {
 	Bin, Config string
 	// Env is added to the agent's environment.
-	Env  []string
+	Env []string
+	// Args are added to the run command's flags (e.g. --cpuprofile).
+	Args []string
 	cmd  *exec.Cmd
 	logf *os.File
 }
@@ -26,11 +28,14 @@ func (a *Agent) Start(logPath string) error {
 		return err
 	}
 	a.logf = f
-	a.cmd = testproc.Command(a.Bin, "run", "--config", a.Config)
+	a.cmd = testproc.Command(a.Bin, append([]string{"run", "--config", a.Config}, a.Args...)...)
 	a.cmd.Env = append(os.Environ(), a.Env...)
 	a.cmd.Stdout, a.cmd.Stderr = f, f
 	return a.cmd.Start()
 }
+
+// Pid returns the agent's process id; call it after Start.
+func (a *Agent) Pid() int { return a.cmd.Process.Pid }
 
 // Kill sends SIGKILL and reaps the process.
 func (a *Agent) Kill() {

@@ -3,9 +3,11 @@ package e2e
 import (
 	"cmp"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -30,9 +32,12 @@ type Writer struct {
 	bigMax   int
 	bigEvery int
 	random   bool
+	words    bool
 	// secretWrites is how many requests in 1000 are Secret writes with
 	// bodies.
 	secretWrites int
+
+	out *countingWriter
 
 	mu        sync.Mutex
 	written   map[string]time.Time
@@ -59,6 +64,9 @@ type WriterConfig struct {
 	// characters instead of Kubernetes objects: a worst case for
 	// compression.
 	RandomBodies bool
+	// WordBodies fills request and response bodies with words and hex
+	// strings (see wordObject), which compress about 4.7 times.
+	WordBodies bool
 	// SecretWritesPermille makes this many requests in 1000 Secret writes
 	// with bodies at the RequestResponse level, as kubectl apply sends
 	// them (see secretWrite); 0 leaves the mix, and the corpus of a seed,
@@ -69,13 +77,16 @@ type WriterConfig struct {
 // NewWriter returns a writer that appends to cfg.Path.
 func NewWriter(cfg WriterConfig) *Writer {
 	lj := &lumberjack.Logger{Filename: cfg.Path, MaxSize: cfg.MaxSizeMB, MaxBackups: cfg.MaxBackups, Compress: cfg.Compress}
+	out := &countingWriter{w: lj}
 	return &Writer{
 		lj:           lj,
-		backend:      auditlog.NewBackend(lj, auditlog.FormatJson, auditv1.SchemeGroupVersion),
+		out:          out,
+		backend:      auditlog.NewBackend(out, auditlog.FormatJson, auditv1.SchemeGroupVersion),
 		rng:          rand.New(rand.NewPCG(cfg.Seed, 1)),
 		bigMax:       max(cfg.BigMB<<20, 856<<10),
 		bigEvery:     cmp.Or(cfg.BigEvery, 500),
 		random:       cfg.RandomBodies,
+		words:        cfg.WordBodies,
 		secretWrites: cfg.SecretWritesPermille,
 		written:      make(map[string]time.Time),
 		path:         cfg.Path,
@@ -206,6 +217,9 @@ func (w *Writer) body(resource string, size int, now time.Time) *runtime.Unknown
 	if w.random {
 		return randomObject(w.rng, size)
 	}
+	if w.words {
+		return wordObject(w.rng, size)
+	}
 	return bodyFor(w.rng, resource, size, now)
 }
 
@@ -230,4 +244,19 @@ func (w *Writer) Rotations() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.rotations
+}
+
+// Bytes returns how many bytes kube-apiserver's backend wrote.
+func (w *Writer) Bytes() int64 { return w.out.n.Load() }
+
+// countingWriter counts the bytes written through it.
+type countingWriter struct {
+	w io.Writer
+	n atomic.Int64
+}
+
+func (c *countingWriter) Write(b []byte) (int, error) {
+	n, err := c.w.Write(b)
+	c.n.Add(int64(n))
+	return n, err
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/segmentio/kafka-go/compress"
 	"github.com/segmentio/kafka-go/protocol"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/auditrail/auditrail/internal/benchcorpus"
 	"github.com/auditrail/auditrail/sinks"
@@ -95,6 +96,7 @@ func BenchmarkRecordBatch(b *testing.B) {
 	var out bytes.Buffer
 	b.SetBytes(int64(batch.Bytes))
 	b.ReportAllocs()
+	cpu := cpuTime()
 	for b.Loop() {
 		out.Reset()
 		for i, m := range msgs {
@@ -106,6 +108,8 @@ func BenchmarkRecordBatch(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(batch.Bytes)/float64(out.Len()), "ratio")
+	// CPU time, not wall time: the machine is shared.
+	b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N)/float64(batch.Bytes), "cpu-s/GB")
 }
 
 // BenchmarkWrite measures one 1000-event batch written to a three-broker
@@ -225,5 +229,87 @@ func BenchmarkSaveIntent(b *testing.B) {
 		if err := saveIntent(path, in); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkProducers compares the sink's producer (kafka-go's Writer,
+// through Write: messages, intent, produce) with franz-go's kgo producer
+// sending the same messages (key, value and headers as the sink makes
+// them; acks from all in-sync replicas, zstd at the fastest level, the
+// Java client's murmur2 partitioning, idempotent), 1000 records per batch
+// to a three-broker kfake cluster in the same process. cpu-s/GB is the CPU
+// of the whole process, brokers included, per GB of lines. With
+// AUDITRAIL_BENCH_CORPUS set, the records are the corpus's first lines.
+func BenchmarkProducers(b *testing.B) {
+	lines := benchcorpus.Lines(b, 1000)
+	if lines == nil {
+		lines = sinktest.Events(0, 1000, 1)
+	}
+	for _, name := range []string{"kafka-go", "franz-go"} {
+		b.Run(name, func(b *testing.B) {
+			c, err := kfake.NewCluster(kfake.NumBrokers(3), kfake.SeedTopics(3, topic))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			cfg := Config{Brokers: c.ListenAddrs(), Topic: topic, Cluster: "prod", Node: "master-1", AgentVersion: "v1",
+				StateDir: b.TempDir(), AckLag: time.Second}
+			cfg.ApplyDefaults()
+			s, err := New(context.Background(), "kafka", cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close(context.Background())
+			var off int64
+			batch := func() *sinks.Batch {
+				x := sinktest.Batch(sinktest.File(1), off, lines...)
+				off = x.Segments[0].End
+				return x
+			}
+			write := s.Write
+			if name == "franz-go" {
+				write = franzWriter(b, c.ListenAddrs(), s)
+			}
+			if err := write(context.Background(), batch()); err != nil { // connections, metadata
+				b.Fatal(err)
+			}
+			var bytes int
+			cpu := cpuTime()
+			b.ResetTimer()
+			for range b.N {
+				x := batch()
+				bytes += x.Bytes
+				if err := write(context.Background(), x); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(cpuTime()-cpu)/float64(bytes), "cpu-s/GB")
+		})
+	}
+}
+
+// franzWriter returns a Write that sends the messages s makes of a batch
+// with a kgo producer and waits for every acknowledgement.
+func franzWriter(b *testing.B, brokers []string, s *Sink) func(context.Context, *sinks.Batch) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(topic),
+		kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerBatchCompression(kgo.ZstdCompression()),
+		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)), kgo.ProducerLinger(0))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(cl.Close)
+	var recs []*kgo.Record
+	return func(ctx context.Context, x *sinks.Batch) error {
+		s.keys, s.headers, recs = s.keys[:0], s.headers[:0], recs[:0]
+		for i := range x.Records {
+			m := s.message(&x.Records[i])
+			r := &kgo.Record{Key: m.Key, Value: m.Value, Headers: make([]kgo.RecordHeader, len(m.Headers))}
+			for j, h := range m.Headers {
+				r.Headers[j] = kgo.RecordHeader{Key: h.Key, Value: h.Value}
+			}
+			recs = append(recs, r)
+		}
+		return cl.ProduceSync(ctx, recs...).FirstErr()
 	}
 }

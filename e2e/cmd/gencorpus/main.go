@@ -20,6 +20,7 @@ func main() {
 	compress := flag.Bool("compress", false, "gzip rotated files, as --audit-log-compress")
 	seed := flag.Uint64("seed", 1, "random seed")
 	random := flag.Bool("random-bodies", false, "fill bodies with random characters (a worst case for compression) instead of Kubernetes objects")
+	words := flag.Bool("word-bodies", false, "fill bodies with words and hex strings (they compress about 4.7 times) instead of Kubernetes objects")
 	secretWrites := flag.Int("secret-writes-permille", 0, "make this many requests in 1000 Secret writes with bodies (kubectl apply: create, strategic-merge patch)")
 	bigEvery := flag.Int("big-every", 10000, "make one request in this many a very large event (a long list)")
 	flag.Parse()
@@ -28,7 +29,7 @@ func main() {
 		os.Exit(1)
 	}
 	path := filepath.Join(*dir, "audit.log")
-	w := e2e.NewWriter(e2e.WriterConfig{Path: path, MaxSizeMB: *maxSize, MaxBackups: 100000, Compress: *compress, Seed: *seed, BigEvery: *bigEvery, RandomBodies: *random, SecretWritesPermille: *secretWrites})
+	w := e2e.NewWriter(e2e.WriterConfig{Path: path, MaxSizeMB: *maxSize, MaxBackups: 100000, Compress: *compress, Seed: *seed, BigEvery: *bigEvery, RandomBodies: *random, WordBodies: *words, SecretWritesPermille: *secretWrites})
 	for i := 0; ; i++ {
 		if *requests > 0 && i >= *requests {
 			break
