@@ -19,13 +19,14 @@ import (
 	"github.com/auditrail/auditrail/internal/miniotest"
 	"github.com/auditrail/auditrail/sinks"
 	s3sink "github.com/auditrail/auditrail/sinks/s3"
+	"github.com/auditrail/auditrail/sinks/s3/s3test"
 )
 
 func TestChainAcrossRestartsVerifies(t *testing.T) {
-	cfg := chainConfig(t, "chain")
-	off := writeBatches(t, newSink(t, cfg), 0, 4)
+	cfg := s3test.ChainConfig(t, "chain")
+	off := s3test.WriteBatches(t, s3test.NewSink(t, cfg), 0, 4)
 	// A restart continues the chain from the state file.
-	writeBatches(t, newSink(t, cfg), off, 3)
+	s3test.WriteBatches(t, s3test.NewSink(t, cfg), off, 3)
 	rep := verify(t, cfg, Options{RequireLock: true, MinRetention: 24 * time.Hour})
 	if !rep.OK || rep.Objects != 7 || len(rep.Epochs) != 1 {
 		t.Fatalf("report: %+v", rep)
@@ -44,10 +45,10 @@ func TestChainAcrossRestartsVerifies(t *testing.T) {
 func TestVerifyNamesEveryTampering(t *testing.T) {
 	srv := miniotest.Start(t)
 	srv.Bucket("open", false)
-	cfg := testConfig(srv, "open")
+	cfg := s3test.Config(srv, "open")
 	cfg.ObjectLock = s3sink.ObjectLockConfig{Required: aws.Bool(false)}
 	cfg.StateDir = t.TempDir()
-	off := writeBatches(t, newSink(t, cfg), 0, 8)
+	off := s3test.WriteBatches(t, s3test.NewSink(t, cfg), 0, 8)
 	if rep := verify(t, cfg, Options{}); !rep.OK {
 		t.Fatalf("untouched archive: %+v", rep.Findings)
 	}
@@ -100,7 +101,7 @@ func TestVerifyNamesEveryTampering(t *testing.T) {
 	if err := os.Remove(filepath.Join(cfg.StateDir, "s3-chain-s3.json")); err != nil {
 		t.Fatal(err)
 	}
-	writeBatches(t, newSink(t, cfg), off, 1)
+	s3test.WriteBatches(t, s3test.NewSink(t, cfg), off, 1)
 
 	rep := verify(t, cfg, Options{})
 	k := kinds(rep)
@@ -128,8 +129,8 @@ func TestVerifyNamesEveryTampering(t *testing.T) {
 // report: audit data lost on the node, tampering, downtime, and stretches
 // with no upload at all.
 func TestVerifyReportsAgentRecordsAndTimeGaps(t *testing.T) {
-	cfg := chainConfig(t, "marked")
-	s := newSink(t, cfg)
+	cfg := s3test.ChainConfig(t, "marked")
+	s := s3test.NewSink(t, cfg)
 	write := func(b *sinks.Batch) int64 {
 		t.Helper()
 		if err := s.Write(context.Background(), b); err != nil {
@@ -146,13 +147,13 @@ func TestVerifyReportsAgentRecordsAndTimeGaps(t *testing.T) {
 	// The first start's no-state record: made when the chain was born.
 	noState := `{"kind":"AuditrailTamper","apiVersion":"auditrail.io/v1","reason":"no-state","detectedAt":"` +
 		time.Now().UTC().Format(time.RFC3339Nano) + `","detail":"no checkpoint"}`
-	off := write(markedBatch(0, map[sinks.Kind]string{sinks.KindHeartbeat: firstStart, sinks.KindTamper: noState}, 10))
-	off = write(markedBatch(off, map[sinks.Kind]string{sinks.KindGap: truncated}, 10))
+	off := write(s3test.MarkedBatch(0, map[sinks.Kind]string{sinks.KindHeartbeat: firstStart, sinks.KindTamper: noState}, 10))
+	off = write(s3test.MarkedBatch(off, map[sinks.Kind]string{sinks.KindGap: truncated}, 10))
 	time.Sleep(2500 * time.Millisecond) // S3 times have a resolution of one second
 	// The chain is live: its end is compared with the time of its last
 	// upload, not with whenever this slow, loaded run gets to verify it.
 	live := time.Now()
-	write(markedBatch(off, map[sinks.Kind]string{sinks.KindHeartbeat: restart, sinks.KindTamper: deleted}, 10))
+	write(s3test.MarkedBatch(off, map[sinks.Kind]string{sinks.KindHeartbeat: restart, sinks.KindTamper: deleted}, 10))
 
 	rep := verify(t, cfg, Options{RequireLock: true, MaxGap: time.Second, Now: live})
 	k := kinds(rep)
@@ -192,16 +193,16 @@ func TestVerifyReportsAgentRecordsAndTimeGaps(t *testing.T) {
 func TestVerifyReportsShadowedVersions(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
-		attack func(a *attacker)
+		attack func(a *s3test.Attacker)
 		want   map[string]int
 	}{
-		{"rewrite a suffix of the chain and its state", func(a *attacker) { a.rewriteSuffix(4) }, map[string]int{"overwritten": 3}},
-		{"delete markers on the tail", func(a *attacker) { a.deleteTail(5) }, map[string]int{"deleted": 2}},
+		{"rewrite a suffix of the chain and its state", func(a *s3test.Attacker) { a.RewriteSuffix(4) }, map[string]int{"overwritten": 3}},
+		{"delete markers on the tail", func(a *s3test.Attacker) { a.DeleteTail(5) }, map[string]int{"deleted": 2}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := chainConfig(t, "shadow")
-			writeBatches(t, newSink(t, cfg), 0, 6)
-			tc.attack(newAttacker(t, cfg))
+			cfg := s3test.ChainConfig(t, "shadow")
+			s3test.WriteBatches(t, s3test.NewSink(t, cfg), 0, 6)
+			tc.attack(s3test.NewAttacker(t, cfg))
 			rep := verify(t, cfg, Options{RequireLock: true})
 			logFindings(t, rep)
 			if k := kinds(rep); rep.OK || !equalCounts(k, tc.want) {
@@ -232,9 +233,9 @@ func TestVerifyReportsStoppedChains(t *testing.T) {
 		{"chain that stopped long ago", false, false, 4 * time.Second, map[string]int{"chain-ended": 1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := chainConfig(t, "stopped")
-			old := newSink(t, cfg)
-			writeBatches(t, old, 0, 3)
+			cfg := s3test.ChainConfig(t, "stopped")
+			old := s3test.NewSink(t, cfg)
+			s3test.WriteBatches(t, old, 0, 3)
 			if tc.closeOld {
 				if err := old.Close(context.Background()); err != nil {
 					t.Fatal(err)
@@ -244,7 +245,7 @@ func TestVerifyReportsStoppedChains(t *testing.T) {
 				time.Sleep(4 * time.Second) // S3 times have a resolution of one second
 				renamed := cfg
 				renamed.Node = "master-9"
-				writeBatches(t, newSink(t, renamed), 0, 2)
+				s3test.WriteBatches(t, s3test.NewSink(t, renamed), 0, 2)
 			}
 			time.Sleep(tc.wait)
 			rep := verify(t, cfg, Options{RequireLock: true, MaxGap: maxGap})
@@ -263,11 +264,11 @@ func TestVerifySurvivesDecompressionBombs(t *testing.T) {
 	const unpacked = 256 << 20
 	for _, ext := range []string{".ndjson.zst", ".ndjson.gz"} {
 		t.Run(ext, func(t *testing.T) {
-			cfg := chainConfig(t, "bomb")
-			writeBatches(t, newSink(t, cfg), 0, 3)
-			a := newAttacker(t, cfg)
+			cfg := s3test.ChainConfig(t, "bomb")
+			s3test.WriteBatches(t, s3test.NewSink(t, cfg), 0, 3)
+			a := s3test.NewAttacker(t, cfg)
 			key := "audit/cluster=prod-eu/node=master-1/dt=2026-11-21/hour=10/20261121T100000.000000Z_bomb_00000000000000000000-00000000000000000000" + ext
-			if err := a.put(key, bomb(t, ext, unpacked), nil); err != nil {
+			if err := a.Put(key, s3test.Bomb(t, ext, unpacked), nil); err != nil {
 				t.Fatal(err)
 			}
 			var before, after runtime.MemStats
@@ -293,12 +294,12 @@ func TestVerifySurvivesDecompressionBombs(t *testing.T) {
 // as each object was uploaded do not match it, and verify --anchors says
 // which objects were rewritten.
 func TestAnchorsRevealARewrittenArchive(t *testing.T) {
-	cfg := chainConfig(t, "anchored")
-	s := newSink(t, cfg)
+	cfg := s3test.ChainConfig(t, "anchored")
+	s := s3test.NewSink(t, cfg)
 	var anchors []sinks.AnchorRecord
 	off := int64(0)
 	for range 6 {
-		off = writeBatches(t, s, off, 1)
+		off = s3test.WriteBatches(t, s, off, 1)
 		h, ok := s.Head()
 		if !ok {
 			t.Fatal("no head after an upload")
@@ -314,21 +315,21 @@ func TestAnchorsRevealARewrittenArchive(t *testing.T) {
 		t.Fatalf("untouched archive: ok %v, %d anchors, epochs %+v", rep.OK, rep.Anchors, rep.Epochs)
 	}
 
-	keys := newAttacker(t, cfg).bySeq()
+	keys := s3test.NewAttacker(t, cfg).BySeq()
 	type object struct {
 		body []byte
 		meta map[string]string
 	}
 	originals := map[int64]object{}
-	a := newAttacker(t, cfg)
+	a := s3test.NewAttacker(t, cfg)
 	for seq := int64(4); seq <= 6; seq++ {
-		body, meta := a.get(keys[seq])
+		body, meta := a.Get(keys[seq])
 		originals[seq] = object{body, meta}
 	}
-	a.purgeSuffix(4)
+	a.PurgeSuffix(4)
 	// Re-upload the suffix rewritten, as rewriteSuffix does, from the
 	// originals the attacker kept.
-	body, _ := a.get(keys[3])
+	body, _ := a.Get(keys[3])
 	sum := sha256.Sum256(body)
 	prev := hex.EncodeToString(sum[:])
 	for seq := int64(4); seq <= 6; seq++ {
@@ -336,8 +337,8 @@ func TestAnchorsRevealARewrittenArchive(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		nb, nmeta := a.forge(originals[seq].meta, m, dropFirstLine(recs), prev)
-		if err := a.put(keys[seq], nb, nmeta); err != nil {
+		nb, nmeta := a.Forge(originals[seq].meta, m, s3test.DropFirstLine(recs), prev)
+		if err := a.Put(keys[seq], nb, nmeta); err != nil {
 			t.Fatal(err)
 		}
 		prev = nmeta[s3sink.MetaSHA256]

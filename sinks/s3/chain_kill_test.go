@@ -111,3 +111,42 @@ func waitWriting(t *testing.T, path string, seq int64) {
 	}
 	t.Fatal("the writer persisted nothing for a minute")
 }
+
+// A SIGKILL between recording the first upload of an epoch and learning
+// its outcome leaves a state with no object yet (seq 0) and a pending
+// one. That state is whole: the next start continues the epoch, with the
+// reason it started for, instead of calling the state unreadable and
+// starting another epoch (a chain-restart finding nobody caused).
+func TestKilledBeforeFirstUploadKeepsTheEpoch(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s3-chain-s3.json")
+	now := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
+	c, err := loadChain(path, "n/s3", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.start != StartNoState {
+		t.Fatalf("first start: %q, want %q", c.start, StartNoState)
+	}
+	meta := map[string]string{}
+	c.next(meta)
+	if err := c.intend("k1", meta); err != nil {
+		t.Fatal(err)
+	}
+	for _, settle := range []string{"pending", "nothing found at the key"} {
+		again, err := loadChain(path, "n/s3", now.Add(time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again.st.Epoch != c.st.Epoch || again.start != StartNoState {
+			t.Fatalf("%s: restart gives epoch %s (start %q), want %s (start %q)", settle, again.st.Epoch, again.start, c.st.Epoch, StartNoState)
+		}
+		m := map[string]string{}
+		again.next(m)
+		if m[MetaSeq] != "1" || m[MetaChainStart] != StartNoState {
+			t.Errorf("%s: next object seq %s, chain-start %q; want 1, %q", settle, m[MetaSeq], m[MetaChainStart], StartNoState)
+		}
+		if err := again.resolve(nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

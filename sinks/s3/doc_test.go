@@ -1,4 +1,4 @@
-package s3
+package s3_test
 
 import (
 	"bytes"
@@ -16,14 +16,16 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/klauspost/compress/zstd"
 
+	s3sink "github.com/auditrail/auditrail/sinks/s3"
+	"github.com/auditrail/auditrail/sinks/s3/s3test"
 	"github.com/auditrail/auditrail/sinks/sinktest"
 )
 
 // The format doc.go states, checked against what the sink writes to a
 // real bucket and its state directory: readers of the archive rely on it.
 func TestDocumentedFormat(t *testing.T) {
-	cfg := chainConfig(t, "documented")
-	s := newSink(t, cfg)
+	cfg := s3test.ChainConfig(t, "documented")
+	s := s3test.NewSink(t, cfg)
 	b := sinktest.Batch(sinktest.File(1), 4096, sinktest.Events(1, 20, 1)...)
 	if err := s.Write(context.Background(), b); err != nil {
 		t.Fatal(err)
@@ -32,7 +34,7 @@ func TestDocumentedFormat(t *testing.T) {
 	if err := s.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	epoch := s.chain.st.Epoch
+	epoch := s.Chain().Epoch
 	if !regexp.MustCompile(`^\d{8}T\d{6}Z-[0-9a-f]{8}$`).MatchString(epoch) {
 		t.Errorf("epoch %q, documented as <UTC start>-<8 hex digits>", epoch)
 	}
@@ -102,7 +104,7 @@ func assertDocumentedManifest(t *testing.T, key string, body []byte, seq int) ma
 	}
 	_, hasPrev := m["prev"]
 	_, hasStart := m["chainStart"]
-	if m["kind"] != KindManifest || m["apiVersion"] != "auditrail.io/v1" || m["chain"] != "master-1/s3" || m["seq"] != float64(seq) ||
+	if m["kind"] != s3sink.KindManifest || m["apiVersion"] != "auditrail.io/v1" || m["chain"] != "master-1/s3" || m["seq"] != float64(seq) ||
 		hasPrev != (seq > 1) || hasStart != (seq == 1) || (seq == 1) == (m["closed"] == true) {
 		t.Errorf("%s: manifest %s, want seq %d, prev and chainStart as documented, closed only on the closing object", key, line, seq)
 	}
@@ -125,7 +127,7 @@ func assertDocumentedMetadata(t *testing.T, key string, meta map[string]string, 
 		get("source-file") != m["sourceFile"] || get("source-range") != m["sourceRange"] || len(get("sha256")) != 64 {
 		t.Errorf("%s: metadata %v disagrees with manifest %v", key, meta, m)
 	}
-	if seq == 1 && get("chain-start") != StartNoState || seq == 2 && (get("closed") != "true" || len(get("chain-prev")) != 64) {
+	if seq == 1 && get("chain-start") != s3sink.StartNoState || seq == 2 && (get("closed") != "true" || len(get("chain-prev")) != 64) {
 		t.Errorf("%s: metadata %v, want chain-start on the first object, closed and chain-prev on the closing one", key, meta)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"strings"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
@@ -67,3 +68,7 @@ func TestEncodeRoundTrip(t *testing.T) {
 
 // testHead is a head line naming the records' digest.
 func testHead(sum []byte) []byte { return []byte(`{"records":"` + hex.EncodeToString(sum) + `"}`) }
+
+func ndjson(ls []string) []byte {
+	return []byte(strings.Join(ls, "\n") + "\n")
+}

@@ -1,4 +1,4 @@
-package s3
+package s3_test
 
 import (
 	"bytes"
@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/auditrail/auditrail/sinks"
+	s3sink "github.com/auditrail/auditrail/sinks/s3"
+	"github.com/auditrail/auditrail/sinks/s3/s3test"
 	"github.com/auditrail/auditrail/sinks/sinktest"
 )
 
@@ -16,9 +18,9 @@ import (
 // the replay check and verify all cover the bytes stored, so a batch
 // delivered again is still one object and the archive verifies.
 func TestFormatOCSF(t *testing.T) {
-	cfg := chainConfig(t, "ocsf")
+	cfg := s3test.ChainConfig(t, "ocsf")
 	cfg.Format = "ocsf"
-	s := newSink(t, cfg)
+	s := s3test.NewSink(t, cfg)
 	evs := sinktest.Events(0, 5, 1)
 	b, _ := sinktest.WithAnchors(sinktest.Batch(sinktest.File(1), 0, append(evs, "not json")...), 1)
 	for range 2 { // the second is a batch delivered again: recognised, not uploaded
@@ -26,13 +28,13 @@ func TestFormatOCSF(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	a := newAttacker(t, cfg)
-	keys := a.bySeq()
+	a := s3test.NewAttacker(t, cfg)
+	keys := a.BySeq()
 	if len(keys) != 1 {
 		t.Fatalf("%d objects, want 1: %v", len(keys), keys)
 	}
-	body, _ := a.get(keys[1])
-	m, recs, err := ReadObject(keys[1], body)
+	body, _ := a.Get(keys[1])
+	m, recs, err := s3sink.ReadObject(keys[1], body)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +59,7 @@ func TestFormatOCSF(t *testing.T) {
 	if bytes.Contains(recs, []byte(`"apiVersion":"audit.k8s.io/v1"`)) {
 		t.Error("an event was stored as kube-apiserver wrote it")
 	}
-	if rep := verify(t, cfg); !rep.OK {
+	if rep := verifyArchive(t, cfg); !rep.OK {
 		logFindings(t, rep)
 		t.Errorf("verify over OCSF objects: %v", kinds(rep))
 	}

@@ -1,4 +1,4 @@
-package s3
+package s3_test
 
 import (
 	"context"
@@ -12,6 +12,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/auditrail/auditrail/sinks"
+	s3sink "github.com/auditrail/auditrail/sinks/s3"
+	"github.com/auditrail/auditrail/sinks/s3/s3test"
 	"github.com/auditrail/auditrail/sinks/sinktest"
 )
 
@@ -33,9 +35,9 @@ func TestBatchCutAgainIsOneObject(t *testing.T) {
 				name += ", heartbeat only"
 			}
 			t.Run(name, func(t *testing.T) {
-				cfg := chainConfig(t, "recut")
+				cfg := s3test.ChainConfig(t, "recut")
 				state := filepath.Join(cfg.StateDir, "s3-chain-s3.json")
-				off := writeBatches(t, newSink(t, cfg), 0, 2)
+				off := s3test.WriteBatches(t, s3test.NewSink(t, cfg), 0, 2)
 				b := sinktest.Batch(sinktest.File(1), off, sinktest.Events(int(off), 30, 7)...)
 				if notice {
 					b = &sinks.Batch{Records: []sinks.Record{{Line: []byte(hb), Kind: sinks.KindHeartbeat,
@@ -46,7 +48,7 @@ func TestBatchCutAgainIsOneObject(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				s := newSink(t, cfg)
+				s := s3test.NewSink(t, cfg)
 				if tc.crash != "not uploaded" {
 					if err := s.Write(context.Background(), b); err != nil {
 						t.Fatal(err)
@@ -55,12 +57,12 @@ func TestBatchCutAgainIsOneObject(t *testing.T) {
 				if tc.crash != "advanced" {
 					// What a SIGKILL between the intent and the state's
 					// commit of the outcome leaves.
-					var st chainState
+					var st s3sink.ChainState
 					json.Unmarshal(before, &st)
-					key := s.key(b, s.firstEventTime(b))
-					st.Pending = &pendingObject{Key: key, Seq: 3, SHA256: "unknown"}
+					key := s.BatchKey(b)
+					st.Pending = &s3sink.PendingObject{Key: key, Seq: 3, SHA256: "unknown"}
 					if tc.crash == "pending" {
-						st.Pending.SHA256 = s.chain.st.SHA256
+						st.Pending.SHA256 = s.Chain().SHA256
 					}
 					rolled, _ := json.Marshal(st)
 					if err := os.WriteFile(state, rolled, 0o600); err != nil {
@@ -68,10 +70,10 @@ func TestBatchCutAgainIsOneObject(t *testing.T) {
 					}
 				}
 				time.Sleep(10 * time.Millisecond) // now moves on
-				if err := newSink(t, cfg).Write(context.Background(), b); err != nil {
+				if err := s3test.NewSink(t, cfg).Write(context.Background(), b); err != nil {
 					t.Fatal(err)
 				}
-				out, err := s.client.ListObjectVersions(context.Background(), &s3.ListObjectVersionsInput{Bucket: aws.String(cfg.Bucket)})
+				out, err := s.Client().ListObjectVersions(context.Background(), &s3.ListObjectVersionsInput{Bucket: aws.String(cfg.Bucket)})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -82,7 +84,7 @@ func TestBatchCutAgainIsOneObject(t *testing.T) {
 				if len(out.Versions) != 3 || len(keys) != 3 {
 					t.Errorf("%d versions under %d keys, want 3 objects, one version each: %v", len(out.Versions), len(keys), keys)
 				}
-				rep := verify(t, cfg)
+				rep := verifyArchive(t, cfg)
 				if !rep.OK || len(rep.Epochs) != 1 || rep.Epochs[0].LastSeq != 3 {
 					t.Errorf("epochs %+v findings %+v", rep.Epochs, rep.Findings)
 				}

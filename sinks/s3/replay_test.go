@@ -1,4 +1,4 @@
-package s3
+package s3_test
 
 import (
 	"context"
@@ -9,9 +9,10 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/auditrail/auditrail/sinks"
+	s3sink "github.com/auditrail/auditrail/sinks/s3"
+	"github.com/auditrail/auditrail/sinks/s3/s3test"
 	"github.com/auditrail/auditrail/sinks/sinktest"
 )
 
@@ -25,7 +26,7 @@ func TestReplayIsSettledByContent(t *testing.T) {
 		multipart bool
 	}{{"single", false}, {"multipart", true}} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := chainConfig(t, "replay-"+tc.name)
+			cfg := s3test.ChainConfig(t, "replay-"+tc.name)
 			var b *sinks.Batch
 			if tc.multipart {
 				cfg.Compression = "none"
@@ -39,29 +40,28 @@ func TestReplayIsSettledByContent(t *testing.T) {
 				b = sinktest.Batch(sinktest.File(1), 0, lines(0)...)
 			}
 			state := filepath.Join(cfg.StateDir, "s3-chain-s3.json")
-			first := newSink(t, cfg)
+			first := s3test.NewSink(t, cfg)
 			if err := first.Write(context.Background(), b); err != nil {
 				t.Fatal(err)
 			}
 			// The state lost the upload (rolled back to the epoch's start,
 			// without a pending record): the replay alone must put the
 			// chain back.
-			var st chainState
+			var st s3sink.ChainState
 			raw, err := os.ReadFile(state)
 			if err != nil || json.Unmarshal(raw, &st) != nil {
 				t.Fatalf("chain state: %v %s", err, raw)
 			}
-			again := newSink(t, cfg)
-			again.chain.st = chainState{Epoch: st.Epoch}
-			again.chain.start = StartNoState
+			again := s3test.NewSink(t, cfg)
+			again.SetChain(s3sink.ChainState{Epoch: st.Epoch}, s3sink.StartNoState)
 			if err := again.Write(context.Background(), b); err != nil {
 				t.Fatal(err)
 			}
-			if v := testutil.ToFloat64(again.skipped); v != 1 {
+			if v := again.Skipped(); v != 1 {
 				t.Errorf("skipped = %v, want 1", v)
 			}
-			if again.chain.st.Seq != 1 || again.chain.st.SHA256 != st.SHA256 {
-				t.Errorf("chain after the replay: %+v, want seq 1 and %s", again.chain.st, st.SHA256)
+			if again.Chain().Seq != 1 || again.Chain().SHA256 != st.SHA256 {
+				t.Errorf("chain after the replay: %+v, want seq 1 and %s", again.Chain(), st.SHA256)
 			}
 			next := sinktest.Batch(sinktest.File(1), b.Segments[0].End, lines(9000)...)
 			if err := again.Write(context.Background(), next); err != nil {
@@ -74,7 +74,7 @@ func TestReplayIsSettledByContent(t *testing.T) {
 			if len(vs.Versions) != 2 {
 				t.Errorf("%d versions, want 2", len(vs.Versions))
 			}
-			rep := verify(t, cfg)
+			rep := verifyArchive(t, cfg)
 			if !rep.OK || len(rep.Epochs) != 1 || rep.Epochs[0].LastSeq != 2 {
 				t.Errorf("epochs %+v findings %+v", rep.Epochs, rep.Findings)
 			}

@@ -1,37 +1,16 @@
-package s3
+package s3_test
 
 import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"io"
 	"testing"
 
-	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/zstd"
-
+	s3sink "github.com/auditrail/auditrail/sinks/s3"
+	"github.com/auditrail/auditrail/sinks/s3/s3test"
 	"github.com/auditrail/auditrail/sinks/sinktest"
 )
-
-// encodeBatch returns the body the sink uploads for the given lines.
-func encodeBatch(t *testing.T, comp string, lines []string) (key string, body []byte) {
-	t.Helper()
-	enc, err := newEncoder(comp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := sinktest.Batch(sinktest.File(1), 0, lines...)
-	meta := map[string]string{MetaChain: "n/s", MetaEpoch: "e", MetaSeq: "1"}
-	body, err = enc.encode(b, func(sum []byte) []byte {
-		meta[MetaRecordsSHA256] = hex.EncodeToString(sum)
-		return newManifest(meta).line()
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return "k" + enc.ext, bytes.Clone(body)
-}
 
 func TestScanIsBounded(t *testing.T) {
 	hb := `{"kind":"AuditrailHeartbeat","apiVersion":"auditrail.io/v1","sink":"s3","at":"2026-11-21T10:00:00Z"}`
@@ -49,18 +28,18 @@ func TestScanIsBounded(t *testing.T) {
 		{"gzip", "gzip", 1 << 20, nil, false, false},
 		{"none", "none", 1 << 20, nil, false, false},
 		{"decompressed past the bound", "zstd", int64(len(recs)) / 2, nil, true, false},
-		{"zstd bomb", "zstd", 1 << 20, func(key string, _ []byte) []byte { return bomb(t, ".ndjson.zst", 8<<20) }, true, true},
-		{"gzip bomb", "gzip", 1 << 20, func(key string, _ []byte) []byte { return bomb(t, ".ndjson.gz", 8<<20) }, true, true},
+		{"zstd bomb", "zstd", 1 << 20, func(key string, _ []byte) []byte { return s3test.Bomb(t, ".ndjson.zst", 8<<20) }, true, true},
+		{"gzip bomb", "gzip", 1 << 20, func(key string, _ []byte) []byte { return s3test.Bomb(t, ".ndjson.gz", 8<<20) }, true, true},
 		{"stored body past the bound", "none", 1 << 10, nil, true, false},
 		{"not compressed as the key says", "zstd", 1 << 20, func(_ string, b []byte) []byte { return []byte("plain text\n") }, false, true},
 		{"truncated", "gzip", 1 << 20, func(_ string, b []byte) []byte { return b[:len(b)/2] }, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			key, body := encodeBatch(t, tc.comp, lines)
+			key, body := s3sink.EncodeBatch(t, tc.comp, lines)
 			if tc.body != nil {
 				body = tc.body(key, body)
 			}
-			sc := &Scanner{Limit: tc.limit}
+			sc := &s3sink.Scanner{Limit: tc.limit}
 			defer sc.Close()
 			got, err := sc.Scan(key, bytes.NewReader(body))
 			if err != nil {
@@ -88,12 +67,12 @@ func TestScanIsBounded(t *testing.T) {
 	}
 	// One scanner reads objects one after the other, whatever happened to
 	// the one before.
-	sc := &Scanner{Limit: 1 << 20}
+	sc := &s3sink.Scanner{Limit: 1 << 20}
 	defer sc.Close()
 	for i, comp := range []string{"zstd", "zstd", "gzip", "gzip", "zstd"} {
-		key, body := encodeBatch(t, comp, lines)
+		key, body := s3sink.EncodeBatch(t, comp, lines)
 		if i == 1 {
-			body = bomb(t, ".ndjson.zst", 8<<20)
+			body = s3test.Bomb(t, ".ndjson.zst", 8<<20)
 		}
 		got, err := sc.Scan(key, bytes.NewReader(body))
 		if err != nil || (i != 1 && got.RecordsSHA256 != hex.EncodeToString(recsSum[:])) {
@@ -108,7 +87,7 @@ func (failingReader) Read([]byte) (int, error) { return 0, errors.New("connectio
 
 // A body that cannot be read is an error, not a finding about content.
 func TestScanReadError(t *testing.T) {
-	sc := &Scanner{Limit: 1 << 20}
+	sc := &s3sink.Scanner{Limit: 1 << 20}
 	defer sc.Close()
 	for _, key := range []string{"k.ndjson.zst", "k.ndjson.gz", "k.ndjson"} {
 		if _, err := sc.Scan(key, failingReader{}); err == nil {
@@ -116,27 +95,3 @@ func TestScanReadError(t *testing.T) {
 		}
 	}
 }
-
-// bomb returns n zero bytes (a multiple of 1 MiB) compressed as the
-// key's extension says: one compressed MiB repeated, as concatenated
-// frames or members, which readers decompress one after the other.
-func bomb(t *testing.T, ext string, n int64) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	var w io.WriteCloser
-	switch ext {
-	case ".ndjson.zst":
-		w, _ = zstd.NewWriter(&buf, zstd.WithEncoderLevel(zstd.SpeedBestCompression))
-	case ".ndjson.gz":
-		w, _ = gzip.NewWriterLevel(&buf, gzip.BestCompression)
-	}
-	if _, err := io.CopyN(w, zeros{}, 1<<20); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
-	return bytes.Repeat(buf.Bytes(), int(n>>20))
-}
-
-type zeros struct{}
-
-func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }

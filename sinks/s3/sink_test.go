@@ -1,4 +1,4 @@
-package s3
+package s3_test
 
 import (
 	"bytes"
@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"io"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -14,40 +13,14 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/auditrail/auditrail/internal/miniotest"
 	"github.com/auditrail/auditrail/internal/units"
 	"github.com/auditrail/auditrail/sinks"
+	s3sink "github.com/auditrail/auditrail/sinks/s3"
+	"github.com/auditrail/auditrail/sinks/s3/s3test"
 	"github.com/auditrail/auditrail/sinks/sinktest"
 )
-
-func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
-
-func testConfig(srv *miniotest.Server, bucket string) Config {
-	c := Config{
-		Bucket: bucket, Region: "us-east-1", Endpoint: srv.Endpoint(), ForcePathStyle: true,
-		Prefix: "audit", Cluster: "prod-eu", Node: "master-1",
-		AccessKeyID: miniotest.AccessKey, SecretAccessKey: miniotest.SecretKey,
-		ObjectLock: ObjectLockConfig{Mode: "COMPLIANCE", Retention: units.Duration(24 * time.Hour)},
-	}
-	c.ApplyDefaults()
-	return c
-}
-
-func newSink(t *testing.T, cfg Config) *Sink {
-	t.Helper()
-	if err := cfg.Validate("s3"); err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(context.Background(), "s3", cfg, quiet(), prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close(context.Background()) })
-	return s
-}
 
 // lines returns events of several sizes and stages, and lines that are not
 // events at all: the S3 copy must keep every byte of them.
@@ -63,7 +36,7 @@ func ndjson(ls []string) []byte {
 // decode returns an object's records and checks its manifest.
 func decode(t *testing.T, key string, body []byte) []byte {
 	t.Helper()
-	m, recs, err := ReadObject(key, body)
+	m, recs, err := s3sink.ReadObject(key, body)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,36 +70,15 @@ func objects(t *testing.T, c *s3.Client, bucket string) map[string][]byte {
 	return out
 }
 
-func TestKeyLayout(t *testing.T) {
-	cfg := Config{Prefix: "/audit/", Cluster: "prod", Node: "master-1", Compression: "zstd"}
-	enc, _ := newEncoder("zstd")
-	s := &Sink{cfg: cfg, enc: enc}
-	f1, f2 := sinktest.File(1), sinktest.File(2)
-	b := sinktest.Batch(f1, 4096, sinktest.Event(1, "ResponseComplete", 800))
-	first := s.firstEventTime(b)
-	if want := time.Date(2026, 11, 21, 10, 0, 1, 1000, time.UTC); !first.Equal(want) {
-		t.Fatalf("first event time = %v, want %v", first, want)
-	}
-	got := s.key(b, first)
-	want := "audit/cluster=prod/node=master-1/dt=2026-11-21/hour=10/20261121T100001.000001Z_2049-1001-0123456789abcdef_00000000000000004096-00000000000000004897.ndjson.zst"
-	if got != want {
-		t.Errorf("key\n got %s\nwant %s", got, want)
-	}
-	b.Segments = append(b.Segments, sinks.Segment{File: f2, Start: 0, End: 100})
-	if got := s.key(b, first); !strings.HasSuffix(got, "_2049-1001-0123456789abcdef_00000000000000004096-2049-1002-0123456789abcdef_00000000000000000100.ndjson.zst") {
-		t.Errorf("key spanning two files = %s", got)
-	}
-}
-
 func TestRoundTripWithObjectLock(t *testing.T) {
 	srv := miniotest.Start(t)
 	for _, comp := range []string{"zstd", "gzip", "none"} {
 		t.Run(comp, func(t *testing.T) {
 			bucket := "locked-" + comp
 			srv.Bucket(bucket, true)
-			cfg := testConfig(srv, bucket)
+			cfg := s3test.Config(srv, bucket)
 			cfg.Compression = comp
-			s := newSink(t, cfg)
+			s := s3test.NewSink(t, cfg)
 			ctx := context.Background()
 			want := map[string][]byte{}
 			before := time.Now()
@@ -136,7 +88,7 @@ func TestRoundTripWithObjectLock(t *testing.T) {
 				if err := s.Write(ctx, b); err != nil {
 					t.Fatal(err)
 				}
-				want[s.key(b, s.firstEventTime(b))] = ndjson(ls)
+				want[s.BatchKey(b)] = ndjson(ls)
 			}
 			after := time.Now()
 			c := srv.Client()
@@ -193,22 +145,22 @@ func assertLocked(t *testing.T, c *s3.Client, bucket, key string, body []byte, m
 func TestRefusesBucketWithoutObjectLock(t *testing.T) {
 	srv := miniotest.Start(t)
 	srv.Bucket("plain", false)
-	cfg := testConfig(srv, "plain")
-	err := newSink(t, cfg).Check(context.Background())
+	cfg := s3test.Config(srv, "plain")
+	err := s3test.NewSink(t, cfg).Check(context.Background())
 	if !sinks.IsMisconfigured(err) || !strings.Contains(err.Error(), "Object Lock") && !strings.Contains(err.Error(), "versioning") {
 		t.Fatalf("Check of a bucket without Object Lock: err = %v, want it misconfigured", err)
 	}
 	if strings.Contains(err.Error(), miniotest.SecretKey) {
 		t.Errorf("error shows the secret key: %v", err)
 	}
-	err = newSink(t, testConfig(srv, "missing")).Check(context.Background())
+	err = s3test.NewSink(t, s3test.Config(srv, "missing")).Check(context.Background())
 	if !sinks.IsMisconfigured(err) || !strings.Contains(err.Error(), "does not exist") {
 		t.Fatalf("Check of a missing bucket: err = %v, want it misconfigured", err)
 	}
 
 	// Without the requirement, the same bucket works (with no retention).
-	cfg.ObjectLock = ObjectLockConfig{Required: aws.Bool(false)}
-	s := newSink(t, cfg)
+	cfg.ObjectLock = s3sink.ObjectLockConfig{Required: aws.Bool(false)}
+	s := s3test.NewSink(t, cfg)
 	b := sinktest.Batch(sinktest.File(1), 0, lines(0)...)
 	if err := s.Write(context.Background(), b); err != nil {
 		t.Fatal(err)
@@ -223,17 +175,17 @@ func TestRefusesBucketWithoutObjectLock(t *testing.T) {
 func TestReplayIsNotUploadedTwice(t *testing.T) {
 	srv := miniotest.Start(t)
 	srv.Bucket("replay", true)
-	cfg := testConfig(srv, "replay")
+	cfg := s3test.Config(srv, "replay")
 	cfg.ObjectLock.Mode = "GOVERNANCE"
 	b := sinktest.Batch(sinktest.File(1), 0, lines(0)...)
-	if err := newSink(t, cfg).Write(context.Background(), b); err != nil {
+	if err := s3test.NewSink(t, cfg).Write(context.Background(), b); err != nil {
 		t.Fatal(err)
 	}
-	again := newSink(t, cfg)
+	again := s3test.NewSink(t, cfg)
 	if err := again.Write(context.Background(), b); err != nil {
 		t.Fatal(err)
 	}
-	if v := testutil.ToFloat64(again.skipped); v != 1 {
+	if v := again.Skipped(); v != 1 {
 		t.Errorf("skipped = %v, want 1", v)
 	}
 	vs, err := srv.Client().ListObjectVersions(context.Background(), &s3.ListObjectVersionsInput{Bucket: aws.String("replay")})
@@ -248,7 +200,7 @@ func TestReplayIsNotUploadedTwice(t *testing.T) {
 	if err := again.Write(context.Background(), b2); err != nil {
 		t.Fatal(err)
 	}
-	if v := testutil.ToFloat64(again.objects); v != 1 {
+	if v := again.Objects(); v != 1 {
 		t.Errorf("objects = %v, want 1", v)
 	}
 }
@@ -256,11 +208,11 @@ func TestReplayIsNotUploadedTwice(t *testing.T) {
 func TestMultipartUpload(t *testing.T) {
 	srv := miniotest.Start(t)
 	srv.Bucket("big", true)
-	cfg := testConfig(srv, "big")
+	cfg := s3test.Config(srv, "big")
 	cfg.Compression = "none"
 	cfg.PartSize, cfg.MultipartThreshold = 5<<20, 5<<20
 	cfg.ObjectLock.LegalHold = true
-	s := newSink(t, cfg)
+	s := s3test.NewSink(t, cfg)
 	var ls []string
 	for i := 0; len(ls)*4000 < 12<<20; i++ {
 		ls = append(ls, sinktest.Event(i, "ResponseComplete", 4000))
@@ -270,7 +222,7 @@ func TestMultipartUpload(t *testing.T) {
 	if err := s.Write(context.Background(), b); err != nil {
 		t.Fatal(err)
 	}
-	if v := testutil.ToFloat64(s.parts); v != 3 {
+	if v := s.Parts(); v != 3 {
 		t.Errorf("parts = %v, want 3", v)
 	}
 	c := srv.Client()
@@ -302,8 +254,8 @@ func TestUnreachableAtStart(t *testing.T) {
 	srv := miniotest.Start(t)
 	srv.Bucket("later", true)
 	srv.Stop()
-	cfg := testConfig(srv, "later")
-	s := newSink(t, cfg)
+	cfg := s3test.Config(srv, "later")
+	s := s3test.NewSink(t, cfg)
 	b := sinktest.Batch(sinktest.File(1), 0, lines(0)...)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -325,7 +277,7 @@ func TestUnreachableAtStart(t *testing.T) {
 func TestNoticeOnlyBatch(t *testing.T) {
 	srv := miniotest.Start(t)
 	srv.Bucket("notices", true)
-	s := newSink(t, testConfig(srv, "notices"))
+	s := s3test.NewSink(t, s3test.Config(srv, "notices"))
 	hb := `{"kind":"AuditrailHeartbeat","apiVersion":"auditrail.io/v1","sink":"s3","at":"2026-11-21T10:00:00Z"}`
 	b := &sinks.Batch{Records: []sinks.Record{{Line: []byte(hb), Kind: sinks.KindHeartbeat,
 		File: &sinks.FileRef{ID: "heartbeat-20261121T100000.000000000Z-0a0b0c0d0e0f"}}}, Bytes: len(hb)}
@@ -344,10 +296,10 @@ func TestNoticeOnlyBatch(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if h.Metadata[MetaMarked] != "heartbeat" {
-			t.Errorf("marked = %q, want heartbeat", h.Metadata[MetaMarked])
+		if h.Metadata[s3sink.MetaMarked] != "heartbeat" {
+			t.Errorf("marked = %q, want heartbeat", h.Metadata[s3sink.MetaMarked])
 		}
-		m, recs, err := ReadObject(key, body)
+		m, recs, err := s3sink.ReadObject(key, body)
 		if err != nil || m.Marked != "heartbeat" || string(recs) != hb+"\n" {
 			t.Errorf("manifest %+v, records %q, err %v", m, recs, err)
 		}
@@ -359,10 +311,10 @@ func TestNoticeOnlyBatch(t *testing.T) {
 // its context ends, with an error that is not a misconfiguration.
 func TestFrozenEndpointDelaysOnlyCheck(t *testing.T) {
 	frozen := sinktest.NewFrozen(t)
-	cfg := Config{Bucket: "b", Region: "us-east-1", Endpoint: "http://" + frozen.Addr(), ForcePathStyle: true,
-		AccessKeyID: "k", SecretAccessKey: "s", ObjectLock: ObjectLockConfig{Mode: "COMPLIANCE", Retention: units.Duration(time.Hour)}}
+	cfg := s3sink.Config{Bucket: "b", Region: "us-east-1", Endpoint: "http://" + frozen.Addr(), ForcePathStyle: true,
+		AccessKeyID: "k", SecretAccessKey: "s", ObjectLock: s3sink.ObjectLockConfig{Mode: "COMPLIANCE", Retention: units.Duration(time.Hour)}}
 	cfg.ApplyDefaults()
-	frozen.AssertOnlyCheckWaits(t, newSink(t, cfg))
+	frozen.AssertOnlyCheckWaits(t, s3test.NewSink(t, cfg))
 }
 
 // The same byte range read again after a restart may carry other agent
@@ -371,13 +323,11 @@ func TestFrozenEndpointDelaysOnlyCheck(t *testing.T) {
 // else's object at the other's key; a batch of the same records keeps
 // its key.
 func TestNoticesTagTheKey(t *testing.T) {
-	enc, _ := newEncoder("zstd")
-	s := &Sink{cfg: Config{Node: "n"}, enc: enc}
 	gap := func(at string) map[sinks.Kind]string {
 		return map[sinks.Kind]string{sinks.KindGap: `{"kind":"AuditrailGap","apiVersion":"auditrail.io/v1","reason":"pruned","detectedAt":"` + at + `"}`}
 	}
-	key := func(b *sinks.Batch) string { return s.key(b, s.firstEventTime(b)) }
-	plain := key(markedBatch(100, nil, 5))
+	key := func(b *sinks.Batch) string { return s3sink.KeyOf(s3sink.Config{Node: "n"}, b) }
+	plain := key(s3test.MarkedBatch(100, nil, 5))
 	for _, tc := range []struct {
 		name string
 		a, b map[sinks.Kind]string
@@ -387,7 +337,7 @@ func TestNoticesTagTheKey(t *testing.T) {
 		{"gap detected again", gap("2026-11-21T10:00:00Z"), gap("2026-11-21T10:05:00Z"), false},
 		{"gap and none", gap("2026-11-21T10:00:00Z"), nil, false},
 	} {
-		ka, kb := key(markedBatch(100, tc.a, 5)), key(markedBatch(100, tc.b, 5))
+		ka, kb := key(s3test.MarkedBatch(100, tc.a, 5)), key(s3test.MarkedBatch(100, tc.b, 5))
 		if (ka == kb) != tc.same {
 			t.Errorf("%s: keys %s and %s, same = %v", tc.name, ka, kb, ka == kb)
 		}
