@@ -29,8 +29,8 @@
 //     drop, tag, redact, stub, gap) in the batch (batch.go) and extends the
 //     batch's segment over its bytes; the reader's flush hands the batch on.
 //   - writer.go: run journals the batch's intent, deliver writes it until
-//     the sink accepts it, then registry.ack has the position table (positions.ack) advance the
-//     sink's cursors.
+//     the sink accepts it, then registry.ack has the position table
+//     (positions.ack) advance the sink's cursors.
 //
 // # Identity
 //
