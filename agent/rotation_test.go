@@ -56,6 +56,34 @@ func TestRenameThenCreate(t *testing.T) {
 	waitEvents(t, s, want)
 }
 
+// A writer that renamed its file may still write a line through its
+// old descriptor before it creates the next file (a line in flight at the
+// rename, logrotate's create with a daemon that reopens on a signal). The
+// agent has read the renamed file to its end and scanned it under its new
+// name before that line comes: the file is still read until another file
+// is live.
+func TestWriteThroughOldDescriptorAfterRename(t *testing.T) {
+	e := newEnv(t)
+	s := &recSink{name: "rec"}
+	e.start(e.options(), s)
+	appendLines(t, e.live, events(0, 50)...)
+	waitEvents(t, s, events(0, 50))
+	f, err := os.OpenFile(e.live, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := os.Rename(e.live, lumberjackName(e.dir, time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // scans (every 50 ms) see it renamed, at its end
+	if _, err := f.WriteString(event(50) + "\n"); err != nil {
+		t.Fatal(err)
+	}
+	appendLines(t, e.live, events(51, 100)...)
+	waitEvents(t, s, events(0, 100))
+}
+
 func gzipFile(t *testing.T, src string) {
 	t.Helper()
 	in, err := os.Open(src)

@@ -65,6 +65,9 @@ type entry struct {
 	// file is not held open (freed inodes are handed out again).
 	seenSize  int64
 	seenMtime time.Time
+	// renamedAt is when the file was first seen under a rotated name
+	// while no other file was live: its writer may still be writing.
+	renamedAt time.Time
 	h         *handle
 }
 
@@ -113,6 +116,11 @@ type tracker struct {
 	open    int
 	// missingSince is when the live file was first seen missing.
 	missingSince time.Time
+	// live is the (device, inode) of the live file in the latest listing,
+	// liveFound whether it had one; scanned is set after the first scan.
+	live      [2]uint64
+	liveFound bool
+	scanned   bool
 	// finished are the files finished, the latest sets read from the
 	// table; lasts the latest event acknowledged from the files not
 	// final, as of the last scan.
@@ -289,6 +297,13 @@ func (t *tracker) byInoLocked() map[[2]uint64]*entry {
 func (t *tracker) updateLocked(cands []*candidate) (removed []uint64, tampers []sinks.TamperRecord) {
 	matched := make(map[*entry]bool, len(t.entries))
 	byIno := t.byInoLocked()
+	t.liveFound = false
+	for _, c := range cands {
+		if c.name == t.naming.base && !c.gz {
+			t.live, t.liveFound = [2]uint64{c.dev, c.ino}, true
+		}
+	}
+	defer func() { t.scanned = true }()
 	var rest []*candidate
 	for _, c := range cands {
 		e := byIno[[2]uint64{c.dev, c.ino}]
