@@ -32,6 +32,18 @@
 //     the sink accepts it, then registry.ack has the position table
 //     (positions.ack) advance the sink's cursors.
 //
+// # Files, in reading order
+//
+//   - agent.go: Options, Run (wires the registry, one reader and writer a
+//     sink, the checkpoint timer); watch.go: fsnotify and the scan timer.
+//   - registry.go joins tracker.go, names.go (live and rotated names),
+//     listing.go, identify.go (with identity_linux.go, open.go, hole.go,
+//     bound.go) and descriptors.go to positions.go and notices.go.
+//   - reader.go, source.go, blocks.go, build.go (with filter.go, records.go),
+//     batch.go: files to batches; package agent/internal/framer frames.
+//   - writer.go, journal.go, recut.go: batches to sinks, in doubt after a
+//     crash cut again; metrics.go: what all of them count.
+//
 // # Identity
 //
 // A file is identified by (device, inode) and by the SHA-256 of its first
