@@ -125,19 +125,7 @@ func BenchmarkWrite(b *testing.B) {
 		keep time.Duration
 	}{{"window", 0}, {"per-batch", -1}} {
 		b.Run(bc.name, func(b *testing.B) {
-			c, err := kfake.NewCluster(kfake.NumBrokers(3), kfake.SeedTopics(3, topic))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer c.Close()
-			cfg := Config{Brokers: c.ListenAddrs(), Topic: topic, Cluster: "prod", Node: "master-1", AgentVersion: "v1",
-				StateDir: b.TempDir(), AckLag: time.Second}
-			cfg.ApplyDefaults()
-			s, err := New(context.Background(), "kafka", cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer s.Close(context.Background())
+			s, _ := benchSink(b)
 			if bc.keep < 0 {
 				s.keep = 0
 			}
@@ -165,6 +153,21 @@ func BenchmarkWrite(b *testing.B) {
 			b.ReportMetric((testutil.ToFloat64(s.listOffsets)-snaps)/float64(b.N), "snapshots/op")
 		})
 	}
+}
+
+// benchSink returns a sink as the agent configures it, on a three-broker
+// cluster of its own; both are closed with b.
+func benchSink(b *testing.B) (*Sink, *kfake.Cluster) {
+	c := cluster(b)
+	cfg := Config{Brokers: c.ListenAddrs(), Topic: topic, Cluster: "prod", Node: "master-1", AgentVersion: "v1",
+		StateDir: b.TempDir(), AckLag: time.Second}
+	cfg.ApplyDefaults()
+	s, err := New(context.Background(), "kafka", cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close(context.Background()) })
+	return s, c
 }
 
 // BenchmarkReadBack measures the read-back after a restart: a window of
@@ -247,19 +250,7 @@ func BenchmarkProducers(b *testing.B) {
 	}
 	for _, name := range []string{"kafka-go", "franz-go"} {
 		b.Run(name, func(b *testing.B) {
-			c, err := kfake.NewCluster(kfake.NumBrokers(3), kfake.SeedTopics(3, topic))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer c.Close()
-			cfg := Config{Brokers: c.ListenAddrs(), Topic: topic, Cluster: "prod", Node: "master-1", AgentVersion: "v1",
-				StateDir: b.TempDir(), AckLag: time.Second}
-			cfg.ApplyDefaults()
-			s, err := New(context.Background(), "kafka", cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer s.Close(context.Background())
+			s, c := benchSink(b)
 			var off int64
 			batch := func() *sinks.Batch {
 				x := sinktest.Batch(sinktest.File(1), off, lines...)

@@ -22,7 +22,7 @@ import (
 
 const topic = "k8s-audit"
 
-func cluster(t *testing.T) *kfake.Cluster {
+func cluster(t testing.TB) *kfake.Cluster {
 	t.Helper()
 	c, err := kfake.NewCluster(kfake.NumBrokers(3), kfake.SeedTopics(3, topic))
 	if err != nil {
