@@ -315,8 +315,7 @@ type event struct {
 // key if it counts as an event.
 func (t *Tracker) line(b []byte, now time.Time) string {
 	if t.trusted && bytes.Contains(b, []byte(`"kind":"Event"`)) {
-		if id, stage := firstString(b, `"auditID":"`), firstString(b, `"stage":"`); id != "" && stage != "" {
-			k := Key(id, stage)
+		if k := LineKey(b); k != "" {
 			t.saw(k, now)
 			return k
 		}
@@ -567,6 +566,18 @@ func Measure(scenario, sink string, want map[string]time.Time, tr *Tracker) Resu
 	return Result{Scenario: scenario, Sink: sink, Written: len(want), Delivered: len(want) - len(lost),
 		Lost: len(lost), Duplicates: dups, Stubs: tr.Stubs(), Others: others,
 		P50: Percentile(lat, 0.5), P99: Percentile(lat, 0.99), Max: Percentile(lat, 1), LostKeys: lost}
+}
+
+// LineKey returns the auditID/stage key of an audit line as
+// kube-apiserver writes it, read without decoding the JSON: the first
+// "auditID" and "stage" strings, "" when either is missing. Only for
+// lines known to be well-formed events.
+func LineKey(b []byte) string {
+	id, stage := firstString(b, `"auditID":"`), firstString(b, `"stage":"`)
+	if id == "" || stage == "" {
+		return ""
+	}
+	return Key(id, stage)
 }
 
 // firstString returns the string after the first occurrence of prefix in

@@ -3,6 +3,8 @@ package main
 import (
 	"testing"
 	"time"
+
+	"github.com/auditrail/auditrail/e2e"
 )
 
 func TestStatCPU(t *testing.T) {
@@ -20,12 +22,13 @@ func TestStatCPU(t *testing.T) {
 	}
 }
 
-func TestKey(t *testing.T) {
+// The replay keys lines as the trackers do, without decoding them.
+func TestLineKey(t *testing.T) {
 	line := []byte(`{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"a1b2","stage":"ResponseComplete","requestURI":"/api/v1/pods","requestObject":{"auditID":"x","stage":"y"}}` + "\n")
-	if got, want := key(line), "a1b2/ResponseComplete"; got != want {
-		t.Fatalf("key = %q, want %q", got, want)
+	if got, want := e2e.LineKey(line), "a1b2/ResponseComplete"; got != want {
+		t.Fatalf("LineKey = %q, want %q", got, want)
 	}
-	if got := key([]byte(`{"kind":"Event","stage":"ResponseComplete"}`)); got != "" {
-		t.Fatalf("key of a line without auditID = %q, want none", got)
+	if got := e2e.LineKey([]byte(`{"kind":"Event","stage":"ResponseComplete"}`)); got != "" {
+		t.Fatalf("LineKey of a line without auditID = %q, want none", got)
 	}
 }

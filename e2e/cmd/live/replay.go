@@ -2,17 +2,14 @@ package main
 
 import (
 	"bufio"
-	"bytes"
-	"fmt"
 	"io"
 	"os"
-	"path/filepath"
-	"sort"
 	"time"
 
 	"gopkg.in/natefinch/lumberjack.v2"
 
 	"github.com/auditrail/auditrail/e2e"
+	"github.com/auditrail/auditrail/e2e/internal/corpus"
 )
 
 // replay appends a corpus's lines, one write per event as kube-apiserver
@@ -28,16 +25,9 @@ type replay struct {
 }
 
 func newReplay(dir, live string, maxSizeMB int) (*replay, error) {
-	files, err := filepath.Glob(filepath.Join(dir, "audit-*.log"))
+	files, err := corpus.Files(dir)
 	if err != nil {
 		return nil, err
-	}
-	sort.Strings(files)
-	if _, err := os.Stat(filepath.Join(dir, "audit.log")); err == nil {
-		files = append(files, filepath.Join(dir, "audit.log"))
-	}
-	if len(files) == 0 {
-		return nil, fmt.Errorf("no audit files in %s", dir)
 	}
 	return &replay{files: files, lj: &lumberjack.Logger{Filename: live, MaxSize: maxSizeMB, MaxBackups: 1000},
 		written: map[string]time.Time{}}, nil
@@ -71,34 +61,11 @@ func (r *replay) WriteRequest() {
 			panic(err)
 		}
 		r.bytes += int64(len(line))
-		if k := key(line); k != "" {
+		if k := e2e.LineKey(line); k != "" {
 			r.written[k] = time.Now()
 		}
 		return
 	}
-}
-
-// key returns the line's auditID/stage as kube-apiserver writes them.
-func key(line []byte) string {
-	id, stage := field(line, `"auditID":"`), field(line, `"stage":"`)
-	if id == nil || stage == nil {
-		return ""
-	}
-	return e2e.Key(string(id), string(stage))
-}
-
-// field returns the string value after the first occurrence of prefix.
-func field(line []byte, prefix string) []byte {
-	i := bytes.Index(line, []byte(prefix))
-	if i < 0 {
-		return nil
-	}
-	v := line[i+len(prefix):]
-	j := bytes.IndexByte(v, '"')
-	if j < 0 {
-		return nil
-	}
-	return v[:j]
 }
 
 func (r *replay) Bytes() int64                  { return r.bytes }

@@ -14,10 +14,10 @@ import (
 	"io"
 	"log"
 	"os"
-	"path/filepath"
-	"sort"
 	"strings"
 	"time"
+
+	"github.com/auditrail/auditrail/e2e/internal/corpus"
 )
 
 func main() {
@@ -30,7 +30,7 @@ func main() {
 	if *from == "" || *live == "" {
 		log.Fatal("-from and -live are required")
 	}
-	files, err := corpusFiles(*from)
+	files, err := corpus.Files(*from)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -77,23 +77,6 @@ func main() {
 	}
 	el := time.Since(start)
 	fmt.Printf("replayed %d bytes in %.1f s (%.1f MB/s), %d rotations\n", sent, el.Seconds(), float64(sent)/1e6/el.Seconds(), w.rotations)
-}
-
-// corpusFiles returns the corpus files oldest first: the timestamped
-// backups by name, then the live file.
-func corpusFiles(dir string) ([]string, error) {
-	backups, err := filepath.Glob(filepath.Join(dir, "audit-*.log"))
-	if err != nil {
-		return nil, err
-	}
-	sort.Strings(backups)
-	if _, err := os.Stat(filepath.Join(dir, "audit.log")); err == nil {
-		backups = append(backups, filepath.Join(dir, "audit.log"))
-	}
-	if len(backups) == 0 {
-		return nil, fmt.Errorf("no audit files in %s", dir)
-	}
-	return backups, nil
 }
 
 // readLines returns about n bytes of whole lines (at least one line).
