@@ -149,21 +149,25 @@ func (t *tracker) matchFingerprintLocked(c *candidate, matched map[*entry]bool) 
 	return best, false
 }
 
-// writerLeftLocked reports whether e, a file under a rotated name, is
-// final: its writer moved on to a new live file. A writer that renames
-// its file and then creates the next one may write through its old
-// descriptor until it has (logrotate's create with a reopening daemon; a
-// line in flight at the rename): until another file is live, or for
-// missingGrace at most, e is read as still growing. Files under rotated
-// names at the first scan are final.
-func (t *tracker) writerLeftLocked(e *entry) bool {
-	if !t.scanned || (t.liveFound && t.live != [2]uint64{e.dev, e.ino}) {
-		return true
+// settleFinalLocked marks e final once c, where e was found, can grow no
+// more: compressed, or under a rotated name with its writer moved on to a
+// new live file. A writer that renames its file and then creates the next
+// one may write through its old descriptor until it has (logrotate's
+// create with a reopening daemon; a line in flight at the rename): until
+// another file is live, or for missingGrace at most, e is read as still
+// growing. Files under rotated names at the first scan are final.
+func (t *tracker) settleFinalLocked(e *entry, c *candidate) {
+	if e.final || (!c.gz && c.name == t.naming.base) {
+		return
+	}
+	if c.gz || !t.scanned || (t.liveFound && t.live != [2]uint64{e.dev, e.ino}) {
+		e.final = true
+		return
 	}
 	if e.renamedAt.IsZero() {
 		e.renamedAt = t.now()
 	}
-	return t.now().Sub(e.renamedAt) >= missingGrace
+	e.final = t.now().Sub(e.renamedAt) >= missingGrace
 }
 
 // refreshLocked updates e from c, found at e's inode.
@@ -175,9 +179,7 @@ func (t *tracker) refreshLocked(e *entry, c *candidate) {
 		}
 		e.path = c.path
 	}
-	if c.name != t.naming.base && !e.final {
-		e.final = t.writerLeftLocked(e)
-	}
+	t.settleFinalLocked(e, c)
 	if !c.gz {
 		e.size = c.size
 	}
@@ -204,9 +206,7 @@ func (t *tracker) attachLocked(e *entry, c *candidate) {
 		e.plainSize = c.plainSize
 	}
 	e.gone, e.lost = false, ""
-	if c.gz || (c.name != t.naming.base && !e.final) {
-		e.final = c.gz || t.writerLeftLocked(e)
-	}
+	t.settleFinalLocked(e, c)
 	if !c.gz && c.size > e.size {
 		e.size = c.size
 	}
@@ -232,11 +232,9 @@ func (t *tracker) addLocked(c *candidate) *entry {
 	e := &entry{
 		ref: &sinks.FileRef{Seq: t.nextSeq, ID: fmt.Sprintf("%d-%d-%s", c.dev, c.ino, short), Path: c.path},
 		dev: c.dev, ino: c.ino, fpLen: len(prefix), fp: fp, head: prefix, path: c.path,
-		final: c.gz, compressed: c.gz, plainSize: c.plainSize,
+		compressed: c.gz, plainSize: c.plainSize,
 	}
-	if c.name != t.naming.base && !c.gz {
-		e.final = t.writerLeftLocked(e)
-	}
+	t.settleFinalLocked(e, c)
 	if !c.gz {
 		e.size = c.size
 	}
