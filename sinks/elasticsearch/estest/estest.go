@@ -5,7 +5,10 @@
 // It follows Elasticsearch's rules where the sink depends on them: create
 // on an existing _id answers 409, a document that is not a JSON object
 // answers 400 mapper_parsing_exception, a data stream (an index named
-// logs-*-*) accepts only create with an @timestamp.
+// logs-*-*) accepts only create with an @timestamp, a _bulk request
+// answers only the fields its filter_path keeps (filter.go), and parses
+// its documents before it takes the server's lock, so that concurrent
+// requests are served in parallel.
 package estest
 
 import (
@@ -206,7 +209,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		if before != nil {
 			defer before()()
 		}
-		s.bulk(w, body, def)
+		f, err := parseFilter(r.URL.Query().Get("filter_path"))
+		if err != nil {
+			badRequest(w, err.Error())
+			return
+		}
+		s.bulk(w, body, def, f)
 	case len(parts) == 2 && parts[0] == "_index_template" && r.Method == http.MethodPut:
 		s.mu.Lock()
 		s.templates[parts[1]] = body
@@ -257,7 +265,86 @@ type errorBody struct {
 	Reason string `json:"reason"`
 }
 
-func (s *Server) bulk(w http.ResponseWriter, body []byte, defIndex string) {
+// op is one action of a _bulk request and its document.
+type op struct {
+	name, index, id string
+	doc             json.RawMessage
+	// object is whether doc is a JSON object, checked before the
+	// server's lock is taken, as Elasticsearch parses documents in
+	// parallel.
+	object bool
+}
+
+// parseBulk reads the actions and documents of a _bulk body; the error
+// is the answer to a malformed one.
+func parseBulk(body []byte, defIndex string) ([]op, string) {
+	sc := bufio.NewScanner(bytes.NewReader(body))
+	// Grown to the longest line as needed: a 1 MiB buffer cleared for
+	// every request would make small requests cost as much as large ones.
+	sc.Buffer(nil, 128<<20)
+	var ops []op
+	for sc.Scan() {
+		var action map[string]struct {
+			Index string `json:"_index"`
+			ID    string `json:"_id"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &action); err != nil || len(action) != 1 {
+			return nil, "malformed action line"
+		}
+		if !sc.Scan() {
+			return nil, "action without document"
+		}
+		doc := append(json.RawMessage(nil), sc.Bytes()...)
+		d := bytes.TrimSpace(doc)
+		object := len(d) > 0 && d[0] == '{' && json.Valid(d)
+		for name, a := range action {
+			ops = append(ops, op{name: name, index: cmp.Or(a.Index, defIndex), id: a.ID, doc: doc, object: object})
+		}
+	}
+	return ops, ""
+}
+
+func (s *Server) bulk(w http.ResponseWriter, body []byte, defIndex string, f filter) {
+	if s.bulkFault(w, body) {
+		return
+	}
+	ops, bad := parseBulk(body, defIndex)
+	if bad != "" {
+		badRequest(w, bad)
+		return
+	}
+	items := make([]map[string]result, len(ops))
+	anyErr := false
+	s.mu.Lock()
+	for i, o := range ops {
+		res := s.item(o)
+		anyErr = anyErr || res.Error != nil
+		items[i] = map[string]result{o.name: res}
+	}
+	s.mu.Unlock()
+	if f == nil {
+		json.NewEncoder(w).Encode(map[string]any{"took": 1, "errors": anyErr, "items": items})
+		return
+	}
+	generic := make([]any, len(items))
+	for i, it := range items {
+		for name, res := range it {
+			generic[i] = map[string]any{name: res.fields()}
+		}
+	}
+	json.NewEncoder(w).Encode(f.apply(map[string]any{"took": 1, "errors": anyErr, "items": generic}))
+}
+
+// badRequest answers 400 illegal_argument_exception with reason.
+func badRequest(w http.ResponseWriter, reason string) {
+	w.WriteHeader(http.StatusBadRequest)
+	json.NewEncoder(w).Encode(map[string]any{"status": 400,
+		"error": map[string]any{"type": "illegal_argument_exception", "reason": reason}})
+}
+
+// bulkFault answers a _bulk request with the fault set for it, if any,
+// and reports whether it did.
+func (s *Server) bulkFault(w http.ResponseWriter, body []byte) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.bulkRequests++
@@ -275,52 +362,30 @@ func (s *Server) bulk(w http.ResponseWriter, body []byte, defIndex string) {
 		}
 		w.WriteHeader(st)
 		fmt.Fprintf(w, `{"error":{"type":"injected","reason":"injected fault"},"status":%d}`, st)
-		return
+		return true
 	}
 	if s.requestReply != nil {
 		if st, reply := s.requestReply(body); st != 0 {
 			w.WriteHeader(st)
 			io.WriteString(w, reply)
-			return
+			return true
 		}
 	}
-	sc := bufio.NewScanner(bytes.NewReader(body))
-	// Grown to the longest line as needed: a 1 MiB buffer cleared for
-	// every request would make small requests cost as much as large ones.
-	sc.Buffer(nil, 128<<20)
-	var items []map[string]result
-	anyErr := false
-	for sc.Scan() {
-		var action map[string]struct {
-			Index string `json:"_index"`
-			ID    string `json:"_id"`
-		}
-		if err := json.Unmarshal(sc.Bytes(), &action); err != nil || len(action) != 1 {
-			w.WriteHeader(http.StatusBadRequest)
-			fmt.Fprintf(w, `{"error":{"type":"illegal_argument_exception","reason":"malformed action line"},"status":400}`)
-			return
-		}
-		if !sc.Scan() {
-			w.WriteHeader(http.StatusBadRequest)
-			io.WriteString(w, `{"error":{"type":"illegal_argument_exception","reason":"action without document"},"status":400}`)
-			return
-		}
-		doc := append(json.RawMessage(nil), sc.Bytes()...)
-		for op, a := range action {
-			if a.Index == "" {
-				a.Index = defIndex
-			}
-			res := s.item(op, a.Index, a.ID, doc)
-			if res.Error != nil {
-				anyErr = true
-			}
-			items = append(items, map[string]result{op: res})
-		}
-	}
-	json.NewEncoder(w).Encode(map[string]any{"took": 1, "errors": anyErr, "items": items})
+	return false
 }
 
-func (s *Server) item(op, index, id string, doc json.RawMessage) result {
+// fields returns r as the fields of a JSON object, for filtering.
+func (r result) fields() map[string]any {
+	m := map[string]any{"_index": r.Index, "_id": r.ID, "status": r.Status}
+	if r.Error != nil {
+		m["error"] = map[string]any{"type": r.Error.Type, "reason": r.Error.Reason}
+	}
+	return m
+}
+
+// item applies o to the documents; the caller holds s.mu.
+func (s *Server) item(o op) result {
+	index, id, doc := o.index, o.id, o.doc
 	res := result{Index: index, ID: id}
 	fail := func(status int, typ, reason string) result {
 		res.Status, res.Error = status, &errorBody{Type: typ, Reason: reason}
@@ -331,11 +396,11 @@ func (s *Server) item(op, index, id string, doc json.RawMessage) result {
 			return fail(st, typ, reason)
 		}
 	}
-	if d := bytes.TrimSpace(doc); !json.Valid(d) || len(d) == 0 || d[0] != '{' {
+	if !o.object {
 		return fail(400, "mapper_parsing_exception", "failed to parse: not a JSON object")
 	}
 	if strings.HasPrefix(index, "logs-") && strings.Count(index, "-") >= 2 {
-		if op != "create" {
+		if o.name != "create" {
 			return fail(400, "illegal_argument_exception", "only write ops with an op_type of create are allowed in data streams")
 		}
 		if !bytes.Contains(doc, []byte(`"@timestamp":`)) {
@@ -345,7 +410,7 @@ func (s *Server) item(op, index, id string, doc json.RawMessage) result {
 	if s.docs[index] == nil {
 		s.docs[index] = map[string]json.RawMessage{}
 	}
-	if _, exists := s.docs[index][id]; exists && op == "create" {
+	if _, exists := s.docs[index][id]; exists && o.name == "create" {
 		return fail(409, "version_conflict_engine_exception", "["+id+"]: version conflict, document already exists")
 	}
 	if _, exists := s.docs[index][id]; !exists {
