@@ -12,7 +12,6 @@
 package estest
 
 import (
-	"bufio"
 	"bytes"
 	"cmp"
 	"compress/gzip"
@@ -25,6 +24,7 @@ import (
 	"path"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -249,6 +249,12 @@ func readBody(r *http.Request) ([]byte, error) {
 			return nil, err
 		}
 		rd = zr
+	} else if r.ContentLength > 0 {
+		// Read into a buffer of the body's size: io.ReadAll would grow
+		// one by doubling, a large cost for large requests.
+		b := make([]byte, r.ContentLength)
+		_, err := io.ReadFull(rd, b)
+		return b, err
 	}
 	return io.ReadAll(rd)
 }
@@ -276,25 +282,34 @@ type op struct {
 }
 
 // parseBulk reads the actions and documents of a _bulk body; the error
-// is the answer to a malformed one.
+// is the answer to a malformed one. The documents are parts of body.
 func parseBulk(body []byte, defIndex string) ([]op, string) {
-	sc := bufio.NewScanner(bytes.NewReader(body))
-	// Grown to the longest line as needed: a 1 MiB buffer cleared for
-	// every request would make small requests cost as much as large ones.
-	sc.Buffer(nil, 128<<20)
 	var ops []op
-	for sc.Scan() {
+	next := func() []byte {
+		line := body
+		if i := bytes.IndexByte(body, '\n'); i >= 0 {
+			line, body = body[:i], body[i+1:]
+		} else {
+			body = nil
+		}
+		return bytes.TrimSuffix(line, []byte("\r"))
+	}
+	for len(body) > 0 {
+		line := next()
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
 		var action map[string]struct {
 			Index string `json:"_index"`
 			ID    string `json:"_id"`
 		}
-		if err := json.Unmarshal(sc.Bytes(), &action); err != nil || len(action) != 1 {
+		if err := json.Unmarshal(line, &action); err != nil || len(action) != 1 {
 			return nil, "malformed action line"
 		}
-		if !sc.Scan() {
+		if len(body) == 0 {
 			return nil, "action without document"
 		}
-		doc := append(json.RawMessage(nil), sc.Bytes()...)
+		doc := json.RawMessage(next())
 		d := bytes.TrimSpace(doc)
 		object := len(d) > 0 && d[0] == '{' && json.Valid(d)
 		for name, a := range action {
@@ -313,26 +328,58 @@ func (s *Server) bulk(w http.ResponseWriter, body []byte, defIndex string, f fil
 		badRequest(w, bad)
 		return
 	}
-	items := make([]map[string]result, len(ops))
+	results := make([]result, len(ops))
 	anyErr := false
 	s.mu.Lock()
 	for i, o := range ops {
-		res := s.item(o)
-		anyErr = anyErr || res.Error != nil
-		items[i] = map[string]result{o.name: res}
+		results[i] = s.item(o)
+		anyErr = anyErr || results[i].Error != nil
 	}
 	s.mu.Unlock()
-	if f == nil {
-		json.NewEncoder(w).Encode(map[string]any{"took": 1, "errors": anyErr, "items": items})
-		return
-	}
-	generic := make([]any, len(items))
-	for i, it := range items {
-		for name, res := range it {
-			generic[i] = map[string]any{name: res.fields()}
+	w.Write(bulkAnswer(f, anyErr, ops, results))
+}
+
+// bulkAnswer is the answer to a _bulk request, with the fields f keeps.
+func bulkAnswer(f filter, anyErr bool, ops []op, results []result) []byte {
+	var buf bytes.Buffer
+	buf.Grow(64 + 128*len(ops))
+	root := &object{f: f, buf: &buf}
+	root.num("took", 1)
+	root.field("errors", strconv.AppendBool(nil, anyErr))
+	items := 0
+	elem := func() {
+		if items == 0 {
+			root.key("items")
+			buf.WriteByte('[')
+		} else {
+			buf.WriteByte(',')
 		}
+		items++
 	}
-	json.NewEncoder(w).Encode(f.apply(map[string]any{"took": 1, "errors": anyErr, "items": generic}))
+	for i, o := range ops {
+		r := results[i]
+		item := &object{f: f, at: []string{"items"}, buf: &buf, elem: elem}
+		res := item.child(o.name)
+		res.str("_index", r.Index)
+		res.str("_id", r.ID)
+		res.num("status", r.Status)
+		if r.Error != nil {
+			e := res.child("error")
+			e.str("type", r.Error.Type)
+			e.str("reason", r.Error.Reason)
+			e.close()
+		}
+		res.close()
+		item.close()
+	}
+	if items > 0 {
+		buf.WriteByte(']')
+	}
+	if !root.close() {
+		buf.WriteString("{}")
+	}
+	buf.WriteByte('\n')
+	return buf.Bytes()
 }
 
 // badRequest answers 400 illegal_argument_exception with reason.
@@ -374,15 +421,6 @@ func (s *Server) bulkFault(w http.ResponseWriter, body []byte) bool {
 	return false
 }
 
-// fields returns r as the fields of a JSON object, for filtering.
-func (r result) fields() map[string]any {
-	m := map[string]any{"_index": r.Index, "_id": r.ID, "status": r.Status}
-	if r.Error != nil {
-		m["error"] = map[string]any{"type": r.Error.Type, "reason": r.Error.Reason}
-	}
-	return m
-}
-
 // item applies o to the documents; the caller holds s.mu.
 func (s *Server) item(o op) result {
 	index, id, doc := o.index, o.id, o.doc
@@ -416,7 +454,9 @@ func (s *Server) item(o op) result {
 	if _, exists := s.docs[index][id]; !exists {
 		s.order[index] = append(s.order[index], created{id, time.Now()})
 	}
-	s.docs[index][id] = doc
+	// A copy: doc is part of the request's body, which holds the
+	// documents that were not stored as well.
+	s.docs[index][id] = bytes.Clone(doc)
 	res.Status = 201
 	return res
 }

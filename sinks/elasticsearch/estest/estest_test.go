@@ -27,6 +27,11 @@ func TestBulkFilterPath(t *testing.T) {
 			{"create":{"status":429,"error":{"type":"injected","reason":"injected fault"}}},
 			{"create":{"status":409,"error":{"type":"version_conflict_engine_exception","reason":"[a]: version conflict, document already exists"}}},
 			{"create":{"status":400,"error":{"type":"mapper_parsing_exception","reason":"failed to parse: not a JSON object"}}}]}`},
+		{"", `{"took":1,"errors":true,"items":[
+			{"create":{"_index":"ix","_id":"a","status":201}},
+			{"create":{"_index":"ix","_id":"b","status":429,"error":{"type":"injected","reason":"injected fault"}}},
+			{"create":{"_index":"ix","_id":"a","status":409,"error":{"type":"version_conflict_engine_exception","reason":"[a]: version conflict, document already exists"}}},
+			{"create":{"_index":"ix","_id":"c","status":400,"error":{"type":"mapper_parsing_exception","reason":"failed to parse: not a JSON object"}}}]}`},
 		{"items.*._id", `{"items":[{"create":{"_id":"a"}},{"create":{"_id":"b"}},{"create":{"_id":"a"}},{"create":{"_id":"c"}}]}`},
 		// Items without an error are left out, as Elasticsearch does.
 		{"items.**.type", `{"items":[{"create":{"error":{"type":"injected"}}},
@@ -34,7 +39,7 @@ func TestBulkFilterPath(t *testing.T) {
 		{"took,errors", `{"took":1,"errors":true}`},
 		{"nothing.here", `{}`},
 	} {
-		t.Run(tc.filter, func(t *testing.T) {
+		t.Run("filter_path="+tc.filter, func(t *testing.T) {
 			srv := New()
 			defer srv.Close()
 			srv.FailItems(func(_, id string) int {

@@ -4,8 +4,11 @@ package estest
 // does it for every API; served here for _bulk.
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"path"
+	"strconv"
 	"strings"
 )
 
@@ -38,72 +41,101 @@ func parseFilter(q string) (filter, error) {
 	return f, nil
 }
 
-// apply returns v, a value decoded from JSON (map[string]any, []any or a
-// scalar), with only the fields f keeps, as Elasticsearch answers: an
-// object or array left empty is dropped, and an answer with nothing kept
-// is {}.
-func (f filter) apply(v any) any {
+// keeps reports whether f keeps the value at the field path at: some
+// path of f matches it or one of its parents.
+func (f filter) keeps(at ...string) bool {
 	if f == nil {
-		return v
+		return true
 	}
-	out, ok := f.keep(v, nil)
-	if !ok {
-		return map[string]any{}
-	}
-	return out
-}
-
-// keep returns what f keeps of v, found at at, and whether it keeps
-// anything.
-func (f filter) keep(v any, at []string) (any, bool) {
-	below := false
 	for _, p := range f {
-		whole, more := match(p, at)
-		if whole {
-			return v, true
+		if match(p, at) {
+			return true
 		}
-		below = below || more
 	}
-	if !below {
-		return nil, false
-	}
-	switch v := v.(type) {
-	case map[string]any:
-		out := map[string]any{}
-		for k, x := range v {
-			if kept, ok := f.keep(x, append(at[:len(at):len(at)], k)); ok {
-				out[k] = kept
-			}
-		}
-		return out, len(out) > 0
-	case []any:
-		var out []any
-		for _, x := range v {
-			if kept, ok := f.keep(x, at); ok {
-				out = append(out, kept)
-			}
-		}
-		return out, len(out) > 0
-	}
-	return nil, false // a scalar where the pattern goes deeper
+	return false
 }
 
-// match reports whether pattern p matches the field path at, which keeps
-// the field whole, or may match a field below it.
-func match(p, at []string) (whole, below bool) {
+// match reports whether pattern p matches the field path at or one of
+// its parents.
+func match(p, at []string) bool {
 	switch {
 	case len(p) == 0:
-		return true, false
+		return true
 	case len(at) == 0:
-		return false, true
+		return false
 	case p[0] == "**":
 		// ** matches no part, or the first part and maybe more.
-		w1, b1 := match(p[1:], at)
-		w2, b2 := match(p, at[1:])
-		return w1 || w2, b1 || b2
+		return match(p[1:], at) || match(p, at[1:])
 	}
 	if ok, _ := path.Match(p[0], at[0]); !ok {
-		return false, false
+		return false
 	}
 	return match(p[1:], at[1:])
+}
+
+// object writes a JSON object's fields as f keeps them, into buf. It
+// writes nothing, not even its own key, until it keeps a field: an
+// object left empty is left out, as Elasticsearch does.
+type object struct {
+	f   filter
+	at  []string
+	buf *bytes.Buffer
+	n   int
+	// Before its first field, the object writes its key in parent, or
+	// calls elem (an element of an array).
+	parent *object
+	name   string
+	elem   func()
+}
+
+// key writes the key of the next field, and the object's opening first.
+func (o *object) key(name string) {
+	if o.n == 0 {
+		switch {
+		case o.parent != nil:
+			o.parent.key(o.name)
+		case o.elem != nil:
+			o.elem()
+		}
+		o.buf.WriteByte('{')
+	} else {
+		o.buf.WriteByte(',')
+	}
+	o.n++
+	b, _ := json.Marshal(name)
+	o.buf.Write(b)
+	o.buf.WriteByte(':')
+}
+
+// field writes the field name with the JSON value v, if kept.
+func (o *object) field(name string, v []byte) {
+	if o.f.keeps(append(o.at[:len(o.at):len(o.at)], name)...) {
+		o.key(name)
+		o.buf.Write(v)
+	}
+}
+
+// str writes the string field name, if kept.
+func (o *object) str(name, v string) {
+	b, _ := json.Marshal(v)
+	o.field(name, b)
+}
+
+// num writes the number field name, if kept.
+func (o *object) num(name string, v int) {
+	o.field(name, strconv.AppendInt(nil, int64(v), 10))
+}
+
+// child returns the object field name; close it before the next field.
+func (o *object) child(name string) *object {
+	return &object{f: o.f, at: append(o.at[:len(o.at):len(o.at)], name), buf: o.buf, parent: o, name: name}
+}
+
+// close ends the object and reports whether it kept anything.
+func (o *object) close() bool {
+	if o.n == 0 {
+		return false
+	}
+	o.buf.WriteByte('}')
+	return true
 }
