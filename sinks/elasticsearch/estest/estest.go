@@ -275,9 +275,12 @@ type errorBody struct {
 type op struct {
 	name, index, id string
 	doc             json.RawMessage
-	// object is whether doc is a JSON object, checked before the
-	// server's lock is taken, as Elasticsearch parses documents in
-	// parallel.
+	// fault is the injected answer to the item, if any (FailItems).
+	fault *result
+	// object is whether doc is a JSON object, checked outside the
+	// server's lock, as Elasticsearch parses documents in parallel, and
+	// only for the items without a fault, as a rejected item's document
+	// is not parsed.
 	object bool
 }
 
@@ -310,10 +313,8 @@ func parseBulk(body []byte, defIndex string) ([]op, string) {
 			return nil, "action without document"
 		}
 		doc := json.RawMessage(next())
-		d := bytes.TrimSpace(doc)
-		object := len(d) > 0 && d[0] == '{' && json.Valid(d)
 		for name, a := range action {
-			ops = append(ops, op{name: name, index: cmp.Or(a.Index, defIndex), id: a.ID, doc: doc, object: object})
+			ops = append(ops, op{name: name, index: cmp.Or(a.Index, defIndex), id: a.ID, doc: doc})
 		}
 	}
 	return ops, ""
@@ -327,6 +328,19 @@ func (s *Server) bulk(w http.ResponseWriter, body []byte, defIndex string, f fil
 	if bad != "" {
 		badRequest(w, bad)
 		return
+	}
+	// The faults are decided in the order the items arrive, then the
+	// other documents parsed without the lock, then applied.
+	s.mu.Lock()
+	for i := range ops {
+		ops[i].fault = s.fault(ops[i])
+	}
+	s.mu.Unlock()
+	for i := range ops {
+		if ops[i].fault == nil {
+			d := bytes.TrimSpace(ops[i].doc)
+			ops[i].object = len(d) > 0 && d[0] == '{' && json.Valid(d)
+		}
 	}
 	results := make([]result, len(ops))
 	anyErr := false
@@ -343,7 +357,8 @@ func (s *Server) bulk(w http.ResponseWriter, body []byte, defIndex string, f fil
 func bulkAnswer(f filter, anyErr bool, ops []op, results []result) []byte {
 	var buf bytes.Buffer
 	buf.Grow(64 + 128*len(ops))
-	root := &object{f: f, buf: &buf}
+	k := &kept{f: f}
+	root := &object{f: k, buf: &buf}
 	root.num("took", 1)
 	root.field("errors", strconv.AppendBool(nil, anyErr))
 	items := 0
@@ -358,7 +373,7 @@ func bulkAnswer(f filter, anyErr bool, ops []op, results []result) []byte {
 	}
 	for i, o := range ops {
 		r := results[i]
-		item := &object{f: f, at: []string{"items"}, buf: &buf, elem: elem}
+		item := &object{f: k, at: []string{"items"}, buf: &buf, elem: elem}
 		res := item.child(o.name)
 		res.str("_index", r.Index)
 		res.str("_id", r.ID)
@@ -421,18 +436,29 @@ func (s *Server) bulkFault(w http.ResponseWriter, body []byte) bool {
 	return false
 }
 
+// fault returns the answer FailItems decides for o, or nil; the caller
+// holds s.mu.
+func (s *Server) fault(o op) *result {
+	if s.itemFault == nil {
+		return nil
+	}
+	st, typ, reason := s.itemFault(o.index, o.id, o.doc)
+	if st == 0 {
+		return nil
+	}
+	return &result{Index: o.index, ID: o.id, Status: st, Error: &errorBody{Type: typ, Reason: reason}}
+}
+
 // item applies o to the documents; the caller holds s.mu.
 func (s *Server) item(o op) result {
+	if o.fault != nil {
+		return *o.fault
+	}
 	index, id, doc := o.index, o.id, o.doc
 	res := result{Index: index, ID: id}
 	fail := func(status int, typ, reason string) result {
 		res.Status, res.Error = status, &errorBody{Type: typ, Reason: reason}
 		return res
-	}
-	if s.itemFault != nil {
-		if st, typ, reason := s.itemFault(index, id, doc); st != 0 {
-			return fail(st, typ, reason)
-		}
 	}
 	if !o.object {
 		return fail(400, "mapper_parsing_exception", "failed to parse: not a JSON object")

@@ -44,15 +44,36 @@ func parseFilter(q string) (filter, error) {
 // keeps reports whether f keeps the value at the field path at: some
 // path of f matches it or one of its parents.
 func (f filter) keeps(at ...string) bool {
-	if f == nil {
-		return true
-	}
 	for _, p := range f {
 		if match(p, at) {
 			return true
 		}
 	}
-	return false
+	return f == nil
+}
+
+// kept remembers, for one answer, which field paths f keeps: an answer
+// asks about the same few paths for every item.
+type kept struct {
+	f    filter
+	seen map[string]bool
+}
+
+// keeps is f.keeps(at...), remembered by the path.
+func (k *kept) keeps(at []string) bool {
+	if k.f == nil {
+		return true
+	}
+	key := strings.Join(at, ".")
+	v, ok := k.seen[key]
+	if !ok {
+		v = k.f.keeps(at...)
+		if k.seen == nil {
+			k.seen = map[string]bool{}
+		}
+		k.seen[key] = v
+	}
+	return v
 }
 
 // match reports whether pattern p matches the field path at or one of
@@ -77,7 +98,7 @@ func match(p, at []string) bool {
 // writes nothing, not even its own key, until it keeps a field: an
 // object left empty is left out, as Elasticsearch does.
 type object struct {
-	f   filter
+	f   *kept
 	at  []string
 	buf *bytes.Buffer
 	n   int
@@ -102,14 +123,33 @@ func (o *object) key(name string) {
 		o.buf.WriteByte(',')
 	}
 	o.n++
-	b, _ := json.Marshal(name)
-	o.buf.Write(b)
+	appendString(o.buf, name)
 	o.buf.WriteByte(':')
+}
+
+// appendString writes v as a JSON string: as it is when it needs no
+// escaping, as the keys, ids and error types of an answer do not.
+func appendString(buf *bytes.Buffer, v string) {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
+			b, _ := json.Marshal(v)
+			buf.Write(b)
+			return
+		}
+	}
+	buf.WriteByte('"')
+	buf.WriteString(v)
+	buf.WriteByte('"')
+}
+
+// has reports whether the field name is kept.
+func (o *object) has(name string) bool {
+	return o.f.keeps(append(o.at[:len(o.at):len(o.at)], name))
 }
 
 // field writes the field name with the JSON value v, if kept.
 func (o *object) field(name string, v []byte) {
-	if o.f.keeps(append(o.at[:len(o.at):len(o.at)], name)...) {
+	if o.has(name) {
 		o.key(name)
 		o.buf.Write(v)
 	}
@@ -117,13 +157,18 @@ func (o *object) field(name string, v []byte) {
 
 // str writes the string field name, if kept.
 func (o *object) str(name, v string) {
-	b, _ := json.Marshal(v)
-	o.field(name, b)
+	if o.has(name) {
+		o.key(name)
+		appendString(o.buf, v)
+	}
 }
 
 // num writes the number field name, if kept.
 func (o *object) num(name string, v int) {
-	o.field(name, strconv.AppendInt(nil, int64(v), 10))
+	if o.has(name) {
+		o.key(name)
+		o.buf.Write(strconv.AppendInt(o.buf.AvailableBuffer(), int64(v), 10))
+	}
 }
 
 // child returns the object field name; close it before the next field.
