@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -44,8 +45,9 @@ type block struct {
 	lines      []blockLine
 	buf        []byte // the whole read buffer data is in; nil for a copy
 	refs       atomic.Int32
-	// tagOnce sets the lines' rules, for the sinks that tag records.
-	tagOnce sync.Once
+	// tagOnce sets the lines' rules, for the sinks that tag records;
+	// sumOnce their sums, for the sinks that key records by them.
+	tagOnce, sumOnce sync.Once
 }
 
 // hold adds a holder.
@@ -107,6 +109,8 @@ type blockLine struct {
 	// rules are the ids of the rules of the cache's tag set that the line
 	// matches (see block.tagged).
 	rules []string
+	// sum is the SHA-256 of an event's line (see block.lineSum).
+	sum [sha256.Size]byte
 }
 
 // tagged returns b's lines with their rules set, matching them against
@@ -123,6 +127,21 @@ func (b *block) tagged(set *rules.Set) []blockLine {
 		}
 	})
 	return b.lines
+}
+
+// lineSum returns the SHA-256 of l, an event line of b. The first call
+// hashes every event line of b, for all the sinks whose records carry the
+// sum (see sinks.Record.Sum): each line is hashed once, however many of
+// them read it.
+func (b *block) lineSum(l *blockLine) *[sha256.Size]byte {
+	b.sumOnce.Do(func() {
+		for i := range b.lines {
+			if l := &b.lines[i]; l.n > 0 && l.err == nil {
+				l.sum = sha256.Sum256(l.line(b))
+			}
+		}
+	})
+	return &l.sum
 }
 
 func (l *blockLine) line(b *block) []byte {
