@@ -46,7 +46,8 @@ type block struct {
 	buf        []byte // the whole read buffer data is in; nil for a copy
 	refs       atomic.Int32
 	// tagOnce sets the lines' rules, for the sinks that tag records;
-	// sumOnce their sums, for the sinks that key records by them.
+	// sumOnce gives them room for their sums, for the sinks that key
+	// records by them.
 	tagOnce, sumOnce sync.Once
 }
 
@@ -109,8 +110,16 @@ type blockLine struct {
 	// rules are the ids of the rules of the cache's tag set that the line
 	// matches (see block.tagged).
 	rules []string
-	// sum is the SHA-256 of an event's line (see block.lineSum).
-	sum [sha256.Size]byte
+	// sum holds the SHA-256 of the line once a sink asked for it (see
+	// block.lineSum).
+	sum *lineSum
+}
+
+// lineSum is the SHA-256 of a block's line, computed by the first reader
+// that needs it.
+type lineSum struct {
+	once sync.Once
+	sum  [sha256.Size]byte
 }
 
 // tagged returns b's lines with their rules set, matching them against
@@ -129,19 +138,20 @@ func (b *block) tagged(set *rules.Set) []blockLine {
 	return b.lines
 }
 
-// lineSum returns the SHA-256 of l, an event line of b. The first call
-// hashes every event line of b, for all the sinks whose records carry the
-// sum (see sinks.Record.Sum): each line is hashed once, however many of
-// them read it.
+// lineSum returns the SHA-256 of l, an event line of b, for the sinks
+// that key their records by it (see sinks.Record.Sum). The first of them
+// to take the line hashes it: each line is hashed once however many of
+// them read it, and only if one does.
 func (b *block) lineSum(l *blockLine) *[sha256.Size]byte {
 	b.sumOnce.Do(func() {
+		sums := make([]lineSum, len(b.lines))
 		for i := range b.lines {
-			if l := &b.lines[i]; l.n > 0 && l.err == nil {
-				l.sum = sha256.Sum256(l.line(b))
-			}
+			b.lines[i].sum = &sums[i]
 		}
 	})
-	return &l.sum
+	s := l.sum
+	s.once.Do(func() { s.sum = sha256.Sum256(l.line(b)) })
+	return &s.sum
 }
 
 func (l *blockLine) line(b *block) []byte {

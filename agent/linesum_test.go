@@ -247,3 +247,41 @@ func TestBlockLineSumsShared(t *testing.T) {
 		s.cur.reset()
 	}
 }
+
+// A block hashes only the lines a sink that keys events by them takes:
+// none for the other sinks, none before where such a sink started in it.
+func TestBlockSumsOnlyWhereAsked(t *testing.T) {
+	var file bytes.Buffer
+	for i := range 40 {
+		file.WriteString(event(i) + "\n")
+	}
+	src := plainBytes(file.Bytes())
+	m := newMetrics(prometheus.NewRegistry())
+	reg := newRegistry("/nonexistent/audit.log", []string{"s"}, 1, &checkpoint.State{}, m, testLogger(), time.Now)
+	ref := &sinks.FileRef{Seq: 1, ID: "f"}
+	c := newBlockCache(1<<20, 64*blockSize, nil, m)
+	blk, _ := c.get(&entry{ref: ref}, 0, src)
+	defer blk.release()
+	var cur batchBuf
+	defer cur.reset()
+	plain := newBuilder("s", reg, m, readerOptions{log: testLogger(), now: time.Now, maxLine: 1 << 20})
+	for i := range blk.lines {
+		plain.blockLine(&cur, ref, blk, &blk.lines[i])
+	}
+	for i := range blk.lines {
+		if blk.lines[i].sum != nil {
+			t.Fatalf("line %d has room for a sum, and no sink keys events by it", i)
+		}
+	}
+	keyed := newBuilder("s", reg, m, readerOptions{log: testLogger(), now: time.Now, maxLine: 1 << 20, lineSums: true})
+	const from = 25
+	for i := from; i < len(blk.lines); i++ {
+		keyed.blockLine(&cur, ref, blk, &blk.lines[i])
+	}
+	for i, l := range blk.lines {
+		hashed := l.sum.sum != [sha256.Size]byte{}
+		if hashed != (i >= from) {
+			t.Errorf("line %d hashed %v; want only the lines from %d on", i, hashed, from)
+		}
+	}
+}
