@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/auditrail/auditrail/checkpoint"
+	"github.com/auditrail/auditrail/internal/benchcorpus"
 	"github.com/auditrail/auditrail/sinks"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -284,4 +286,59 @@ func TestBlockSumsOnlyWhereAsked(t *testing.T) {
 			t.Errorf("line %d hashed %v; want only the lines from %d on", i, hashed, from)
 		}
 	}
+}
+
+// BenchmarkLineSums measures two sinks that key events by their line
+// (Elasticsearch's _id, Kafka's auditrail-id) taking the lines of shared
+// blocks and computing each record's id: with each sink hashing its
+// records' lines, and with the block's sums. Reading and parsing the
+// blocks are in both; cpu-s/GB is the process's CPU time from getrusage.
+// With AUDITRAIL_BENCH_CORPUS set it takes the first
+// 64 MiB of that log:
+//
+//	AUDITRAIL_BENCH_CORPUS=$PWD/testdata-cache/corpus-1g-k8s/audit.log go test -run '^$' -bench LineSums ./agent
+func BenchmarkLineSums(b *testing.B) {
+	data := benchcorpus.Head(b, 64<<20)
+	for i := 0; len(data) < 8<<20; i++ {
+		data = append(data, event(i)...)
+		data = append(data, '\n')
+	}
+	for _, shared := range []bool{false, true} {
+		b.Run(fmt.Sprintf("shared=%v", shared), func(b *testing.B) {
+			m := newMetrics(nil)
+			reg := newRegistry("/nonexistent/audit.log", []string{"s"}, 1, &checkpoint.State{}, m, testLogger(), time.Now)
+			ref := &sinks.FileRef{Seq: 1, ID: "f"}
+			e := &entry{ref: ref}
+			o := readerOptions{log: testLogger(), now: time.Now, maxLine: 16 << 20, lineSums: shared}
+			builders := []*builder{newBuilder("es", reg, m, o), newBuilder("kafka", reg, m, o)}
+			var cur batchBuf
+			var id []byte
+			b.SetBytes(int64(len(data)))
+			cpu := cpuTime()
+			for b.Loop() {
+				c := newBlockCache(16<<20, 4<<20, nil, m)
+				for off := int64(0); off < int64(len(data)); {
+					blk, _ := c.get(e, off, plainBytes(data))
+					for _, bd := range builders {
+						for i := range blk.lines {
+							off = bd.blockLine(&cur, ref, blk, &blk.lines[i])
+						}
+						for i := range cur.Records {
+							id = sinks.AppendID(id[:0], &cur.Records[i])
+						}
+						cur.reset()
+					}
+					blk.release()
+				}
+			}
+			b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N)/float64(len(data)), "cpu-s/GB")
+		})
+	}
+}
+
+// cpuTime returns the user and system CPU time of the process so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
