@@ -73,6 +73,9 @@ type readerOptions struct {
 	redact  bool
 	drop    []DropRule
 	tag     *rules.Set
+	// lineSums: the sink keys events by their line's SHA-256 (see
+	// SinkOptions.LineSums).
+	lineSums bool
 	// heartbeat is the idle time after which a heartbeat record is sent.
 	heartbeat time.Duration
 	// blocks is shared by every sink's reader; nil with a single sink.
