@@ -55,7 +55,7 @@ func (a *Agent) watch(ctx context.Context, reg *registry) {
 			switch {
 			case ev.Op.Has(fsnotify.Write):
 				if filepath.Clean(ev.Name) == live {
-					reg.wake()
+					reg.grew()
 				}
 			case ev.Op.Has(fsnotify.Create) || ev.Op.Has(fsnotify.Remove) || ev.Op.Has(fsnotify.Rename):
 				reg.scan()
