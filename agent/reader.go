@@ -204,25 +204,27 @@ func (r *reader) wait(ctx, drain context.Context) bool {
 		case <-ctx.Done():
 			return false
 		case <-r.changed:
-			return true
 		case <-grown:
-			if r.cur.empty() {
-				return true
+			if !r.cur.empty() {
+				// Read with the other readers at the next tick; until
+				// then, further appends change nothing.
+				now := r.now()
+				t := time.NewTimer(now.Truncate(r.readInterval).Add(r.readInterval).Sub(now))
+				defer t.Stop()
+				grown, tick = nil, t.C
+				continue
 			}
-			// Read with the other readers at the next tick; until then,
-			// further appends change nothing.
-			now := r.now()
-			t := time.NewTimer(now.Truncate(r.readInterval).Add(r.readInterval).Sub(now))
-			defer t.Stop()
-			grown, tick = nil, t.C
 		case <-tick:
-			return true
 		case <-poll.C:
-			return true
 		case <-due:
 			// Read what was appended since the last read, then flush.
-			return true
 		}
+		// What was appended before this read is read: forget it.
+		select {
+		case <-r.grown:
+		default:
+		}
+		return true
 	}
 }
 
@@ -317,16 +319,23 @@ func (r *reader) step(drain context.Context, e *entry, src framer.Source, gz boo
 	if n == 0 {
 		return 0, true, err
 	}
-	before := fr.Pos()
-	if !r.frame(drain, e) {
+	if !shared {
+		return n, r.frame(drain, e), err
+	}
+	// Frame alone only what no block holds (the end of a line read in
+	// part before, a line above the block size, a hole), then read the
+	// rest again with the next block rather than frame it alone: the
+	// other readers share blocks, not this buffer.
+	f := fr.Next()
+	if f == nil {
+		return n, true, err
+	}
+	r.build.frame(r.cur, e.ref, f)
+	fr.Unread()
+	if f.Kind != framer.Hole && r.full() && !r.flush(drain) {
 		return n, false, err
 	}
-	if shared && fr.Pos() > before && fr.Buffered() < blockSize/2 {
-		// Only the start of a line is left: read it again with the next
-		// block rather than frame the rest of the file alone.
-		fr.Unread()
-	}
-	return n, true, err
+	return n, r.flushIfDue(drain), err
 }
 
 // frame makes records of the complete frames the framer holds.
