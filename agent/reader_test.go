@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"io"
 	"os"
 	"sync"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/auditrail/auditrail/agent/internal/framer"
 	"github.com/auditrail/auditrail/checkpoint"
+	"github.com/auditrail/auditrail/sinks"
 )
 
 // pread is one read of an audit file by a reader.
@@ -255,4 +257,69 @@ func inode(t *testing.T, path string) uint64 {
 	}
 	_, ino := devIno(fi)
 	return ino
+}
+
+// growingSource is a file being appended to: only its first limit bytes
+// can be read.
+type growingSource struct {
+	data  []byte
+	limit int
+}
+
+func (s *growingSource) ReadAt(p []byte, off int64) (int, error) {
+	if int(off) >= s.limit {
+		return 0, io.EOF
+	}
+	return copy(p, s.data[off:s.limit]), nil
+}
+
+// A reader that shares blocks with other sinks' readers and had to frame
+// alone the end of a line it first found in part (the end of the live
+// file read during a write) takes the lines after it from a block again,
+// instead of framing alone all it read with it.
+func TestSharedReaderBackToBlocks(t *testing.T) {
+	var data []byte
+	for i := range 10 {
+		data = append(data, event(i)...)
+		data = append(data, '\n')
+	}
+	first := len(event(0)) + 1
+	m := newMetrics(nil)
+	reg := newRegistry("/nonexistent/audit.log", []string{"s"}, 1, &checkpoint.State{}, m, testLogger(), time.Now)
+	free := make(chan *batchBuf, 1)
+	free <- &batchBuf{}
+	r := newReader("s", reg, m, readerOptions{
+		log: testLogger(), now: time.Now, maxLine: 1 << 20, poll: time.Second,
+		batch: BatchOptions{MaxEvents: 1 << 30, MaxBytes: 1 << 30, FlushInterval: time.Hour},
+		out:   make(chan *batchBuf, 1), free: free,
+		blocks: newBlockCache(1<<20, 1<<20, nil, m),
+	})
+	r.takeBatch(context.Background())
+	e := &entry{ref: &sinks.FileRef{Seq: 1, ID: "f"}}
+	src := &growingSource{data: data, limit: first / 2}
+	r.fr.Reset(0, 1<<20)
+	readAll := func() {
+		for {
+			if n, _, _ := r.step(context.Background(), e, src, false); n == 0 {
+				return
+			}
+		}
+	}
+	readAll()
+	src.limit = len(data)
+	readAll()
+	if len(r.cur.Records) != 10 {
+		t.Fatalf("%d records, want 10", len(r.cur.Records))
+	}
+	r.blocks.mu.Lock()
+	b, i := r.blocks.findLocked(e, int64(first))
+	r.blocks.mu.Unlock()
+	if b == nil || i != 0 || b.end != int64(len(data)) {
+		t.Fatalf("no block holds the lines after the first, read in part: the reader framed them alone")
+	}
+	for _, rec := range r.cur.Records[1:] {
+		if rec.Event != &b.lines[(rec.Offset-b.start)/int64(first)].ev {
+			t.Fatalf("record at %d not taken from the block", rec.Offset)
+		}
+	}
 }
