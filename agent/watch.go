@@ -58,6 +58,7 @@ func (a *Agent) watch(ctx context.Context, reg *registry) {
 	defer t.Stop()
 	resume := time.NewTimer(writeQuiet)
 	resume.Stop()
+	defer resume.Stop()
 	for {
 		select {
 		case <-ctx.Done():
