@@ -155,7 +155,7 @@ func newShapeBatch(b *testing.B, lines []string) *shapeBatch {
 		if _, err := x.recordSet(0).WriteTo(&out); err != nil {
 			b.Fatal(err)
 		}
-		return out.Bytes()[61:] // the records, after the batch header
+		return out.Bytes()[4+61:] // the records, after the size and the batch header
 	}
 	x.records = uncompressed()
 	full := x.headers
