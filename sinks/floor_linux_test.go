@@ -45,13 +45,16 @@ const (
 //   - sha256-s3-records: the SHA-256 of an S3 object's records;
 //   - zstd-s3: an S3 object (4 MiB of lines) through the fastest zstd
 //     level with a 256 KiB window, as sinks/s3 compresses it;
+//   - sha256-s3-object: the SHA-256 of the compressed object (its
+//     checksum for Object Lock);
 //   - kafka-records: building a partition's record batch, uncompressed:
 //     varint framing, the auditID key, the line, the sink's ten headers;
 //   - zstd-kafka: that record batch (700 KiB of lines) through the same
 //     zstd settings in one write, the cheapest way to feed the encoder;
 //   - es-bulk-body: building the _bulk body (action line and line);
-//   - tcp-es, tcp-kafka: writing the _bulk body and the compressed record
-//     batches to a TCP connection on 127.0.0.1, one write per request.
+//   - tcp-es, tcp-kafka, tcp-s3: writing the _bulk body, the compressed
+//     record batches and the compressed objects to a TCP connection on
+//     127.0.0.1, one write per request.
 //
 // Each part runs on a thread of its own and is timed with that thread's
 // CPU time (RUSAGE_THREAD), so that the garbage collector, the reader of
@@ -74,11 +77,13 @@ func BenchmarkFloor(b *testing.B) {
 		{"sha256-line", floorLineSums},
 		{"sha256-s3-records", floorRecordsSum},
 		{"zstd-s3", floorZstdS3},
+		{"sha256-s3-object", floorObjectSum},
 		{"kafka-records", floorKafkaRecords},
 		{"zstd-kafka", floorZstdKafka},
 		{"es-bulk-body", floorBulkBody},
 		{"tcp-es", floorTCPES},
 		{"tcp-kafka", floorTCPKafka},
+		{"tcp-s3", floorTCPS3},
 	}
 	for _, p := range parts {
 		b.Run(p.name, func(b *testing.B) {
@@ -108,9 +113,9 @@ type floorCorpus struct {
 	// s3, es, kafka are the lines of each sink's batches, as index ranges.
 	s3, es, kafka [][2]int
 	// records is each Kafka batch's records, uncompressed; bulk each ES
-	// batch's body.
-	records, bulk [][]byte
-	zstd          *zstd.Encoder
+	// batch's body; objects each S3 batch compressed.
+	records, bulk, objects [][]byte
+	zstd                   *zstd.Encoder
 }
 
 func newFloorCorpus(tb testing.TB) *floorCorpus {
@@ -147,6 +152,13 @@ func newFloorCorpus(tb testing.TB) *floorCorpus {
 		zstd.WithWindowSize(256<<10), zstd.WithEncoderCRC(false))
 	if err != nil {
 		tb.Fatal(err)
+	}
+	for _, r := range c.s3 {
+		var raw []byte
+		for _, l := range c.lines[r[0]:r[1]] {
+			raw = append(append(raw, l...), '\n')
+		}
+		c.objects = append(c.objects, c.zstd.EncodeAll(raw, nil))
 	}
 	return c
 }
@@ -255,6 +267,23 @@ func floorZstdS3(c *floorCorpus) func(int) int {
 			c.tb.Fatal(err)
 		}
 		return c.size(r)
+	}
+}
+
+func floorObjectSum(c *floorCorpus) func(int) int {
+	return func(i int) int {
+		sha256.Sum256(c.objects[i%len(c.objects)])
+		return c.size(c.s3[i%len(c.s3)])
+	}
+}
+
+func floorTCPS3(c *floorCorpus) func(int) int {
+	conn := floorConn(c.tb)
+	return func(i int) int {
+		if _, err := conn.Write(c.objects[i%len(c.objects)]); err != nil {
+			c.tb.Fatal(err)
+		}
+		return c.size(c.s3[i%len(c.s3)])
 	}
 }
 
