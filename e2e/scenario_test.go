@@ -35,6 +35,7 @@ type Scenario struct {
 	Config   string
 	AgentLog string
 	Metrics  string // the agent's /metrics URL
+	Pprof    string // the agent's /debug/pprof/ URL
 	W        *Writer
 	Agent    *Agent
 	Sinks    map[string]*Tracker
@@ -55,14 +56,15 @@ func NewScenario(t *testing.T, wc WriterConfig) *Scenario {
 	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
+	addr, pprofAddr := freeAddr(t), freeAddr(t)
 	s.Metrics = "http://" + addr + "/metrics"
+	s.Pprof = "http://" + pprofAddr + "/debug/pprof/"
 	archive := filepath.Join(root, "archive")
 	if err := srv.WriteConfig(s.Config, s.Live, filepath.Join(root, "state"), archive); err != nil {
 		t.Fatal(err)
 	}
 	f, _ := os.OpenFile(s.Config, os.O_APPEND|os.O_WRONLY, 0)
-	fmt.Fprintf(f, "http: {address: %q}\n", addr)
+	fmt.Fprintf(f, "http: {address: %q, pprof: true, pprofAddress: %q}\n", addr, pprofAddr)
 	f.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -278,6 +280,44 @@ func (s *Scenario) AssertKeptUp(down string, from, to time.Time, busy ...string)
 	for name, c := range late {
 		s.T.Errorf("%s down: %d of %d events written meanwhile reached %s only after %s was back", down, c, n, name, down)
 	}
+}
+
+// DumpIfBehind saves the agent's goroutines when sink has not received
+// every event written from from to to, so that what its reader and
+// writer wait on is seen while it is behind: into AUDITRAIL_E2E_KEEP_LOGS
+// if set, else into the test's log. It reports whether sink was behind.
+func (s *Scenario) DumpIfBehind(sink string, from, to time.Time) bool {
+	s.T.Helper()
+	behind, n := 0, 0
+	for k, wt := range s.W.Written() {
+		if wt.Before(from) || wt.After(to) {
+			continue
+		}
+		n++
+		if _, ok := s.Sinks[sink].FirstSeen(k); !ok {
+			behind++
+		}
+	}
+	if behind == 0 {
+		return false
+	}
+	s.T.Logf("%s has %d of the %d events written from %s to %s not yet", sink, behind, n, from.Format("15:04:05"), to.Format("15:04:05"))
+	res, err := http.Get(s.Pprof + "goroutine?debug=2")
+	if err != nil {
+		s.T.Logf("goroutine dump: %v", err)
+		return true
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	if dir := os.Getenv("AUDITRAIL_E2E_KEEP_LOGS"); dir != "" {
+		p := filepath.Join(dir, fmt.Sprintf("%s.%s-behind.%s.goroutines", strings.ReplaceAll(s.T.Name(), "/", "_"), sink, time.Now().Format("150405")))
+		if err := os.WriteFile(p, b, 0o644); err == nil {
+			s.T.Logf("goroutine dump kept in %s", p)
+			return true
+		}
+	}
+	s.T.Logf("the agent's goroutines:\n%s", b)
+	return true
 }
 
 // AssertLagUnder checks that the p99 of the lag of sink, for the events
