@@ -23,14 +23,17 @@ func TestKafkaOutageDelaysKafkaAlone(t *testing.T) {
 		port int
 	}
 	var removed []addr
-	down := time.Now()
+	addrs := s.Srv.Kafka.ListenAddrs() // by node, of the nodes still there
 	for _, node := range []int32{1, 2} {
-		_, portStr, _ := net.SplitHostPort(s.Srv.Kafka.ListenAddrs()[node])
+		_, portStr, _ := net.SplitHostPort(addrs[node])
 		port, _ := strconv.Atoi(portStr)
-		if err := s.Srv.Kafka.RemoveNode(node); err != nil {
+		removed = append(removed, addr{node, port})
+	}
+	down := time.Now()
+	for _, a := range removed {
+		if err := s.Srv.Kafka.RemoveNode(a.node); err != nil {
 			t.Fatal(err)
 		}
-		removed = append(removed, addr{node, port})
 	}
 	for end := down.Add(outage(t)); time.Now().Before(end); {
 		time.Sleep(2 * time.Second)
