@@ -13,12 +13,16 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/auditrail/auditrail/internal/testproc"
 	"github.com/auditrail/auditrail/verify"
@@ -279,6 +283,9 @@ func (s *Scenario) AssertKeptUp(down string, from, to time.Time, busy ...string)
 	}
 	for name, c := range late {
 		s.T.Errorf("%s down: %d of %d events written meanwhile reached %s only after %s was back", down, c, n, name, down)
+		if name == "s3" {
+			s.logStored(from)
+		}
 	}
 }
 
@@ -302,6 +309,12 @@ func (s *Scenario) DumpIfBehind(sink string, from, to time.Time) bool {
 		return false
 	}
 	s.T.Logf("%s has %d of the %d events written from %s to %s not yet", sink, behind, n, from.Format("15:04:05"), to.Format("15:04:05"))
+	if sink == "s3" {
+		s.logStored(from)
+	}
+	var own bytes.Buffer
+	pprof.Lookup("goroutine").WriteTo(&own, 2)
+	s.keep(sink+"-behind.test.goroutines", own.Bytes())
 	res, err := http.Get(s.Pprof + "goroutine?debug=2")
 	if err != nil {
 		s.T.Logf("goroutine dump: %v", err)
@@ -309,15 +322,45 @@ func (s *Scenario) DumpIfBehind(sink string, from, to time.Time) bool {
 	}
 	defer res.Body.Close()
 	b, _ := io.ReadAll(res.Body)
+	s.keep(sink+"-behind.agent.goroutines", b)
+	return true
+}
+
+// keep writes b, a diagnostic, into AUDITRAIL_E2E_KEEP_LOGS if set, else
+// into the test's log.
+func (s *Scenario) keep(what string, b []byte) {
 	if dir := os.Getenv("AUDITRAIL_E2E_KEEP_LOGS"); dir != "" {
-		p := filepath.Join(dir, fmt.Sprintf("%s.%s-behind.%s.goroutines", strings.ReplaceAll(s.T.Name(), "/", "_"), sink, time.Now().Format("150405")))
+		p := filepath.Join(dir, fmt.Sprintf("%s.%s.%s", strings.ReplaceAll(s.T.Name(), "/", "_"), time.Now().Format("150405"), what))
 		if err := os.WriteFile(p, b, 0o644); err == nil {
-			s.T.Logf("goroutine dump kept in %s", p)
-			return true
+			s.T.Logf("%s kept in %s", what, p)
+			return
 		}
 	}
-	s.T.Logf("the agent's goroutines:\n%s", b)
-	return true
+	s.T.Logf("%s:\n%s", what, b)
+}
+
+// logStored logs the objects MinIO stored since from, listed apart from
+// the S3 tracker: whether the agent is behind, or the tracker.
+func (s *Scenario) logStored(from time.Time) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c := s.Srv.MinIO.Client()
+	p := s3.NewListObjectsV2Paginator(c, &s3.ListObjectsV2Input{Bucket: aws.String(s.Srv.Bucket)})
+	var stored []string
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			s.T.Logf("list the bucket: %v", err)
+			return
+		}
+		for _, o := range page.Contents {
+			if o.LastModified != nil && o.LastModified.After(from) {
+				stored = append(stored, o.LastModified.Format("15:04:05.000"))
+			}
+		}
+	}
+	slices.Sort(stored)
+	s.T.Logf("MinIO holds %d objects stored since %s: %v", len(stored), from.Format("15:04:05.000"), stored)
 }
 
 // AssertLagUnder checks that the p99 of the lag of sink, for the events
