@@ -361,6 +361,7 @@ func (s *Scenario) logStored(from time.Time) {
 	}
 	slices.Sort(stored)
 	s.T.Logf("MinIO holds %d objects stored since %s: %v", len(stored), from.Format("15:04:05.000"), stored)
+	s.T.Logf("the S3 tracker: %v", s.Srv.S3Watched())
 }
 
 // AssertLagUnder checks that the p99 of the lag of sink, for the events
