@@ -305,7 +305,7 @@ func (s *Scenario) AssertKeptUp(down string, from, to time.Time, busy ...string)
 
 // settleTimeout bounds how long AssertKeptUp waits for the trackers to
 // see what their servers hold.
-const settleTimeout = 30 * time.Second
+const settleTimeout = time.Minute
 
 // settle waits until the trackers of sinks have seen every one of keys,
 // or settleTimeout passed.

@@ -387,7 +387,7 @@ type S3Watch struct {
 	LastErr                  string
 }
 
-func (w *S3Watch) String() string {
+func (w S3Watch) String() string {
 	return fmt.Sprintf("%d listings (%d failed), the last at %s listing %d objects; %d objects read, %d reads failed; last error: %s",
 		w.Lists, w.ListErrs, w.LastList.Format("15:04:05.000"), w.Listed, w.Done, w.GetErrs, w.LastErr)
 }
@@ -424,7 +424,9 @@ func (s *Servers) watchS3(ctx context.Context, tr *Tracker) {
 		p := s3.NewListObjectsV2Paginator(c, &s3.ListObjectsV2Input{Bucket: aws.String(s.Bucket)})
 		listed := 0
 		for p.HasMorePages() && ctx.Err() == nil {
-			page, err := p.NextPage(ctx)
+			lctx, cancel := context.WithTimeout(ctx, s3WatchTimeout)
+			page, err := p.NextPage(lctx)
+			cancel()
 			if err != nil {
 				fail(err, false)
 				break // MinIO down: try again later
@@ -434,13 +436,7 @@ func (s *Servers) watchS3(ctx context.Context, tr *Tracker) {
 				if done[*o.Key] {
 					continue
 				}
-				res, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.Bucket), Key: o.Key})
-				if err != nil {
-					fail(err, true)
-					continue
-				}
-				body, err := io.ReadAll(res.Body)
-				res.Body.Close()
+				body, err := s.getObject(ctx, c, *o.Key)
 				if err != nil {
 					fail(err, true)
 					continue
@@ -466,6 +462,24 @@ func (s *Servers) watchS3(ctx context.Context, tr *Tracker) {
 		s.s3Stat(func(w *S3Watch) { w.Lists, w.Listed, w.Done, w.LastList = w.Lists+1, listed, len(done), time.Now() })
 		sleep(ctx, 100*time.Millisecond)
 	}
+}
+
+// s3WatchTimeout bounds each request of the S3 tracker: a MinIO that
+// holds an answer back (restarted, on a loaded machine) must not keep the
+// tracker from the objects stored meanwhile; it tries again on its next
+// round.
+const s3WatchTimeout = 10 * time.Second
+
+// getObject reads the object at key, within s3WatchTimeout.
+func (s *Servers) getObject(ctx context.Context, c *s3.Client, key string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, s3WatchTimeout)
+	defer cancel()
+	res, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.Bucket), Key: aws.String(key)})
+	if err != nil {
+		return nil, err
+	}
+	defer res.Body.Close()
+	return io.ReadAll(res.Body)
 }
 
 // WatchFile follows the file sink's archive in dir until ctx ends,
