@@ -58,38 +58,23 @@ func Paths(base string) [2]string { return [2]string{base + ".0", base + ".1"} }
 // File (to Quarantine) and an error wrapping ErrCorrupt.
 func Open(base, legacy string) (f *File, content []byte, found bool, err error) {
 	f = &File{paths: Paths(base), legacy: legacy}
-	var (
-		payload [2][]byte
-		gens    [2]uint64
-		ok      [2]bool
-		exist   [2]bool
-	)
-	for i, p := range f.paths {
-		fd, err := openSlot(p, 0)
-		if errors.Is(err, os.ErrNotExist) {
-			continue
-		}
+	var corrupt bool
+	// A reader in another process racing the writer may find one slot torn
+	// as it is written, and the other torn by the next write: read again.
+	for range 3 {
+		content, found, corrupt, err = f.read()
 		if err != nil {
 			f.Close()
 			return nil, nil, false, err
 		}
-		f.slots[i], exist[i] = fd, true
-		b, err := readAll(fd)
-		if err != nil {
-			f.Close()
-			return nil, nil, false, fmt.Errorf("read %s: %w", p, err)
+		if !corrupt {
+			break
 		}
-		f.size[i] = int64(len(b))
-		gens[i], payload[i], ok[i] = parse(b)
 	}
-	switch {
-	case ok[0] && (!ok[1] || gens[0] >= gens[1]):
-		f.gen, f.next = gens[0], 1
-		return f, payload[0], true, nil
-	case ok[1]:
-		f.gen, f.next = gens[1], 0
-		return f, payload[1], true, nil
-	case exist[1]:
+	if found {
+		return f, content, true, nil
+	}
+	if corrupt {
 		return f, nil, false, fmt.Errorf("%s: %w", base, ErrCorrupt)
 	}
 	// No slot, or only a first write that was cut: the legacy file, if any.
@@ -105,6 +90,44 @@ func Open(base, legacy string) (f *File, content []byte, found bool, err error) 
 		return nil, nil, false, fmt.Errorf("read %s: %w", legacy, err)
 	}
 	return f, b, true, nil
+}
+
+// read reads both slots and returns the newest payload that verifies;
+// corrupt is set when none does and base.1 exists.
+func (f *File) read() (content []byte, found, corrupt bool, err error) {
+	var (
+		payload [2][]byte
+		gens    [2]uint64
+		ok      [2]bool
+	)
+	for i, p := range f.paths {
+		if f.slots[i] == nil {
+			fd, err := openSlot(p, 0)
+			if errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				return nil, false, false, err
+			}
+			f.slots[i] = fd
+		}
+		b, err := readAll(f.slots[i])
+		if err != nil {
+			return nil, false, false, fmt.Errorf("read %s: %w", p, err)
+		}
+		f.size[i] = int64(len(b))
+		gens[i], payload[i], ok[i] = parse(b)
+	}
+	switch {
+	case ok[0] && (!ok[1] || gens[0] >= gens[1]):
+		f.gen, f.next = gens[0], 1
+		return payload[0], true, false, nil
+	case ok[1]:
+		f.gen, f.next = gens[1], 0
+		return payload[1], true, false, nil
+	}
+	f.gen, f.next = 0, 0
+	return nil, false, f.slots[1] != nil, nil
 }
 
 // openSlot opens the slot file p for reading and writing, without
