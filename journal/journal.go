@@ -133,9 +133,10 @@ func Open(dir, sink string, now time.Time) (*Store, error) {
 	if !found && err == nil {
 		return s, nil
 	}
-	j, derr := Decode(b)
-	if err != nil {
-		derr = fmt.Errorf("%w: %v", ErrCorrupt, err)
+	var j *Journal
+	derr := fmt.Errorf("%w: %v", ErrCorrupt, err) // no slot verifies
+	if err == nil {
+		j, derr = Decode(b)
 	}
 	if derr != nil {
 		moved, err := s.f.Quarantine(fmt.Sprintf(".corrupt-%d", now.Unix()))
