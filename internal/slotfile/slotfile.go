@@ -71,6 +71,13 @@ func Open(base, legacy string) (f *File, content []byte, found bool, err error) 
 			break
 		}
 	}
+	if legacy != "" && (found || corrupt) {
+		// A legacy file left by a crash before the first write removed
+		// it is removed by the next; none: nothing to remove.
+		if _, err := os.Lstat(legacy); errors.Is(err, os.ErrNotExist) {
+			f.legacy = ""
+		}
+	}
 	if found {
 		return f, content, true, nil
 	}
@@ -83,6 +90,7 @@ func Open(base, legacy string) (f *File, content []byte, found bool, err error) 
 	}
 	b, err := os.ReadFile(legacy)
 	if errors.Is(err, os.ErrNotExist) {
+		f.legacy = ""
 		return f, nil, false, nil
 	}
 	if err != nil {

@@ -248,6 +248,20 @@ func TestFirstWriteCut(t *testing.T) {
 	if got := read(t, base); got != "new" {
 		t.Fatalf("read %q, want new", got)
 	}
+	// A crash between the first write and the legacy file's removal: the
+	// slot wins, and the next write removes the legacy file.
+	f.Close()
+	if err := os.WriteFile(legacy, []byte("legacy"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g, b, _ := open(t, base, legacy)
+	if string(b) != "new" {
+		t.Fatalf("slot and legacy file: read %q, want the slot's new", b)
+	}
+	replace(t, g, "newer")
+	if _, err := os.Stat(legacy); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("legacy file left by a crash still there after a write: %v", err)
+	}
 }
 
 // TestFailedWriteRetriesTheSameSlot: a write that fails leaves the other
