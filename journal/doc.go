@@ -22,8 +22,9 @@
 // journal-<sink>.json, replaced by renaming. Open reads that file when
 // there are no slots, and the first write removes it once the slot holds
 // the journal: an upgrade keeps the batch in doubt and the positions.
-// A release that predates the slot files does not read them: after a
-// downgrade each sink resumes from the checkpoint alone.
+// A release that predates the slot files reads neither the journals'
+// nor the checkpoint's slots: after a downgrade it finds no state and
+// reads every file again (duplicates, never loss).
 //
 // # Durability
 //

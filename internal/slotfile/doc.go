@@ -48,6 +48,8 @@
 // Reading: when neither slot exists, or only base.0 does and it does not
 // verify (the very first write was cut), there is no content, and Open
 // returns the legacy file's (the whole file a previous release replaced by
-// renaming) if there is one; the first Replace removes it. When slots
-// exist and none verifies, Open reports ErrCorrupt.
+// renaming) if there is one; the first Replace removes it. When base.1
+// exists and no slot verifies, Open reports ErrCorrupt (after reading
+// twice more: a reader in another process racing the writer may find each
+// slot torn in turn).
 package slotfile
