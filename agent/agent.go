@@ -84,6 +84,12 @@ type SinkOptions struct {
 	// TagRules, when set, adds to each event record the ids of the
 	// detection rules it matches (sinks.Record.Rules).
 	TagRules *rules.Set
+	// LineSums says the sink keys events by the SHA-256 of their line
+	// (sinks.AppendID): the lines the sinks' readers share are hashed
+	// once for all the sinks that say so, and the records carry the sum
+	// (sinks.Record.Sum). A sink that does not say so gets the same keys,
+	// hashed when it asks for them.
+	LineSums bool
 }
 
 // blockCacheBytes bounds the file data the readers share (see block).
@@ -257,7 +263,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		rd := newReader(so.Sink.Name(), reg, a.m, readerOptions{
 			log: a.log, now: a.opts.Now, maxLine: a.opts.MaxLineBytes, batch: so.Batch,
 			poll: a.opts.PollInterval, out: out, free: free, redact: !so.KeepSecrets, drop: so.Drop,
-			tag: so.TagRules, heartbeat: a.opts.HeartbeatInterval, blocks: blocks,
+			tag: so.TagRules, lineSums: so.LineSums, heartbeat: a.opts.HeartbeatInterval, blocks: blocks,
 		})
 		wr := newWriter(so, reg, a.m, a.log, a.opts.Now, filepath.Join(a.opts.StateDir, "dead-letter"), out, free, cancel)
 		if j := a.journals[so.Sink.Name()]; j != nil {

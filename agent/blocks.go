@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -44,8 +45,10 @@ type block struct {
 	lines      []blockLine
 	buf        []byte // the whole read buffer data is in; nil for a copy
 	refs       atomic.Int32
-	// tagOnce sets the lines' rules, for the sinks that tag records.
-	tagOnce sync.Once
+	// tagOnce sets the lines' rules, for the sinks that tag records;
+	// sumOnce gives them room for their sums, for the sinks that key
+	// records by them.
+	tagOnce, sumOnce sync.Once
 }
 
 // hold adds a holder.
@@ -107,6 +110,16 @@ type blockLine struct {
 	// rules are the ids of the rules of the cache's tag set that the line
 	// matches (see block.tagged).
 	rules []string
+	// sum holds the SHA-256 of the line once a sink asked for it (see
+	// block.lineSum).
+	sum *lineSum
+}
+
+// lineSum is the SHA-256 of a block's line, computed by the first reader
+// that needs it.
+type lineSum struct {
+	once sync.Once
+	sum  [sha256.Size]byte
 }
 
 // tagged returns b's lines with their rules set, matching them against
@@ -123,6 +136,22 @@ func (b *block) tagged(set *rules.Set) []blockLine {
 		}
 	})
 	return b.lines
+}
+
+// lineSum returns the SHA-256 of l, an event line of b, for the sinks
+// that key their records by it (see sinks.Record.Sum). The first of them
+// to take the line hashes it: each line is hashed once however many of
+// them read it, and only if one does.
+func (b *block) lineSum(l *blockLine) *[sha256.Size]byte {
+	b.sumOnce.Do(func() {
+		sums := make([]lineSum, len(b.lines))
+		for i := range b.lines {
+			b.lines[i].sum = &sums[i]
+		}
+	})
+	s := l.sum
+	s.once.Do(func() { s.sum = sha256.Sum256(l.line(b)) })
+	return &s.sum
 }
 
 func (l *blockLine) line(b *block) []byte {

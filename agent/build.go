@@ -45,6 +45,11 @@ type builder struct {
 	tag     *rules.Set
 	shared  *rules.Set
 	matched []*rules.Rule
+	// sums: the sink keys events by the SHA-256 of their line; the
+	// records of shared blocks' lines carry the block's (see
+	// block.lineSum), the others are hashed by the sink (see
+	// sinks.Record.LineSum).
+	sums bool
 
 	// malformedLogged is when a malformed line was last logged;
 	// malformedHeld counts those not logged since.
@@ -64,7 +69,7 @@ type builder struct {
 func newBuilder(sink string, reg *registry, m *metrics, o readerOptions) *builder {
 	b := &builder{
 		sink: sink, reg: reg, log: o.log, now: o.now, maxLine: o.maxLine,
-		redact: o.redact, drop: o.drop, nDrop: dropCounters(m, sink, o.drop), tag: o.tag,
+		redact: o.redact, drop: o.drop, nDrop: dropCounters(m, sink, o.drop), tag: o.tag, sums: o.lineSums,
 		nEvent:          m.lines.WithLabelValues(sink, sinks.KindEvent.String()),
 		nUnparsed:       m.lines.WithLabelValues(sink, sinks.KindUnparsed.String()),
 		nOversized:      m.lines.WithLabelValues(sink, sinks.KindOversized.String()),
@@ -129,8 +134,9 @@ func (b *builder) rest(cur *batchBuf, file *sinks.FileRef, f *framer.Frame) {
 
 // blockLine puts the record of l, a line of the shared block blk, into
 // cur, pointing into blk's bytes rather than copying them (cur holds blk
-// until it is reset), and makes cur cover it. It returns the offset after
-// the line.
+// until it is reset), and makes cur cover it; an event's record carries
+// blk's sum of the line when the sink keys events by it. It returns the
+// offset after the line.
 func (b *builder) blockLine(cur *batchBuf, file *sinks.FileRef, blk *block, l *blockLine) int64 {
 	start := blk.start + int64(l.off)
 	end := start + int64(l.n) + 1
@@ -143,6 +149,9 @@ func (b *builder) blockLine(cur *batchBuf, file *sinks.FileRef, blk *block, l *b
 		cur.Bytes += l.n
 		rec := &cur.Records[len(cur.Records)-1]
 		if b.keep(cur, rec, l.err, "") {
+			if b.sums {
+				rec.Sum = blk.lineSum(l)
+			}
 			var tags []string
 			switch {
 			case b.tag == nil:
@@ -270,8 +279,10 @@ func (b *builder) redactSecrets(cur *batchBuf, rec *sinks.Record) {
 	*ev = b.ev
 	ev.Rebase(out, line, func(off int) int { return off })
 	cur.Bytes += len(line) - len(rec.Line)
-	sum := sha256.Sum256(rec.Line) // keys stay those of the line on disk
-	rec.Sum = &sum
+	if rec.Sum == nil { // keys stay those of the line on disk
+		sum := sha256.Sum256(rec.Line)
+		rec.Sum = &sum
+	}
 	rec.Line, rec.Event = line, ev
 	b.nRedacted.Add(float64(res.Values))
 	if res.Sealed > 0 {

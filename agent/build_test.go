@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -49,7 +50,7 @@ func frameAll(t testing.TB, data, sizes []byte, maxLine int, shared bool) ([]sin
 	r := newReader("s", reg, m, readerOptions{
 		log: testLogger(), now: time.Now, maxLine: maxLine, poll: time.Second,
 		batch: BatchOptions{MaxEvents: 1 << 30, MaxBytes: 1 << 30, FlushInterval: time.Hour},
-		out:   make(chan *batchBuf, 1), free: free,
+		out:   make(chan *batchBuf, 1), free: free, lineSums: true,
 	})
 	r.takeBatch(context.Background())
 	e := &entry{ref: &sinks.FileRef{Seq: 1, ID: "f"}}
@@ -74,16 +75,20 @@ func frameAll(t testing.TB, data, sizes []byte, maxLine int, shared bool) ([]sin
 // FuzzRecords checks that a reader, whatever the chunking and whether it
 // takes lines from shared blocks or frames them itself, makes exactly one
 // record of each complete line: the line up to maxLine, a stub above it,
-// none for empty lines and holes, and none after the last newline. The
+// none for empty lines and holes, and none after the last newline; and
+// that both ways give each record the same idempotency key, for an event
+// the SHA-256 of its line (taken from the block's sums when shared). The
 // framer alone is fuzzed by agent/internal/framer's FuzzFramer.
 func FuzzRecords(f *testing.F) {
 	f.Add([]byte("a\nbb\n\nccc"), []byte{0, 3, 1})
 	f.Add([]byte(`{"auditID":"x","big":"`+string(bytes.Repeat([]byte("z"), 100))+"\"}\nok\n"), []byte{7})
 	f.Add(bytes.Repeat([]byte("0123456789abcdefghijklmnopqrstuvwxyz\n"), 20), []byte{2, 63, 5})
 	f.Add([]byte("\x00\x00{}\n\x00\n"+strings.Repeat("y", 90)+"\n{\"a\":1}\n\x00"), []byte{0, 200, 9})
+	f.Add([]byte("{}\n{\"auditID\":\"a\"}\nnot json\n\n{\"verb\":\"get\"}\n{\"verb\":\"get\"}\n{"), []byte{4, 17})
 	f.Fuzz(func(t *testing.T, data, sizes []byte) {
 		const maxLine = 40
-		for _, shared := range []bool{false, true} {
+		var ids [2][]string
+		for k, shared := range []bool{false, true} {
 			recs, end := frameAll(t, data, sizes, maxLine, shared)
 			fatalf := func(format string, args ...any) {
 				t.Helper()
@@ -115,6 +120,11 @@ func FuzzRecords(f *testing.F) {
 				if rec.Offset != offs[i] {
 					fatalf("record %d at offset %d, want %d", i, rec.Offset, offs[i])
 				}
+				id := string(sinks.AppendID(nil, &rec))
+				if rec.Kind == sinks.KindEvent && id != lineID(want[i]) {
+					fatalf("event %d has id %s, want %s", i, id, lineID(want[i]))
+				}
+				ids[k] = append(ids[k], id)
 				if len(want[i]) > maxLine {
 					var st sinks.OversizedStub
 					if rec.Kind != sinks.KindOversized || json.Unmarshal(rec.Line, &st) != nil ||
@@ -130,6 +140,9 @@ func FuzzRecords(f *testing.F) {
 			if end != wantEnd {
 				fatalf("segment ends at %d, want %d", end, wantEnd)
 			}
+		}
+		if !slices.Equal(ids[0], ids[1]) {
+			t.Fatalf("ids framed alone %q, from shared blocks %q", ids[0], ids[1])
 		}
 	})
 }

@@ -24,10 +24,17 @@
 //   - reader.go: run takes the sink's next file from the registry and
 //     readFile reads it from the sink's cursor; step takes the lines there
 //     from a block shared with the other sinks' readers (blocks.go), or has
-//     the framer (package agent/internal/framer) read and frame them.
+//     the framer (package agent/internal/framer) read and frame them. At
+//     the end of the live file, wait has the reader read appends at once
+//     into an empty batch, and while the batch fills at most every
+//     readInterval, all readers at the same ticks, and once more when the
+//     batch is due; a rotation, a truncation or a file gone is read at
+//     once.
 //   - build.go: the builder makes each frame or block line a record (parse,
-//     drop, tag, redact, stub, gap) in the batch (batch.go) and extends the
-//     batch's segment over its bytes; the reader's flush hands the batch on.
+//     drop, tag, redact, stub, gap; a block line's SHA-256, hashed once for
+//     the sinks that key events by it) in the batch (batch.go) and extends
+//     the batch's segment over its bytes; the reader's flush hands the
+//     batch on.
 //   - writer.go: run journals the batch's intent, deliver writes it until
 //     the sink accepts it, then registry.ack has the position table
 //     (positions.ack) advance the sink's cursors.

@@ -21,6 +21,10 @@ type registry struct {
 	files *tracker
 	pos   *positions
 	bell  *bell
+	// grown rings when the live file grew: the readers that are caught up
+	// read the appends together, at most every readInterval (see
+	// reader.wait), rather than at each write.
+	grown *bell
 	sinks []string
 	m     *metrics
 	now   func() time.Time
@@ -36,7 +40,7 @@ func newRegistry(livePath string, sinkNames []string, maxOpen int, st *checkpoin
 	p := newPositions(sinkNames, st, m, log, b)
 	return &registry{
 		files: newTracker(livePath, maxOpen, st, m, log, now, b, p),
-		pos:   p, bell: b, sinks: sinkNames, m: m, now: now,
+		pos:   p, bell: b, grown: &bell{}, sinks: sinkNames, m: m, now: now,
 	}
 }
 
@@ -68,11 +72,14 @@ func (b *bell) ring() {
 }
 
 // subscribe returns a channel that receives a value whenever the files or
-// the notices may have changed.
-func (r *registry) subscribe() <-chan struct{} { return r.bell.subscribe() }
+// the notices may have changed, and one that receives a value whenever the
+// live file grew.
+func (r *registry) subscribe() (changed, grown <-chan struct{}) {
+	return r.bell.subscribe(), r.grown.subscribe()
+}
 
-// wake tells every reader to look again.
-func (r *registry) wake() { r.bell.ring() }
+// grew tells every reader that the live file grew.
+func (r *registry) grew() { r.grown.ring() }
 
 // scan brings the tracker up to date with the directory, drops the
 // positions of the files it stopped tracking, and queues the tamper

@@ -98,10 +98,14 @@ type Record struct {
 	// sinks that tag records with them (Elasticsearch, Kafka); nil when
 	// none matched or the sink does not tag.
 	Rules []string
-	// Sum is the SHA-256 of the line as read from the file, set by whoever
-	// rewrites Line (redaction) before rewriting it; nil while Line is as
-	// read. Idempotency keys rest on it (see AppendID), so that every
-	// sink, redacting or not, gives an event the same key.
+	// Sum, when set, is the SHA-256 of the line as read from the file. It
+	// is set by whoever rewrites Line (redaction) before rewriting it, and
+	// by the agent on events whose line it hashed once for several sinks
+	// (a line they share); nil means Line is as read and nobody hashed it
+	// yet. Idempotency keys rest on it (see AppendID, LineSum), so that
+	// every sink, redacting or not, gives an event the same key. The
+	// records of one line in different sinks' batches may share it: it
+	// must not be modified.
 	Sum *[sha256.Size]byte
 }
 

@@ -25,7 +25,8 @@ func AppendID(dst []byte, r *Record) []byte {
 }
 
 // LineSum returns the SHA-256 of r's line as read from the file: Sum when
-// the line was rewritten, else the digest of Line.
+// it is set (the line was rewritten, or the agent hashed it for every
+// sink), else the digest of Line.
 func (r *Record) LineSum() [sha256.Size]byte {
 	if r.Sum != nil {
 		return *r.Sum

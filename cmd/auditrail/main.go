@@ -260,7 +260,9 @@ func buildSinks(ctx context.Context, c *config.Config, log *slog.Logger, reg pro
 		if *alerts.TagRecords && t.TagRecords {
 			tag = set
 		}
-		out = append(out, sinkOptions(s, sc, tag))
+		so := sinkOptions(s, sc, tag)
+		so.LineSums = t.LineSums
+		out = append(out, so)
 	}
 	for _, d := range alerts.Destinations {
 		s, err := alert.New(ctx, alerts, set, d, version, log, reg)

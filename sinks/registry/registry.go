@@ -38,6 +38,11 @@ type Type struct {
 	// TagRecords: the type's records carry the ids of the alert rules
 	// their event matched, when alerts.tagRecords is on.
 	TagRecords bool
+	// LineSums: the type keys events by the SHA-256 of their line
+	// (sinks.AppendID), so the agent hashes the lines its sinks share
+	// once for all of them (agent.SinkOptions.LineSums). Only a cost: a
+	// type that keys by line without saying so gets the same keys.
+	LineSums bool
 	// ReadAnchors reads back the anchor records a sink of the type wrote
 	// (auditrail verify --anchors); nil for a type that keeps none.
 	ReadAnchors func(ctx context.Context, sec config.Section) ([]sinks.AnchorRecord, error)
@@ -84,6 +89,7 @@ var Types = []Type{
 			return sink(elasticsearch.New(ctx, name, c, env.Log, env.Registerer))
 		}),
 		TagRecords:  true,
+		LineSums:    true,
 		ReadAnchors: anchors(elasticsearch.ReadAnchors),
 	},
 	{
@@ -94,6 +100,7 @@ var Types = []Type{
 			return sink(kafka.New(ctx, name, c, env.Log, env.Registerer))
 		}),
 		TagRecords:  true,
+		LineSums:    true,
 		ReadAnchors: anchors(kafka.ReadAnchors),
 	},
 	{

@@ -38,6 +38,13 @@ const (
 // line up to the limit.
 const BufSize = 256 << 10
 
+// keptBuf is the largest read buffer a framer keeps once the long line
+// that grew it is framed: a few lines of a few hundred KB are common in
+// an audit log (large objects in request or response bodies), and growing
+// the buffer again for each would allocate and clear a megabyte every
+// time.
+const keptBuf = 4 * BufSize
+
 // PrefixBytes is how many of an oversized line's first bytes its frame
 // keeps.
 const PrefixBytes = 4 << 10
@@ -117,10 +124,10 @@ type Framer struct {
 
 // Reset makes the framer frame from off, lines of at most maxLine bytes.
 func (f *Framer) Reset(off int64, maxLine int) {
-	if cap(f.buf) != BufSize {
+	if cap(f.buf) < BufSize {
 		f.buf = make([]byte, BufSize)
 	}
-	f.buf = f.buf[:BufSize]
+	f.buf = f.buf[:cap(f.buf)]
 	f.start, f.end, f.pos, f.maxLine, f.over = 0, 0, off, maxLine, nil
 }
 
@@ -249,9 +256,9 @@ func (f *Framer) skip(n int) {
 	}
 }
 
-// shrink gives back the memory a long line took.
+// shrink gives back the memory a very long line took.
 func (f *Framer) shrink() {
-	if len(f.buf) > BufSize {
+	if len(f.buf) > keptBuf {
 		f.buf = make([]byte, BufSize)
 	}
 }
