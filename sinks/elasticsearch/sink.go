@@ -202,10 +202,13 @@ func (s *Sink) bulk(ctx context.Context, c *conn) error {
 		return fmt.Errorf("bulk request: %w", err)
 	}
 	defer res.Body.Close()
-	body, err := io.ReadAll(res.Body)
-	if err != nil {
+	// Read into the buffer of earlier responses: io.ReadAll would grow
+	// a new one, by doubling, for every request.
+	c.resp.Reset()
+	if _, err := c.resp.ReadFrom(res.Body); err != nil {
 		return fmt.Errorf("read bulk response: %w", err)
 	}
+	body := c.resp.Bytes()
 	if res.StatusCode != http.StatusOK {
 		return busyOr(res, httpError("bulk request", res.StatusCode, body), s.now())
 	}

@@ -18,10 +18,11 @@ import (
 // a few dozen items.
 const minBulkItems = 64
 
-// conn is what one request in flight needs for itself: its body and the
-// items it sends, retries and acknowledges.
+// conn is what one request in flight needs for itself: its body, its
+// response, and the items it sends, retries and acknowledges.
 type conn struct {
 	body     bytes.Buffer
+	resp     bytes.Buffer
 	ruleMeta []byte
 	items    []item
 	retry    []item

@@ -5,11 +5,13 @@
 // It follows Elasticsearch's rules where the sink depends on them: create
 // on an existing _id answers 409, a document that is not a JSON object
 // answers 400 mapper_parsing_exception, a data stream (an index named
-// logs-*-*) accepts only create with an @timestamp.
+// logs-*-*) accepts only create with an @timestamp, a _bulk request
+// answers only the fields its filter_path keeps (filter.go), and parses
+// its documents before it takes the server's lock, so that concurrent
+// requests are served in parallel.
 package estest
 
 import (
-	"bufio"
 	"bytes"
 	"cmp"
 	"compress/gzip"
@@ -22,6 +24,7 @@ import (
 	"path"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -206,7 +209,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		if before != nil {
 			defer before()()
 		}
-		s.bulk(w, body, def)
+		f, err := parseFilter(r.URL.Query().Get("filter_path"))
+		if err != nil {
+			badRequest(w, err.Error())
+			return
+		}
+		s.bulk(w, body, def, f)
 	case len(parts) == 2 && parts[0] == "_index_template" && r.Method == http.MethodPut:
 		s.mu.Lock()
 		s.templates[parts[1]] = body
@@ -241,6 +249,12 @@ func readBody(r *http.Request) ([]byte, error) {
 			return nil, err
 		}
 		rd = zr
+	} else if r.ContentLength > 0 {
+		// Read into a buffer of the body's size: io.ReadAll would grow
+		// one by doubling, a large cost for large requests.
+		b := make([]byte, r.ContentLength)
+		_, err := io.ReadFull(rd, b)
+		return b, err
 	}
 	return io.ReadAll(rd)
 }
@@ -257,7 +271,142 @@ type errorBody struct {
 	Reason string `json:"reason"`
 }
 
-func (s *Server) bulk(w http.ResponseWriter, body []byte, defIndex string) {
+// op is one action of a _bulk request and its document.
+type op struct {
+	name, index, id string
+	doc             json.RawMessage
+	// fault is the injected answer to the item, if any (FailItems).
+	fault *result
+	// object is whether doc is a JSON object, checked outside the
+	// server's lock, as Elasticsearch parses documents in parallel, and
+	// only for the items without a fault, as a rejected item's document
+	// is not parsed.
+	object bool
+}
+
+// parseBulk reads the actions and documents of a _bulk body; the error
+// is the answer to a malformed one. The documents are parts of body.
+func parseBulk(body []byte, defIndex string) ([]op, string) {
+	var ops []op
+	next := func() []byte {
+		line := body
+		if i := bytes.IndexByte(body, '\n'); i >= 0 {
+			line, body = body[:i], body[i+1:]
+		} else {
+			body = nil
+		}
+		return bytes.TrimSuffix(line, []byte("\r"))
+	}
+	for len(body) > 0 {
+		line := next()
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		var action map[string]struct {
+			Index string `json:"_index"`
+			ID    string `json:"_id"`
+		}
+		if err := json.Unmarshal(line, &action); err != nil || len(action) != 1 {
+			return nil, "malformed action line"
+		}
+		if len(body) == 0 {
+			return nil, "action without document"
+		}
+		doc := json.RawMessage(next())
+		for name, a := range action {
+			ops = append(ops, op{name: name, index: cmp.Or(a.Index, defIndex), id: a.ID, doc: doc})
+		}
+	}
+	return ops, ""
+}
+
+func (s *Server) bulk(w http.ResponseWriter, body []byte, defIndex string, f filter) {
+	if s.bulkFault(w, body) {
+		return
+	}
+	ops, bad := parseBulk(body, defIndex)
+	if bad != "" {
+		badRequest(w, bad)
+		return
+	}
+	// The faults are decided in the order the items arrive, then the
+	// other documents parsed without the lock, then applied.
+	s.mu.Lock()
+	for i := range ops {
+		ops[i].fault = s.fault(ops[i])
+	}
+	s.mu.Unlock()
+	for i := range ops {
+		if ops[i].fault == nil {
+			d := bytes.TrimSpace(ops[i].doc)
+			ops[i].object = len(d) > 0 && d[0] == '{' && json.Valid(d)
+		}
+	}
+	results := make([]result, len(ops))
+	anyErr := false
+	s.mu.Lock()
+	for i, o := range ops {
+		results[i] = s.item(o)
+		anyErr = anyErr || results[i].Error != nil
+	}
+	s.mu.Unlock()
+	w.Write(bulkAnswer(f, anyErr, ops, results))
+}
+
+// bulkAnswer is the answer to a _bulk request, with the fields f keeps.
+func bulkAnswer(f filter, anyErr bool, ops []op, results []result) []byte {
+	var buf bytes.Buffer
+	buf.Grow(64 + 128*len(ops))
+	k := &kept{f: f}
+	root := &object{f: k, buf: &buf}
+	root.num("took", 1)
+	root.field("errors", strconv.AppendBool(nil, anyErr))
+	items := 0
+	elem := func() {
+		if items == 0 {
+			root.key("items")
+			buf.WriteByte('[')
+		} else {
+			buf.WriteByte(',')
+		}
+		items++
+	}
+	for i, o := range ops {
+		r := results[i]
+		item := &object{f: k, at: []string{"items"}, buf: &buf, elem: elem}
+		res := item.child(o.name)
+		res.str("_index", r.Index)
+		res.str("_id", r.ID)
+		res.num("status", r.Status)
+		if r.Error != nil {
+			e := res.child("error")
+			e.str("type", r.Error.Type)
+			e.str("reason", r.Error.Reason)
+			e.close()
+		}
+		res.close()
+		item.close()
+	}
+	if items > 0 {
+		buf.WriteByte(']')
+	}
+	if !root.close() {
+		buf.WriteString("{}")
+	}
+	buf.WriteByte('\n')
+	return buf.Bytes()
+}
+
+// badRequest answers 400 illegal_argument_exception with reason.
+func badRequest(w http.ResponseWriter, reason string) {
+	w.WriteHeader(http.StatusBadRequest)
+	json.NewEncoder(w).Encode(map[string]any{"status": 400,
+		"error": map[string]any{"type": "illegal_argument_exception", "reason": reason}})
+}
+
+// bulkFault answers a _bulk request with the fault set for it, if any,
+// and reports whether it did.
+func (s *Server) bulkFault(w http.ResponseWriter, body []byte) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.bulkRequests++
@@ -275,67 +424,47 @@ func (s *Server) bulk(w http.ResponseWriter, body []byte, defIndex string) {
 		}
 		w.WriteHeader(st)
 		fmt.Fprintf(w, `{"error":{"type":"injected","reason":"injected fault"},"status":%d}`, st)
-		return
+		return true
 	}
 	if s.requestReply != nil {
 		if st, reply := s.requestReply(body); st != 0 {
 			w.WriteHeader(st)
 			io.WriteString(w, reply)
-			return
+			return true
 		}
 	}
-	sc := bufio.NewScanner(bytes.NewReader(body))
-	// Grown to the longest line as needed: a 1 MiB buffer cleared for
-	// every request would make small requests cost as much as large ones.
-	sc.Buffer(nil, 128<<20)
-	var items []map[string]result
-	anyErr := false
-	for sc.Scan() {
-		var action map[string]struct {
-			Index string `json:"_index"`
-			ID    string `json:"_id"`
-		}
-		if err := json.Unmarshal(sc.Bytes(), &action); err != nil || len(action) != 1 {
-			w.WriteHeader(http.StatusBadRequest)
-			fmt.Fprintf(w, `{"error":{"type":"illegal_argument_exception","reason":"malformed action line"},"status":400}`)
-			return
-		}
-		if !sc.Scan() {
-			w.WriteHeader(http.StatusBadRequest)
-			io.WriteString(w, `{"error":{"type":"illegal_argument_exception","reason":"action without document"},"status":400}`)
-			return
-		}
-		doc := append(json.RawMessage(nil), sc.Bytes()...)
-		for op, a := range action {
-			if a.Index == "" {
-				a.Index = defIndex
-			}
-			res := s.item(op, a.Index, a.ID, doc)
-			if res.Error != nil {
-				anyErr = true
-			}
-			items = append(items, map[string]result{op: res})
-		}
-	}
-	json.NewEncoder(w).Encode(map[string]any{"took": 1, "errors": anyErr, "items": items})
+	return false
 }
 
-func (s *Server) item(op, index, id string, doc json.RawMessage) result {
+// fault returns the answer FailItems decides for o, or nil; the caller
+// holds s.mu.
+func (s *Server) fault(o op) *result {
+	if s.itemFault == nil {
+		return nil
+	}
+	st, typ, reason := s.itemFault(o.index, o.id, o.doc)
+	if st == 0 {
+		return nil
+	}
+	return &result{Index: o.index, ID: o.id, Status: st, Error: &errorBody{Type: typ, Reason: reason}}
+}
+
+// item applies o to the documents; the caller holds s.mu.
+func (s *Server) item(o op) result {
+	if o.fault != nil {
+		return *o.fault
+	}
+	index, id, doc := o.index, o.id, o.doc
 	res := result{Index: index, ID: id}
 	fail := func(status int, typ, reason string) result {
 		res.Status, res.Error = status, &errorBody{Type: typ, Reason: reason}
 		return res
 	}
-	if s.itemFault != nil {
-		if st, typ, reason := s.itemFault(index, id, doc); st != 0 {
-			return fail(st, typ, reason)
-		}
-	}
-	if d := bytes.TrimSpace(doc); !json.Valid(d) || len(d) == 0 || d[0] != '{' {
+	if !o.object {
 		return fail(400, "mapper_parsing_exception", "failed to parse: not a JSON object")
 	}
 	if strings.HasPrefix(index, "logs-") && strings.Count(index, "-") >= 2 {
-		if op != "create" {
+		if o.name != "create" {
 			return fail(400, "illegal_argument_exception", "only write ops with an op_type of create are allowed in data streams")
 		}
 		if !bytes.Contains(doc, []byte(`"@timestamp":`)) {
@@ -345,13 +474,15 @@ func (s *Server) item(op, index, id string, doc json.RawMessage) result {
 	if s.docs[index] == nil {
 		s.docs[index] = map[string]json.RawMessage{}
 	}
-	if _, exists := s.docs[index][id]; exists && op == "create" {
+	if _, exists := s.docs[index][id]; exists && o.name == "create" {
 		return fail(409, "version_conflict_engine_exception", "["+id+"]: version conflict, document already exists")
 	}
 	if _, exists := s.docs[index][id]; !exists {
 		s.order[index] = append(s.order[index], created{id, time.Now()})
 	}
-	s.docs[index][id] = doc
+	// A copy: doc is part of the request's body, which holds the
+	// documents that were not stored as well.
+	s.docs[index][id] = bytes.Clone(doc)
 	res.Status = 201
 	return res
 }
