@@ -210,6 +210,7 @@ func (a *Agent) announceStart(reg *registry, st *checkpoint.State, how string) {
 func (a *Agent) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	defer a.closeState()
 	st, how, err := a.loadState()
 	if err != nil {
 		return err
@@ -319,6 +320,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.log.Info("stopped")
 	return nil
+}
+
+// closeState releases the checkpoint's and the journals' files.
+func (a *Agent) closeState() {
+	a.store.Close()
+	for _, j := range a.journals {
+		j.Close()
+	}
 }
 
 func (a *Agent) commitLoop(reg *registry, stop <-chan struct{}) {

@@ -118,12 +118,12 @@ func TestCorruptCheckpointRereads(t *testing.T) {
 	e := newEnv(t)
 	a := &recSink{name: "a"}
 	e.shipThenStop(a, 10)
-	os.WriteFile(filepath.Join(e.state, checkpoint.FileName), []byte(`{"version":1,"garbage`), 0o600)
+	corruptCheckpoint(t, e.state, []byte(`{"version":1,"garbage`))
 	b := &recSink{name: "a"}
 	e.start(e.options(), b)
 	waitEvents(t, b, events(0, 10))
-	m, _ := filepath.Glob(filepath.Join(e.state, checkpoint.FileName+".corrupt-*"))
-	if len(m) != 1 {
+	m, _ := filepath.Glob(filepath.Join(e.state, checkpoint.Name+".*.corrupt-*"))
+	if len(m) != 2 {
 		t.Fatalf("corrupt checkpoint not kept aside: %v", m)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -74,9 +73,7 @@ func TestCorruptStateIsATamperSignal(t *testing.T) {
 	e := newEnv(t)
 	s := &recSink{name: "s"}
 	e.shipThenStop(s, 2)
-	if err := os.WriteFile(filepath.Join(e.state, "checkpoint.json"), []byte("{garbage"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	corruptCheckpoint(t, e.state, []byte("{garbage"))
 	s2 := &recSink{name: "s"}
 	e.start(e.options(), s2)
 	eventually(t, "tamper record", func() bool { return len(s2.ofKind(sinks.KindTamper)) == 1 })

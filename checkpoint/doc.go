@@ -2,22 +2,32 @@
 //
 // # Format
 //
-// The whole state lives in one file, checkpoint.json, in the state
-// directory:
+// The whole state is one small state file, checkpoint, kept in two slot
+// files, checkpoint.0 and checkpoint.1, in the state directory (format in
+// internal/slotfile: a header with a generation, the payload's length and
+// a CRC-32C, then the payload). The payload is the JSON document
 //
 //	{"version":1,"checksum":"sha256:<hex>","state":{...}}
 //
-// The checksum covers the exact bytes of the "state" value. A file whose
-// version is unknown, whose checksum does not match or that does not decode
-// is reported as ErrCorrupt; it is never silently replaced by an empty state.
+// The checksum covers the exact bytes of the "state" value. A state whose
+// slots exist and none verifies, or whose payload has an unknown version,
+// a checksum that does not match or does not decode, is reported as
+// ErrCorrupt; it is never silently replaced by an empty state.
+//
+// Releases before the slot files kept the same JSON document in
+// checkpoint.json, replaced by renaming. Load reads that file when there
+// are no slots, and the first Save removes it once a slot holds the state:
+// an upgrade resumes where the previous release stopped. A release that
+// predates the slot files does not read them: after a downgrade it finds
+// no checkpoint (a tamper record, every file read again).
 //
 // # Durability
 //
-// Save writes the state to a temporary file in the same directory, fsyncs
-// it, closes it, renames it over checkpoint.json and fsyncs the directory.
-// A crash at any point leaves either the previous state or the new one,
-// never a mix. Leftover temporary files are ignored by Load and removed by
-// the next Save.
+// Save overwrites, in place, the slot that does not hold the newest state
+// and fdatasyncs it: no temporary file, no rename, no directory fsync
+// after the slots' creation. A crash at any point leaves either the
+// previous state or the new one, never a mix: the other slot still holds
+// the previous one.
 //
 // # Guarantee
 //

@@ -7,28 +7,33 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/auditrail/auditrail/internal/fsutil"
-	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/auditrail/auditrail/internal/slotfile"
 )
 
 // Version is the format version Save writes and Load accepts.
 const Version = 1
 
-// FileName is the name of the state file inside the state directory.
-const FileName = "checkpoint.json"
+// Name is the state file's name inside the state directory: its slots
+// are Name+".0" and Name+".1" (see doc.go).
+const Name = "checkpoint"
 
-const tmpPrefix = "." + FileName + ".tmp"
+// LegacyFileName is the state file releases before the slot files
+// replaced by renaming. Load reads it when there are no slots; the first
+// Save removes it.
+const LegacyFileName = "checkpoint.json"
 
 // ErrCorrupt is returned by Load when the state file exists but cannot be
 // trusted. The documented policy is to quarantine it and start from an empty
 // state, re-reading what is on disk: duplicates, never loss.
 var ErrCorrupt = errors.New("checkpoint: corrupt state")
 
-// testHookBeforeRename, when set, runs after the temporary file is synced
-// and before it is renamed into place. Tests use it to simulate a crash.
-var testHookBeforeRename func()
+// testHookBeforeWrite, when set, runs before a slot is written, with the
+// slot's path and the bytes about to be written. Tests use it to simulate
+// a crash.
+var testHookBeforeWrite func(path string, b []byte)
 
 type envelope struct {
 	Version  int             `json:"version"`
@@ -36,10 +41,11 @@ type envelope struct {
 	State    json.RawMessage `json:"state"`
 }
 
-// Store reads and writes the state file in one directory. Save must not be
-// called concurrently.
+// Store reads and writes the state file in one directory. Its methods
+// must not be called concurrently.
 type Store struct {
 	dir string
+	f   *slotfile.File
 }
 
 // NewStore returns a Store for dir. The directory is created by Save if it
@@ -48,22 +54,38 @@ func NewStore(dir string) *Store {
 	return &Store{dir: dir}
 }
 
-// Path is the state file's path.
-func (s *Store) Path() string { return filepath.Join(s.dir, FileName) }
+// Base is the state file's name, without a slot's suffix.
+func (s *Store) Base() string { return filepath.Join(s.dir, Name) }
+
+// open (re)opens the state file and returns its content.
+func (s *Store) open() (b []byte, found bool, err error) {
+	if s.f != nil {
+		s.f.Close()
+	}
+	f, b, found, err := slotfile.Open(s.Base(), filepath.Join(s.dir, LegacyFileName))
+	if f != nil {
+		f.BeforeWrite = testHookBeforeWrite
+	}
+	s.f = f
+	return b, found, err
+}
 
 // Load reads the state. A missing file yields an empty state and found ==
 // false. A file that cannot be trusted yields an error wrapping ErrCorrupt.
 func (s *Store) Load() (st *State, found bool, err error) {
-	b, err := os.ReadFile(s.Path())
-	if errors.Is(err, os.ErrNotExist) {
-		return &State{}, false, nil
+	b, found, err := s.open()
+	if errors.Is(err, slotfile.ErrCorrupt) {
+		return nil, true, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("read checkpoint %s: %w", s.Path(), err)
+		return nil, false, fmt.Errorf("read checkpoint: %w", err)
+	}
+	if !found {
+		return &State{}, false, nil
 	}
 	st, err = Decode(b)
 	if err != nil {
-		return nil, true, fmt.Errorf("%s: %w", s.Path(), err)
+		return nil, true, fmt.Errorf("%s: %w", s.Base(), err)
 	}
 	return st, true, nil
 }
@@ -133,26 +155,45 @@ func checksum(b []byte) string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
-// Save commits st atomically: temporary file, fsync, rename, fsync of the
-// directory.
+// Save commits st: it replaces the state file's content, durably (see
+// doc.go).
 func (s *Store) Save(st *State) error {
 	b, err := Encode(st)
 	if err != nil {
 		return err
 	}
-	if err := fsutil.WriteFileAtomic(s.Path(), b, testHookBeforeRename); err != nil {
+	if s.f == nil {
+		if _, _, err := s.open(); err != nil && !errors.Is(err, slotfile.ErrCorrupt) {
+			return fmt.Errorf("commit checkpoint: %w", err)
+		}
+	}
+	if err := s.f.Replace(b); err != nil {
 		return fmt.Errorf("commit checkpoint: %w", err)
 	}
 	return nil
 }
 
-// Quarantine moves an untrusted state file aside, to
-// checkpoint.json.corrupt-<unix time>, so that it can be inspected and a
-// fresh state can be written. It returns the new path.
-func (s *Store) Quarantine(now time.Time) (string, error) {
-	dst := fmt.Sprintf("%s.corrupt-%d", s.Path(), now.Unix())
-	if err := os.Rename(s.Path(), dst); err != nil {
-		return "", fmt.Errorf("quarantine checkpoint: %w", err)
+// Quarantine moves an untrusted state file aside: each of its slots, and
+// the legacy file, to its name followed by .corrupt-<unix time>, so that
+// it can be inspected and a fresh state can be written. It returns the
+// new paths.
+func (s *Store) Quarantine(now time.Time) ([]string, error) {
+	if s.f == nil {
+		if _, _, err := s.open(); err != nil && !errors.Is(err, slotfile.ErrCorrupt) {
+			return nil, fmt.Errorf("quarantine checkpoint: %w", err)
+		}
 	}
-	return dst, fsutil.SyncDir(s.dir)
+	moved, err := s.f.Quarantine(fmt.Sprintf(".corrupt-%d", now.Unix()))
+	if err != nil {
+		return moved, fmt.Errorf("quarantine checkpoint: %w", err)
+	}
+	return moved, nil
+}
+
+// Close releases the state file. A later Load or Save opens it again.
+func (s *Store) Close() error {
+	if s.f == nil {
+		return nil
+	}
+	return s.f.Close()
 }

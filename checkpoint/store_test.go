@@ -1,6 +1,7 @@
 package checkpoint
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"os/exec"
@@ -9,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/auditrail/auditrail/internal/slotfile"
 )
 
 func sampleState() *State {
@@ -41,15 +44,20 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("round trip:\n got %+v\nwant %+v", got, want)
 	}
-	fi, err := os.Stat(s.Path())
-	if err != nil {
+	if err := s.Save(want); err != nil { // the second slot
 		t.Fatal(err)
 	}
-	if fi.Mode().Perm() != 0o600 {
-		t.Errorf("state file mode %v, want 0600", fi.Mode().Perm())
+	for _, p := range slotfile.Paths(s.Base()) {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("state file %s mode %v, want 0600", p, fi.Mode().Perm())
+		}
 	}
-	if _, err := os.Stat(filepath.Join(dir, tmpPrefix)); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("temp file left behind: %v", err)
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("state directory: %v, %v; want 0700", fi.Mode().Perm(), err)
 	}
 }
 
@@ -77,27 +85,100 @@ func TestLoadCorrupt(t *testing.T) {
 		"negative offset": mustEnvelope(t, `{"nextSeq":2,"files":[{"seq":1,"cursors":{"s3":{"offset":-1}}}]}`),
 	}
 	for name, b := range cases {
-		t.Run(name, func(t *testing.T) {
-			dir := t.TempDir()
-			s := NewStore(dir)
-			if err := os.WriteFile(s.Path(), b, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			_, found, err := s.Load()
-			if !errors.Is(err, ErrCorrupt) || !found {
-				t.Fatalf("Load = found %v, %v; want ErrCorrupt", found, err)
-			}
-			dst, err := s.Quarantine(time.Unix(1700000000, 0))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if kept, _ := os.ReadFile(dst); string(kept) != string(b) {
-				t.Errorf("quarantined file does not hold the original bytes")
-			}
-			if st, found, err := s.Load(); err != nil || found || len(st.Files) != 0 {
-				t.Errorf("after quarantine Load = %v, %v", found, err)
-			}
-		})
+		// As the payload of the slots, and as a legacy file.
+		for _, where := range []string{"slots", "legacy"} {
+			t.Run(name+"/"+where, func(t *testing.T) {
+				dir := t.TempDir()
+				s := NewStore(dir)
+				var want []string
+				if where == "slots" {
+					f, _, _, err := slotfile.Open(s.Base(), "")
+					if err != nil {
+						t.Fatal(err)
+					}
+					if err := f.Replace(b); err != nil {
+						t.Fatal(err)
+					}
+					f.Close()
+					want = append(want, slotfile.Paths(s.Base())[0])
+				} else {
+					want = append(want, filepath.Join(dir, LegacyFileName))
+					if err := os.WriteFile(want[0], b, 0o600); err != nil {
+						t.Fatal(err)
+					}
+				}
+				_, found, err := s.Load()
+				if !errors.Is(err, ErrCorrupt) || !found {
+					t.Fatalf("Load = found %v, %v; want ErrCorrupt", found, err)
+				}
+				dst, err := s.Quarantine(time.Unix(1700000000, 0))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(dst) != 1 || dst[0] != want[0]+".corrupt-1700000000" {
+					t.Fatalf("moved %v, want %s aside", dst, want[0])
+				}
+				kept, _ := os.ReadFile(dst[0])
+				if where == "legacy" && string(kept) != string(b) || where == "slots" && !bytes.Contains(kept, b) {
+					t.Errorf("quarantined file does not hold the original bytes")
+				}
+				if st, found, err := s.Load(); err != nil || found || len(st.Files) != 0 {
+					t.Errorf("after quarantine Load = %v, %v", found, err)
+				}
+			})
+		}
+	}
+}
+
+// Both slots damaged is a corrupt state, never an empty one.
+func TestLoadBothSlotsDamaged(t *testing.T) {
+	dir := t.TempDir()
+	s := NewStore(dir)
+	for range 2 {
+		if err := s.Save(sampleState()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range slotfile.Paths(s.Base()) {
+		b, _ := os.ReadFile(p)
+		b[40] ^= 1
+		os.WriteFile(p, b, 0o600)
+	}
+	if _, found, err := NewStore(dir).Load(); !errors.Is(err, ErrCorrupt) || !found {
+		t.Fatalf("Load = found %v, %v; want ErrCorrupt", found, err)
+	}
+}
+
+// A checkpoint.json written by a release before the slot files is read;
+// the first Save replaces it by the slots.
+func TestLoadLegacyCheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	legacy, err := os.ReadFile(filepath.Join("testdata", LegacyFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, LegacyFileName), legacy, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := NewStore(dir)
+	st, found, err := s.Load()
+	if err != nil || !found {
+		t.Fatalf("Load = %v, %v", found, err)
+	}
+	if st.NextSeq != 3 || len(st.Files) != 2 || st.Files[0].Cursors["s3"] != (Cursor{Offset: 900, Done: true}) ||
+		st.Files[1].Cursors["s3"].Offset != 40 || len(st.Notices) != 1 || st.Notices[0].Pending[0] != "es" ||
+		!st.SavedAt.Equal(time.Date(2026, 11, 30, 3, 0, 0, 0, time.UTC)) {
+		t.Fatalf("legacy checkpoint read as %+v", st)
+	}
+	st.NextSeq = 4
+	if err := s.Save(st); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, LegacyFileName)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("legacy checkpoint still there after Save: %v", err)
+	}
+	if got, _, err := NewStore(dir).Load(); err != nil || !reflect.DeepEqual(got, st) {
+		t.Fatalf("after Save: %+v, %v; want %+v", got, err, st)
 	}
 }
 
@@ -106,48 +187,57 @@ func mustEnvelope(t *testing.T, state string) []byte {
 	return []byte(`{"version":1,"checksum":"` + checksum([]byte(state)) + `","state":` + state + `}`)
 }
 
-// TestCrashBeforeRename kills a child process with SIGKILL after the new
-// state is written and synced but before it is renamed into place. The
-// previous state must load intact, and the next Save must succeed.
-func TestCrashBeforeRename(t *testing.T) {
+// TestCrashDuringSave kills a child process with SIGKILL in the middle of
+// a Save: half of the new state's slot is written. The previous state
+// must load intact, and the next Save must succeed.
+func TestCrashDuringSave(t *testing.T) {
 	if dir := os.Getenv("CHECKPOINT_CRASH_DIR"); dir != "" {
 		s := NewStore(dir)
-		testHookBeforeRename = func() { syscall.Kill(os.Getpid(), syscall.SIGKILL) }
 		st := sampleState()
 		st.NextSeq = 99
+		enc, _ := Encode(st)
+		testHookBeforeWrite = func(path string, b []byte) {
+			f, err := os.OpenFile(path, os.O_WRONLY, 0)
+			if err == nil {
+				f.WriteAt(b[:len(enc)/2], 0) // half of the state
+			}
+			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		}
 		s.Save(st)
 		os.Exit(0) // not reached
 	}
-	dir := t.TempDir()
-	s := NewStore(dir)
-	want := sampleState()
-	if err := s.Save(want); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashBeforeRename$")
-	cmd.Env = append(os.Environ(), "CHECKPOINT_CRASH_DIR="+dir)
-	err := cmd.Run()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-		t.Fatalf("child did not die by SIGKILL: %v", err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, tmpPrefix)); err != nil {
-		t.Fatalf("expected the synced temp file to be left behind: %v", err)
-	}
-	got, _, err := s.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("state after crash = %+v, want previous %+v", got, want)
-	}
-	next := sampleState()
-	next.NextSeq = 100
-	if err := s.Save(next); err != nil {
-		t.Fatalf("Save after crash: %v", err)
-	}
-	if got, _, _ := s.Load(); got.NextSeq != 100 {
-		t.Fatalf("NextSeq = %d after Save, want 100", got.NextSeq)
+	for _, saves := range []int{1, 2, 3} { // the crash in slot 1, 0, 1
+		dir := t.TempDir()
+		s := NewStore(dir)
+		want := sampleState()
+		for i := range saves {
+			want.NextSeq = uint64(3 + i)
+			if err := s.Save(want); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashDuringSave$")
+		cmd.Env = append(os.Environ(), "CHECKPOINT_CRASH_DIR="+dir)
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+			t.Fatalf("child did not die by SIGKILL: %v", err)
+		}
+		got, _, err := s.Load()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("after %d saves, state after crash = %+v, want previous %+v", saves, got, want)
+		}
+		next := sampleState()
+		next.NextSeq = 100
+		if err := s.Save(next); err != nil {
+			t.Fatalf("Save after crash: %v", err)
+		}
+		if got, _, _ := NewStore(dir).Load(); got.NextSeq != 100 {
+			t.Fatalf("NextSeq = %d after Save, want 100", got.NextSeq)
+		}
 	}
 }
 

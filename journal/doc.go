@@ -4,26 +4,40 @@
 //
 // # Format
 //
-// Each sink has one file, journal-<sink>.json, in the state directory:
+// Each sink's journal is one small state file, journal-<sink>, kept in two
+// slot files, journal-<sink>.0 and journal-<sink>.1, in the state
+// directory (format in internal/slotfile: a header with a generation,
+// the payload's length and a CRC-32C, then the payload). The payload is
+// the JSON document
 //
 //	{"version":1,"checksum":"sha256:<hex>","journal":{...}}
 //
-// The checksum covers the exact bytes of the "journal" value. A file that
-// does not decode, whose version is unknown or whose checksum does not
-// match is reported as ErrCorrupt; the agent then resumes from the
-// checkpoint alone (duplicates, never loss).
+// The checksum covers the exact bytes of the "journal" value. A journal
+// whose slots exist and none verifies, or whose payload does not decode,
+// has an unknown version or a checksum that does not match is reported as
+// ErrCorrupt; its files are moved aside and the agent then resumes from
+// the checkpoint alone (duplicates, never loss).
+//
+// Releases before the slot files kept the same JSON document in
+// journal-<sink>.json, replaced by renaming. Open reads that file when
+// there are no slots, and the first write removes it once the slot holds
+// the journal: an upgrade keeps the batch in doubt and the positions.
+// A release that predates the slot files reads neither the journals'
+// nor the checkpoint's slots: after a downgrade it finds no state and
+// reads every file again (duplicates, never loss).
 //
 // # Durability
 //
-// Every change rewrites the whole file: a temporary file in the same
-// directory, fsync, rename over the old one, fsync of the directory (see
-// internal/fsutil). A crash leaves the previous journal or the new one,
-// never a mix. The writer writes the intent of each batch that holds
-// records before the sink's first Write attempt; the delivered positions,
-// once the sink accepted it, are written with the next batch's intent, or
-// on their own when no batch is waiting (Record, Flush). A crash before
-// they are written leaves the batch in doubt, which is cut again and
-// recognised by the sink.
+// Every change replaces the journal's content whole: the slot that does
+// not hold the newest content is overwritten in place and fdatasynced
+// (no rename, no directory fsync after the slots' creation). A crash
+// leaves the previous journal or the new one, never a mix: the other slot
+// still holds the previous one. The writer writes the intent of each
+// batch that holds records before the sink's first Write attempt; the
+// delivered positions, once the sink accepted it, are written with the
+// next batch's intent, or on their own when no batch is waiting (Record,
+// Flush). A crash before they are written leaves the batch in doubt,
+// which is cut again and recognised by the sink.
 //
 // # Guarantee
 //

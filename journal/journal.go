@@ -7,14 +7,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"sync/atomic"
 	"time"
 
 	"github.com/auditrail/auditrail/checkpoint"
-	"github.com/auditrail/auditrail/internal/fsutil"
+	"github.com/auditrail/auditrail/internal/slotfile"
 )
 
 // Version is the format version Store writes and Open accepts.
@@ -100,40 +99,51 @@ type envelope struct {
 // Store is one sink's journal. Its methods other than Covered must not be
 // called concurrently: the sink's writer alone changes it.
 type Store struct {
-	path string
+	base string
+	f    *slotfile.File
 	j    Journal
 	gen  uint64
 	// dirty is set while a delivery is recorded and not written (Record).
 	dirty bool
 	// covered is the highest delivery a committed checkpoint holds.
 	covered atomic.Uint64
-	// hook, when set by a test, runs before each commit of the file.
-	hook func()
 }
 
-// Path returns the journal file of sink in dir.
-func Path(dir, sink string) string { return filepath.Join(dir, "journal-"+sink+".json") }
+// Base returns the name of sink's journal in dir: its slot files are
+// Base+".0" and Base+".1" (see doc.go).
+func Base(dir, sink string) string { return filepath.Join(dir, "journal-"+sink) }
+
+// LegacyPath returns the journal file of sink in dir as releases before
+// the slot files wrote it, replaced by renaming. Open reads it when there
+// are no slots yet; the first write removes it.
+func LegacyPath(dir, sink string) string { return Base(dir, sink) + ".json" }
 
 // Open loads sink's journal from dir. A missing file is an empty journal.
-// A file that cannot be trusted is moved aside (to <file>.corrupt-<unix
-// time>) and yields an empty journal and an error wrapping ErrCorrupt: the
-// caller logs it and resumes from the checkpoint alone.
+// A file that cannot be trusted is moved aside (its slots, or the legacy
+// file, to <file>.corrupt-<unix time>) and yields an empty journal and an
+// error wrapping ErrCorrupt: the caller logs it and resumes from the
+// checkpoint alone.
 func Open(dir, sink string, now time.Time) (*Store, error) {
-	s := &Store{path: Path(dir, sink)}
-	b, err := os.ReadFile(s.path)
-	if errors.Is(err, os.ErrNotExist) {
+	s := &Store{base: Base(dir, sink)}
+	f, b, found, err := slotfile.Open(s.base, LegacyPath(dir, sink))
+	if err != nil && !errors.Is(err, slotfile.ErrCorrupt) {
+		return nil, fmt.Errorf("read journal: %w", err)
+	}
+	s.f = f
+	if !found && err == nil {
 		return s, nil
 	}
-	if err != nil {
-		return nil, fmt.Errorf("read journal %s: %w", s.path, err)
+	var j *Journal
+	derr := fmt.Errorf("%w: %v", ErrCorrupt, err) // no slot verifies
+	if err == nil {
+		j, derr = Decode(b)
 	}
-	j, derr := Decode(b)
 	if derr != nil {
-		dst := fmt.Sprintf("%s.corrupt-%d", s.path, now.Unix())
-		if err := os.Rename(s.path, dst); err != nil {
-			return nil, fmt.Errorf("quarantine journal %s: %w", s.path, err)
+		moved, err := s.f.Quarantine(fmt.Sprintf(".corrupt-%d", now.Unix()))
+		if err != nil {
+			return nil, fmt.Errorf("quarantine journal %s: %w", s.base, err)
 		}
-		return s, fmt.Errorf("%s (moved to %s): %w", s.path, dst, derr)
+		return s, fmt.Errorf("%s (moved to %v): %w", s.base, moved, derr)
 	}
 	s.j = *j
 	for _, f := range s.j.Files {
@@ -190,11 +200,14 @@ func checksum(b []byte) string {
 // short.
 func (s *Store) Forget() error {
 	s.j = Journal{}
-	if err := os.Remove(s.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := s.f.Remove(); err != nil {
 		return fmt.Errorf("remove journal: %w", err)
 	}
-	return fsutil.SyncDir(filepath.Dir(s.path))
+	return nil
 }
+
+// Close releases the journal's files. A later write opens them again.
+func (s *Store) Close() error { return s.f.Close() }
 
 // InDoubt returns the intent whose outcome is unknown, or nil.
 func (s *Store) InDoubt() *Intent { return s.j.Intent }
@@ -265,8 +278,8 @@ func (s *Store) Flush() error {
 	return s.commit()
 }
 
-// commit drops what a committed checkpoint covers and rewrites the file
-// atomically.
+// commit drops what a committed checkpoint covers and replaces the file's
+// content (see doc.go).
 func (s *Store) commit() error {
 	c := s.covered.Load()
 	s.j.Files = slices.DeleteFunc(s.j.Files, func(f File) bool { return f.Gen <= c })
@@ -275,7 +288,7 @@ func (s *Store) commit() error {
 	if err != nil {
 		return err
 	}
-	if err := fsutil.WriteFileAtomic(s.path, b, s.hook); err != nil {
+	if err := s.f.Replace(b); err != nil {
 		return fmt.Errorf("commit journal: %w", err)
 	}
 	s.dirty = false

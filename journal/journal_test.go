@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/auditrail/auditrail/checkpoint"
+	"github.com/auditrail/auditrail/internal/slotfile"
 )
 
 // A sink resumes from the later of the checkpoint and its journal; files
@@ -72,20 +73,92 @@ func TestCoveredDeliveriesLeave(t *testing.T) {
 	}
 }
 
-// A journal that cannot be trusted is moved aside, not used.
+// A journal that cannot be trusted is moved aside, not used: both slots
+// damaged, a slot that verifies and does not decode, a legacy file that
+// does not decode.
 func TestCorruptJournalMovedAside(t *testing.T) {
-	dir := t.TempDir()
-	s, _ := Open(dir, "a", time.Now())
-	s.Delivered([]File{{File: checkpoint.File{Seq: 1, ID: "x"}, Cursor: checkpoint.Cursor{Offset: 10}}}, nil)
-	b, _ := os.ReadFile(Path(dir, "a"))
-	b[len(b)-10] ^= 1
-	os.WriteFile(Path(dir, "a"), b, 0o600)
-	s, err := Open(dir, "a", time.Now())
-	if !errors.Is(err, ErrCorrupt) || s == nil || len(s.j.Files) != 0 {
-		t.Fatalf("err %v, store %+v", err, s)
+	deliver := func(s *Store, off int64) {
+		t.Helper()
+		if _, err := s.Delivered([]File{{File: checkpoint.File{Seq: 1, ID: "x"}, Cursor: checkpoint.Cursor{Offset: off}}}, nil); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if m, _ := filepath.Glob(Path(dir, "a") + ".corrupt-*"); len(m) != 1 {
-		t.Errorf("moved aside: %v", m)
+	for name, damage := range map[string]func(t *testing.T, dir string){
+		"both slots": func(t *testing.T, dir string) {
+			s, _ := Open(dir, "a", time.Now())
+			deliver(s, 10)
+			deliver(s, 20)
+			for _, p := range slotfile.Paths(Base(dir, "a")) {
+				b, _ := os.ReadFile(p)
+				b[30] ^= 1
+				os.WriteFile(p, b, 0o600)
+			}
+		},
+		"slot payload": func(t *testing.T, dir string) {
+			f, _, _, err := slotfile.Open(Base(dir, "a"), "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if err := f.Replace([]byte(`{"version":9}`)); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"legacy file": func(t *testing.T, dir string) {
+			b, _ := Encode(&Journal{Files: []File{{File: checkpoint.File{Seq: 1, ID: "x"}, Cursor: checkpoint.Cursor{Offset: 10}, Gen: 1}}})
+			b[len(b)-10] ^= 1
+			os.WriteFile(LegacyPath(dir, "a"), b, 0o600)
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			damage(t, dir)
+			s, err := Open(dir, "a", time.Now())
+			if !errors.Is(err, ErrCorrupt) || s == nil || len(s.j.Files) != 0 {
+				t.Fatalf("err %v, store %+v", err, s)
+			}
+			if m, _ := filepath.Glob(filepath.Join(dir, "journal-a*.corrupt-*")); len(m) == 0 {
+				t.Errorf("nothing moved aside")
+			}
+			// The journal works on.
+			deliver(s, 30)
+			if again, err := Open(dir, "a", time.Now()); err != nil || len(again.j.Files) != 1 || again.j.Files[0].Cursor.Offset != 30 {
+				t.Fatalf("after the corrupt journal: %+v, %v", again, err)
+			}
+		})
+	}
+}
+
+// A journal written by a release before the slot files (one file replaced
+// by renaming) is read at start; the first write replaces it by the slots.
+func TestLegacyJournalIsRead(t *testing.T) {
+	dir := t.TempDir()
+	legacy, err := os.ReadFile(filepath.Join("testdata", "journal-s3.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(LegacyPath(dir, "s3"), legacy, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(dir, "s3", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := s.InDoubt()
+	if in == nil || in.Records != 1000 || len(in.Segments) != 1 || in.Segments[0].End != 4194304 || len(in.Made) != 1 ||
+		len(s.j.Files) != 1 || s.j.Files[0].Cursor.Offset != 2097152 || s.Gen() != 1 {
+		t.Fatalf("legacy journal read as %+v, intent %+v", s.j, in)
+	}
+	in.Cut = in.Cut.Add(time.Second)
+	if err := s.Intend(in); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(LegacyPath(dir, "s3")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("legacy journal still there after a write: %v", err)
+	}
+	again, err := Open(dir, "s3", time.Now())
+	if err != nil || again.InDoubt() == nil || !again.InDoubt().Cut.Equal(in.Cut) || len(again.j.Files) != 1 {
+		t.Fatalf("after the first write: %+v, %v", again, err)
 	}
 }
 

@@ -75,6 +75,7 @@ fuzz FuzzValid 300000x ./internal/ocsf
 fuzz FuzzAppend 100000x ./internal/ocsf
 fuzz FuzzDecode 300000x ./checkpoint
 fuzz FuzzDecode 300000x ./journal
+fuzz FuzzParse 300000x ./internal/slotfile
 fuzz FuzzFramer 20000x ./agent/internal/framer
 fuzz FuzzRecords 5000x ./agent
 

@@ -6,8 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
-	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -98,9 +96,7 @@ func TestVerifyNamesEveryTampering(t *testing.T) {
 	put(bySeq["6"], body7, meta7)
 	put(bySeq["7"], body6, meta6)
 	// The state directory lost: the next object starts a new epoch.
-	if err := os.Remove(filepath.Join(cfg.StateDir, "s3-chain-s3.json")); err != nil {
-		t.Fatal(err)
-	}
+	s3test.RemoveChainState(t, cfg)
 	s3test.WriteBatches(t, s3test.NewSink(t, cfg), off, 1)
 
 	rep := verify(t, cfg, Options{})

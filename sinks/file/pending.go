@@ -9,7 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/auditrail/auditrail/internal/fsutil"
+	"github.com/auditrail/auditrail/internal/slotfile"
 )
 
 // pending is the append in progress, recorded durably before it starts:
@@ -23,32 +23,39 @@ type pending struct {
 	End  int64  `json:"end"`
 }
 
-func pendingPath(dir, name string) string {
-	return filepath.Join(dir, ".auditrail-"+name+".pending.json")
+// pendingBase returns the name of the state file that records the sink's
+// appends: its slots are that name followed by .0 and .1.
+func pendingBase(dir, name string) string {
+	return filepath.Join(dir, ".auditrail-"+name+".pending")
 }
 
-// loadPending returns the append recorded by the last run, or nil. A state
-// that does not decode is taken as none: the batch in doubt is then
-// appended again (a duplicate, never a loss).
-func loadPending(path string) (*pending, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+// legacyPendingPath is where releases before the slot files recorded the
+// append, replaced by renaming.
+func legacyPendingPath(dir, name string) string { return pendingBase(dir, name) + ".json" }
+
+// loadPending opens the state file of the sink name in dir and returns
+// the append recorded by the last run, or nil. A state that cannot be
+// read whole or does not decode is taken as none: the batch in doubt is
+// then appended again (a duplicate, never a loss).
+func loadPending(dir, name string) (*slotfile.File, *pending, error) {
+	f, b, found, err := slotfile.Open(pendingBase(dir, name), legacyPendingPath(dir, name))
+	if errors.Is(err, slotfile.ErrCorrupt) {
+		return f, nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
+		return nil, nil, err
 	}
 	var p pending
-	if json.Unmarshal(b, &p) != nil || p.File == "" || filepath.Base(p.File) != p.File || p.Size < 0 || p.End < p.Size {
-		return nil, nil
+	if !found || json.Unmarshal(b, &p) != nil || p.File == "" || filepath.Base(p.File) != p.File || p.Size < 0 || p.End < p.Size {
+		return f, nil, nil
 	}
-	return &p, nil
+	return f, &p, nil
 }
 
 // record commits p before its append.
 func (s *Sink) record(p pending) error {
 	b, _ := json.Marshal(p)
-	if err := fsutil.WriteFileAtomic(pendingPath(s.cfg.Directory, s.name), b, nil); err != nil {
+	if err := s.pending.Replace(b); err != nil {
 		return fmt.Errorf("file sink %s: record append: %w", s.name, err)
 	}
 	return nil

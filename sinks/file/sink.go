@@ -5,9 +5,14 @@
 // that they sort by creation. Every run of the agent starts a new file. A
 // batch is acknowledged only after it is written and fsynced.
 //
-// Before each append the sink records, atomically (temporary file, fsync,
-// rename, fsync of the directory), the file and its size before and after
-// the append, in .auditrail-<sink>.pending.json in the directory. After a
+// Before each append the sink records, durably, the file and its size
+// before and after the append, in the state file .auditrail-<sink>.pending
+// in the directory: two slot files, .auditrail-<sink>.pending.0 and .1,
+// written in turn (pwrite, fdatasync; format in internal/slotfile), each
+// with a generation and a CRC-32C, so that a crash leaves the previous
+// record or the new one. Releases before the slot files kept it in
+// .auditrail-<sink>.pending.json, replaced by renaming: it is read when
+// there are no slots, and the first append removes it. After a
 // crash the agent writes the batch it had in doubt again, cut exactly as
 // before (see package journal); the sink then finds it whole at the
 // recorded place and does not append it again, or finds a torn part of it
@@ -28,6 +33,7 @@ import (
 
 	"github.com/auditrail/auditrail/internal/fsutil"
 	"github.com/auditrail/auditrail/internal/ocsf"
+	"github.com/auditrail/auditrail/internal/slotfile"
 	"github.com/auditrail/auditrail/sinks"
 )
 
@@ -46,6 +52,8 @@ type Sink struct {
 	// inDoubt is the append the last run recorded, settled by the first
 	// Write (see reconcile).
 	inDoubt *pending
+	// pending is the state file that records each append before it.
+	pending *slotfile.File
 }
 
 // New returns a file sink, creating its directory. The directory and its
@@ -68,11 +76,11 @@ func New(name string, cfg Config) (*Sink, error) {
 			return nil, fmt.Errorf("file sink %s: make %s private: %w", name, f, err)
 		}
 	}
-	p, err := loadPending(pendingPath(cfg.Directory, name))
+	pf, p, err := loadPending(cfg.Directory, name)
 	if err != nil {
 		return nil, fmt.Errorf("file sink %s: %w", name, err)
 	}
-	return &Sink{name: name, cfg: cfg, now: time.Now, inDoubt: p}, nil
+	return &Sink{name: name, cfg: cfg, now: time.Now, inDoubt: p, pending: pf}, nil
 }
 
 // Name implements sinks.Sink.
@@ -201,6 +209,7 @@ func Files(dir string) ([]string, error) {
 
 // Close implements sinks.Sink.
 func (s *Sink) Close(context.Context) error {
+	s.pending.Close()
 	if s.f == nil {
 		return nil
 	}

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/auditrail/auditrail/internal/fsutil"
+	"github.com/auditrail/auditrail/internal/slotfile"
 )
 
 // Object metadata of the hash chain. Every object a sink uploads names its
@@ -85,24 +85,37 @@ type pendingObject struct {
 // atomically, so a restart continues the chain; without its file a new
 // epoch starts and says so.
 type chain struct {
-	path  string // empty: not persisted (tests, --once without state)
+	path  string // the state file's name; empty: not persisted (tests, --once without state)
+	f     *slotfile.File
 	id    string
 	st    chainState
 	start string // reason for a new epoch, until its first object
 }
 
+// chainPath returns the name of the chain state file of sink: its slots
+// are that name followed by .0 and .1 (see doc.go).
 func chainPath(stateDir, sink string) string {
 	if stateDir == "" {
 		return ""
 	}
-	return filepath.Join(stateDir, "s3-chain-"+sink+".json")
+	return filepath.Join(stateDir, "s3-chain-"+sink)
 }
+
+// legacyChainPath is the file releases before the slot files kept the
+// state in, replaced by renaming: read when there are no slots.
+func legacyChainPath(path string) string { return path + ".json" }
 
 func loadChain(path, id string, now time.Time) (*chain, error) {
 	c := &chain{path: path, id: id}
 	if path != "" {
-		b, err := os.ReadFile(path)
+		f, b, found, err := slotfile.Open(path, legacyChainPath(path))
+		c.f = f
+		if err == nil && !found {
+			err = os.ErrNotExist
+		}
 		switch {
+		case errors.Is(err, slotfile.ErrCorrupt):
+			c.start = StartUnreadable
 		case err == nil:
 			switch {
 			case json.Unmarshal(b, &c.st) != nil || c.st.Epoch == "" || c.st.Seq < 0 || c.st.Seq == 0 && c.st.Start == "":
@@ -196,10 +209,17 @@ func (c *chain) persist() error {
 	}
 	c.st.Chain = c.id
 	b, _ := json.Marshal(c.st)
-	if err := fsutil.WriteFileAtomic(c.path, b, nil); err != nil {
+	if err := c.f.Replace(b); err != nil {
 		return fmt.Errorf("persist chain state: %w", err)
 	}
 	return nil
+}
+
+// close releases the state file; a later persist opens it again.
+func (c *chain) close() {
+	if c.f != nil {
+		c.f.Close()
+	}
 }
 
 // advance records the object with meta (as sent, or as found in S3) as the

@@ -57,7 +57,7 @@ func writeChainForever(path string) {
 // never a new epoch), at the last state persisted or the one before, and it
 // keeps counting up from there.
 func TestChainStateSurvivesKill(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "s3-chain-s3.json")
+	path := filepath.Join(t.TempDir(), "s3-chain-s3")
 	rng := rand.New(rand.NewPCG(1, 2))
 	var epoch string
 	var last int64
@@ -118,7 +118,7 @@ func waitWriting(t *testing.T, path string, seq int64) {
 // reason it started for, instead of calling the state unreadable and
 // starting another epoch (a chain-restart finding nobody caused).
 func TestKilledBeforeFirstUploadKeepsTheEpoch(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "s3-chain-s3.json")
+	path := filepath.Join(t.TempDir(), "s3-chain-s3")
 	now := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
 	c, err := loadChain(path, "n/s3", now)
 	if err != nil {

@@ -3,8 +3,6 @@ package s3_test
 import (
 	"context"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"testing"
 
 	s3sink "github.com/auditrail/auditrail/sinks/s3"
@@ -16,12 +14,8 @@ import (
 // give the next object, whatever its key, the same sequence number.
 func TestCrashAfterUploadDoesNotForkTheChain(t *testing.T) {
 	cfg := s3test.ChainConfig(t, "crash")
-	state := filepath.Join(cfg.StateDir, "s3-chain-s3.json")
 	off := s3test.WriteBatches(t, s3test.NewSink(t, cfg), 0, 2)
-	before, err := os.ReadFile(state)
-	if err != nil {
-		t.Fatal(err)
-	}
+	before := s3test.ChainState(t, cfg)
 	s := s3test.NewSink(t, cfg)
 	b := sinktest.Batch(sinktest.File(1), off, sinktest.Events(int(off), 30, 7)...)
 	if err := s.Write(context.Background(), b); err != nil {
@@ -33,9 +27,7 @@ func TestCrashAfterUploadDoesNotForkTheChain(t *testing.T) {
 	json.Unmarshal(before, &st)
 	st.Pending = &s3sink.PendingObject{Key: s.Chain().Key, Seq: 3, SHA256: s.Chain().SHA256}
 	rolled, _ := json.Marshal(st)
-	if err := os.WriteFile(state, rolled, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	s3test.SetChainState(t, cfg, rolled)
 	// After the restart the agent re-reads more than before: another key.
 	bigger := sinktest.Batch(sinktest.File(1), off, sinktest.Events(int(off), 45, 7)...)
 	if err := s3test.NewSink(t, cfg).Write(context.Background(), bigger); err != nil {

@@ -126,7 +126,7 @@
 // no usable state (see Chain state):
 //
 //	no-state          no state file: the first start, or the state directory was lost (StartNoState)
-//	unreadable-state  the file does not decode, or holds no epoch (StartUnreadable)
+//	unreadable-state  no slot verifies, or the state does not decode or holds no epoch (StartUnreadable)
 //	renamed           the file holds the chain of another node or sink name (StartRenamed)
 //
 // Every upload, the closing object and a batch under a collision key
@@ -138,8 +138,11 @@
 //
 // # Chain state
 //
-// The chain's head is kept in <stateDir>/s3-chain-<sink>.json (the agent's
-// stateDir), a JSON object:
+// The chain's head is kept in the state file <stateDir>/s3-chain-<sink>
+// (the agent's stateDir), in two slot files s3-chain-<sink>.0 and
+// s3-chain-<sink>.1 (format in internal/slotfile: a header with a
+// generation, the payload's length and a CRC-32C; the newest slot that
+// verifies holds the state). The payload is a JSON object:
 //
 //	chain    "<node>/<sink>"; a file of another chain starts a new chain (renamed)
 //	epoch    the current epoch
@@ -151,10 +154,14 @@
 //
 // It is written before every upload (with pending) and after it (the object
 // as the chain's last, pending cleared), and when a pending upload is
-// settled or given up because its key holds another object. Each write replaces the file whole: a temporary file
-// .s3-chain-<sink>.json.tmp in the same directory (mode 0600, the directory
-// 0700), fsync, rename over the file, fsync of the directory. After a crash
-// the file is the old state or the new one. At the next start a pending
+// settled or given up because its key holds another object. Each write
+// replaces the state whole: the slot that does not hold the newest state
+// is overwritten in place and fdatasynced (mode 0600, the directory 0700;
+// no rename). After a crash the state is the old one or the new one: the
+// other slot still holds the old one. Slots that exist and none verifies
+// are an unreadable state. Releases before the slot files kept the same
+// JSON object in s3-chain-<sink>.json, replaced by renaming: it is read
+// when there are no slots, and the first write removes it. At the next start a pending
 // upload is looked for at its key before anything else is uploaded: an
 // object there with the recorded sha256 becomes the chain's last, otherwise
 // its sequence number is used again, so the chain does not fork. A state of

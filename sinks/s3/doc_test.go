@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -30,7 +29,7 @@ func TestDocumentedFormat(t *testing.T) {
 	if err := s.Write(context.Background(), b); err != nil {
 		t.Fatal(err)
 	}
-	assertDocumentedState(t, filepath.Join(cfg.StateDir, "s3-chain-s3.json"), 1)
+	assertDocumentedState(t, cfg, 1)
 	if err := s.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +37,7 @@ func TestDocumentedFormat(t *testing.T) {
 	if !regexp.MustCompile(`^\d{8}T\d{6}Z-[0-9a-f]{8}$`).MatchString(epoch) {
 		t.Errorf("epoch %q, documented as <UTC start>-<8 hex digits>", epoch)
 	}
-	assertDocumentedState(t, filepath.Join(cfg.StateDir, "s3-chain-s3.json"), 2)
+	assertDocumentedState(t, cfg, 2)
 
 	c := srvClient(t, cfg)
 	objs := objects(t, c, cfg.Bucket)
@@ -133,12 +132,9 @@ func assertDocumentedMetadata(t *testing.T, key string, meta map[string]string, 
 }
 
 // assertDocumentedState checks the chain state file against doc.go.
-func assertDocumentedState(t *testing.T, path string, seq int) {
+func assertDocumentedState(t *testing.T, cfg s3sink.Config, seq int) {
 	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := s3test.ChainState(t, cfg)
 	var st map[string]any
 	if err := json.Unmarshal(b, &st); err != nil {
 		t.Fatal(err)
@@ -147,11 +143,13 @@ func assertDocumentedState(t *testing.T, path string, seq int) {
 		!strings.HasSuffix(st["key"].(string), ".ndjson.zst") || st["pending"] != nil || st["start"] != nil || len(st) != 5 {
 		t.Errorf("chain state after object %d: %s", seq, b)
 	}
-	fi, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fi.Mode().Perm() != 0o600 {
-		t.Errorf("chain state file mode %v, want 0600", fi.Mode())
+	for _, p := range s3test.ChainStatePaths(cfg) {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("chain state file %s mode %v, want 0600", p, fi.Mode())
+		}
 	}
 }

@@ -3,8 +3,6 @@ package s3_test
 import (
 	"context"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -36,7 +34,6 @@ func TestBatchCutAgainIsOneObject(t *testing.T) {
 			}
 			t.Run(name, func(t *testing.T) {
 				cfg := s3test.ChainConfig(t, "recut")
-				state := filepath.Join(cfg.StateDir, "s3-chain-s3.json")
 				off := s3test.WriteBatches(t, s3test.NewSink(t, cfg), 0, 2)
 				b := sinktest.Batch(sinktest.File(1), off, sinktest.Events(int(off), 30, 7)...)
 				if notice {
@@ -44,10 +41,7 @@ func TestBatchCutAgainIsOneObject(t *testing.T) {
 						File: &sinks.FileRef{ID: "heartbeat-20261130T030000.000000000Z-0a0b0c0d0e0f"}}}, Bytes: len(hb)}
 				}
 				b.Cut = cut
-				before, err := os.ReadFile(state)
-				if err != nil {
-					t.Fatal(err)
-				}
+				before := s3test.ChainState(t, cfg)
 				s := s3test.NewSink(t, cfg)
 				if tc.crash != "not uploaded" {
 					if err := s.Write(context.Background(), b); err != nil {
@@ -65,9 +59,7 @@ func TestBatchCutAgainIsOneObject(t *testing.T) {
 						st.Pending.SHA256 = s.Chain().SHA256
 					}
 					rolled, _ := json.Marshal(st)
-					if err := os.WriteFile(state, rolled, 0o600); err != nil {
-						t.Fatal(err)
-					}
+					s3test.SetChainState(t, cfg, rolled)
 				}
 				time.Sleep(10 * time.Millisecond) // now moves on
 				if err := s3test.NewSink(t, cfg).Write(context.Background(), b); err != nil {

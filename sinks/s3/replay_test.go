@@ -3,8 +3,6 @@ package s3_test
 import (
 	"context"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -39,7 +37,6 @@ func TestReplayIsSettledByContent(t *testing.T) {
 			} else {
 				b = sinktest.Batch(sinktest.File(1), 0, lines(0)...)
 			}
-			state := filepath.Join(cfg.StateDir, "s3-chain-s3.json")
 			first := s3test.NewSink(t, cfg)
 			if err := first.Write(context.Background(), b); err != nil {
 				t.Fatal(err)
@@ -48,8 +45,8 @@ func TestReplayIsSettledByContent(t *testing.T) {
 			// without a pending record): the replay alone must put the
 			// chain back.
 			var st s3sink.ChainState
-			raw, err := os.ReadFile(state)
-			if err != nil || json.Unmarshal(raw, &st) != nil {
+			raw := s3test.ChainState(t, cfg)
+			if err := json.Unmarshal(raw, &st); err != nil {
 				t.Fatalf("chain state: %v %s", err, raw)
 			}
 			again := s3test.NewSink(t, cfg)

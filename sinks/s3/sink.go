@@ -348,6 +348,7 @@ func (s *Sink) Close(ctx context.Context) error {
 	s.closed = true
 	defer s.scanner.Close()
 	defer s.enc.close()
+	defer s.chain.close()
 	if s.chain.st.Seq == 0 {
 		return nil
 	}

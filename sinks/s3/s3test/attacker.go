@@ -7,8 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io"
-	"os"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -146,9 +144,7 @@ func (a *Attacker) RewriteSuffix(from int64) {
 		st.Epoch, st.Seq, st.SHA256, st.Key = m.Epoch, seq, prev, keys[seq]
 	}
 	b, _ := json.Marshal(st)
-	if err := os.WriteFile(filepath.Join(a.cfg.StateDir, "s3-chain-s3.json"), b, 0o600); err != nil {
-		a.t.Fatal(err)
-	}
+	SetChainState(a.t, a.cfg, b)
 }
 
 // DeleteTail puts a delete marker on the chain's last objects, from seq
