@@ -87,6 +87,7 @@ func TestSinkOutages(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(outage(t) / 2)
+	s.DumpIfBehind("s3", down, time.Now().Add(-5*time.Second))
 	up = time.Now()
 	if _, _, err := s.Srv.Kafka.AddNode(node, port); err != nil {
 		t.Fatal(err)

@@ -13,12 +13,16 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/auditrail/auditrail/internal/testproc"
 	"github.com/auditrail/auditrail/verify"
@@ -35,6 +39,7 @@ type Scenario struct {
 	Config   string
 	AgentLog string
 	Metrics  string // the agent's /metrics URL
+	Pprof    string // the agent's /debug/pprof/ URL
 	W        *Writer
 	Agent    *Agent
 	Sinks    map[string]*Tracker
@@ -55,14 +60,15 @@ func NewScenario(t *testing.T, wc WriterConfig) *Scenario {
 	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
+	addr, pprofAddr := freeAddr(t), freeAddr(t)
 	s.Metrics = "http://" + addr + "/metrics"
+	s.Pprof = "http://" + pprofAddr + "/debug/pprof/"
 	archive := filepath.Join(root, "archive")
 	if err := srv.WriteConfig(s.Config, s.Live, filepath.Join(root, "state"), archive); err != nil {
 		t.Fatal(err)
 	}
 	f, _ := os.OpenFile(s.Config, os.O_APPEND|os.O_WRONLY, 0)
-	fmt.Fprintf(f, "http: {address: %q}\n", addr)
+	fmt.Fprintf(f, "http: {address: %q, pprof: true, pprofAddress: %q}\n", addr, pprofAddr)
 	f.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -254,20 +260,34 @@ func (s *Scenario) AssertNoDuplicates(rs []Result) {
 // (but the last 5 s of it) reached the other sinks before it came back,
 // but for the sinks in busy: slowed down by faults of their own for the
 // whole run, they are judged by their lag (AssertLagUnder) instead.
+//
+// A tracker may be behind what its server holds (the S3 tracker lists
+// and reads objects in the test process, which -race slows down several
+// times), so the check first gives the trackers up to settleTimeout to
+// see the events, then judges by when each event was first seen: for S3
+// and Elasticsearch the server's time of storing it, for Kafka and the
+// file sink the time the tracker read it, never earlier than the
+// delivery. Waiting therefore never makes a late delivery look on time.
 func (s *Scenario) AssertKeptUp(down string, from, to time.Time, busy ...string) {
 	s.T.Helper()
-	n := 0
-	late := map[string]int{}
+	var keys []string
 	for k, wt := range s.W.Written() {
-		if wt.Before(from) || wt.After(to.Add(-5*time.Second)) {
-			continue
+		if !wt.Before(from) && !wt.After(to.Add(-5*time.Second)) {
+			keys = append(keys, k)
 		}
-		n++
-		for name, tr := range s.Sinks {
-			if name == down || slices.Contains(busy, name) {
-				continue
-			}
-			if f, ok := tr.FirstSeen(k); !ok || f.After(to) {
+	}
+	n := len(keys)
+	var judged []string
+	for name := range s.Sinks {
+		if name != down && !slices.Contains(busy, name) {
+			judged = append(judged, name)
+		}
+	}
+	s.settle(judged, keys)
+	late := map[string]int{}
+	for _, k := range keys {
+		for _, name := range judged {
+			if f, ok := s.Sinks[name].FirstSeen(k); !ok || f.After(to) {
 				late[name]++
 			}
 		}
@@ -277,7 +297,105 @@ func (s *Scenario) AssertKeptUp(down string, from, to time.Time, busy ...string)
 	}
 	for name, c := range late {
 		s.T.Errorf("%s down: %d of %d events written meanwhile reached %s only after %s was back", down, c, n, name, down)
+		if name == "s3" {
+			s.logStored(from)
+		}
 	}
+}
+
+// settleTimeout bounds how long AssertKeptUp waits for the trackers to
+// see what their servers hold.
+const settleTimeout = time.Minute
+
+// settle waits until the trackers of sinks have seen every one of keys,
+// or settleTimeout passed.
+func (s *Scenario) settle(sinks, keys []string) {
+	deadline := time.Now().Add(settleTimeout)
+	for _, name := range sinks {
+		for _, k := range keys {
+			for {
+				if _, ok := s.Sinks[name].FirstSeen(k); ok || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+	}
+}
+
+// DumpIfBehind saves the agent's goroutines when sink has not received
+// every event written from from to to, so that what its reader and
+// writer wait on is seen while it is behind: into AUDITRAIL_E2E_KEEP_LOGS
+// if set, else into the test's log. It reports whether sink was behind.
+func (s *Scenario) DumpIfBehind(sink string, from, to time.Time) bool {
+	s.T.Helper()
+	behind, n := 0, 0
+	for k, wt := range s.W.Written() {
+		if wt.Before(from) || wt.After(to) {
+			continue
+		}
+		n++
+		if _, ok := s.Sinks[sink].FirstSeen(k); !ok {
+			behind++
+		}
+	}
+	if behind == 0 {
+		return false
+	}
+	s.T.Logf("%s has %d of the %d events written from %s to %s not yet", sink, behind, n, from.Format("15:04:05"), to.Format("15:04:05"))
+	if sink == "s3" {
+		s.logStored(from)
+	}
+	var own bytes.Buffer
+	pprof.Lookup("goroutine").WriteTo(&own, 2)
+	s.keep(sink+"-behind.test.goroutines", own.Bytes())
+	res, err := http.Get(s.Pprof + "goroutine?debug=2")
+	if err != nil {
+		s.T.Logf("goroutine dump: %v", err)
+		return true
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	s.keep(sink+"-behind.agent.goroutines", b)
+	return true
+}
+
+// keep writes b, a diagnostic, into AUDITRAIL_E2E_KEEP_LOGS if set, else
+// into the test's log.
+func (s *Scenario) keep(what string, b []byte) {
+	if dir := os.Getenv("AUDITRAIL_E2E_KEEP_LOGS"); dir != "" {
+		p := filepath.Join(dir, fmt.Sprintf("%s.%s.%s", strings.ReplaceAll(s.T.Name(), "/", "_"), time.Now().Format("150405"), what))
+		if err := os.WriteFile(p, b, 0o644); err == nil {
+			s.T.Logf("%s kept in %s", what, p)
+			return
+		}
+	}
+	s.T.Logf("%s:\n%s", what, b)
+}
+
+// logStored logs the objects MinIO stored since from, listed apart from
+// the S3 tracker: whether the agent is behind, or the tracker.
+func (s *Scenario) logStored(from time.Time) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c := s.Srv.MinIO.Client()
+	p := s3.NewListObjectsV2Paginator(c, &s3.ListObjectsV2Input{Bucket: aws.String(s.Srv.Bucket)})
+	var stored []string
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			s.T.Logf("list the bucket: %v", err)
+			return
+		}
+		for _, o := range page.Contents {
+			if o.LastModified != nil && o.LastModified.After(from) {
+				stored = append(stored, o.LastModified.Format("15:04:05.000"))
+			}
+		}
+	}
+	slices.Sort(stored)
+	s.T.Logf("MinIO holds %d objects stored since %s: %v", len(stored), from.Format("15:04:05.000"), stored)
+	s.T.Logf("the S3 tracker: %v", s.Srv.S3Watched())
 }
 
 // AssertLagUnder checks that the p99 of the lag of sink, for the events

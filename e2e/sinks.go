@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"maps"
@@ -44,6 +45,9 @@ type Servers struct {
 	// and kube-apiserver writes both before any body, and decoding every
 	// record three times would cost more CPU than the agent.
 	Trusted bool
+
+	s3mu sync.Mutex
+	s3w  S3Watch
 }
 
 // StartServers starts MinIO with an Object Lock bucket, the ES test server
@@ -375,33 +379,71 @@ func (s *Servers) Watch(ctx context.Context, t miniotest.TB) (s3t, est, kt *Trac
 	return
 }
 
+// S3Watch is what the S3 tracker did, for diagnostics.
+type S3Watch struct {
+	Lists, ListErrs, GetErrs int
+	Listed, Done             int // objects in the last listing, and read
+	LastList                 time.Time
+	LastErr                  string
+}
+
+func (w S3Watch) String() string {
+	return fmt.Sprintf("%d listings (%d failed), the last at %s listing %d objects; %d objects read, %d reads failed; last error: %s",
+		w.Lists, w.ListErrs, w.LastList.Format("15:04:05.000"), w.Listed, w.Done, w.GetErrs, w.LastErr)
+}
+
+// S3Watched returns what the S3 tracker did so far.
+func (s *Servers) S3Watched() S3Watch {
+	s.s3mu.Lock()
+	defer s.s3mu.Unlock()
+	return s.s3w
+}
+
+func (s *Servers) s3Stat(f func(w *S3Watch)) {
+	s.s3mu.Lock()
+	f(&s.s3w)
+	s.s3mu.Unlock()
+}
+
 func (s *Servers) watchS3(ctx context.Context, tr *Tracker) {
 	c := s.MinIO.Client()
 	dec, _ := zstd.NewReader(nil)
 	defer dec.Close()
 	done := map[string]bool{}
+	fail := func(err error, get bool) {
+		s.s3Stat(func(w *S3Watch) {
+			if get {
+				w.GetErrs++
+			} else {
+				w.ListErrs++
+			}
+			w.LastErr = err.Error()
+		})
+	}
 	for ctx.Err() == nil {
 		p := s3.NewListObjectsV2Paginator(c, &s3.ListObjectsV2Input{Bucket: aws.String(s.Bucket)})
+		listed := 0
 		for p.HasMorePages() && ctx.Err() == nil {
-			page, err := p.NextPage(ctx)
+			lctx, cancel := context.WithTimeout(ctx, s3WatchTimeout)
+			page, err := p.NextPage(lctx)
+			cancel()
 			if err != nil {
+				fail(err, false)
 				break // MinIO down: try again later
 			}
+			listed += len(page.Contents)
 			for _, o := range page.Contents {
 				if done[*o.Key] {
 					continue
 				}
-				res, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.Bucket), Key: o.Key})
+				body, err := s.getObject(ctx, c, *o.Key)
 				if err != nil {
-					continue
-				}
-				body, err := io.ReadAll(res.Body)
-				res.Body.Close()
-				if err != nil {
+					fail(err, true)
 					continue
 				}
 				raw, err := dec.DecodeAll(body, nil)
 				if err != nil {
+					fail(err, true)
 					continue
 				}
 				// When MinIO stored the object, not when it was listed.
@@ -417,8 +459,27 @@ func (s *Servers) watchS3(ctx context.Context, tr *Tracker) {
 				done[*o.Key] = true
 			}
 		}
+		s.s3Stat(func(w *S3Watch) { w.Lists, w.Listed, w.Done, w.LastList = w.Lists+1, listed, len(done), time.Now() })
 		sleep(ctx, 100*time.Millisecond)
 	}
+}
+
+// s3WatchTimeout bounds each request of the S3 tracker: a MinIO that
+// holds an answer back (restarted, on a loaded machine) must not keep the
+// tracker from the objects stored meanwhile; it tries again on its next
+// round.
+const s3WatchTimeout = 10 * time.Second
+
+// getObject reads the object at key, within s3WatchTimeout.
+func (s *Servers) getObject(ctx context.Context, c *s3.Client, key string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, s3WatchTimeout)
+	defer cancel()
+	res, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.Bucket), Key: aws.String(key)})
+	if err != nil {
+		return nil, err
+	}
+	defer res.Body.Close()
+	return io.ReadAll(res.Body)
 }
 
 // WatchFile follows the file sink's archive in dir until ctx ends,
