@@ -191,6 +191,27 @@ func snapshot(out io.Writer, dir, metricsAddr, pprofAddr, suffix string) {
 			fmt.Fprintf(out, "save %s: %v\n", s.name, err)
 		}
 	}
+	printMetrics(out, filepath.Join(dir, "metrics-"+suffix+".txt"), suffix)
+}
+
+// lagMetrics are the agent's metrics that tell a sink behind or stuck
+// from one that acknowledged everything.
+var lagMetrics = []string{"auditrail_sink_lag_bytes{", "auditrail_sink_lag_seconds{", "auditrail_sink_retries_total{",
+	"auditrail_sink_records_total{", "auditrail_sink_permanent_failures_total{", "auditrail_events_dropped_total{"}
+
+// printMetrics prints the lines of lagMetrics in the metrics file at path.
+func printMetrics(out io.Writer, path, suffix string) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		for _, m := range lagMetrics {
+			if strings.HasPrefix(l, m) {
+				fmt.Fprintf(out, "agent at %s: %s\n", suffix, l)
+			}
+		}
+	}
 }
 
 // keysLine lists up to n keys.
