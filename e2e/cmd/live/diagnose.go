@@ -98,8 +98,8 @@ func waitLate(out io.Writer, missing map[string][]string, trackers map[string]*e
 		case arrived == 0:
 			fmt.Fprintf(out, "%s: none of the %d missing events arrived within a further %v\n", name, len(keys), limit)
 		default:
-			fmt.Fprintf(out, "%s: %d of the %d missing events arrived later, the last %.1fs after the writer stopped; %d never did\n",
-				name, arrived, len(keys), last.Sub(stopped).Seconds(), len(still[name]))
+			fmt.Fprintf(out, "%s: %d of the %d missing events arrived later, the last %.1fs after the writer stopped; %d had not within a further %v\n",
+				name, arrived, len(keys), last.Sub(stopped).Seconds(), len(still[name]), limit)
 		}
 	}
 	return still

@@ -197,7 +197,7 @@ func diagnose(dir string, srv *e2e.Servers, w writer, trackers map[string]*e2e.T
 	}
 	for _, name := range sinkNames {
 		if len(still[name]) > 0 {
-			log.Printf("%s: never arrived: %s", name, keysLine(still[name], 5))
+			log.Printf("%s: still missing after the further wait: %s", name, keysLine(still[name], 5))
 		}
 	}
 }
