@@ -15,6 +15,14 @@
 // per sink the p99 of append → acknowledged (the writer's return to the
 // object's Last-Modified in MinIO, the document's creation in the test
 // server, a consumer receiving it from Kafka) and the events lost.
+//
+// When not every event is in every sink within -wait (2 minutes) of the writer
+// stopping, it prints on stderr, per sink, how many are missing and the
+// first few with when and at which offset they were written, saves the
+// agent's metrics and goroutines, asks a new Kafka consumer whether the
+// brokers hold the ones Kafka's tracker lacks, keeps waiting up to -late
+// and says when they arrived, and keeps the run's directory (agent log,
+// state, config, the servers' data) with -keep-on-failure.
 package main
 
 import (
@@ -42,6 +50,9 @@ func main() {
 	cpuProfile := flag.String("cpuprofile", "", "have the agent write a CPU profile of the run here")
 	header := flag.Bool("header", false, "print the column names first")
 	corpus := flag.String("corpus", "", "append the lines of this corpus (a directory of audit.log and its backups, see gencorpus) through lumberjack instead of generating events with kube-apiserver's backend, which costs more CPU than the agent at high rates")
+	keep := flag.Bool("keep-on-failure", true, "keep the run's directory when events are missing")
+	wait := flag.Duration("wait", 2*time.Minute, "how long after the writer stops every event must be in every sink")
+	late := flag.Duration("late", 3*time.Minute, "how much longer to wait for events missing after -wait")
 	flag.Parse()
 	if *bin == "" {
 		log.Fatal("-bin is required")
@@ -53,7 +64,14 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer os.RemoveAll(dir)
+	failed := false
+	defer func() {
+		if failed && *keep {
+			log.Printf("kept the run's directory %s", dir)
+			return
+		}
+		os.RemoveAll(dir)
+	}()
 	r := &e2e.Runner{Dir: dir}
 	defer r.Close()
 	srv := e2e.StartServers(r)
@@ -63,7 +81,15 @@ func main() {
 		r.Fatal(err)
 	}
 	cfg := filepath.Join(dir, "auditrail.yaml")
-	if err := writeConfig(cfg, srv, live, filepath.Join(dir, "state")); err != nil {
+	metricsAddr, err := freePort()
+	if err != nil {
+		r.Fatal(err)
+	}
+	pprofAddr, err := freePort()
+	if err != nil {
+		r.Fatal(err)
+	}
+	if err := writeConfig(cfg, srv, live, filepath.Join(dir, "state"), metricsAddr, pprofAddr); err != nil {
 		r.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -99,12 +125,17 @@ func main() {
 	wrote := time.Since(start)
 	w.Close()
 	written := w.Written()
-	drained := waitDelivered(written, trackers, 2*time.Minute)
+	drained := waitDelivered(written, trackers, *wait)
 	cpu1, err := cpuTime(a.Pid())
 	if err != nil {
 		r.Fatal(err)
 	}
 	wall := time.Since(start)
+	if !drained {
+		failed = true
+		log.Printf("not every event arrived in every sink within %v of the writer stopping", *wait)
+		diagnose(dir, srv, w, trackers, start, start.Add(wrote), metricsAddr, pprofAddr, *late)
+	}
 	if err := a.Stop(); err != nil {
 		log.Printf("agent exit: %v", err)
 	}
@@ -124,8 +155,50 @@ func main() {
 	}
 	row = append(row, strconv.Itoa(lost))
 	fmt.Println(strings.Join(row, "\t"))
-	if !drained {
-		log.Printf("not every event arrived in every sink within 2 minutes of the writer stopping")
+}
+
+// diagnose reports the events missing at the deadline, saves what the
+// agent shows of itself, and waits up to late for the missing events.
+func diagnose(dir string, srv *e2e.Servers, w writer, trackers map[string]*e2e.Tracker, start, stopped time.Time,
+	metricsAddr, pprofAddr string, late time.Duration) {
+	written := w.Written()
+	missing := missingKeys(written, trackers)
+	report(os.Stderr, missing, written, w, start, stopped)
+	snapshot(os.Stderr, dir, metricsAddr, pprofAddr, "deadline")
+	if keys := missing["kafka"]; len(keys) > 0 {
+		found, err := kafkaHas(srv.Kafka.ListenAddrs(), srv.Topic, keys, 10*time.Second, time.Minute)
+		if err != nil {
+			log.Printf("kafka: read again: %v", err)
+		} else {
+			var last time.Time
+			for _, ts := range found {
+				if ts.After(last) {
+					last = ts
+				}
+			}
+			msg := ""
+			if len(found) > 0 {
+				msg = fmt.Sprintf(", the last produced %.1fs after the writer stopped", last.Sub(stopped).Seconds())
+			}
+			log.Printf("kafka: a new consumer finds %d of the %d missing events in the brokers%s", len(found), len(keys), msg)
+		}
+	}
+	still := waitLate(os.Stderr, missing, trackers, stopped, late)
+	snapshot(os.Stderr, dir, metricsAddr, pprofAddr, "late")
+	var b strings.Builder
+	for _, name := range sinkNames {
+		for _, k := range missing[name] {
+			_, ok := trackers[name].FirstSeen(k)
+			fmt.Fprintf(&b, "%s\t%s\t%s\t%s\tarrived=%v\n", name, k, written[k].Format(time.RFC3339Nano), where(w, k), ok)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "missing.txt"), []byte(b.String()), 0o644); err != nil {
+		log.Print(err)
+	}
+	for _, name := range sinkNames {
+		if len(still[name]) > 0 {
+			log.Printf("%s: still missing after the further wait: %s", name, keysLine(still[name], 5))
+		}
 	}
 }
 
@@ -225,11 +298,12 @@ func statCPU(s string) (time.Duration, error) {
 
 // writeConfig writes the agent's config: the three network sinks at
 // their default batch sizes, every flush interval 1 s.
-func writeConfig(path string, s *e2e.Servers, auditLog, stateDir string) error {
+func writeConfig(path string, s *e2e.Servers, auditLog, stateDir, metricsAddr, pprofAddr string) error {
 	cfg := strings.Join([]string{
 		"auditLogPath: " + auditLog,
 		"stateDir: " + stateDir,
 		"log: {level: warn}",
+		"http: {address: \"" + metricsAddr + "\", pprof: true, pprofAddress: \"" + pprofAddr + "\"}",
 		"sinks:",
 		"  - name: s3",
 		"    type: s3",

@@ -22,6 +22,20 @@ type replay struct {
 	lj      *lumberjack.Logger
 	bytes   int64
 	written map[string]time.Time
+	// maxSize is lumberjack's MaxSize in bytes; file counts the
+	// rotations and off is the bytes in the live file, as lumberjack
+	// counts them, so that pos can say where each key was written.
+	maxSize int64
+	file    int
+	off     int64
+	pos     map[string]position
+}
+
+// position is where a line was written: in the live file after file
+// rotations, at byte off.
+type position struct {
+	file int
+	off  int64
 }
 
 func newReplay(dir, live string, maxSizeMB int) (*replay, error) {
@@ -30,7 +44,7 @@ func newReplay(dir, live string, maxSizeMB int) (*replay, error) {
 		return nil, err
 	}
 	return &replay{files: files, lj: &lumberjack.Logger{Filename: live, MaxSize: maxSizeMB, MaxBackups: 1000},
-		written: map[string]time.Time{}}, nil
+		written: map[string]time.Time{}, maxSize: int64(maxSizeMB) * 1024 * 1024, pos: map[string]position{}}, nil
 }
 
 // WriteRequest writes the corpus's next line; past its end it starts over
@@ -57,19 +71,31 @@ func (r *replay) WriteRequest() {
 		} else if err != nil {
 			panic(err)
 		}
+		n := int64(len(line))
+		if r.off+n > r.maxSize { // lumberjack rotates before this write
+			r.file, r.off = r.file+1, 0
+		}
 		if _, err := r.lj.Write(line); err != nil {
 			panic(err)
 		}
-		r.bytes += int64(len(line))
 		if k := e2e.LineKey(line); k != "" {
 			r.written[k] = time.Now()
+			r.pos[k] = position{r.file, r.off}
 		}
+		r.bytes += n
+		r.off += n
 		return
 	}
 }
 
 func (r *replay) Bytes() int64                  { return r.bytes }
 func (r *replay) Written() map[string]time.Time { return r.written }
+
+// Position returns where key was last written.
+func (r *replay) Position(key string) (position, bool) {
+	p, ok := r.pos[key]
+	return p, ok
+}
 func (r *replay) Close() error {
 	if r.in != nil {
 		r.in.Close()
