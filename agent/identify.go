@@ -195,6 +195,11 @@ func (t *tracker) attachLocked(e *entry, c *candidate) {
 		e.window = &copyWindow{copyEnd: c.size, liveEnd: e.size}
 		t.m.rotations.Inc()
 		t.logLater(slog.LevelInfo, "audit log copied and truncated", "file", e.ref.ID, "to", c.path)
+	} else if e.path == t.livePath && c.path != t.livePath {
+		// Renamed and compressed before a scan saw it under its plain
+		// name, as lumberjack does right after a rotation.
+		t.m.rotations.Inc()
+		t.logLater(slog.LevelDebug, "audit log rotated", "file", e.ref.ID, "to", c.path)
 	}
 	// A held descriptor on the uncompressed file keeps serving the same
 	// content when the file turns up compressed; otherwise read the new one.

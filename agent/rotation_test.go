@@ -743,3 +743,40 @@ func TestMalformedLinesLogged(t *testing.T) {
 		t.Errorf("the log holds the line's bytes:\n%s", logs.String())
 	}
 }
+
+// A rotation whose renamed backup is compressed and removed before a scan
+// sees it under its plain name (lumberjack gzips right after the rename)
+// is counted all the same: the live file's content turns up only as .gz.
+func TestRotationSeenOnlyCompressedIsCounted(t *testing.T) {
+	e := newEnv(t)
+	s := &recSink{name: "rec"}
+	appendLines(t, e.live, events(0, 100)...)
+	e.start(e.options(), s)
+	waitEvents(t, s, events(0, 100))
+
+	// Build the backup and the next live file elsewhere, then move each in
+	// with one rename, the next live file first as lumberjack creates it
+	// before it compresses: no scan can see the backup uncompressed.
+	tmp := t.TempDir()
+	backup := filepath.Join(tmp, filepath.Base(lumberjackName(e.dir, time.Now())))
+	data, err := os.ReadFile(e.live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(backup, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	gzipFile(t, backup)
+	next := filepath.Join(tmp, "next")
+	appendLines(t, next, events(100, 120)...)
+	if err := os.Rename(next, e.live); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(backup+".gz", filepath.Join(e.dir, filepath.Base(backup)+".gz")); err != nil {
+		t.Fatal(err)
+	}
+	waitEvents(t, s, events(0, 120))
+	eventually(t, "the rotation counted", func() bool {
+		return counterValue(t, e.reg, "auditrail_rotations_total") == 1
+	})
+}
