@@ -170,15 +170,19 @@ func (t *tracker) settleFinalLocked(e *entry, c *candidate) {
 	e.final = t.now().Sub(e.renamedAt) >= missingGrace
 }
 
+// movedLocked counts a rotation when e, last seen as the live file, is
+// found at path, another name.
+func (t *tracker) movedLocked(e *entry, path string) {
+	if e.path == t.livePath && path != t.livePath {
+		t.m.rotations.Inc()
+		t.logLater(slog.LevelDebug, "audit log rotated", "file", e.ref.ID, "to", path)
+	}
+}
+
 // refreshLocked updates e from c, found at e's inode.
 func (t *tracker) refreshLocked(e *entry, c *candidate) {
-	if c.path != e.path {
-		if e.path == t.livePath {
-			t.m.rotations.Inc()
-			t.logLater(slog.LevelDebug, "audit log rotated", "file", e.ref.ID, "to", c.path)
-		}
-		e.path = c.path
-	}
+	t.movedLocked(e, c.path)
+	e.path = c.path
 	t.settleFinalLocked(e, c)
 	if !c.gz {
 		e.size = c.size
@@ -195,11 +199,10 @@ func (t *tracker) attachLocked(e *entry, c *candidate) {
 		e.window = &copyWindow{copyEnd: c.size, liveEnd: e.size}
 		t.m.rotations.Inc()
 		t.logLater(slog.LevelInfo, "audit log copied and truncated", "file", e.ref.ID, "to", c.path)
-	} else if e.path == t.livePath && c.path != t.livePath {
-		// Renamed and compressed before a scan saw it under its plain
-		// name, as lumberjack does right after a rotation.
-		t.m.rotations.Inc()
-		t.logLater(slog.LevelDebug, "audit log rotated", "file", e.ref.ID, "to", c.path)
+	} else {
+		// Also a file renamed and compressed before a scan saw it under
+		// its plain name, as lumberjack does right after a rotation.
+		t.movedLocked(e, c.path)
 	}
 	// A held descriptor on the uncompressed file keeps serving the same
 	// content when the file turns up compressed; otherwise read the new one.
