@@ -70,6 +70,17 @@ func (s *Store) open() (b []byte, found bool, err error) {
 	return b, found, err
 }
 
+// file returns the state file, opened first if it is not open yet; one
+// that does not verify is returned too, to be replaced or quarantined.
+func (s *Store) file() (*slotfile.File, error) {
+	if s.f == nil {
+		if _, _, err := s.open(); err != nil && !errors.Is(err, slotfile.ErrCorrupt) {
+			return nil, err
+		}
+	}
+	return s.f, nil
+}
+
 // Load reads the state. A missing file yields an empty state and found ==
 // false. A file that cannot be trusted yields an error wrapping ErrCorrupt.
 func (s *Store) Load() (st *State, found bool, err error) {
@@ -162,12 +173,11 @@ func (s *Store) Save(st *State) error {
 	if err != nil {
 		return err
 	}
-	if s.f == nil {
-		if _, _, err := s.open(); err != nil && !errors.Is(err, slotfile.ErrCorrupt) {
-			return fmt.Errorf("commit checkpoint: %w", err)
-		}
+	f, err := s.file()
+	if err != nil {
+		return fmt.Errorf("commit checkpoint: %w", err)
 	}
-	if err := s.f.Replace(b); err != nil {
+	if err := f.Replace(b); err != nil {
 		return fmt.Errorf("commit checkpoint: %w", err)
 	}
 	return nil
@@ -178,12 +188,11 @@ func (s *Store) Save(st *State) error {
 // it can be inspected and a fresh state can be written. It returns the
 // new paths.
 func (s *Store) Quarantine(now time.Time) ([]string, error) {
-	if s.f == nil {
-		if _, _, err := s.open(); err != nil && !errors.Is(err, slotfile.ErrCorrupt) {
-			return nil, fmt.Errorf("quarantine checkpoint: %w", err)
-		}
+	f, err := s.file()
+	if err != nil {
+		return nil, fmt.Errorf("quarantine checkpoint: %w", err)
 	}
-	moved, err := s.f.Quarantine(fmt.Sprintf(".corrupt-%d", now.Unix()))
+	moved, err := f.Quarantine(fmt.Sprintf(".corrupt-%d", now.Unix()))
 	if err != nil {
 		return moved, fmt.Errorf("quarantine checkpoint: %w", err)
 	}
