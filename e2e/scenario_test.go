@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net"
 	"net/http"
@@ -270,12 +271,7 @@ func (s *Scenario) AssertNoDuplicates(rs []Result) {
 // delivery. Waiting therefore never makes a late delivery look on time.
 func (s *Scenario) AssertKeptUp(down string, from, to time.Time, busy ...string) {
 	s.T.Helper()
-	var keys []string
-	for k, wt := range s.W.Written() {
-		if !wt.Before(from) && !wt.After(to.Add(-5*time.Second)) {
-			keys = append(keys, k)
-		}
-	}
+	keys := slices.Collect(maps.Keys(s.writtenBetween(from, to.Add(-5*time.Second))))
 	n := len(keys)
 	var judged []string
 	for name := range s.Sinks {
@@ -301,6 +297,17 @@ func (s *Scenario) AssertKeptUp(down string, from, to time.Time, busy ...string)
 			s.logStored(from)
 		}
 	}
+}
+
+// writtenBetween returns the events written from from to to, with when.
+func (s *Scenario) writtenBetween(from, to time.Time) map[string]time.Time {
+	out := map[string]time.Time{}
+	for k, wt := range s.W.Written() {
+		if !wt.Before(from) && !wt.After(to) {
+			out[k] = wt
+		}
+	}
+	return out
 }
 
 // settleTimeout bounds how long AssertKeptUp waits for the trackers to
@@ -329,12 +336,9 @@ func (s *Scenario) settle(sinks, keys []string) {
 // if set, else into the test's log. It reports whether sink was behind.
 func (s *Scenario) DumpIfBehind(sink string, from, to time.Time) bool {
 	s.T.Helper()
-	behind, n := 0, 0
-	for k, wt := range s.W.Written() {
-		if wt.Before(from) || wt.After(to) {
-			continue
-		}
-		n++
+	window := s.writtenBetween(from, to)
+	behind, n := 0, len(window)
+	for k := range window {
 		if _, ok := s.Sinks[sink].FirstSeen(k); !ok {
 			behind++
 		}
@@ -404,10 +408,7 @@ func (s *Scenario) logStored(from time.Time) {
 func (s *Scenario) AssertLagUnder(sink string, from, to time.Time, bound time.Duration) {
 	s.T.Helper()
 	var lags []time.Duration
-	for k, wt := range s.W.Written() {
-		if wt.Before(from) || wt.After(to) {
-			continue
-		}
+	for k, wt := range s.writtenBetween(from, to) {
 		lag := time.Duration(math.MaxInt64)
 		if f, ok := s.Sinks[sink].FirstSeen(k); ok {
 			lag = f.Sub(wt)

@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -23,14 +25,10 @@ var sinkNames = []string{"s3", "es", "kafka"}
 // missingKeys returns, per sink, the written keys its tracker has not
 // seen, sorted by write time.
 func missingKeys(written map[string]time.Time, trackers map[string]*e2e.Tracker) map[string][]string {
+	all := slices.Collect(maps.Keys(written))
 	out := map[string][]string{}
 	for _, name := range sinkNames {
-		var keys []string
-		for k := range written {
-			if _, ok := trackers[name].FirstSeen(k); !ok {
-				keys = append(keys, k)
-			}
-		}
+		keys := unseen(trackers[name], all)
 		sort.Slice(keys, func(i, j int) bool { return written[keys[i]].Before(written[keys[j]]) })
 		out[name] = keys
 	}
@@ -69,24 +67,12 @@ func where(w writer, key string) string {
 // server's time for S3 and Elasticsearch, the consumer's for Kafka), or
 // how many never did.
 func waitLate(out io.Writer, missing map[string][]string, trackers map[string]*e2e.Tracker, stopped time.Time, limit time.Duration) map[string][]string {
-	deadline := time.Now().Add(limit)
-	for {
-		left := 0
-		for _, name := range sinkNames {
-			left += len(unseen(trackers[name], missing[name]))
-		}
-		if left == 0 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	still := map[string][]string{}
+	still := waitSeen(missing, trackers, limit)
 	for _, name := range sinkNames {
 		keys := missing[name]
 		if len(keys) == 0 {
 			continue
 		}
-		still[name] = unseen(trackers[name], keys)
 		var last time.Time
 		for _, k := range keys {
 			if t, ok := trackers[name].FirstSeen(k); ok && t.After(last) {
@@ -103,6 +89,24 @@ func waitLate(out io.Writer, missing map[string][]string, trackers map[string]*e
 		}
 	}
 	return still
+}
+
+// waitSeen waits until the trackers have seen every key of missing, or
+// limit passed, and returns per sink the keys they have not seen.
+func waitSeen(missing map[string][]string, trackers map[string]*e2e.Tracker, limit time.Duration) map[string][]string {
+	deadline := time.Now().Add(limit)
+	for {
+		still, left := map[string][]string{}, 0
+		for name, keys := range missing {
+			still[name] = unseen(trackers[name], keys)
+			left += len(still[name])
+		}
+		if left == 0 || time.Now().After(deadline) {
+			return still
+		}
+		missing = still
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // unseen returns the keys tr has not seen.

@@ -237,31 +237,12 @@ func write(w writer, start time.Time, mbps float64, d time.Duration) {
 // waitDelivered waits until every written event is in every sink, or
 // limit passes; it reports whether they all arrived.
 func waitDelivered(written map[string]time.Time, trackers map[string]*e2e.Tracker, limit time.Duration) bool {
-	missing := map[*e2e.Tracker][]string{}
-	for _, tr := range trackers {
-		for k := range written {
-			missing[tr] = append(missing[tr], k)
+	for _, keys := range waitSeen(missingKeys(written, trackers), trackers, limit) {
+		if len(keys) > 0 {
+			return false
 		}
 	}
-	deadline := time.Now().Add(limit)
-	for time.Now().Before(deadline) {
-		done := true
-		for tr, keys := range missing {
-			kept := keys[:0]
-			for _, k := range keys {
-				if _, ok := tr.FirstSeen(k); !ok {
-					kept = append(kept, k)
-				}
-			}
-			missing[tr] = kept
-			done = done && len(kept) == 0
-		}
-		if done {
-			return true
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return false
+	return true
 }
 
 // cpuTime returns the user and system CPU time process pid has used, from
